@@ -1,0 +1,45 @@
+/*
+ * Private to the C core: seda__ names shared across its files. Never include
+ * this from include/ or from outside Sources/CSedaCore.
+ */
+#ifndef SEDA_INTERNAL_H
+#define SEDA_INTERNAL_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "seda/notifier.h"
+
+/* Destructive interference size on every x86-64 and arm64 part we target. */
+#define SEDA__CACHELINE 64
+
+#define SEDA__LIKELY(x) __builtin_expect(!!(x), 1)
+#define SEDA__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Tell the core that this thread is spinning (PAUSE / YIELD). */
+static inline void seda__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+static inline int64_t seda__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The notifier's slow path: at least one thread is parked. */
+void seda__notifier_wake_slow(seda_notifier_t *n, int32_t count);
+
+/* Allocates `size` bytes aligned to a cache line, zeroed; NULL on failure. */
+void *seda__alloc_aligned(size_t size);
+
+#endif /* SEDA_INTERNAL_H */

@@ -1,0 +1,86 @@
+/* Version, error strings and the kernel feature probe. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <libaio.h>
+#include <liburing.h>
+
+#include "internal.h"
+#include "seda/seda.h"
+
+const char *seda_version(void)
+{
+    return SEDA_VERSION_STRING;
+}
+
+const char *seda_strerror(int code)
+{
+    if (code < 0)
+        code = -code;
+    switch (code) {
+    case 0: return "success";
+    case EAGAIN: return "queue full or empty (try again)";
+    case EPIPE: return "queue closed";
+    case EINVAL: return "invalid argument";
+    case ETIMEDOUT: return "timed wait expired";
+    case ENOMEM: return "out of memory";
+    case EINTR: return "interrupted by a signal";
+    case EBADF: return "no such file descriptor";
+    default: return strerror(code); /* glibc: thread-safe for known codes */
+    }
+}
+
+void *seda__alloc_aligned(size_t size)
+{
+    size_t rounded = (size + SEDA__CACHELINE - 1) & ~(size_t)(SEDA__CACHELINE - 1);
+    void *p = aligned_alloc(SEDA__CACHELINE, rounded);
+    if (p)
+        memset(p, 0, rounded);
+    return p;
+}
+
+static uint32_t probe_features(void)
+{
+    uint32_t f = 0;
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    if (fd >= 0) {
+        f |= SEDA_FEATURE_EPOLL;
+        close(fd);
+    }
+    fd = eventfd(0, EFD_CLOEXEC);
+    if (fd >= 0) {
+        f |= SEDA_FEATURE_EVENTFD;
+        close(fd);
+    }
+    struct io_uring ring;
+    if (io_uring_queue_init(2, &ring, 0) == 0) {
+        f |= SEDA_FEATURE_IO_URING;
+        io_uring_queue_exit(&ring);
+    }
+    io_context_t ctx = 0;
+    if (io_setup(1, &ctx) == 0) {
+        f |= SEDA_FEATURE_LIBAIO;
+        io_destroy(ctx);
+    }
+    return f;
+}
+
+uint32_t seda_features(void)
+{
+    /* Bit 31 marks "probed". Racing first calls probe twice and store the same
+     * value; relaxed suffices since the value carries no other data. */
+    static _Atomic uint32_t cached;
+    uint32_t f = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (f & (1u << 31))
+        return f & ~(1u << 31);
+    f = probe_features();
+    atomic_store_explicit(&cached, f | (1u << 31), memory_order_relaxed);
+    return f;
+}
