@@ -1,0 +1,2 @@
+/* liburing for Swift (Debian: liburing-dev). */
+#include <liburing.h>

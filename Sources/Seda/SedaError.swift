@@ -1,0 +1,65 @@
+import CSedaCore
+import Glibc
+
+/// An error from Seda. Every negative return code of the C core becomes one of
+/// these cases through ``SedaError/check(_:)``, the one error path.
+public enum SedaError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The queue (or sink) is full: the event was not accepted and still
+    /// belongs to the caller. C: `-EAGAIN` on enqueue.
+    case full
+    /// The queue (or sink) is closed: no event is accepted any more, and a
+    /// consumer has taken every event accepted before the close. C: `-EPIPE`.
+    case closed
+    /// An argument was out of range (a batch larger than the capacity, a
+    /// capacity of 0). C: `-EINVAL`.
+    case invalidArgument
+    /// A timed wait expired. C: `-ETIMEDOUT`.
+    case timedOut
+    /// Memory could not be allocated. C: `-ENOMEM`.
+    case outOfMemory
+    /// Any other errno value from the core.
+    case system(errno: Int32)
+
+    /// Maps a negative C return code (or a positive errno) to a case.
+    public init(code: Int32) {
+        switch abs(code) {
+        case EAGAIN: self = .full
+        case EPIPE: self = .closed
+        case EINVAL: self = .invalidArgument
+        case ETIMEDOUT: self = .timedOut
+        case ENOMEM: self = .outOfMemory
+        default: self = .system(errno: abs(code))
+        }
+    }
+
+    /// The negative errno value the C core uses for this error.
+    public var code: Int32 {
+        switch self {
+        case .full: -EAGAIN
+        case .closed: -EPIPE
+        case .invalidArgument: -EINVAL
+        case .timedOut: -ETIMEDOUT
+        case .outOfMemory: -ENOMEM
+        case .system(let errno): -errno
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .full: "full"
+        case .closed: "closed"
+        case .invalidArgument: "invalid argument"
+        case .timedOut: "timed out"
+        case .outOfMemory: "out of memory"
+        case .system(let errno): "system error \(errno) (\(String(cString: seda_strerror(-errno))))"
+        }
+    }
+
+    /// Returns `result` when it is not negative, and throws the matching
+    /// error when it is. Use it around every call into the C core.
+    @inline(__always)
+    public static func check(_ result: Int32) throws(SedaError) -> Int32 {
+        if result < 0 { throw SedaError(code: result) }
+        return result
+    }
+}
