@@ -49,11 +49,15 @@ struct slot {
 _Static_assert(sizeof(struct slot) == 16, "four slots per cache line");
 
 struct seda_queue {
-    /* Read-only after create. */
+    /* Read-only after create, but for `closed`, written once. */
     struct slot *slots;
     uint64_t mask;
     seda_notifier_t *notifier;
     bool owns_notifier;
+    /* Set after CLOSED_BIT, so that a consumer finding the queue empty can
+     * ask "closed?" without reading `tail`: a read of the producers' line on
+     * every empty poll would steal it from them. */
+    _Atomic bool closed;
 
     /* Producers' claim counter | CLOSED_BIT. */
     alignas(SEDA__CACHELINE) _Atomic uint64_t tail;
@@ -161,14 +165,18 @@ static inline int64_t claim_for_enqueue(seda_queue_t *q, size_t count)
     }
 }
 
-static inline void publish_event(seda_queue_t *q, uint64_t pos, void *event, uint32_t stamp)
+static inline void fill_slot(seda_queue_t *q, uint64_t pos, void *event, uint32_t stamp)
 {
     struct slot *s = &q->slots[pos & q->mask];
     s->event = event;
     s->stamp = stamp;
+}
+
+static inline void publish_slot(seda_queue_t *q, uint64_t pos)
+{
     /* Release pairs with the consumer's acquire load in claim_for_dequeue:
      * the event and stamp are visible before the slot reads as ready. */
-    atomic_store_explicit(&s->seq, (uint32_t)pos + 1, memory_order_release);
+    atomic_store_explicit(&q->slots[pos & q->mask].seq, (uint32_t)pos + 1, memory_order_release);
 }
 
 int seda_queue_enqueue_at(seda_queue_t *q, void *event, uint32_t stamp)
@@ -176,7 +184,8 @@ int seda_queue_enqueue_at(seda_queue_t *q, void *event, uint32_t stamp)
     int64_t pos = claim_for_enqueue(q, 1);
     if (SEDA__UNLIKELY(pos < 0))
         return (int)pos;
-    publish_event(q, (uint64_t)pos, event, stamp);
+    fill_slot(q, (uint64_t)pos, event, stamp);
+    publish_slot(q, (uint64_t)pos);
     seda_notifier_wake(q->notifier, 1);
     return 0;
 }
@@ -196,7 +205,12 @@ int seda_queue_enqueue_many_at(seda_queue_t *q, void *const *events, size_t coun
     if (SEDA__UNLIKELY(pos < 0))
         return (int)pos;
     for (size_t i = 0; i < count; i++)
-        publish_event(q, (uint64_t)pos + i, events[i], stamp);
+        fill_slot(q, (uint64_t)pos + i, events[i], stamp);
+    /* Last to first: consumers scan forward from the oldest slot, so the
+     * batch becomes visible whole, and a consumer does not take it in
+     * pieces while it is being written. */
+    for (size_t i = count; i-- > 0;)
+        publish_slot(q, (uint64_t)pos + i);
     seda_notifier_wake(q->notifier, count > INT32_MAX ? INT32_MAX : (int32_t)count);
     return (int)count;
 }
@@ -209,7 +223,13 @@ int seda_queue_enqueue_many(seda_queue_t *q, void *const *events, size_t count)
 /* Is the queue closed with every accepted event claimed by a consumer? */
 static bool closed_and_drained(const seda_queue_t *q, uint64_t head)
 {
-    uint64_t t = atomic_load_explicit(&((seda_queue_t *)q)->tail, memory_order_seq_cst);
+    seda_queue_t *mq = (seda_queue_t *)q;
+    /* Relaxed: a consumer that misses a close that has just happened reports
+     * "empty" once more and sees it on a later poll; the verdict itself comes
+     * from `tail`. */
+    if (SEDA__LIKELY(!atomic_load_explicit(&mq->closed, memory_order_relaxed)))
+        return false;
+    uint64_t t = atomic_load_explicit(&mq->tail, memory_order_seq_cst);
     return (t & CLOSED_BIT) && (t & ~CLOSED_BIT) == head;
 }
 
@@ -221,7 +241,7 @@ static inline int claim_for_dequeue(seda_queue_t *q, size_t max, uint64_t *first
         int32_t dif = 0;
         size_t k;
         for (k = 0; k < max; k++) {
-            /* Acquire pairs with the producer's release in publish_event. */
+            /* Acquire pairs with the producer's release in publish_slot. */
             uint32_t seq = atomic_load_explicit(&q->slots[(pos + k) & q->mask].seq,
                                                 memory_order_acquire);
             dif = seq_diff(seq, pos + k + 1);
@@ -250,16 +270,12 @@ static inline int claim_for_dequeue(seda_queue_t *q, size_t max, uint64_t *first
     }
 }
 
-static inline void *take_event(seda_queue_t *q, uint64_t pos, uint32_t *stamp)
+static inline void free_slot(seda_queue_t *q, uint64_t pos)
 {
-    struct slot *s = &q->slots[pos & q->mask];
-    void *ev = s->event;
-    if (stamp)
-        *stamp = s->stamp;
     /* Release pairs with the producer's acquire in claim_for_enqueue: our
      * reads of the slot happen before its next lap's writes. */
-    atomic_store_explicit(&s->seq, (uint32_t)(pos + q->mask + 1), memory_order_release);
-    return ev;
+    atomic_store_explicit(&q->slots[pos & q->mask].seq, (uint32_t)(pos + q->mask + 1),
+                          memory_order_release);
 }
 
 int seda_queue_dequeue(seda_queue_t *q, void **event)
@@ -268,7 +284,8 @@ int seda_queue_dequeue(seda_queue_t *q, void **event)
     int k = claim_for_dequeue(q, 1, &pos);
     if (SEDA__UNLIKELY(k < 0))
         return k;
-    *event = take_event(q, pos, NULL);
+    *event = q->slots[pos & q->mask].event;
+    free_slot(q, pos);
     return 0;
 }
 
@@ -282,8 +299,16 @@ int seda_queue_dequeue_many(seda_queue_t *q, void **events, uint32_t *stamps, si
     int k = claim_for_dequeue(q, max, &pos);
     if (SEDA__UNLIKELY(k < 0))
         return k;
-    for (int i = 0; i < k; i++)
-        events[i] = take_event(q, pos + (uint64_t)i, stamps ? &stamps[i] : NULL);
+    for (int i = 0; i < k; i++) {
+        struct slot *s = &q->slots[(pos + (uint64_t)i) & q->mask];
+        events[i] = s->event;
+        if (stamps)
+            stamps[i] = s->stamp;
+    }
+    /* Last to first, for the same reason as publication: a producer checking
+     * for room finds the run free whole or not at all. */
+    for (int i = k; i-- > 0;)
+        free_slot(q, pos + (uint64_t)i);
     return k;
 }
 
@@ -324,6 +349,7 @@ int seda_queue_close(seda_queue_t *q)
 {
     /* seq_cst RMW: the publication half of the park protocol, as for enqueue. */
     uint64_t old = atomic_fetch_or_explicit(&q->tail, CLOSED_BIT, memory_order_seq_cst);
+    atomic_store_explicit(&q->closed, true, memory_order_seq_cst);
     seda_notifier_wake(q->notifier, INT32_MAX);
     return (old & CLOSED_BIT) ? -EPIPE : 0;
 }
