@@ -42,4 +42,21 @@ void seda__notifier_wake_slow(seda_notifier_t *n, int32_t count);
 /* Allocates `size` bytes aligned to a cache line, zeroed; NULL on failure. */
 void *seda__alloc_aligned(size_t size);
 
+
+
+/* ---- statistics (stats.c) ---------------------------------------------- */
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "seda/stats.h"
+
+typedef struct seda__histogram {
+    _Atomic uint64_t count, sum, max;
+    _Atomic uint64_t buckets[SEDA_HISTOGRAM_BUCKETS];
+} seda__histogram_t;
+
+/* Records `n` samples of value v. exclusive: the caller is the only writer
+ * right now (a stage with concurrency 1), so plain load+store suffices. */
+void seda__histogram_add(seda__histogram_t *h, uint64_t v, uint64_t n, bool exclusive);
+void seda__histogram_snapshot(const seda__histogram_t *h, seda_histogram_snapshot_t *out);
 #endif /* SEDA_INTERNAL_H */

@@ -370,6 +370,13 @@ size_t seda_queue_size(const seda_queue_t *q)
     return n > mq->mask + 1 ? mq->mask + 1 : (size_t)n;
 }
 
+uint64_t seda_queue_accepted(const seda_queue_t *q)
+{
+    /* seq_cst: the runtime's quiescence check compares this with counters
+     * that handlers bump after their own enqueues. */
+    return atomic_load_explicit(&((seda_queue_t *)q)->tail, memory_order_seq_cst) & ~CLOSED_BIT;
+}
+
 size_t seda_queue_capacity(const seda_queue_t *q)
 {
     return (size_t)q->mask + 1;

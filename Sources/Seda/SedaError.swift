@@ -17,6 +17,23 @@ public enum SedaError: Error, Equatable, Sendable, CustomStringConvertible {
     case timedOut
     /// Memory could not be allocated. C: `-ENOMEM`.
     case outOfMemory
+    /// A stage of that name exists already. C: `-EEXIST`.
+    case alreadyExists
+    /// The operation does not apply (resizing a stage on the shared thread
+    /// manager). C: `-ENOTSUP`.
+    case notSupported
+    /// The call would wait for the calling thread itself (destroying a stage
+    /// from its own handler, shutting down from a handler). C: `-EDEADLK`.
+    case wouldDeadlock
+    /// The shared thread manager's run queue cannot take more concurrency.
+    /// C: `-ENOSPC`.
+    case noCapacity
+    /// No stage has that name.
+    case noSuchStage(String)
+    /// The stage exists but carries another event type.
+    case eventTypeMismatch(stage: String, expected: String, actual: String)
+    /// A configuration key or value is wrong; the message names it.
+    case invalidConfiguration(String)
     /// Any other errno value from the core.
     case system(errno: Int32)
 
@@ -28,6 +45,10 @@ public enum SedaError: Error, Equatable, Sendable, CustomStringConvertible {
         case EINVAL: self = .invalidArgument
         case ETIMEDOUT: self = .timedOut
         case ENOMEM: self = .outOfMemory
+        case EEXIST: self = .alreadyExists
+        case ENOTSUP: self = .notSupported
+        case EDEADLK: self = .wouldDeadlock
+        case ENOSPC: self = .noCapacity
         default: self = .system(errno: abs(code))
         }
     }
@@ -40,6 +61,12 @@ public enum SedaError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidArgument: -EINVAL
         case .timedOut: -ETIMEDOUT
         case .outOfMemory: -ENOMEM
+        case .alreadyExists: -EEXIST
+        case .notSupported: -ENOTSUP
+        case .wouldDeadlock: -EDEADLK
+        case .noCapacity: -ENOSPC
+        case .noSuchStage: -ENOENT
+        case .eventTypeMismatch, .invalidConfiguration: -EINVAL
         case .system(let errno): -errno
         }
     }
@@ -51,6 +78,14 @@ public enum SedaError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidArgument: "invalid argument"
         case .timedOut: "timed out"
         case .outOfMemory: "out of memory"
+        case .alreadyExists: "already exists"
+        case .notSupported: "not supported"
+        case .wouldDeadlock: "would deadlock (called from the thread it waits for)"
+        case .noCapacity: "no capacity left on the shared thread manager"
+        case .noSuchStage(let name): "no stage named '\(name)'"
+        case .eventTypeMismatch(let stage, let expected, let actual):
+            "stage '\(stage)' takes \(actual), not \(expected)"
+        case .invalidConfiguration(let message): "invalid configuration: \(message)"
         case .system(let errno): "system error \(errno) (\(String(cString: seda_strerror(-errno))))"
         }
     }

@@ -130,6 +130,10 @@ int seda_queue_is_closed(const seda_queue_t *q);
  */
 size_t seda_queue_size(const seda_queue_t *q);
 
+/* Events this queue has accepted since it was created (a counter that only
+ * grows: enqueued = accepted; waiting = accepted - taken). */
+uint64_t seda_queue_accepted(const seda_queue_t *q);
+
 /* The capacity (a power of two). */
 size_t seda_queue_capacity(const seda_queue_t *q);
 

@@ -51,7 +51,11 @@ uint32_t seda_features(void);
 }
 #endif
 
+#include "clock.h"
 #include "notifier.h"
 #include "queue.h"
+#include "runtime.h"
+#include "stats.h"
+#include "timer.h"
 
 #endif /* SEDA_SEDA_H */

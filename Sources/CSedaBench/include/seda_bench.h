@@ -39,6 +39,26 @@ int seda_bench_queue_run(int queue, int scenario, uint64_t items, size_t capacit
 /* CPUs this process may run on. */
 int seda_bench_cpus(void);
 
+/* Timer costs in nanoseconds per operation (see seda_bench_timer_ops). */
+typedef struct seda_bench_timer_result {
+    double fill_ns;            /* one add, while filling to `pending` */
+    double add_cancel_ns;      /* one pair: add a timer, cancel a random pending one */
+    double fire_ns;            /* one timer fired by poll, which re-arms one (an add) */
+    double heap_add_cancel_ns; /* the anchor: the same pair on a binary heap + mutex */
+    double heap_fire_ns;       /* the anchor: pop one due, push one */
+} seda_bench_timer_result_t;
+
+/*
+ * Timers on a manual clock (no thread, no sleep): fills a seda_timers_t with
+ * `pending` timers at random deadlines within an hour, times `ops` pairs of
+ * add + cancel of a random pending timer, then fires at least `ops` timers
+ * (clock steps of about 32 expiries, each fired timer re-arming one, so the
+ * population stays at `pending`). Then the same workload on an indexed binary
+ * heap under a mutex, the anchor. Returns 0; -EINVAL (NULL out, pending or
+ * ops 0, pending above 2^32 - 1); -ENOMEM.
+ */
+int seda_bench_timer_ops(uint64_t pending, uint64_t ops, seda_bench_timer_result_t *out);
+
 #ifdef __cplusplus
 }
 #endif

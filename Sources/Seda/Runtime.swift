@@ -1,0 +1,257 @@
+import CSedaCore
+import Glibc
+import Logging
+import ServiceLifecycle
+
+/// Sandstorm's system manager: creates stages, looks them up by name,
+/// destroys them while others run, and shuts the whole graph down.
+///
+/// The runtime owns every thread (the C core's shared per-CPU threads and
+/// each blocking stage's pool); handlers never create threads of their own.
+/// It starts its threads when created. As a swift-service-lifecycle
+/// `Service`, ``run()`` waits for a graceful shutdown (SIGTERM in a
+/// `ServiceGroup`) and then drains the graph.
+///
+/// Thread rules: every method may be called from any thread; ``shutdown(_:timeout:)``
+/// and ``destroyStage(named:mode:)`` block their caller and must not be
+/// called from a handler of the stages they wait for.
+public final class Runtime: @unchecked Sendable {
+    // @unchecked: the C runtime is safe for concurrent use; `handle` never changes.
+    let handle: OpaquePointer
+    /// The clock timers, statistics and controllers read.
+    public let clock: SedaClock
+    /// Where the runtime and its stages log.
+    public let logger: Logger
+    private let registry = Lock<[String: Registration]>([:])
+
+    struct Registration: @unchecked Sendable {
+        // @unchecked: StageHandle is Sendable; ObjectIdentifier and String are.
+        let stage: StageHandle
+        let eventType: ObjectIdentifier
+        let eventTypeName: String
+        let options: StageOptions
+    }
+
+    /// Creates a runtime and starts its shared threads.
+    /// - Parameters:
+    ///   - cpuThreads: threads in the shared thread manager (`nil`: one per CPU).
+    ///   - pinThreads: pin shared thread *i* to CPU *i*.
+    ///   - clock: the clock to read (``SedaClock/manual(startingAt:)`` in tests).
+    public init(cpuThreads: Int? = nil, pinThreads: Bool = false, clock: SedaClock = .monotonic,
+                logger: Logger = Logger(label: "seda")) throws(SedaError) {
+        if let n = cpuThreads, n < 1 || n > 1024 {
+            throw .invalidConfiguration("cpuThreads \(n) is not in 1...1024")
+        }
+        var opts = seda_runtime_options_t()
+        opts.cpu_threads = UInt32(cpuThreads ?? 0)
+        opts.pin_threads = pinThreads ? 1 : 0
+        opts.clock = clock.pointer
+        var rt: OpaquePointer?
+        _ = try SedaError.check(seda_runtime_create(&rt, &opts))
+        handle = rt!
+        self.clock = clock
+        self.logger = logger
+    }
+
+    deinit {
+        seda_runtime_destroy(handle)
+    }
+
+    /// Threads in the shared thread manager.
+    public var cpuThreads: Int { Int(seda_runtime_cpu_threads(handle)) }
+
+    /// Adds a stage driven by `handler` and returns its sink. The handler's
+    /// ``EventHandler/setUp(_:)`` runs first, on this thread; if it throws,
+    /// no stage is created. Throws ``SedaError/alreadyExists`` for a taken
+    /// name and ``SedaError/invalidConfiguration(_:)`` for bad options.
+    @discardableResult
+    public func addStage<H: EventHandler>(_ name: String, handler: H,
+                                          options: StageOptions = StageOptions()) throws -> Sink<H.Event> {
+        try options.validate(stage: name)
+        guard !name.isEmpty, name.utf8.count <= 63 else {
+            throw SedaError.invalidConfiguration("stage name '\(name)' must be 1 to 63 bytes")
+        }
+        try handler.setUp(StageContext(name: name, options: options, runtime: self))
+        var stageLogger = logger
+        stageLogger[metadataKey: "stage"] = "\(name)"
+        let box = HandlerBox(handler: handler, logger: stageLogger)
+        let ctx = Unmanaged.passRetained(box as AnyHandlerBox).toOpaque()
+
+        var o = seda_stage_options_t()
+        o.queue_capacity = options.queueCapacity
+        o.batch_max = UInt32(options.batchSize)
+        switch options.threadManager {
+        case .shared(let c):
+            o.thread_manager = Int32(SEDA_THREADS_SHARED.rawValue)
+            o.concurrency = UInt32(c)
+        case .dedicated(let t, let m):
+            o.thread_manager = Int32(SEDA_THREADS_DEDICATED.rawValue)
+            o.concurrency = UInt32(t)
+            o.max_threads = UInt32(m ?? t)
+        }
+        o.pin_cpu = Int32(options.pinCPU ?? -1)
+        o.handler = runHandler
+        o.ctx = ctx
+        o.drop = releaseEvent
+        o.destroy = destroyHandler
+        var stage: OpaquePointer?
+        let r = name.withCString { cname in
+            o.name = cname
+            return seda_stage_create(handle, &o, &stage)
+        }
+        if r < 0 {
+            // The C core never calls back on failure: the box is still ours.
+            Unmanaged<AnyHandlerBox>.fromOpaque(ctx).release()
+            handler.tearDown()
+            throw SedaError(code: r)
+        }
+        let sh = StageHandle(adopting: stage!)
+        registry.withLock {
+            $0[name] = Registration(stage: sh, eventType: ObjectIdentifier(H.Event.self),
+                                    eventTypeName: "\(H.Event.self)", options: options)
+        }
+        logger.debug("stage added", metadata: ["stage": "\(name)", "options": "\(options)"])
+        return Sink(stage: sh)
+    }
+
+    /// The sink of the stage called `name`, checked against its event type.
+    public func sink<Event>(named name: String, of type: Event.Type = Event.self) throws(SedaError) -> Sink<Event> {
+        let reg = registry.withLock { $0[name] }
+        guard let reg else { throw .noSuchStage(name) }
+        guard reg.eventType == ObjectIdentifier(Event.self) else {
+            throw .eventTypeMismatch(stage: name, expected: "\(Event.self)", actual: reg.eventTypeName)
+        }
+        return Sink(stage: reg.stage)
+    }
+
+    /// The names of the live stages.
+    public var stageNames: [String] { registry.withLock { Array($0.keys) }.sorted() }
+
+    /// Destroys a stage while the others run: later enqueues throw
+    /// ``SedaError/closed``; `.drain` processes what is queued first,
+    /// `.handBack` releases it; then the handler's ``EventHandler/tearDown()``
+    /// runs. Blocks until done.
+    public func destroyStage(named name: String, mode: ShutdownMode = .drain) throws(SedaError) {
+        let reg = registry.withLock { $0[name] }
+        guard let reg else { throw .noSuchStage(name) }
+        let r = seda_stage_destroy(reg.stage.pointer, mode.cValue)
+        _ = registry.withLock { $0.removeValue(forKey: name) }
+        _ = try SedaError.check(r)
+        logger.debug("stage destroyed", metadata: ["stage": "\(name)"])
+    }
+
+    /// Resizes a blocking stage's pool (1...maxThreads) while it runs.
+    public func setThreads(_ n: Int, forStage name: String) throws(SedaError) {
+        let reg = registry.withLock { $0[name] }
+        guard let reg else { throw .noSuchStage(name) }
+        guard n >= 1, n <= Int(UInt32.max) else { throw .invalidArgument }
+        _ = try SedaError.check(seda_stage_set_threads(reg.stage.pointer, UInt32(n)))
+    }
+
+    /// Stops the runtime: enqueues from outside the runtime's threads fail at
+    /// once; `.drain` waits (at most `timeout`) until the whole graph has
+    /// processed what it accepted, cycles included, then whatever is left is
+    /// released; every thread is joined and every handler torn down. Throws
+    /// ``SedaError/timedOut`` if the drain did not finish in time (the rest
+    /// was released) and ``SedaError/closed`` if already shut down. Blocks.
+    public func shutdown(_ mode: ShutdownMode = .drain, timeout: Duration? = nil) throws(SedaError) {
+        let ns: Int64 = timeout.map { d in
+            let (s, a) = d.components
+            return s >= Int64.max / 1_000_000_000 ? Int64.max : max(0, s * 1_000_000_000 + a / 1_000_000_000)
+        } ?? -1
+        logger.info("runtime shutting down", metadata: ["mode": "\(mode)"])
+        let r = seda_runtime_shutdown(handle, mode.cValue, ns)
+        registry.withLock { $0.removeAll() }
+        _ = try SedaError.check(r)
+    }
+}
+
+extension Runtime: Service {
+    /// Runs until a graceful shutdown is requested (a `ServiceGroup` turns
+    /// SIGTERM into one), then drains the graph. The blocking drain runs on
+    /// a thread of its own, not on Swift's cooperative pool.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+            let box = Unmanaged.passRetained(ShutdownJob(runtime: self, continuation: cont))
+            var tid = pthread_t()
+            let rc = pthread_create(&tid, nil, { arg in
+                let job = Unmanaged<ShutdownJob>.fromOpaque(arg!).takeRetainedValue()
+                do throws(SedaError) {
+                    try job.runtime.shutdown(.drain)
+                    job.continuation.resume()
+                } catch .closed {
+                    job.continuation.resume() // someone shut it down already
+                } catch {
+                    job.continuation.resume(throwing: error)
+                }
+                return nil
+            }, box.toOpaque())
+            if rc == 0 {
+                pthread_detach(tid)
+            } else {
+                box.release()
+                cont.resume(throwing: SedaError(code: -rc))
+            }
+        }
+    }
+}
+
+private final class ShutdownJob: @unchecked Sendable {
+    let runtime: Runtime
+    let continuation: CheckedContinuation<Void, any Error>
+    init(runtime: Runtime, continuation: CheckedContinuation<Void, any Error>) {
+        self.runtime = runtime
+        self.continuation = continuation
+    }
+}
+
+// MARK: - The bridge from C threads to Swift handlers
+
+class AnyHandlerBox: @unchecked Sendable {
+    func run(_ events: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ count: Int) -> Int32 {
+        preconditionFailure("abstract")
+    }
+
+    func tearDown() {}
+}
+
+final class HandlerBox<H: EventHandler>: AnyHandlerBox, @unchecked Sendable {
+    // @unchecked: H is Sendable and Logger is; the box is immutable.
+    let handler: H
+    let logger: Logger
+
+    init(handler: H, logger: Logger) {
+        self.handler = handler
+        self.logger = logger
+    }
+
+    override func run(_ events: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ count: Int) -> Int32 {
+        var batch = EventBatch<H.Event>(base: events, count: count)
+        do {
+            try handler.handle(&batch)
+            return 0
+        } catch {
+            logger.warning("handler threw; the thread carries on", metadata: ["error": "\(error)"])
+            return -1
+        }
+    }
+
+    override func tearDown() {
+        handler.tearDown()
+    }
+}
+
+// Plain C function pointers, defined outside any actor: C threads call them.
+private let runHandler: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int) -> Int32 = { ctx, events, count in
+    Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().run(events!, count)
+}
+
+private let releaseEvent: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, event in
+    Unmanaged<AnyObject>.fromOpaque(event!).release()
+}
+
+private let destroyHandler: @convention(c) (UnsafeMutableRawPointer?) -> Void = { ctx in
+    let box = Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeRetainedValue()
+    box.tearDown()
+}

@@ -1,0 +1,91 @@
+import CSedaCore
+
+/// Which threads drive a stage.
+public enum ThreadManager: Sendable, Equatable {
+    /// The runtime's per-CPU threads, shared by every non-blocking stage: a
+    /// batch is handled on the thread that dequeued it, with no hand-off.
+    /// `concurrency` handler calls may run at once (1: never two).
+    case shared(concurrency: Int = 1)
+    /// A pool of the stage's own, for handlers that block (disk, sleeping,
+    /// locks): `threads` to start with, growable to `maxThreads` while running.
+    case dedicated(threads: Int = 1, maxThreads: Int? = nil)
+}
+
+/// A stage's settings. Defaults suit a non-blocking stage.
+public struct StageOptions: Sendable, Equatable {
+    /// Which threads drive the stage.
+    public var threadManager: ThreadManager = .shared()
+    /// Events per handler call, at most (Sandstorm's batch size).
+    public var batchSize: Int = 64
+    /// The queue's capacity (rounded up to a power of two): enqueues beyond it
+    /// fail with ``SedaError/full`` (Sandstorm's `queueThreshold`).
+    public var queueCapacity: Int = 1024
+    /// For a dedicated pool: pin its threads to this CPU.
+    public var pinCPU: Int? = nil
+
+    public init(threadManager: ThreadManager = .shared(), batchSize: Int = 64,
+                queueCapacity: Int = 1024, pinCPU: Int? = nil) {
+        self.threadManager = threadManager
+        self.batchSize = batchSize
+        self.queueCapacity = queueCapacity
+        self.pinCPU = pinCPU
+    }
+
+    /// Checks the values, naming the first bad one.
+    public func validate(stage: String) throws(SedaError) {
+        func bad(_ what: String) -> SedaError { .invalidConfiguration("stage '\(stage)': \(what)") }
+        guard (1...1024).contains(batchSize) else { throw bad("batchSize \(batchSize) is not in 1...1024") }
+        guard queueCapacity >= 1, queueCapacity <= Int(SEDA_QUEUE_MAX_CAPACITY) else {
+            throw bad("queueCapacity \(queueCapacity) is not in 1...\(SEDA_QUEUE_MAX_CAPACITY)")
+        }
+        switch threadManager {
+        case .shared(let c):
+            guard c >= 1 else { throw bad("concurrency \(c) must be at least 1") }
+        case .dedicated(let t, let m):
+            guard t >= 1 else { throw bad("threads \(t) must be at least 1") }
+            if let m, m < t { throw bad("maxThreads \(m) is below threads \(t)") }
+        }
+        if let cpu = pinCPU, cpu < 0 { throw bad("pinCPU \(cpu) is negative") }
+    }
+}
+
+/// How a stage or the runtime stops.
+public enum ShutdownMode: Sendable {
+    /// Process everything already accepted (cycles included) first.
+    case drain
+    /// Process nothing more: queued events are released.
+    case handBack
+
+    var cValue: Int32 {
+        switch self {
+        case .drain: Int32(SEDA_SHUTDOWN_DRAIN.rawValue)
+        case .handBack: Int32(SEDA_SHUTDOWN_HAND_BACK.rawValue)
+        }
+    }
+}
+
+/// Owns one reference to a C stage.
+@usableFromInline
+final class StageHandle: @unchecked Sendable {
+    // @unchecked: the C stage is safe for concurrent use; the pointer never changes.
+    @usableFromInline let pointer: OpaquePointer
+
+    init(adopting pointer: OpaquePointer) { self.pointer = pointer }
+
+    deinit { seda_stage_release(pointer) }
+
+    var name: String { String(cString: seda_stage_name(pointer)) }
+}
+
+/// What a handler's ``EventHandler/setUp(_:)`` gets: its stage's name and
+/// options, the runtime (to find other stages' sinks) and a logger.
+public struct StageContext: Sendable {
+    public let name: String
+    public let options: StageOptions
+    public let runtime: Runtime
+
+    /// The sink of another stage, checked against its event type.
+    public func sink<Event>(named name: String, of type: Event.Type = Event.self) throws(SedaError) -> Sink<Event> {
+        try runtime.sink(named: name, of: type)
+    }
+}

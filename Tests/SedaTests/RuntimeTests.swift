@@ -1,0 +1,311 @@
+import Glibc
+import Synchronization
+import Testing
+
+@testable import Seda
+
+/// An event for stage tests: a number, a time-to-live, and a deinit counter.
+final class Job: Sendable {
+    let n: Int
+    let ttl: Atomic<Int>
+    let life: Life
+    init(_ n: Int, ttl: Int = 0, _ life: Life) {
+        self.n = n
+        self.ttl = Atomic(ttl)
+        self.life = life
+        life.created.add(1)
+    }
+    deinit { life.destroyed.add(1) }
+}
+
+/// Counts events made and freed, to prove none leaks and none is freed twice.
+final class Life: Sendable {
+    let created = Counter()
+    let destroyed = Counter()
+    var balanced: Bool { created.value == destroyed.value }
+}
+
+/// Enqueues, retrying while the sink is full; other errors are thrown.
+func enqueueRetrying(_ sink: Sink<Job>, _ job: Job) throws(SedaError) {
+    while true {
+        do throws(SedaError) {
+            try sink.enqueue(job)
+            return
+        } catch let error {
+            guard error == .full else { throw error }
+            sched_yield()
+        }
+    }
+}
+
+/// Forwards every event to the next stage, retrying while it is full.
+struct Forward: EventHandler {
+    let next: Sink<Job>
+    func handle(_ batch: inout EventBatch<Job>) throws {
+        for i in 0..<batch.count {
+            if let job = batch.take(i) { try enqueueRetrying(next, job) }
+        }
+    }
+}
+
+/// Records the order events arrive in and the batch sizes.
+final class Recorder: EventHandler, @unchecked Sendable {
+    // @unchecked: the stage has concurrency 1, so handle() never runs twice
+    // at once; tests read the state after the runtime quiesced.
+    private(set) var seen: [Int] = []
+    private(set) var batches: [Int] = []
+    let received = Counter()
+    func handle(_ batch: inout EventBatch<Job>) throws {
+        batches.append(batch.count)
+        batch.forEach { seen.append($0.n) }
+        received.add(batch.count)
+    }
+}
+
+func waitUntil(_ what: String, _ condition: () -> Bool) {
+    // A liveness guard, not a timing assertion: 20 s is far past any honest delay.
+    let deadline = SedaClock.monotonic.now + 20_000_000_000
+    while !condition() {
+        precondition(SedaClock.monotonic.now < deadline, "gave up waiting for \(what)")
+        usleep(1000)
+    }
+}
+
+@Suite("Runtime")
+struct RuntimeTests {
+    @Test(arguments: [ThreadManager.shared(), .dedicated(threads: 1)])
+    func pipelineKeepsOrderAndLeaksNothing(manager: ThreadManager) throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let recorder = Recorder()
+        let big = StageOptions(threadManager: manager, batchSize: 16, queueCapacity: 1 << 15)
+        let c = try runtime.addStage("c", handler: recorder, options: big)
+        let b = try runtime.addStage("b", handler: Forward(next: c), options: big)
+        let a = try runtime.addStage("a", handler: Forward(next: b), options: big)
+        let n = 20_000
+        for i in 0..<n { try enqueueRetrying(a, Job(i, life)) }
+        waitUntil("all events at c") { recorder.received.value == n }
+        #expect(recorder.seen == Array(0..<n))
+        #expect(recorder.batches.allSatisfy { $0 >= 1 && $0 <= 16 })
+
+        let snap = runtime.snapshot()
+        #expect(snap.stages.map(\.name) == ["c", "b", "a"])
+        #expect(snap[stage: "b"]?.processed == UInt64(n))
+        #expect(snap[stage: "b"]?.enqueued == UInt64(n))
+        #expect(snap[stage: "a"]?.downstream == ["b"])
+        #expect(snap[stage: "c"]?.queueDelay.count == UInt64(n))
+        let dot = snap.graphviz(since: snap)
+        #expect(dot.contains("\"a\" -> \"b\""))
+        #expect(dot.contains("\"b\" -> \"c\""))
+
+        try runtime.shutdown(.drain)
+        #expect(life.balanced, "every event freed exactly once")
+        #expect(throws: SedaError.closed) { try a.enqueue(Job(-1, life)) }
+        #expect(life.balanced)
+    }
+
+    @Test func batchesNeverExceedBatchSize() throws {
+        let life = Life()
+        let runtime = try Runtime(cpuThreads: 1)
+        let recorder = Recorder()
+        let sink = try runtime.addStage("r", handler: recorder, options: StageOptions(batchSize: 8))
+        try sink.enqueueMany((0..<500).map { Job($0, life) })
+        waitUntil("500 events") { recorder.received.value == 500 }
+        #expect(recorder.batches.max()! <= 8)
+        #expect(recorder.seen == Array(0..<500))
+        try runtime.shutdown()
+        #expect(life.balanced)
+    }
+
+    @Test func sinksAreFoundByNameAndType() throws {
+        let runtime = try Runtime()
+        _ = try runtime.addStage("jobs", handler: Recorder())
+        _ = try runtime.sink(named: "jobs", of: Job.self)
+        #expect(throws: SedaError.noSuchStage("nope")) { try runtime.sink(named: "nope", of: Job.self) }
+        #expect(throws: SedaError.eventTypeMismatch(stage: "jobs", expected: "Life", actual: "Job")) {
+            try runtime.sink(named: "jobs", of: Life.self)
+        }
+        #expect(throws: SedaError.alreadyExists) { try runtime.addStage("jobs", handler: Recorder()) }
+        #expect(runtime.stageNames == ["jobs"])
+        try runtime.shutdown()
+    }
+
+    @Test func badOptionsAreClearErrors() throws {
+        let runtime = try Runtime()
+        #expect(throws: SedaError.invalidConfiguration("stage 'x': batchSize 0 is not in 1...1024")) {
+            try runtime.addStage("x", handler: Recorder(), options: StageOptions(batchSize: 0))
+        }
+        #expect(throws: SedaError.invalidConfiguration("stage 'x': maxThreads 1 is below threads 2")) {
+            try runtime.addStage("x", handler: Recorder(),
+                                 options: StageOptions(threadManager: .dedicated(threads: 2, maxThreads: 1)))
+        }
+        #expect(throws: SedaError.invalidConfiguration("cpuThreads 0 is not in 1...1024")) {
+            try Runtime(cpuThreads: 0)
+        }
+        try runtime.shutdown()
+    }
+
+    struct Flaky: EventHandler {
+        struct Boom: Error {}
+        let handled = Counter()
+        func handle(_ batch: inout EventBatch<Job>) throws {
+            handled.add(batch.count)
+            if batch[0]!.n % 2 == 0 { throw Boom() }
+        }
+    }
+
+    @Test func aThrowingHandlerIsCountedAndTheThreadCarriesOn() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let flaky = Flaky()
+        let sink = try runtime.addStage("flaky", handler: flaky, options: StageOptions(batchSize: 1))
+        for i in 0..<10 { try sink.enqueue(Job(i, life)) }
+        waitUntil("10 handled") { flaky.handled.value == 10 }
+        waitUntil("counted") { runtime.snapshot()[stage: "flaky"]?.processed == 10 }
+        #expect(runtime.snapshot()[stage: "flaky"]?.handlerErrors == 5)
+        try runtime.shutdown()
+        #expect(life.balanced)
+    }
+
+    /// Stage that bounces each job to a peer until its ttl runs out.
+    struct Bounce: EventHandler {
+        let peer: Lock<Sink<Job>?>
+        let finished: Counter
+        func handle(_ batch: inout EventBatch<Job>) throws {
+            let peer = self.peer.withLock { $0 }!
+            for i in 0..<batch.count {
+                let job = batch.take(i)!
+                if job.ttl.subtract(1, ordering: .relaxed).newValue < 0 {
+                    finished.add(1)
+                    continue
+                }
+                try peer.enqueue(job) // capacity covers every job: never full
+            }
+        }
+    }
+
+    @Test func drainingShutdownQuiescesACycle() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let finished = Counter()
+        let toPong = Lock<Sink<Job>?>(nil), toPing = Lock<Sink<Job>?>(nil)
+        let opts = StageOptions(batchSize: 16, queueCapacity: 4096)
+        let ping = try runtime.addStage("ping", handler: Bounce(peer: toPong, finished: finished), options: opts)
+        let pong = try runtime.addStage("pong", handler: Bounce(peer: toPing, finished: finished), options: opts)
+        toPong.withLock { $0 = pong }
+        toPing.withLock { $0 = ping }
+        for i in 0..<1000 { try ping.enqueue(Job(i, ttl: 100, life)) }
+        try runtime.shutdown(.drain)
+        #expect(finished.value == 1000, "every job ran its course before shutdown returned")
+        #expect(runtime.snapshot().stages.isEmpty)
+        toPong.withLock { $0 = nil }
+        toPing.withLock { $0 = nil }
+        #expect(life.balanced)
+    }
+
+    struct Sleepy: EventHandler {
+        let handled = Counter()
+        let tornDown = Counter()
+        func handle(_ batch: inout EventBatch<Job>) throws {
+            usleep(2000)
+            handled.add(batch.count)
+        }
+        func tearDown() { tornDown.add(1) }
+    }
+
+    @Test(arguments: [ThreadManager.shared(), .dedicated(threads: 2)])
+    func handBackShutdownReleasesWhatIsQueued(manager: ThreadManager) throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let sleepy = Sleepy()
+        let sink = try runtime.addStage("sleepy", handler: sleepy,
+                                        options: StageOptions(threadManager: manager, batchSize: 2))
+        for i in 0..<300 { try sink.enqueue(Job(i, life)) }
+        try runtime.shutdown(.handBack)
+        #expect(sleepy.tornDown.value == 1)
+        #expect(sleepy.handled.value < 300, "most events were handed back, not processed")
+        #expect(life.balanced, "handed-back events were released")
+        #expect(throws: SedaError.closed) { try runtime.shutdown() }
+    }
+
+    @Test func stagesComeAndGoUnderTraffic() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let first = Recorder()
+        let sink = try runtime.addStage("victim", handler: first, options: StageOptions(queueCapacity: 64))
+        let accepted = Counter()
+        let producer = Thread(name: "producer") {
+            for i in 0..<200_000 {
+                do throws(SedaError) {
+                    try enqueueRetrying(sink, Job(i, life))
+                    accepted.add(1)
+                } catch {
+                    return // closed: the stage is gone
+                }
+            }
+        }
+        waitUntil("traffic") { first.received.value > 100 }
+        try runtime.destroyStage(named: "victim", mode: .drain)
+        producer.join()
+        #expect(first.received.value == accepted.value, "a draining destroy processes all it accepted")
+        #expect(throws: SedaError.noSuchStage("victim")) { try runtime.sink(named: "victim", of: Job.self) }
+        let second = Recorder()
+        let again = try runtime.addStage("victim", handler: second)
+        try again.enqueue(Job(1, life))
+        waitUntil("new stage works") { second.received.value == 1 }
+        try runtime.shutdown()
+        #expect(life.balanced)
+    }
+
+    @Test func dedicatedPoolResizes() throws {
+        let runtime = try Runtime()
+        _ = try runtime.addStage("pool", handler: Sleepy(),
+                                 options: StageOptions(threadManager: .dedicated(threads: 1, maxThreads: 3)))
+        #expect(runtime.snapshot()[stage: "pool"]?.threads == 1)
+        try runtime.setThreads(3, forStage: "pool")
+        #expect(runtime.snapshot()[stage: "pool"]?.threads == 3)
+        try runtime.setThreads(1, forStage: "pool")
+        waitUntil("pool shrinks") { runtime.snapshot()[stage: "pool"]?.threads == 1 }
+        #expect(throws: SedaError.invalidArgument) { try runtime.setThreads(4, forStage: "pool") }
+        _ = try runtime.addStage("shared", handler: Sleepy())
+        #expect(throws: SedaError.notSupported) { try runtime.setThreads(2, forStage: "shared") }
+        try runtime.shutdown()
+    }
+
+    @Test func metricsReachPrometheus() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let recorder = Recorder()
+        let sink = try runtime.addStage("metered", handler: recorder)
+        for i in 0..<10 { try sink.enqueue(Job(i, life)) }
+        waitUntil("processed") { runtime.snapshot()[stage: "metered"]?.processed == 10 }
+        let endpoint = PrometheusEndpoint()
+        let exporter = StageMetricsExporter(factory: endpoint.factory)
+        exporter.export(runtime.snapshot())
+        let text = endpoint.render()
+        #expect(text.contains("seda_stage_processed_total{stage=\"metered\"} 10"))
+        #expect(text.contains("seda_stage_queue_length{stage=\"metered\"} 0"))
+        try runtime.shutdown()
+    }
+
+    @Test func statisticsFollowAManualClock() throws {
+        let clock = SedaClock.manual()
+        let runtime = try Runtime(clock: clock)
+        struct Tick: EventHandler {
+            let clock: SedaClock
+            func handle(_ batch: inout EventBatch<Job>) throws {
+                try clock.advance(by: .milliseconds(5 * batch.count))
+            }
+        }
+        let life = Life()
+        let sink = try runtime.addStage("tick", handler: Tick(clock: clock),
+                                        options: StageOptions(threadManager: .dedicated(threads: 1)))
+        try sink.enqueueMany((0..<4).map { Job($0, life) })
+        waitUntil("processed") { runtime.snapshot()[stage: "tick"]?.processed == 4 }
+        let s = runtime.snapshot()[stage: "tick"]!
+        #expect(s.handlerNanoseconds == 20_000_000)
+        #expect(s.serviceTime.maxNanoseconds == 5_000_000)
+        try runtime.shutdown()
+        #expect(life.balanced)
+    }
+}

@@ -1,0 +1,198 @@
+/*
+ * The runtime (Sandstorm's "system manager") and its stages.
+ *
+ * A stage is a bounded event queue, an event handler and the threads that
+ * drive it. Stages are created, looked up by name and destroyed at run time
+ * through the runtime, which owns every thread:
+ *
+ *  - the shared thread manager: one thread per CPU (optionally pinned, named
+ *    "seda-cpuN") serving every non-blocking stage. A stage with events is put
+ *    on a run queue once; a thread takes it, dequeues one batch, runs the
+ *    handler on the thread that already holds the batch, and puts the stage
+ *    back if events remain. A handler never runs on two threads at once unless
+ *    the stage's concurrency is above 1.
+ *  - a dedicated pool per blocking stage (Sandstorm's thread pool per stage),
+ *    named after the stage; it can grow and shrink while running.
+ *
+ * Thread rules: every function here may be called from any thread, including
+ * from inside a handler, except where a comment says otherwise.
+ */
+#ifndef SEDA_RUNTIME_H
+#define SEDA_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "stats.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct seda_runtime seda_runtime_t;
+typedef struct seda_stage seda_stage_t;
+
+/* ---- runtime ---------------------------------------------------------- */
+
+typedef struct seda_runtime_options {
+    uint32_t cpu_threads;        /* shared thread manager size; 0: one per CPU */
+    int pin_threads;             /* nonzero: pin shared thread i to CPU i */
+    uint32_t run_queue_capacity; /* bounds the sum of stage concurrencies; 0: 65536 */
+    const seda_clock_t *clock;   /* NULL: the monotonic clock */
+} seda_runtime_options_t;
+
+/*
+ * Creates a runtime and starts its shared threads. opts may be NULL for
+ * defaults. Returns 0, -EINVAL, -ENOMEM or a thread creation error.
+ */
+int seda_runtime_create(seda_runtime_t **out, const seda_runtime_options_t *opts);
+
+enum seda_shutdown_mode {
+    /* Process everything already accepted, including what handlers send on
+     * while draining (cycles included), until the whole graph is quiescent. */
+    SEDA_SHUTDOWN_DRAIN = 0,
+    /* Process nothing more: every queued event goes to its stage's drop
+     * callback; handlers already running finish their batch. */
+    SEDA_SHUTDOWN_HAND_BACK = 1,
+};
+
+/*
+ * Stops the runtime. From the call on, enqueues from threads that are not the
+ * runtime's own (the outside world, timers) fail with -EPIPE; handlers keep
+ * enqueueing to each other while a drain lasts. DRAIN waits until every
+ * stage's accepted events have all been processed, twice in a row with no
+ * change (quiescence of the whole graph, so cycles drain too), for at most
+ * timeout_ns (< 0: no limit), then hands back whatever is left. Then every
+ * queue is closed, every thread joined, and every stage's destroy callback
+ * called. Returns 0, or -ETIMEDOUT if the drain did not finish in time (the
+ * rest was handed back). Idempotent (-EPIPE after the first call). Must not
+ * be called from a handler.
+ */
+int seda_runtime_shutdown(seda_runtime_t *rt, int mode, int64_t timeout_ns);
+
+/* Shuts down (HAND_BACK) if needed and drops the caller's runtime. Stage
+ * handles still held stay valid (enqueues fail with -EPIPE) until released;
+ * the memory goes with the last of them. */
+void seda_runtime_destroy(seda_runtime_t *rt);
+
+/* The runtime's clock. */
+const seda_clock_t *seda_runtime_clock(const seda_runtime_t *rt);
+
+/* Threads in the shared thread manager. */
+uint32_t seda_runtime_cpu_threads(const seda_runtime_t *rt);
+
+/* ---- stages ----------------------------------------------------------- */
+
+/*
+ * The handler: called with a batch of 1..batch_max events in FIFO order. The
+ * handler owns the events from then on (it may forward, filter, drop, reorder
+ * or free them). Return 0, or a negative value to count a handler error (the
+ * thread carries on).
+ */
+typedef int (*seda_handler_fn)(void *ctx, void **events, size_t count);
+
+enum seda_thread_manager {
+    SEDA_THREADS_SHARED = 0,    /* the runtime's per-CPU threads (non-blocking handlers) */
+    SEDA_THREADS_DEDICATED = 1, /* a pool of the stage's own (handlers that block) */
+};
+
+typedef struct seda_stage_options {
+    const char *name;        /* unique within the runtime; copied */
+    size_t queue_capacity;   /* rounded up to a power of two; 0: 1024 */
+    uint32_t batch_max;      /* events per handler call, at most; 0: 64 */
+    int thread_manager;      /* enum seda_thread_manager */
+    uint32_t concurrency;    /* SHARED: handler runs at once (0: 1).
+                              * DEDICATED: initial threads (0: 1) */
+    uint32_t max_threads;    /* DEDICATED: upper bound for seda_stage_set_threads (0: concurrency) */
+    int pin_cpu;             /* DEDICATED: pin the pool to this CPU; -1: no pinning */
+    seda_handler_fn handler; /* required */
+    void *ctx;               /* passed to every callback */
+    /* Receives each event the stage gives back instead of processing
+     * (destroy or shutdown with HAND_BACK, a drain that timed out). Required:
+     * without it such events would leak. */
+    void (*drop)(void *ctx, void *event);
+    /* Called once, after every thread that could call the handler is done
+     * with it: the place to free ctx. May be NULL. */
+    void (*destroy)(void *ctx);
+} seda_stage_options_t;
+
+/*
+ * Creates and registers a stage; it runs as soon as events arrive. Stores a
+ * handle in *out that the caller owns (release it with seda_stage_release);
+ * the runtime keeps its own reference until the stage is destroyed.
+ * Returns 0; -EINVAL (no name, handler or drop; bad thread manager; name
+ * longer than 63 bytes); -EEXIST (name taken); -ENOSPC (the run queue cannot
+ * take the stage's concurrency); -EPIPE (runtime shut down); -ENOMEM.
+ * If it fails, no callback is ever called and ctx still belongs to the caller.
+ */
+int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *opts, seda_stage_t **out);
+
+/*
+ * Looks a stage up by name. Returns a new reference (release it) or NULL.
+ */
+seda_stage_t *seda_runtime_find_stage(seda_runtime_t *rt, const char *name);
+
+/* Reference counting: a destroyed stage's memory lives until the last
+ * reference goes; enqueues through a stale reference fail with -EPIPE. */
+void seda_stage_retain(seda_stage_t *s);
+void seda_stage_release(seda_stage_t *s);
+
+/*
+ * Enqueues one event. Returns 0; -EAGAIN (full; counted); -EPIPE (stage
+ * destroyed or runtime stopping; counted). On failure the event still belongs
+ * to the caller. The stage is scheduled if it was idle. When called from a
+ * handler, records the edge "calling stage -> this stage" for the stage graph
+ * and stamps the event with the batch's start time (no clock read).
+ */
+int seda_stage_enqueue(seda_stage_t *s, void *event);
+
+/* All `count` events or none: returns count, -EAGAIN, -EPIPE or -EINVAL. */
+int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count);
+
+/*
+ * Destroys a stage while others run: closes its queue (later enqueues fail
+ * with -EPIPE), then DRAIN lets its threads process what is queued, HAND_BACK
+ * gives it to the drop callback; waits for running handlers, joins a
+ * dedicated pool, calls the destroy callback, and unregisters the name.
+ * Returns 0, or -EPIPE if already destroyed. Must not be called from the
+ * stage's own handler. The caller's reference stays valid until released.
+ */
+int seda_stage_destroy(seda_stage_t *s, int mode);
+
+/*
+ * Resizes a dedicated pool to n threads (1..max_threads) while it runs.
+ * Growing starts threads now; shrinking lets surplus threads exit after their
+ * current batch. Returns 0, -EINVAL, -ENOTSUP (shared thread manager) or
+ * -EPIPE (destroyed).
+ */
+int seda_stage_set_threads(seda_stage_t *s, uint32_t n);
+
+/* The stage's name (valid while a reference is held). */
+const char *seda_stage_name(const seda_stage_t *s);
+
+/* Copies the stage's counters and histograms into *out. */
+void seda_stage_stats(const seda_stage_t *s, seda_stage_stats_t *out);
+
+/* ---- the stage graph -------------------------------------------------- */
+
+/*
+ * Calls fn(ctx, stage) for every live stage (with a reference held for the
+ * call), in creation order. Returns how many. Do not create or destroy stages
+ * from fn.
+ */
+size_t seda_runtime_each_stage(seda_runtime_t *rt, void (*fn)(void *ctx, seda_stage_t *s), void *ctx);
+
+/*
+ * The live stages this stage's handler has enqueued into, learned at run
+ * time (destroyed ones are left out): writes up to `max` of them (new
+ * references; release each) into out and returns how many there are, which
+ * may exceed max.
+ */
+size_t seda_stage_edges(const seda_stage_t *s, seda_stage_t **out, size_t max);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SEDA_RUNTIME_H */
