@@ -18,8 +18,10 @@ final class Tracked: Sendable {
 
 final class Counter: Sendable {
     private let storage = Atomic<Int>(0)
-    func add(_ n: Int) { storage.add(n, ordering: .relaxed) }
-    var value: Int { storage.load(ordering: .relaxed) }
+    // Release on add, acquire on read: a test that sees a count also sees
+    // what the counting thread wrote before it.
+    func add(_ n: Int) { storage.add(n, ordering: .releasing) }
+    var value: Int { storage.load(ordering: .acquiring) }
 }
 
 @Suite("EventQueue")

@@ -1,0 +1,426 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Testing
+
+@testable import Seda
+
+/// Writes `json` to a file of its own and removes it afterwards.
+private func withFile<T>(_ json: String, _ body: (String) throws -> T) throws -> T {
+    let url = FileManager.default.temporaryDirectory
+        .appendingPathComponent("seda-configuration-\(UUID().uuidString).json")
+    try Data(json.utf8).write(to: url)
+    defer { try? FileManager.default.removeItem(at: url) }
+    return try body(url.path)
+}
+
+/// The message of the invalidConfiguration error `body` throws ("" when it throws none).
+private func failure(_ body: () throws -> Void) -> String {
+    do {
+        try body()
+        return ""
+    } catch SedaError.invalidConfiguration(let message) {
+        return message
+    } catch {
+        return "unexpected \(error)"
+    }
+}
+
+/// The message when loading `json` (and `environment`) fails.
+private func loadFailure(_ json: String, environment: [String: String] = [:],
+                         code: SedaSettings = SedaSettings()) throws -> String {
+    try withFile(json) { path in
+        failure { _ = try SedaConfiguration(code: code, file: path, environment: environment) }
+    }
+}
+
+private final class Probe: Sendable {}
+
+private struct Ignore: EventHandler {
+    func handle(_ batch: inout EventBatch<Probe>) throws {}
+}
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    // MARK: Layers and precedence
+
+    @Test func nothingSetGivesTheDefaults() throws {
+        let c = try SedaConfiguration(environment: [:])
+        #expect(c.cpuThreads == nil)
+        #expect(c.pinThreads == false)
+        #expect(c.stageNames.isEmpty)
+        #expect(try c.options(forStage: "Any") == StageOptions())
+        let custom = StageOptions(threadManager: .dedicated(threads: 2, maxThreads: 4), batchSize: 8,
+                                  queueCapacity: 16, pinCPU: 1)
+        #expect(try c.options(forStage: "Any", defaults: custom) == custom)
+        let s = try c.settings(forStage: "Any")
+        #expect(s.governor == GovernorSettings())
+        #expect(s.batchController == BatchControllerSettings(maxBatch: 64))
+        #expect(s.responseTimeController == ResponseTimeControllerSettings())
+        #expect(c.profile == ProfileSettings())
+    }
+
+    @Test func environmentOverridesFileOverridesCode() throws {
+        var code = SedaSettings(cpuThreads: 2, pinThreads: true)
+        code.stages["Http"] = StageSettings(batchSize: 8, queueCapacity: 100, pinCPU: nil)
+        code.global = StageSettings(queueCapacity: 50)
+        let json = """
+        {"seda": {"cpuThreads": 3, "stages": {"Http": {"queueCapacity": 200, "batchSize": 16}}}}
+        """
+        try withFile(json) { path in
+            let env = ["SEDA_STAGES_HTTP_QUEUE_CAPACITY": "300", "SEDA_CPU_THREADS": "4"]
+            let all = try SedaConfiguration(code: code, file: path, environment: env)
+            #expect(all.cpuThreads == 4)
+            #expect(all.pinThreads == true)  // only code sets it
+            #expect(try all.options(forStage: "Http").queueCapacity == 300)
+            #expect(try all.options(forStage: "Http").batchSize == 16)
+
+            let noEnv = try SedaConfiguration(code: code, file: path, environment: [:])
+            #expect(noEnv.cpuThreads == 3)
+            #expect(try noEnv.options(forStage: "Http").queueCapacity == 200)
+
+            let codeOnly = try SedaConfiguration(code: code, environment: [:])
+            #expect(codeOnly.cpuThreads == 2)
+            #expect(try codeOnly.options(forStage: "Http").queueCapacity == 100)
+            #expect(try codeOnly.options(forStage: "Http").batchSize == 8)
+            // Another stage gets the global value, then the defaults passed in.
+            #expect(try codeOnly.options(forStage: "Other").queueCapacity == 50)
+            #expect(try codeOnly.options(forStage: "Other", defaults: StageOptions(batchSize: 4)).batchSize == 4)
+        }
+    }
+
+    @Test func nullIsUnsetAndOtherSectionsAreNotOurs() throws {
+        let json = """
+        {"app": {"port": 8080}, "seda": {"cpuThreads": null, "global": null, "stages": {"A": {"threads": null}}}}
+        """
+        try withFile(json) { path in
+            let c = try SedaConfiguration(code: SedaSettings(cpuThreads: 3), file: path, environment: [:])
+            #expect(c.cpuThreads == 3)
+            #expect(try c.options(forStage: "A") == StageOptions())
+        }
+        let empty = try withFile("{}") { path in try SedaConfiguration(file: path, environment: [:]) }
+        #expect(empty.stageNames.isEmpty)
+        #expect(failure { _ = try SedaConfiguration(file: "/nonexistent/seda.json", environment: [:]) }
+            .contains("/nonexistent/seda.json"))
+        #expect(try loadFailure("{").contains("not valid JSON"))
+    }
+
+    @Test func aStageKeyBeatsAGlobalKeyInAnyLayer() throws {
+        let json = """
+        {"seda": {"stages": {"Http": {"queueCapacity": 200}}}}
+        """
+        try withFile(json) { path in
+            let c = try SedaConfiguration(file: path, environment: ["SEDA_GLOBAL_QUEUE_CAPACITY": "999"])
+            #expect(try c.options(forStage: "Http").queueCapacity == 200)
+            #expect(try c.options(forStage: "Disk").queueCapacity == 999)
+        }
+    }
+
+    @Test func aStageSetOnlyInTheEnvironmentIsFound() throws {
+        let c = try SedaConfiguration(environment: [
+            "SEDA_STAGES_HTTP_SERVER_THREAD_MANAGER": "dedicated",
+            "SEDA_STAGES_HTTP_SERVER_THREADS": "3",
+            "SEDA_STAGES_HTTP_SERVER_MAX_THREADS": "6",
+            "SEDA_STAGES_HTTP_SERVER_PIN_CPU": "1",
+            "SEDA_PIN_THREADS": "yes",
+            "PATH": "/usr/bin",  // not SEDA_: not ours
+        ])
+        #expect(c.pinThreads)
+        let o = try c.options(forStage: "HttpServer")
+        #expect(o.threadManager == .dedicated(threads: 3, maxThreads: 6))
+        #expect(o.pinCPU == 1)
+        #expect(c.stageNames.isEmpty)
+    }
+
+    // MARK: Every key
+
+    @Test func everyKeyIsParsed() throws {
+        let json = """
+        {
+          "app": {"anything": "is not ours"},
+          "seda": {
+            "cpuThreads": 6, "pinThreads": true,
+            "global": {
+              "threadManager": "dedicated", "threads": 2, "maxThreads": 10,
+              "batchSize": 32, "queueCapacity": 4096,
+              "threadPool": {
+                "minThreads": 1,
+                "sizeController": {"enable": true, "delay": 500, "threshold": 10,
+                                   "idleTimeThreshold": 3000, "autoMaxDetect": true}
+              },
+              "batchController": {"enable": true, "minBatch": 2, "recalcWindow": 250, "smoothConst": 0.5},
+              "rtController": {"enable": false, "type": "pid", "targetResponseTime": 12.5},
+              "profile": {"enable": true, "delay": 100}
+            },
+            "stages": {
+              "Disk": {"threads": 4, "maxThreads": 8, "pinCPU": 3, "queueCapacity": 64,
+                       "threadPool.minThreads": 2, "threadPool.sizeController.enable": false,
+                       "rtController": {"enable": true, "type": "MM1", "targetResponseTime": 5}},
+              "Cpu": {"threadManager": "shared", "concurrency": 2, "batchSize": 16,
+                      "batchController": {"minBatch": 4}},
+              "Empty": {}
+            }
+          }
+        }
+        """
+        try withFile(json) { path in
+            let c = try SedaConfiguration(file: path, environment: [:])
+            #expect(c.cpuThreads == 6)
+            #expect(c.pinThreads)
+            #expect(c.profile == ProfileSettings(enabled: true, delay: .milliseconds(100)))
+            #expect(c.stageNames == ["Cpu", "Disk", "Empty"])
+
+            let disk = try c.settings(forStage: "Disk")
+            #expect(disk.options == StageOptions(threadManager: .dedicated(threads: 4, maxThreads: 8),
+                                                 batchSize: 32, queueCapacity: 64, pinCPU: 3))
+            var governor = GovernorSettings()
+            governor.enabled = false
+            governor.minThreads = 2
+            governor.threshold = 10
+            governor.idleTimeThreshold = .milliseconds(3000)
+            governor.delay = .milliseconds(500)
+            governor.autoMaxDetect = true
+            #expect(disk.governor == governor)
+            var batch = BatchControllerSettings(maxBatch: 32)
+            batch.enabled = true
+            batch.minBatch = 2
+            batch.recalcWindow = .milliseconds(250)
+            batch.smoothConst = 0.5
+            #expect(disk.batchController == batch)
+            var rt = ResponseTimeControllerSettings()
+            rt.enabled = true
+            rt.type = .mm1
+            rt.targetResponseTime = .milliseconds(5)
+            #expect(disk.responseTimeController == rt)
+
+            let cpu = try c.settings(forStage: "Cpu")
+            #expect(cpu.options == StageOptions(threadManager: .shared(concurrency: 2), batchSize: 16,
+                                                queueCapacity: 4096))
+            #expect(cpu.batchController.minBatch == 4)
+            #expect(cpu.batchController.maxBatch == 16)
+            #expect(cpu.responseTimeController.type == .pid)
+            #expect(cpu.responseTimeController.targetResponseTime == .milliseconds(12.5))
+
+            // Global values only, for a stage nobody named.
+            #expect(try c.options(forStage: "Other") == StageOptions(
+                threadManager: .dedicated(threads: 2, maxThreads: 10), batchSize: 32, queueCapacity: 4096))
+        }
+    }
+
+    @Test func codeSetsEveryKeyToo() throws {
+        var code = SedaSettings(cpuThreads: 1, pinThreads: false, sizeControllerDelay: .seconds(3),
+                                autoMaxDetect: true, profileEnabled: true, profileDelay: .milliseconds(20))
+        code.stages["S"] = StageSettings(
+            threadManager: .dedicated, threads: 2, maxThreads: 3, batchSize: 5, queueCapacity: 7, pinCPU: 0,
+            minThreads: 1, sizeControllerEnabled: true, sizeControllerThreshold: 9,
+            idleTimeThreshold: .milliseconds(11), batchControllerEnabled: true, minBatch: 2,
+            recalcWindow: .milliseconds(13), smoothConst: 0.25, rtControllerEnabled: true,
+            rtControllerType: .direct, targetResponseTime: .milliseconds(1.5))
+        let c = try SedaConfiguration(code: code, environment: [:])
+        let s = try c.settings(forStage: "S")
+        #expect(s.options == StageOptions(threadManager: .dedicated(threads: 2, maxThreads: 3), batchSize: 5,
+                                          queueCapacity: 7, pinCPU: 0))
+        #expect(s.governor.enabled && s.governor.threshold == 9 && s.governor.autoMaxDetect)
+        #expect(s.governor.idleTimeThreshold == .milliseconds(11) && s.governor.delay == .seconds(3))
+        #expect(s.batchController.enabled && s.batchController.minBatch == 2 && s.batchController.smoothConst == 0.25)
+        #expect(s.batchController.recalcWindow == .milliseconds(13))
+        #expect(s.responseTimeController.enabled && s.responseTimeController.targetResponseTime == .milliseconds(1.5))
+        #expect(c.profile == ProfileSettings(enabled: true, delay: .milliseconds(20)))
+        #expect(c.stageNames == ["S"])
+    }
+
+    // MARK: Sandstorm aliases
+
+    @Test func sandstormNamesAreAliases() throws {
+        let json = """
+        {"seda": {"global": {"defaultThreadManager": "TPSTM",
+                             "threadPool": {"initialThreads": 2, "maxThreads": 20}},
+                  "stages": {"Http": {"queueThreshold": 500, "batchController": {"maxBatch": 10}},
+                             "Cpu": {"threadManager": "tpptm"}}}}
+        """
+        try withFile(json) { path in
+            let c = try SedaConfiguration(file: path, environment: ["SEDA_STAGES_DISK_QUEUE_THRESHOLD": "77"])
+            #expect(try c.options(forStage: "Http") == StageOptions(
+                threadManager: .dedicated(threads: 2, maxThreads: 20), batchSize: 10, queueCapacity: 500))
+            #expect(try c.options(forStage: "Cpu").threadManager == .shared())
+            #expect(try c.options(forStage: "Disk").queueCapacity == 77)
+        }
+    }
+
+    @Test func aliasPrecedenceFollowsTheLayers() throws {
+        // The environment's alias beats the file's canonical key, and the
+        // environment's canonical key beats the file's alias.
+        try withFile(#"{"seda": {"stages": {"A": {"queueCapacity": 1}, "B": {"queueThreshold": 2}}}}"#) { path in
+            let c = try SedaConfiguration(file: path, environment: [
+                "SEDA_STAGES_A_QUEUE_THRESHOLD": "10", "SEDA_STAGES_B_QUEUE_CAPACITY": "20",
+            ])
+            #expect(try c.options(forStage: "A").queueCapacity == 10)
+            #expect(try c.options(forStage: "B").queueCapacity == 20)
+        }
+    }
+
+    @Test func aKeyAndItsAliasInOneLayerIsAnError() throws {
+        let m = try loadFailure(#"{"seda": {"stages": {"Http": {"queueCapacity": 1, "queueThreshold": 2}}}}"#)
+        #expect(m.contains("seda.stages.Http.queueCapacity = 1"))
+        #expect(m.contains("seda.stages.Http.queueThreshold = 2"))
+        #expect(m.contains("keep one"))
+        let e = failure {
+            _ = try SedaConfiguration(environment: ["SEDA_GLOBAL_THREAD_MANAGER": "shared",
+                                                    "SEDA_GLOBAL_DEFAULT_THREAD_MANAGER": "TPSTM"])
+        }
+        #expect(e.contains("SEDA_GLOBAL_THREAD_MANAGER") && e.contains("SEDA_GLOBAL_DEFAULT_THREAD_MANAGER"))
+    }
+
+    // MARK: Unknown keys
+
+    @Test func anUnknownKeyInTheFileIsNamed() throws {
+        let m = try loadFailure(#"{"seda": {"stages": {"Http": {"queueCapacty": 4096}}}}"#)
+        #expect(m.contains("seda.stages.Http.queueCapacty"))
+        #expect(m.contains("did you mean seda.stages.Http.queueCapacity?"))
+        #expect(m.contains("not a Seda configuration key"))
+
+        #expect(try loadFailure(#"{"seda": {"cpuThread": 2}}"#).contains("seda.cpuThread (file "))
+        #expect(try loadFailure(#"{"seda": {"global": {"threadPool": {"maxThread": 2}}}}"#)
+            .contains("seda.global.threadPool.maxThread"))
+        #expect(try loadFailure(#"{"seda": {"global": {"pinCPU": 2}}}"#).contains("pinCPU is set per stage"))
+        #expect(try loadFailure(#"{"seda": {"stages": {"Http": {"profile": {"enable": true}}}}}"#)
+            .contains("seda.stages.Http.profile.enable"))
+        #expect(try loadFailure(#"{"seda": {"stages": {"Http": 3}}}"#).contains("seda.stages.Http = 3 (file "))
+        #expect(try loadFailure(#"{"seda": 3}"#).contains("seda = 3 (file "))
+    }
+
+    @Test func retiredSandstormKeysSayWhy() throws {
+        let m = try loadFailure(#"{"seda": {"global": {"threadPool": {"blockTime": 1000}}}}"#)
+        #expect(m.contains("seda.global.threadPool.blockTime"))
+        #expect(m.contains("Sandstorm key Seda does not use"))
+        #expect(try loadFailure(#"{"seda": {"stages": {"Http": {"class": "x.Y"}}}}"#).contains("seda.stages.Http.class"))
+    }
+
+    @Test func anUnknownEnvironmentVariableIsNamed() throws {
+        let m = failure { _ = try SedaConfiguration(environment: ["SEDA_STAGES_HTTP_QUEUE_CAPACTY": "1"]) }
+        #expect(m.contains("SEDA_STAGES_HTTP_QUEUE_CAPACTY"))
+        #expect(m.contains("did you mean SEDA_STAGES_HTTP_QUEUE_CAPACITY?"))
+        let n = failure { _ = try SedaConfiguration(environment: ["SEDA_CPU_THREAD": "1"]) }
+        #expect(n.contains("SEDA_CPU_THREAD") && n.contains("did you mean SEDA_CPU_THREADS?"))
+        // Lower case can never be looked up, so it is not a key either.
+        let l = failure { _ = try SedaConfiguration(environment: ["SEDA_STAGES_http_THREADS": "1"]) }
+        #expect(l.contains("SEDA_STAGES_http_THREADS"))
+        #expect(failure { _ = try SedaConfiguration(environment: ["SEDA_": "1"]) }.contains("SEDA_"))
+    }
+
+    @Test func aConfiguredStageTheRuntimeLacksIsAnError() throws {
+        try withFile(#"{"seda": {"stages": {"Htpp": {"batchSize": 4}}}}"#) { path in
+            let c = try SedaConfiguration(file: path, environment: ["SEDA_STAGES_DISK_IO_THREADS": "2"])
+            let m = failure { try c.checkStagesExist(["Http", "DiskIO"]) }
+            #expect(m.contains("seda.stages.Htpp") && m.contains("'Http'"))
+            #expect(failure { try c.checkStagesExist(["Htpp", "DiskIO"]) } == "")
+            #expect(failure { try c.checkStagesExist(["Htpp", "Disk"]) }.contains("SEDA_STAGES_DISK_IO_THREADS"))
+        }
+    }
+
+    // MARK: Bad values
+
+    @Test func badValuesNameTheKeyAndTheValue() throws {
+        let negative = try loadFailure(#"{"seda": {"stages": {"Http": {"threads": -1}}}}"#)
+        #expect(negative.contains("seda.stages.Http.threads = -1"))
+        #expect(negative.contains("expected an integer in 1...1024"))
+
+        let zero = try loadFailure(#"{"seda": {"global": {"batchSize": 0}}}"#)
+        #expect(zero.contains("seda.global.batchSize = 0") && zero.contains("1...1024"))
+
+        let fast = try loadFailure(#"{"seda": {"stages": {"Http": {"threadManager": "fast"}}}}"#)
+        #expect(fast.contains(#"seda.stages.Http.threadManager = "fast""#))
+        #expect(fast.contains(#""shared" or "dedicated""#))
+
+        let type = try loadFailure(#"{"seda": {"pinThreads": 1}}"#)
+        #expect(type.contains("seda.pinThreads = 1") && type.contains("true or false"))
+        #expect(try loadFailure(#"{"seda": {"cpuThreads": true}}"#).contains("seda.cpuThreads = true"))
+        #expect(try loadFailure(#"{"seda": {"cpuThreads": "4"}}"#).contains(#"seda.cpuThreads = "4""#))
+        #expect(try loadFailure(#"{"seda": {"cpuThreads": 2000}}"#).contains("seda.cpuThreads = 2000"))
+        #expect(try loadFailure(#"{"seda": {"global": {"batchController": {"smoothConst": 1}}}}"#)
+            .contains("from 0 up to, not including, 1"))
+        #expect(try loadFailure(#"{"seda": {"stages": {"X": {"rtController": {"type": "multiclass"}}}}}"#)
+            .contains(#"rtController.type = "multiclass""#))
+        // A bad value in a file's stage fails at load, before any stage is added.
+        #expect(try loadFailure(#"{"seda": {"stages": {"X": {"queueCapacity": 0}}}}"#)
+            .contains("seda.stages.X.queueCapacity = 0"))
+    }
+
+    @Test func badEnvironmentValuesNameTheVariable() throws {
+        let m = failure { _ = try SedaConfiguration(environment: ["SEDA_STAGES_HTTP_THREADS": "abc"]) }
+        #expect(m.contains(#"SEDA_STAGES_HTTP_THREADS="abc""#))
+        #expect(m.contains("expected an integer in 1...1024"))
+        let b = failure { _ = try SedaConfiguration(environment: ["SEDA_PIN_THREADS": "maybe"]) }
+        #expect(b.contains(#"SEDA_PIN_THREADS="maybe""#) && b.contains("seda.pinThreads"))
+        let k = failure { _ = try SedaConfiguration(environment: ["SEDA_GLOBAL_THREAD_MANAGER": "fast"]) }
+        #expect(k.contains(#"SEDA_GLOBAL_THREAD_MANAGER="fast""#))
+    }
+
+    @Test func badCodeValuesAreCaughtTheSameWay() {
+        var code = SedaSettings()
+        code.stages["Http"] = StageSettings(threads: -1)
+        let m = failure { _ = try SedaConfiguration(code: code, environment: [:]) }
+        #expect(m.contains("seda.stages.Http.threads = -1 (code)"))
+        var global = SedaSettings()
+        global.global.pinCPU = 1
+        #expect(failure { _ = try SedaConfiguration(code: global, environment: [:]) }.contains("pinCPU"))
+        var dotted = SedaSettings()
+        dotted.stages["a.b"] = StageSettings(batchSize: 1)
+        #expect(failure { _ = try SedaConfiguration(code: dotted, environment: [:]) }.contains("'a.b'"))
+    }
+
+    // MARK: Keys that do not fit the stage
+
+    @Test func keysMustFitTheThreadManager() throws {
+        let c = try SedaConfiguration(environment: [
+            "SEDA_STAGES_CPU_THREADS": "4",
+            "SEDA_STAGES_DISK_THREAD_MANAGER": "dedicated", "SEDA_STAGES_DISK_CONCURRENCY": "2",
+        ])
+        let cpu = failure { _ = try c.options(forStage: "Cpu") }
+        #expect(cpu.contains("SEDA_STAGES_CPU_THREADS"))
+        #expect(cpu.contains("applies to dedicated stages"))
+        // With dedicated defaults from code, the same key is fine.
+        #expect(try c.options(forStage: "Cpu", defaults: StageOptions(threadManager: .dedicated()))
+            .threadManager == .dedicated(threads: 4))
+        #expect(failure { _ = try c.options(forStage: "Disk") }.contains("applies to shared stages"))
+    }
+
+    @Test func crossKeyChecksNameBothKeys() throws {
+        try withFile(#"{"seda": {"stages": {"A": {"threadManager": "dedicated", "threads": 4, "maxThreads": 2}}}}"#) { path in
+            let c = try SedaConfiguration(file: path, environment: [:])
+            let m = failure { _ = try c.options(forStage: "A") }
+            #expect(m.contains("seda.stages.A.maxThreads = 2") && m.contains("seda.stages.A.threads = 4"))
+        }
+        let rt = try SedaConfiguration(environment: ["SEDA_STAGES_A_RT_CONTROLLER_ENABLE": "true"])
+        #expect(failure { _ = try rt.settings(forStage: "A") }.contains("targetResponseTime"))
+        let batch = try SedaConfiguration(environment: ["SEDA_STAGES_A_BATCH_CONTROLLER_MIN_BATCH": "100"])
+        #expect(failure { _ = try batch.settings(forStage: "A", defaults: StageOptions(batchSize: 10)) }
+            .contains("above its batchSize 10"))
+    }
+
+    // MARK: The runtime
+
+    @Test func theRuntimeTakesItsSettingsFromTheConfiguration() throws {
+        let c = try SedaConfiguration(code: SedaSettings(cpuThreads: 2), environment: [
+            "SEDA_STAGES_WORK_QUEUE_CAPACITY": "8", "SEDA_STAGES_OK_QUEUE_CAPACITY": "8",
+        ])
+        let runtime = try Runtime(configuration: c)
+        #expect(runtime.cpuThreads == 2)
+        try runtime.addStage("Ok", handler: Ignore(), configuration: c)
+        #expect(failure { try runtime.checkConfiguredStages(c) }.contains("SEDA_STAGES_WORK_QUEUE_CAPACITY"))
+        try runtime.addStage("Work", handler: Ignore(), configuration: c,
+                             defaults: StageOptions(threadManager: .dedicated(threads: 1)))
+        try runtime.checkConfiguredStages(c)
+        try runtime.shutdown()
+    }
+
+    @Test func addStageThrowsTheConfigurationError() throws {
+        let c = try SedaConfiguration(environment: ["SEDA_STAGES_BAD_THREADS": "2"])
+        let runtime = try Runtime(cpuThreads: 1)
+        #expect(throws: SedaError.self) { try runtime.addStage("Bad", handler: Ignore(), configuration: c) }
+        #expect(runtime.stageNames.isEmpty)
+        try runtime.shutdown()
+    }
+}
