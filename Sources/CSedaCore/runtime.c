@@ -121,6 +121,9 @@ static _Thread_local uint32_t tls_batch_us;
  * slot's stage holds an instance's reference, like a run queue entry. */
 static _Thread_local bool tls_cpu_thread;
 static _Thread_local seda_stage_t *tls_next;
+/* When this thread's last batch ended (0: stale, e.g. after waiting): the
+ * next batch's start time, saving a clock read (~25 ns here) per batch. */
+static _Thread_local int64_t tls_last_end;
 
 /* Events a shared-pool thread handles in one turn of a stage before it moves
  * on: several batches, so that a busy stage costs one scheduling round trip
@@ -220,7 +223,7 @@ static void run_batch(seda_stage_t *s, void **events, const uint32_t *stamps, si
 {
     seda_runtime_t *rt = s->rt;
     bool exclusive = s->concurrency == 1;
-    int64_t t0 = seda_clock_now(rt->clock);
+    int64_t t0 = tls_last_end ? tls_last_end : seda_clock_now(rt->clock);
     uint32_t start_us = (uint32_t)(t0 / 1000);
 
     /* Queueing delay per event; stamps come in runs (one per producer
@@ -253,6 +256,7 @@ static void run_batch(seda_stage_t *s, void **events, const uint32_t *stamps, si
     tls_batch_us = outer_us;
 
     int64_t t1 = seda_clock_now(rt->clock);
+    tls_last_end = t1;
     uint64_t took = t1 > t0 ? (uint64_t)(t1 - t0) : 0;
     seda__histogram_add(&s->service_time, took / k, k, exclusive);
     bump(&s->batches, 1, exclusive, memory_order_relaxed);
@@ -374,6 +378,7 @@ static void *cpu_thread(void *p)
             push_stage(s, false); /* enough: to the back of the line */
         }
         next_runs = 0;
+        tls_last_end = 0; /* between turns: the next batch reads the clock */
         void *item;
         int r = -EAGAIN;
         for (unsigned spin = 0; spin < IDLE_SPINS && r == -EAGAIN; spin++) {
@@ -424,6 +429,7 @@ static void *pool_thread(void *p)
             run_batch(s, buf, stamps, (size_t)k);
             continue;
         }
+        tls_last_end = 0; /* about to wait: the next batch reads the clock */
         if (k == -EPIPE) {
             atomic_fetch_sub_explicit(&s->live_threads, 1, memory_order_acq_rel);
             break;

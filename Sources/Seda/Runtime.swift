@@ -159,7 +159,7 @@ public final class Runtime: @unchecked Sendable {
             let (s, a) = d.components
             return s >= Int64.max / 1_000_000_000 ? Int64.max : max(0, s * 1_000_000_000 + a / 1_000_000_000)
         } ?? -1
-        logger.info("runtime shutting down", metadata: ["mode": "\(mode)"])
+        logger.debug("runtime shutting down", metadata: ["mode": "\(mode)"])
         let r = seda_runtime_shutdown(handle, mode.cValue, ns)
         registry.withLock { $0.removeAll() }
         _ = try SedaError.check(r)

@@ -89,8 +89,11 @@ struct PipelineBench: ParsableCommand {
             progress("latency: \(contender.label): p50 \(micros(result.histogram.valueAtPercentile(50))) µs, p99 \(micros(result.histogram.valueAtPercentile(99))) µs")
         }
 
-        let floor = try measureLatency(
-            PipelineContender(label: "no stages", batch: nil, isBaseline: false) { DirectPipeline() }, rate: offered)
+        let direct = PipelineContender(label: "no stages", batch: nil, isBaseline: false) { DirectPipeline() }
+        let floor = try measureLatency(direct, rate: offered)
+        // The generator's own ceiling: allocating events and completing them
+        // with no stage between. No pipeline can beat it.
+        let ceiling = Stats.median(try (0..<runs).map { _ in try measureThroughput(direct) })
 
         print("latency: \(latencyEvents) events open-loop at \(Int(offered.rounded())) events/s "
               + "(\(Int(Self.latencyLoad * 100))% of the slowest baseline, \(contenders[slowest].label)); "
@@ -114,6 +117,8 @@ struct PipelineBench: ParsableCommand {
         print("* baselines move one event at a time; the batch column applies to Seda only.")
         print("vs fastest baseline: median events/s over \(contenders[fastest].label)'s.")
         print("gen lag: mean time from an event's due time to its send; the latency figures include it.")
+        print("harness ceiling (the generator calls the sink itself, no stages): "
+              + "\(Stats.fixed(ceiling / 1e6, 3)) M events/s = \(Stats.fixed(ceiling / medians[fastest], 2))× the fastest baseline.")
         print("harness floor at the same rate (the generator calls the sink itself, no stages): "
               + "p50 \(micros(floor.histogram.valueAtPercentile(50))) µs, "
               + "p99 \(micros(floor.histogram.valueAtPercentile(99))) µs, "
