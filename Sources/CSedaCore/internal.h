@@ -36,6 +36,11 @@ static inline int64_t seda__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The clock for statistics: seda_clock_now, read through the TSC where the
+ * kernel keeps time with it (clock.c says why and how). */
+struct seda_clock;
+int64_t seda__clock_now_fast(const struct seda_clock *c);
+
 /* The notifier's slow path: at least one thread is parked. */
 void seda__notifier_wake_slow(seda_notifier_t *n, int32_t count);
 

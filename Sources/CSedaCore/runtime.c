@@ -139,7 +139,7 @@ static _Thread_local int64_t tls_last_end;
 
 static inline uint32_t now_us(const seda_runtime_t *rt)
 {
-    return (uint32_t)(seda_clock_now(rt->clock) / 1000);
+    return (uint32_t)(seda__clock_now_fast(rt->clock) / 1000);
 }
 
 static void name_thread(pthread_t t, const char *name)
@@ -219,11 +219,12 @@ static inline void bump(_Atomic uint64_t *c, uint64_t by, bool exclusive, memory
         atomic_fetch_add_explicit(c, by, mo);
 }
 
-static void run_batch(seda_stage_t *s, void **events, const uint32_t *stamps, size_t k)
+static void run_batch(seda_stage_t *s, void **events, const uint32_t *stamps, size_t k,
+                      bool sample_depth)
 {
     seda_runtime_t *rt = s->rt;
     bool exclusive = s->concurrency == 1;
-    int64_t t0 = tls_last_end ? tls_last_end : seda_clock_now(rt->clock);
+    int64_t t0 = tls_last_end ? tls_last_end : seda__clock_now_fast(rt->clock);
     uint32_t start_us = (uint32_t)(t0 / 1000);
 
     /* Queueing delay per event; stamps come in runs (one per producer
@@ -239,8 +240,11 @@ static void run_batch(seda_stage_t *s, void **events, const uint32_t *stamps, si
         i = j;
     }
     /* The queue's depth as this thread found it: exact when the batch was
-     * full (a deep queue), otherwise it was drained by this batch. */
-    uint64_t depth = k == s->batch_max ? k + seda_queue_size(s->queue) : k;
+     * full (a deep queue), otherwise this batch drained it. Reading the size
+     * touches the producers' line, so callers sample it once in a while. */
+    uint64_t depth = k;
+    if (sample_depth && k == s->batch_max)
+        depth += seda_queue_size(s->queue);
     uint64_t peak = atomic_load_explicit(&s->queue_peak, memory_order_relaxed);
     while (depth > peak && !atomic_compare_exchange_weak_explicit(&s->queue_peak, &peak, depth,
                                                                   memory_order_relaxed,
@@ -255,7 +259,7 @@ static void run_batch(seda_stage_t *s, void **events, const uint32_t *stamps, si
     tls_stage = outer;
     tls_batch_us = outer_us;
 
-    int64_t t1 = seda_clock_now(rt->clock);
+    int64_t t1 = seda__clock_now_fast(rt->clock);
     tls_last_end = t1;
     uint64_t took = t1 > t0 ? (uint64_t)(t1 - t0) : 0;
     seda__histogram_add(&s->service_time, took / k, k, exclusive);
@@ -307,10 +311,15 @@ static inline void schedule(seda_stage_t *s)
 /* One turn of a shared-pool thread on stage s: a few batches at most. */
 static void run_turn(seda_stage_t *s, void **buf, uint32_t *stamps)
 {
-    int k = seda_queue_dequeue_many(s->queue, buf, stamps, s->batch_max);
-    if (k > 0) {
-        uint32_t budget = s->batch_max * 4 > TURN_EVENTS_MIN ? s->batch_max * 4 : TURN_EVENTS_MIN;
-        if (s->concurrency > 1 && seda_queue_size(s->queue) > 0) {
+    uint32_t budget = s->batch_max * 4 > TURN_EVENTS_MIN ? s->batch_max * 4 : TURN_EVENTS_MIN;
+    uint32_t done = 0;
+    bool more = false; /* stopped on the budget: events may remain */
+    for (int batches = 0; batches < TURN_BATCHES_MAX; batches++) {
+        int k = seda_queue_dequeue_many(s->queue, buf, stamps, s->batch_max);
+        if (k <= 0)
+            break;
+        if (batches == 0 && s->concurrency > 1 && (uint32_t)k == s->batch_max &&
+            seda_queue_size(s->queue) > 0) {
             /* More waiting: let another thread take the next batch now. */
             uint32_t a = atomic_load_explicit(&s->active, memory_order_relaxed);
             while (a < s->concurrency) {
@@ -322,22 +331,21 @@ static void run_turn(seda_stage_t *s, void **buf, uint32_t *stamps)
                 }
             }
         }
-        run_batch(s, buf, stamps, (size_t)k);
-        uint32_t done = (uint32_t)k;
-        for (int batches = 1; batches < TURN_BATCHES_MAX && done < budget; batches++) {
-            k = seda_queue_dequeue_many(s->queue, buf, stamps, s->batch_max);
-            if (k <= 0)
-                break;
-            run_batch(s, buf, stamps, (size_t)k);
-            done += (uint32_t)k;
-        }
-        if (seda_queue_size(s->queue) > 0) {
-            /* Round robin: back of the run queue, keeping this reference. */
-            push_stage(s, false);
-            return;
+        /* The queue's depth is sampled once per turn, at its first batch. */
+        run_batch(s, buf, stamps, (size_t)k, batches == 0);
+        done += (uint32_t)k;
+        if (done >= budget || batches + 1 == TURN_BATCHES_MAX) {
+            more = true;
+            break;
         }
     }
-    /* seq_cst RMW, then the seq_cst size read; see the file comment. */
+    if (more) {
+        /* Round robin: back of the run queue, keeping this reference. If the
+         * queue happens to be empty, that turn finds out and idles. */
+        push_stage(s, false);
+        return;
+    }
+    /* Empty. seq_cst RMW, then the seq_cst size read; see the file comment. */
     if (atomic_fetch_sub_explicit(&s->active, 1, memory_order_seq_cst) == 1 &&
         seda_queue_size(s->queue) > 0) {
         uint32_t idle = 0;
@@ -383,7 +391,13 @@ static void *cpu_thread(void *p)
         int r = -EAGAIN;
         for (unsigned spin = 0; spin < IDLE_SPINS && r == -EAGAIN; spin++) {
             r = seda_queue_dequeue(rt->run_queue, &item);
-            if (r == -EAGAIN)
+            if (r != -EAGAIN)
+                break;
+            /* Mostly PAUSE; now and then let a thread waiting for this CPU
+             * (a producer, on an oversubscribed machine) run instead. */
+            if (spin % 64 == 63)
+                sched_yield();
+            else
                 seda__cpu_relax();
         }
         if (r == -EAGAIN)
@@ -421,14 +435,17 @@ static void *pool_thread(void *p)
     if (!buf || !stamps)
         abort();
     seda_notifier_t *n = seda_queue_notifier(s->queue);
+    unsigned since_sample = 0;
     for (;;) {
         if (should_exit(s))
             break;
         int k = seda_queue_dequeue_many(s->queue, buf, stamps, s->batch_max);
         if (k > 0) {
-            run_batch(s, buf, stamps, (size_t)k);
+            /* Sample the depth on the first batch after a wait and every 16th. */
+            run_batch(s, buf, stamps, (size_t)k, since_sample++ % 16 == 0);
             continue;
         }
+        since_sample = 0;
         tls_last_end = 0; /* about to wait: the next batch reads the clock */
         if (k == -EPIPE) {
             atomic_fetch_sub_explicit(&s->live_threads, 1, memory_order_acq_rel);

@@ -49,6 +49,9 @@ struct PipelineBench: ParsableCommand {
     @Option(help: "Events in each pipeline's latency run.")
     var latencyEvents: Int = 100_000
 
+    @Option(help: "Profile one pipeline: measure only throughput of the rows whose label contains this.")
+    var only: String?
+
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
         guard events >= 1_000 else { throw ValidationError("--events must be at least 1000") }
@@ -56,6 +59,14 @@ struct PipelineBench: ParsableCommand {
     }
 
     func run() throws {
+        if let only {
+            for c in (Self.baselines + Self.sedaContenders) where c.label.contains(only) {
+                for _ in 0..<runs {
+                    print("\(c.label), batch \(c.batch ?? 1): \(Stats.fixed(try measureThroughput(c) / 1e6, 3)) M events/s")
+                }
+            }
+            return
+        }
         let contenders = Self.baselines + Self.sedaContenders
         let cpus = seda_bench_cpus()
         print("seda-bench pipeline: \(Self.stages) stages, \(events) events per throughput run, median of \(runs) runs (min–max), \(cpus) CPUs")

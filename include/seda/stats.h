@@ -48,7 +48,7 @@ typedef struct seda_stage_stats {
     uint64_t handler_errors;  /* handler calls that returned an error */
     uint64_t handler_ns;      /* time spent inside the handler */
     uint64_t queue_length;    /* events waiting now */
-    uint64_t queue_peak;      /* longest queue seen by the stage's threads at a batch start */
+    uint64_t queue_peak;      /* longest queue the stage's threads sampled (at a turn's start) */
     uint32_t threads;         /* dedicated pool: live threads; shared pool: 0 */
     uint32_t concurrency;     /* how many threads may run the handler at once */
     seda_histogram_snapshot_t queue_delay;  /* enqueue -> handler start, per event */
