@@ -6,6 +6,7 @@
  * nothing.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -342,6 +343,32 @@ static void test_destroy_under_traffic(int manager, int mode)
     CHECK_EQ(atomic_load(&destroy_ctx_calls), 2);
 }
 
+/* How many of this process's threads carry `name` (as `top -H` shows them). */
+static int threads_named(const char *name)
+{
+    char path[300], comm[32];
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    CHECK(d != NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (fgets(comm, sizeof comm, f)) {
+            comm[strcspn(comm, "\n")] = '\0';
+            if (strcmp(comm, name) == 0)
+                n++;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
 /* ---- a dedicated pool grows and shrinks while running -------------------- */
 
 static void test_pool_resize(void)
@@ -358,11 +385,15 @@ static void test_pool_resize(void)
     seda_stage_stats_t st;
     seda_stage_stats(s, &st);
     CHECK_EQ(st.threads, 1);
+    /* Threads are named after their stage or CPU. */
+    CHECK_EQ(threads_named("pool"), 1);
+    CHECK_EQ(threads_named("seda-cpu0"), 1);
     CHECK_RC(seda_stage_set_threads(s, 5), -EINVAL);
     CHECK_RC(seda_stage_set_threads(s, 0), -EINVAL);
     CHECK_OK(seda_stage_set_threads(s, 4));
     seda_stage_stats(s, &st);
     CHECK_EQ(st.threads, 4);
+    CHECK_EQ(threads_named("pool"), 4);
     for (uint64_t i = 0; i < 1000; i++)
         enqueue_retry(s, ev_new(i, 0));
     CHECK_OK(seda_stage_set_threads(s, 2));
