@@ -180,9 +180,9 @@ static void stage_free(seda_stage_t *s)
 {
     seda_runtime_t *rt = s->rt;
     free(s->more_edges);
-    /* Destroy or shutdown handed everything back; anything left got here
-     * through no path we know of, and still goes to its owner. */
-    seda_queue_destroy(s->queue, s->drop, s->ctx);
+    /* Destroy or shutdown handed everything back, and the destroy callback
+     * may have freed ctx: the queue is empty and gets no drop callback. */
+    seda_queue_destroy(s->queue, NULL, NULL);
     pthread_mutex_destroy(&s->edge_lock);
     pthread_mutex_destroy(&s->pool_lock);
     free(s);
@@ -279,9 +279,14 @@ static void push_stage(seda_stage_t *s, bool take_ref)
 {
     if (take_ref)
         seda_stage_retain(s);
-    if (seda_queue_enqueue(s->rt->run_queue, s) != 0) {
-        /* Only after shutdown closed the run queue; capacity is reserved at
-         * stage creation, so never -EAGAIN. Nobody will run this instance. */
+    int r;
+    /* Capacity is reserved at stage creation, but a consumer preempted
+     * between claiming a slot and freeing it makes the ring look full for a
+     * moment: retry. Only a closed run queue (shutdown) gives up. */
+    while ((r = seda_queue_enqueue(s->rt->run_queue, s)) == -EAGAIN)
+        sched_yield();
+    if (r != 0) {
+        /* Nobody will run this instance. */
         atomic_fetch_sub_explicit(&s->active, 1, memory_order_seq_cst);
         seda_stage_release(s);
     }
@@ -416,11 +421,18 @@ static void *cpu_thread(void *p)
 
 static bool should_exit(seda_stage_t *s)
 {
-    uint32_t live = atomic_load_explicit(&s->live_threads, memory_order_acquire);
-    while (live > atomic_load_explicit(&s->target_threads, memory_order_acquire)) {
+    uint32_t live = atomic_load_explicit(&s->live_threads, memory_order_seq_cst);
+    while (live > atomic_load_explicit(&s->target_threads, memory_order_seq_cst)) {
         if (atomic_compare_exchange_weak_explicit(&s->live_threads, &live, live - 1,
-                                                  memory_order_acq_rel, memory_order_acquire))
+                                                  memory_order_seq_cst, memory_order_seq_cst)) {
+            /* A grow may have raised the target between our check and the
+             * CAS, counting on us: then stay. */
+            if (live - 1 < atomic_load_explicit(&s->target_threads, memory_order_seq_cst)) {
+                atomic_fetch_add_explicit(&s->live_threads, 1, memory_order_seq_cst);
+                return false;
+            }
             return true;
+        }
     }
     return false;
 }
@@ -495,7 +507,8 @@ static int start_pool_thread(seda_stage_t *s)
     if (r != 0) {
         atomic_fetch_sub_explicit(&s->live_threads, 1, memory_order_acq_rel);
         free(t);
-        return -r;
+        /* pthread's EAGAIN means "no resources": not our "full". */
+        return r == EAGAIN ? -ENOMEM : -r;
     }
     name_thread(t->tid, s->name);
     if (s->pin_cpu >= 0)
@@ -516,7 +529,9 @@ int seda_stage_set_threads(seda_stage_t *s, uint32_t n)
         pthread_mutex_unlock(&s->pool_lock);
         return -EPIPE;
     }
-    atomic_store_explicit(&s->target_threads, n, memory_order_release);
+    /* seq_cst: a store-load race with the parking thread's prepare (RMW) and
+     * its read of the target, like the notifier's own protocol. */
+    atomic_store_explicit(&s->target_threads, n, memory_order_seq_cst);
     reap_pool(s, false);
     int r = 0;
     while (r == 0 && atomic_load(&s->live_threads) < n)
@@ -579,8 +594,9 @@ static inline int admit(seda_stage_t *s)
 static inline int after_enqueue(seda_stage_t *s, int r)
 {
     if (SEDA__UNLIKELY(r < 0)) {
-        atomic_fetch_add_explicit(r == -EAGAIN ? &s->rejected_full : &s->rejected_closed, 1,
-                                  memory_order_relaxed);
+        if (r == -EAGAIN || r == -EPIPE)
+            atomic_fetch_add_explicit(r == -EAGAIN ? &s->rejected_full : &s->rejected_closed, 1,
+                                      memory_order_relaxed);
         return r;
     }
     seda_stage_t *from = tls_stage;
@@ -660,10 +676,20 @@ static void stage_finish(seda_stage_t *s, int mode)
     if (s->manager == SEDA_THREADS_SHARED) {
         wait_idle(s, mode == SEDA_SHUTDOWN_DRAIN);
     } else {
+        /* Take the pool's threads, then join them without the lock: one of
+         * them may be calling seda_stage_set_threads (which now sees
+         * `destroyed` and returns -EPIPE). */
         pthread_mutex_lock(&s->pool_lock);
-        seda_notifier_wake(seda_queue_notifier(s->queue), INT32_MAX);
-        reap_pool(s, true); /* they drain, see -EPIPE, and exit */
+        struct pool_thread *threads = s->threads;
+        s->threads = NULL;
         pthread_mutex_unlock(&s->pool_lock);
+        seda_notifier_wake(seda_queue_notifier(s->queue), INT32_MAX);
+        while (threads) { /* they drain, see -EPIPE, and exit */
+            struct pool_thread *t = threads;
+            threads = t->next;
+            pthread_join(t->tid, NULL);
+            free(t);
+        }
     }
     hand_back_all(s);
     if (s->destroy_ctx)
@@ -693,7 +719,11 @@ int seda_stage_destroy(seda_stage_t *s, int mode)
 {
     if (mode != SEDA_SHUTDOWN_DRAIN && mode != SEDA_SHUTDOWN_HAND_BACK)
         return -EINVAL;
-    if (tls_stage == s)
+    /* Its own handler would wait for itself; a shared-pool thread would wait
+     * for a turn of s that may sit in its own run-next slot, or need the very
+     * thread that waits. */
+    if (tls_stage == s ||
+        (s->manager == SEDA_THREADS_SHARED && tls_cpu_thread && tls_runtime == s->rt))
         return -EDEADLK;
     if (atomic_exchange(&s->destroyed, true))
         return -EPIPE;
@@ -732,7 +762,7 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
     s->batch_max = o->batch_max ? o->batch_max : 64;
     s->manager = o->thread_manager;
     s->concurrency = o->thread_manager == SEDA_THREADS_DEDICATED ? maxt : conc;
-    s->pin_cpu = o->thread_manager == SEDA_THREADS_DEDICATED ? o->pin_cpu : -1;
+    s->pin_cpu = o->thread_manager == SEDA_THREADS_DEDICATED && o->pin_to_cpu ? o->pin_cpu : -1;
     snprintf(s->name, sizeof s->name, "%s", o->name);
     pthread_mutex_init(&s->edge_lock, NULL);
     pthread_mutex_init(&s->pool_lock, NULL);
@@ -976,9 +1006,11 @@ int seda_runtime_shutdown(seda_runtime_t *rt, int mode, int64_t timeout_ns)
     atomic_store(&rt->state, RT_STOPPING);
 
     size_t n;
-    seda_stage_t **all = snapshot_stages(rt, &n);
-    if (!all && n)
-        return -ENOMEM;
+    seda_stage_t **all;
+    /* A small array; without it nothing below can run, so wait for memory
+     * rather than leave the runtime half stopped. */
+    while (!(all = snapshot_stages(rt, &n)))
+        sleep_briefly();
     /* Close every queue first, so that handlers still running cannot feed
      * stages already emptied; then hand back what is queued. */
     for (size_t i = 0; i < n; i++)
@@ -1013,8 +1045,14 @@ void seda_runtime_destroy(seda_runtime_t *rt)
 {
     if (!rt)
         return;
-    if (atomic_load(&rt->state) == RT_RUNNING)
-        seda_runtime_shutdown(rt, SEDA_SHUTDOWN_HAND_BACK, 0);
+    if (tls_runtime == rt) {
+        fprintf(stderr, "seda_runtime_destroy called from one of the runtime's own threads\n");
+        abort(); /* it would free what this thread runs on */
+    }
+    seda_runtime_shutdown(rt, SEDA_SHUTDOWN_HAND_BACK, 0);
+    /* A shutdown running on another thread: wait until it is done with rt. */
+    while (atomic_load(&rt->state) != RT_STOPPED)
+        sleep_briefly();
     /* Freed now, or when the last stage handle still held elsewhere goes. */
     runtime_release(rt);
 }

@@ -89,7 +89,10 @@ public final class Runtime: @unchecked Sendable {
             o.concurrency = UInt32(t)
             o.max_threads = UInt32(m ?? t)
         }
-        o.pin_cpu = Int32(options.pinCPU ?? -1)
+        if let cpu = options.pinCPU {
+            o.pin_to_cpu = 1
+            o.pin_cpu = Int32(cpu)
+        }
         o.handler = runHandler
         o.ctx = ctx
         o.drop = releaseEvent
@@ -130,12 +133,17 @@ public final class Runtime: @unchecked Sendable {
     /// Destroys a stage while the others run: later enqueues throw
     /// ``SedaError/closed``; `.drain` processes what is queued first,
     /// `.handBack` releases it; then the handler's ``EventHandler/tearDown()``
-    /// runs. Blocks until done.
+    /// runs. Blocks until done. Throws ``SedaError/wouldDeadlock`` when called
+    /// from the stage's own handler, or for a shared-thread stage from any
+    /// handler on the shared threads (do it from another thread or from a
+    /// dedicated stage).
     public func destroyStage(named name: String, mode: ShutdownMode = .drain) throws(SedaError) {
         let reg = registry.withLock { $0[name] }
         guard let reg else { throw .noSuchStage(name) }
         let r = seda_stage_destroy(reg.stage.pointer, mode.cValue)
-        _ = registry.withLock { $0.removeValue(forKey: name) }
+        if r == 0 || r == -EPIPE { // gone (now, or by a concurrent destroy)
+            _ = registry.withLock { $0.removeValue(forKey: name) }
+        }
         _ = try SedaError.check(r)
         logger.debug("stage destroyed", metadata: ["stage": "\(name)"])
     }

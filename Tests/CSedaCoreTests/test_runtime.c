@@ -72,7 +72,7 @@ static seda_stage_t *make_stage(seda_runtime_t *rt, const char *name, seda_handl
 {
     seda_stage_options_t o = { .name = name, .handler = h, .ctx = ctx, .drop = drop_cb,
                                .thread_manager = manager, .concurrency = conc,
-                               .batch_max = batch, .pin_cpu = -1,
+                               .batch_max = batch,
                                .queue_capacity = next_capacity };
     seda_stage_t *s = NULL;
     CHECK_OK(seda_stage_create(rt, &o, &s));
@@ -312,7 +312,7 @@ static void test_destroy_under_traffic(int manager, int mode)
     seda_stage_options_t o = { .name = "victim", .handler = consume_all, .ctx = &consumed,
                                .drop = drop_cb, .destroy = count_destroy,
                                .thread_manager = manager, .concurrency = 2, .batch_max = 8,
-                               .queue_capacity = 64, .pin_cpu = -1 };
+                               .queue_capacity = 64 };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &o, &s));
     CHECK_RC(seda_stage_create(rt, &o, &s), -EEXIST);
@@ -379,7 +379,7 @@ static void test_pool_resize(void)
     _Atomic uint64_t consumed = 0;
     seda_stage_options_t o = { .name = "pool", .handler = consume_all, .ctx = &consumed,
                                .drop = drop_cb, .thread_manager = SEDA_THREADS_DEDICATED,
-                               .concurrency = 1, .max_threads = 4, .pin_cpu = -1 };
+                               .concurrency = 1, .max_threads = 4 };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &o, &s));
     seda_stage_stats_t st;
@@ -448,7 +448,7 @@ static void test_shutdown_drains_cycle(void)
     CHECK_OK(seda_runtime_create(&rt, NULL));
     struct ping_ctx pa = { 0 }, pb = { 0 };
     seda_stage_options_t o = { .handler = ping, .drop = drop_cb, .batch_max = 16,
-                               .queue_capacity = 4096, .pin_cpu = -1 };
+                               .queue_capacity = 4096 };
     seda_stage_t *a, *b;
     o.name = "ping";
     o.ctx = &pa;
@@ -581,6 +581,96 @@ static void test_histogram(void)
     CHECK_EQ(seda_histogram_quantile(&h, 1.0), 100000);
 }
 
+/* ---- destroy from handlers: refused where it would wait for itself --------- */
+
+struct destroyer_ctx {
+    seda_stage_t *victim;
+    _Atomic int result;
+    _Atomic int done;
+};
+
+static int destroy_from_handler(void *ctx, void **events, size_t count)
+{
+    struct destroyer_ctx *d = ctx;
+    for (size_t i = 0; i < count; i++)
+        ev_free(events[i]);
+    atomic_store(&d->result, seda_stage_destroy(d->victim, SEDA_SHUTDOWN_DRAIN));
+    atomic_store(&d->done, 1);
+    return 0;
+}
+
+static int resize_self(void *ctx, void **events, size_t count)
+{
+    seda_stage_t **self = ctx;
+    for (size_t i = 0; i < count; i++)
+        ev_free(events[i]);
+    int r = seda_stage_set_threads(*self, 2); /* racing a destroy: never a deadlock */
+    CHECK(r == 0 || r == -EPIPE);
+    return 0;
+}
+
+static void test_destroy_from_handlers(void)
+{
+    reset_counts();
+    seda_runtime_t *rt;
+    CHECK_OK(seda_runtime_create(&rt, NULL));
+    _Atomic uint64_t n = 0;
+    seda_stage_t *victim = make_stage(rt, "victim", consume_all, &n, SEDA_THREADS_SHARED, 1, 8);
+    struct destroyer_ctx d = { .victim = victim };
+    seda_stage_t *killer = make_stage(rt, "killer", destroy_from_handler, &d, SEDA_THREADS_SHARED, 1, 8);
+    enqueue_retry(killer, ev_new(0, 0));
+    WAIT_UNTIL(atomic_load(&d.done));
+    CHECK_RC(atomic_load(&d.result), -EDEADLK);
+    /* From a dedicated stage's handler it works. */
+    atomic_store(&d.done, 0);
+    seda_stage_t *dkiller = make_stage(rt, "dkiller", destroy_from_handler, &d, SEDA_THREADS_DEDICATED, 1, 8);
+    enqueue_retry(dkiller, ev_new(1, 0));
+    WAIT_UNTIL(atomic_load(&d.done));
+    CHECK_OK(atomic_load(&d.result));
+
+    /* A pool whose handler resizes it, destroyed while draining. */
+    seda_stage_t *self = NULL;
+    seda_stage_options_t o = { .name = "resizer", .handler = resize_self, .ctx = &self,
+                               .drop = drop_cb, .thread_manager = SEDA_THREADS_DEDICATED,
+                               .concurrency = 1, .max_threads = 2, .batch_max = 1,
+                               .queue_capacity = 1024 };
+    CHECK_OK(seda_stage_create(rt, &o, &self));
+    for (uint64_t i = 0; i < 500; i++)
+        enqueue_retry(self, ev_new(i, 0));
+    CHECK_OK(seda_stage_destroy(self, SEDA_SHUTDOWN_DRAIN));
+    seda_stage_release(self);
+    seda_stage_release(victim);
+    seda_stage_release(killer);
+    seda_stage_release(dkiller);
+    seda_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&freed), 502);
+}
+
+/* ---- a tiny run queue: momentarily "full" rings never strand a stage ------ */
+
+static void test_tiny_run_queue(void)
+{
+    reset_counts();
+    seda_runtime_t *rt;
+    seda_runtime_options_t ro = { .run_queue_capacity = 2, .cpu_threads = 2 };
+    CHECK_OK(seda_runtime_create(&rt, &ro));
+    _Atomic uint64_t n = 0;
+    seda_stage_t *a = make_stage(rt, "a", consume_all, &n, SEDA_THREADS_SHARED, 1, 1);
+    seda_stage_t *b = make_stage(rt, "b", consume_all, &n, SEDA_THREADS_SHARED, 1, 1);
+    struct producer_arg pa = { .stage = a, .count = 20000 }, pb = { .stage = b, .count = 20000 };
+    pthread_t t[2];
+    CHECK_OK(pthread_create(&t[0], NULL, producer, &pa));
+    CHECK_OK(pthread_create(&t[1], NULL, producer, &pb));
+    for (int i = 0; i < 2; i++)
+        CHECK_OK(pthread_join(t[i], NULL));
+    WAIT_UNTIL(atomic_load(&n) == 40000);
+    CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_DRAIN, -1));
+    seda_stage_release(a);
+    seda_stage_release(b);
+    seda_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&freed), 40000);
+}
+
 static void test_bad_options(void)
 {
     seda_runtime_t *rt;
@@ -623,6 +713,8 @@ int main(void)
     test_shutdown_hands_back(SEDA_THREADS_SHARED);
     test_shutdown_hands_back(SEDA_THREADS_DEDICATED);
     test_stats_manual_clock();
+    test_destroy_from_handlers();
+    test_tiny_run_queue();
     puts("runtime: ok");
     return 0;
 }

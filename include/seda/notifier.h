@@ -21,6 +21,11 @@
  * either the producer sees the waiter and wakes it, or the waiter's check
  * sees the producer's event. Neither can miss the other.
  *
+ * Waiters must be interchangeable: seda_notifier_wake(n, 1) wakes any one of
+ * them, so every thread parked on a notifier must serve every queue that
+ * uses it (an executor's identical threads do). Threads serving different
+ * queues need different notifiers, or wakes of INT32_MAX.
+ *
  * Two kinds: a futex word (the default) and an eventfd (SEDA_NOTIFIER_EVENTFD),
  * whose descriptor an epoll loop can watch alongside its sockets.
  */
@@ -68,7 +73,7 @@ void seda_notifier_cancel(seda_notifier_t *n);
  * Sleeps until a wake that happened after the matching prepare, or until
  * timeout_ns elapses (timeout_ns < 0: no limit; 0: do not sleep). Withdraws the
  * waiter before returning. Returns 0 when woken (or when a wake had already
- * happened), -ETIMEDOUT, or -EINTR. A return of 0 promises only that the
+ * happened), -ETIMEDOUT, -EINTR, or another negative errno from futex/ppoll. A return of 0 promises only that the
  * caller should look for work again: wakes may be spurious.
  */
 int seda_notifier_park(seda_notifier_t *n, uint32_t epoch, int64_t timeout_ns);

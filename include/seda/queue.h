@@ -25,6 +25,10 @@
  * closed and drained (dequeue); -EINVAL a batch larger than the capacity or a
  * bad argument; -ETIMEDOUT a timed wait expired.
  *
+ * "Full" is momentary too: a consumer preempted between claiming the oldest
+ * event and releasing its slot makes an enqueue see -EAGAIN even below
+ * capacity, until that consumer runs again.
+ *
  * Progress: no operation takes a lock. As in every per-slot-sequence ring, a
  * producer preempted between claiming a slot and publishing it delays the
  * consumers of that one slot (they see the queue as empty there); other

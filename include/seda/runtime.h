@@ -15,7 +15,8 @@
  *    named after the stage; it can grow and shrink while running.
  *
  * Thread rules: every function here may be called from any thread, including
- * from inside a handler, except where a comment says otherwise.
+ * from inside a handler, except where a comment says otherwise
+ * (seda_runtime_shutdown, seda_runtime_destroy, seda_stage_destroy).
  */
 #ifndef SEDA_RUNTIME_H
 #define SEDA_RUNTIME_H
@@ -65,15 +66,20 @@ enum seda_shutdown_mode {
  * change (quiescence of the whole graph, so cycles drain too), for at most
  * timeout_ns (< 0: no limit), then hands back whatever is left. Then every
  * queue is closed, every thread joined, and every stage's destroy callback
- * called. Returns 0, or -ETIMEDOUT if the drain did not finish in time (the
- * rest was handed back). Idempotent (-EPIPE after the first call). Must not
- * be called from a handler.
+ * called. Returns 0; -ETIMEDOUT if the drain did not finish in time (the
+ * rest was handed back); -ENOMEM if the drain could not be tracked (the rest
+ * was handed back); -EPIPE after the first call; -EINVAL for an unknown
+ * mode; -EDEADLK from one of the runtime's own threads (a handler). An
+ * outside enqueue that passed its check just before the call may still be
+ * accepted, and then handed back rather than processed.
  */
 int seda_runtime_shutdown(seda_runtime_t *rt, int mode, int64_t timeout_ns);
 
-/* Shuts down (HAND_BACK) if needed and drops the caller's runtime. Stage
- * handles still held stay valid (enqueues fail with -EPIPE) until released;
- * the memory goes with the last of them. */
+/* Shuts down (HAND_BACK) if needed, or waits for a shutdown running on
+ * another thread, and drops the caller's runtime. Stage handles still held
+ * stay valid (enqueues fail with -EPIPE) until released; the memory goes with
+ * the last of them. Never from a handler (the process aborts: the runtime
+ * would free the thread's own ground). */
 void seda_runtime_destroy(seda_runtime_t *rt);
 
 /* The runtime's clock. */
@@ -105,15 +111,21 @@ typedef struct seda_stage_options {
     uint32_t concurrency;    /* SHARED: handler runs at once (0: 1).
                               * DEDICATED: initial threads (0: 1) */
     uint32_t max_threads;    /* DEDICATED: upper bound for seda_stage_set_threads (0: concurrency) */
-    int pin_cpu;             /* DEDICATED: pin the pool to this CPU; -1: no pinning */
+    int pin_to_cpu;          /* DEDICATED: nonzero pins the pool to CPU pin_cpu */
+    int pin_cpu;
     seda_handler_fn handler; /* required */
     void *ctx;               /* passed to every callback */
     /* Receives each event the stage gives back instead of processing
      * (destroy or shutdown with HAND_BACK, a drain that timed out). Required:
-     * without it such events would leak. */
+     * without it such events would leak. Called on the thread that destroys
+     * or shuts down, possibly while a handler still finishes its batch and,
+     * when a stage destroy and a shutdown overlap, from both: it must be
+     * thread-safe. HAND_BACK is a race with the stage's threads: batches
+     * they took before the queue closed are still handled. */
     void (*drop)(void *ctx, void *event);
-    /* Called once, after every thread that could call the handler is done
-     * with it: the place to free ctx. May be NULL. */
+    /* Called once, on the destroying or shutting-down thread, after every
+     * thread that could call the handler is done with it and after the last
+     * drop: the place to free ctx. May be NULL. */
     void (*destroy)(void *ctx);
 } seda_stage_options_t;
 
@@ -122,8 +134,10 @@ typedef struct seda_stage_options {
  * handle in *out that the caller owns (release it with seda_stage_release);
  * the runtime keeps its own reference until the stage is destroyed.
  * Returns 0; -EINVAL (no name, handler or drop; bad thread manager; name
- * longer than 63 bytes); -EEXIST (name taken); -ENOSPC (the run queue cannot
- * take the stage's concurrency); -EPIPE (runtime shut down); -ENOMEM.
+ * longer than 63 bytes; batch_max above 1024; max_threads below
+ * concurrency); -EEXIST (name taken); -ENOSPC (the run queue cannot take the
+ * stage's concurrency); -EPIPE (runtime shut down); -ENOMEM (memory or
+ * threads).
  * If it fails, no callback is ever called and ctx still belongs to the caller.
  */
 int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *opts, seda_stage_t **out);
@@ -155,16 +169,20 @@ int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count);
  * with -EPIPE), then DRAIN lets its threads process what is queued, HAND_BACK
  * gives it to the drop callback; waits for running handlers, joins a
  * dedicated pool, calls the destroy callback, and unregisters the name.
- * Returns 0, or -EPIPE if already destroyed. Must not be called from the
- * stage's own handler. The caller's reference stays valid until released.
+ * Returns 0; -EPIPE if already destroyed; -EINVAL for an unknown mode;
+ * -EDEADLK from the stage's own handler, or for a shared-thread stage from a
+ * handler on the shared threads (it would wait for its own thread; destroy
+ * from another thread or a dedicated stage). The caller's reference stays
+ * valid until released.
  */
 int seda_stage_destroy(seda_stage_t *s, int mode);
 
 /*
  * Resizes a dedicated pool to n threads (1..max_threads) while it runs.
  * Growing starts threads now; shrinking lets surplus threads exit after their
- * current batch. Returns 0, -EINVAL, -ENOTSUP (shared thread manager) or
- * -EPIPE (destroyed).
+ * current batch. Returns 0, -EINVAL, -ENOTSUP (shared thread manager),
+ * -EPIPE (destroyed) or -ENOMEM (no thread could be started; the pool may
+ * have grown part of the way).
  */
 int seda_stage_set_threads(seda_stage_t *s, uint32_t n);
 
