@@ -56,7 +56,9 @@ struct seda_stage {
     void *ctx;
     void (*drop)(void *ctx, void *event);
     void (*destroy_ctx)(void *ctx);
-    uint32_t batch_max;
+    /* Read at every dequeue, written by a batching controller now and then:
+     * relaxed, since any value in range is a valid batch size. */
+    _Atomic uint32_t batch_max;
     uint32_t concurrency; /* shared: runs at once; dedicated: max threads */
     int manager;
     int pin_cpu;
@@ -243,7 +245,7 @@ static void run_batch(seda_stage_t *s, void **events, const uint32_t *stamps, si
      * full (a deep queue), otherwise this batch drained it. Reading the size
      * touches the producers' line, so callers sample it once in a while. */
     uint64_t depth = k;
-    if (sample_depth && k == s->batch_max)
+    if (sample_depth) /* the caller's batch was full: a deep queue */
         depth += seda_queue_size(s->queue);
     uint64_t peak = atomic_load_explicit(&s->queue_peak, memory_order_relaxed);
     while (depth > peak && !atomic_compare_exchange_weak_explicit(&s->queue_peak, &peak, depth,
@@ -316,14 +318,15 @@ static inline void schedule(seda_stage_t *s)
 /* One turn of a shared-pool thread on stage s: a few batches at most. */
 static void run_turn(seda_stage_t *s, void **buf, uint32_t *stamps)
 {
-    uint32_t budget = s->batch_max * 4 > TURN_EVENTS_MIN ? s->batch_max * 4 : TURN_EVENTS_MIN;
+    uint32_t batch_max = atomic_load_explicit(&s->batch_max, memory_order_relaxed);
+    uint32_t budget = batch_max * 4 > TURN_EVENTS_MIN ? batch_max * 4 : TURN_EVENTS_MIN;
     uint32_t done = 0;
     bool more = false; /* stopped on the budget: events may remain */
     for (int batches = 0; batches < TURN_BATCHES_MAX; batches++) {
-        int k = seda_queue_dequeue_many(s->queue, buf, stamps, s->batch_max);
+        int k = seda_queue_dequeue_many(s->queue, buf, stamps, batch_max);
         if (k <= 0)
             break;
-        if (batches == 0 && s->concurrency > 1 && (uint32_t)k == s->batch_max &&
+        if (batches == 0 && s->concurrency > 1 && (uint32_t)k == batch_max &&
             seda_queue_size(s->queue) > 0) {
             /* More waiting: let another thread take the next batch now. */
             uint32_t a = atomic_load_explicit(&s->active, memory_order_relaxed);
@@ -337,7 +340,7 @@ static void run_turn(seda_stage_t *s, void **buf, uint32_t *stamps)
             }
         }
         /* The queue's depth is sampled once per turn, at its first batch. */
-        run_batch(s, buf, stamps, (size_t)k, batches == 0);
+        run_batch(s, buf, stamps, (size_t)k, batches == 0 && (uint32_t)k == batch_max);
         done += (uint32_t)k;
         if (done >= budget || batches + 1 == TURN_BATCHES_MAX) {
             more = true;
@@ -442,8 +445,9 @@ static void *pool_thread(void *p)
     struct pool_thread *self = p;
     seda_stage_t *s = self->stage;
     tls_runtime = s->rt;
-    void **buf = malloc(s->batch_max * sizeof(void *));
-    uint32_t *stamps = malloc(s->batch_max * sizeof(uint32_t));
+    /* Room for the largest batch any controller may set. */
+    void **buf = malloc(BATCH_LIMIT * sizeof(void *));
+    uint32_t *stamps = malloc(BATCH_LIMIT * sizeof(uint32_t));
     if (!buf || !stamps)
         abort();
     seda_notifier_t *n = seda_queue_notifier(s->queue);
@@ -451,10 +455,12 @@ static void *pool_thread(void *p)
     for (;;) {
         if (should_exit(s))
             break;
-        int k = seda_queue_dequeue_many(s->queue, buf, stamps, s->batch_max);
+        uint32_t batch_max = atomic_load_explicit(&s->batch_max, memory_order_relaxed);
+        int k = seda_queue_dequeue_many(s->queue, buf, stamps, batch_max);
         if (k > 0) {
             /* Sample the depth on the first batch after a wait and every 16th. */
-            run_batch(s, buf, stamps, (size_t)k, since_sample++ % 16 == 0);
+            run_batch(s, buf, stamps, (size_t)k,
+                      since_sample++ % 16 == 0 && (uint32_t)k == batch_max);
             continue;
         }
         since_sample = 0;
@@ -516,6 +522,19 @@ static int start_pool_thread(seda_stage_t *s)
     t->next = s->threads;
     s->threads = t;
     return 0;
+}
+
+int seda_stage_set_batch_max(seda_stage_t *s, uint32_t n)
+{
+    if (n < 1 || n > BATCH_LIMIT)
+        return -EINVAL;
+    atomic_store_explicit(&s->batch_max, n, memory_order_relaxed);
+    return 0;
+}
+
+uint32_t seda_stage_batch_max(const seda_stage_t *s)
+{
+    return atomic_load_explicit(&((seda_stage_t *)s)->batch_max, memory_order_relaxed);
 }
 
 int seda_stage_set_threads(seda_stage_t *s, uint32_t n)
@@ -759,7 +778,7 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
     s->ctx = o->ctx;
     s->drop = o->drop;
     s->destroy_ctx = o->destroy;
-    s->batch_max = o->batch_max ? o->batch_max : 64;
+    atomic_init(&s->batch_max, o->batch_max ? o->batch_max : 64);
     s->manager = o->thread_manager;
     s->concurrency = o->thread_manager == SEDA_THREADS_DEDICATED ? maxt : conc;
     s->pin_cpu = o->thread_manager == SEDA_THREADS_DEDICATED && o->pin_to_cpu ? o->pin_cpu : -1;
@@ -1080,6 +1099,7 @@ void seda_stage_stats(const seda_stage_t *cs, seda_stage_stats_t *out)
     out->concurrency = s->manager == SEDA_THREADS_DEDICATED
                            ? atomic_load_explicit(&s->target_threads, memory_order_relaxed)
                            : s->concurrency;
+    out->batch_max = atomic_load_explicit(&s->batch_max, memory_order_relaxed);
     seda__histogram_snapshot(&s->queue_delay, &out->queue_delay);
     seda__histogram_snapshot(&s->service_time, &out->service_time);
 }

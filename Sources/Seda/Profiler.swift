@@ -46,6 +46,8 @@ public struct StageSnapshot: Sendable, Equatable {
     public var threads: Int
     /// Handler calls that may run at once.
     public var concurrency: Int
+    /// The largest batch the handler gets now.
+    public var batchSize: Int
     /// Enqueue to handler start, per event.
     public var queueDelay: LatencySummary
     /// Handler time per event.
@@ -141,7 +143,7 @@ private final class Collector {
             rejectedFull: s.rejected_full, rejectedClosed: s.rejected_closed,
             batches: s.batches, handlerErrors: s.handler_errors, handlerNanoseconds: s.handler_ns,
             queueLength: s.queue_length, queuePeak: s.queue_peak,
-            threads: Int(s.threads), concurrency: Int(s.concurrency),
+            threads: Int(s.threads), concurrency: Int(s.concurrency), batchSize: Int(s.batch_max),
             queueDelay: withUnsafePointer(to: &st.pointee.queue_delay) { LatencySummary($0) },
             serviceTime: withUnsafePointer(to: &st.pointee.service_time) { LatencySummary($0) },
             downstream: downstream.sorted()))

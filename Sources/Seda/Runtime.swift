@@ -156,6 +156,15 @@ public final class Runtime: @unchecked Sendable {
         _ = try SedaError.check(seda_stage_set_threads(reg.stage.pointer, UInt32(n)))
     }
 
+    /// Sets the largest batch a stage's handler gets (1...1024) while it
+    /// runs: the knob a batching controller turns.
+    public func setBatchSize(_ n: Int, forStage name: String) throws(SedaError) {
+        let reg = registry.withLock { $0[name] }
+        guard let reg else { throw .noSuchStage(name) }
+        guard n >= 1, n <= 1024 else { throw .invalidArgument }
+        _ = try SedaError.check(seda_stage_set_batch_max(reg.stage.pointer, UInt32(n)))
+    }
+
     /// Stops the runtime: enqueues from outside the runtime's threads fail at
     /// once; `.drain` waits (at most `timeout`) until the whole graph has
     /// processed what it accepted, cycles included, then whatever is left is

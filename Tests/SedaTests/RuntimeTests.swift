@@ -113,6 +113,13 @@ struct RuntimeTests {
         waitUntil("500 events") { recorder.received.value == 500 }
         #expect(recorder.batches.max()! <= 8)
         #expect(recorder.seen == Array(0..<500))
+        #expect(runtime.snapshot()[stage: "r"]?.batchSize == 8)
+        try runtime.setBatchSize(2, forStage: "r")
+        #expect(runtime.snapshot()[stage: "r"]?.batchSize == 2)
+        #expect(throws: SedaError.invalidArgument) { try runtime.setBatchSize(0, forStage: "r") }
+        try sink.enqueueMany((500..<600).map { Job($0, life) })
+        waitUntil("600 events") { recorder.received.value == 600 }
+        #expect(recorder.batches.suffix(from: recorder.batches.count - 50).allSatisfy { $0 <= 2 })
         try runtime.shutdown()
         #expect(life.balanced)
     }

@@ -186,6 +186,16 @@ int seda_stage_destroy(seda_stage_t *s, int mode);
  */
 int seda_stage_set_threads(seda_stage_t *s, uint32_t n);
 
+/*
+ * Sets the largest batch the handler gets (1..1024) while the stage runs
+ * (Sandstorm's batching controller turns this knob); the next dequeue uses
+ * it. Returns 0 or -EINVAL.
+ */
+int seda_stage_set_batch_max(seda_stage_t *s, uint32_t n);
+
+/* The current largest batch. */
+uint32_t seda_stage_batch_max(const seda_stage_t *s);
+
 /* The stage's name (valid while a reference is held). */
 const char *seda_stage_name(const seda_stage_t *s);
 

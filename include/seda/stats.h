@@ -51,6 +51,7 @@ typedef struct seda_stage_stats {
     uint64_t queue_peak;      /* longest queue the stage's threads sampled (at a turn's start) */
     uint32_t threads;         /* dedicated pool: live threads; shared pool: 0 */
     uint32_t concurrency;     /* how many threads may run the handler at once */
+    uint32_t batch_max;       /* the largest batch the handler gets now */
     seda_histogram_snapshot_t queue_delay;  /* enqueue -> handler start, per event */
     seda_histogram_snapshot_t service_time; /* handler time per event (batch time / batch size) */
 } seda_stage_stats_t;
