@@ -85,8 +85,10 @@ public struct EventBatch<Event: AnyObject & Sendable>: ~Copyable {
 
     /// Moves every event still in the batch to `sink`, in order, all or
     /// none, with no reference counting per event: the references the batch
-    /// holds go to the sink's queue as they are. Throws ``SedaError/full`` or
-    /// ``SedaError/closed`` (the events then stay in the batch) and
+    /// holds go to the sink's queue as they are. The sink's admission
+    /// controller sees each event. Throws ``SedaError/rejected(_:)``,
+    /// ``SedaError/full`` or ``SedaError/closed`` (the events then stay in
+    /// the batch) and
     /// ``SedaError/invalidArgument`` when they outnumber the sink's capacity.
     public mutating func forward(to sink: Sink<Event>) throws(SedaError) {
         // Close the gaps left by take(_:), keeping the order.
@@ -97,7 +99,15 @@ public struct EventBatch<Event: AnyObject & Sendable>: ~Copyable {
             n += 1
         }
         if n == 0 { return }
-        _ = try SedaError.check(seda_stage_enqueue_many(sink.stage.pointer, base, n))
+        let events = UnsafeMutableBufferPointer(start: base, count: n).lazy.map {
+            Unmanaged<Event>.fromOpaque($0!).takeUnretainedValue()
+        }
+        if sink.admission != nil { try sink.admitAll(events) }
+        let r = seda_stage_enqueue_many(sink.stage.pointer, base, n)
+        if r < 0 {
+            sink.undoAll(events)
+            throw SedaError(code: r)
+        }
         for i in 0..<n { base[i] = nil }
     }
 

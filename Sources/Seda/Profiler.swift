@@ -35,6 +35,8 @@ public struct StageSnapshot: Sendable, Equatable {
     public var rejectedFull: UInt64
     /// Enqueues refused because the stage was closed or the runtime stopping.
     public var rejectedClosed: UInt64
+    /// Enqueues refused by the stage's admission controller, by reason.
+    public var rejectedByReason: [String: UInt64]
     public var batches: UInt64
     public var handlerErrors: UInt64
     /// Time spent inside the handler.
@@ -112,15 +114,25 @@ extension Runtime {
             c.add(stage!)
         }, ctx)
         Unmanaged<Collector>.fromOpaque(ctx).release()
-        return RuntimeSnapshot(takenAtNanoseconds: clock.now, stages: collector.stages)
+        let counts = registry.withLock { $0.mapValues { $0.stage.rejections } }
+        var stages = collector.stages
+        for i in stages.indices {
+            stages[i].rejectedByReason = counts[stages[i].name]?.snapshot ?? [:]
+        }
+        return RuntimeSnapshot(takenAtNanoseconds: clock.now, stages: stages)
     }
 }
 
 /// Gathers snapshots from the C iteration callback (one thread, no sharing).
 private final class Collector {
     var stages: [StageSnapshot] = []
+    func add(_ stage: OpaquePointer) { stages.append(StageSnapshot(stage: stage)) }
+}
 
-    func add(_ stage: OpaquePointer) {
+extension StageSnapshot {
+    /// Reads one stage's counters, histograms and downstream stages from C
+    /// (not the Swift-side rejection counts, which the runtime adds).
+    init(stage: OpaquePointer) {
         let st = UnsafeMutablePointer<seda_stage_stats_t>.allocate(capacity: 1)
         defer { st.deallocate() }
         seda_stage_stats(stage, st)
@@ -137,16 +149,16 @@ private final class Collector {
             seda_stage_release(e)
         }
         let s = st.pointee
-        stages.append(StageSnapshot(
+        self.init(
             name: String(cString: seda_stage_name(stage)),
             enqueued: s.enqueued, processed: s.processed, handedBack: s.handed_back,
-            rejectedFull: s.rejected_full, rejectedClosed: s.rejected_closed,
+            rejectedFull: s.rejected_full, rejectedClosed: s.rejected_closed, rejectedByReason: [:],
             batches: s.batches, handlerErrors: s.handler_errors, handlerNanoseconds: s.handler_ns,
             queueLength: s.queue_length, queuePeak: s.queue_peak,
             threads: Int(s.threads), concurrency: Int(s.concurrency), batchSize: Int(s.batch_max),
             queueDelay: withUnsafePointer(to: &st.pointee.queue_delay) { LatencySummary($0) },
             serviceTime: withUnsafePointer(to: &st.pointee.service_time) { LatencySummary($0) },
-            downstream: downstream.sorted()))
+            downstream: downstream.sorted())
     }
 }
 
@@ -180,6 +192,9 @@ public final class StageMetricsExporter: @unchecked Sendable {
                 count("seda_stage_handed_back_total", s.handedBack, prev?.handedBack)
                 count("seda_stage_rejected_total", s.rejectedFull, prev?.rejectedFull, [("reason", "full")])
                 count("seda_stage_rejected_total", s.rejectedClosed, prev?.rejectedClosed, [("reason", "closed")])
+                for (reason, n) in s.rejectedByReason {
+                    count("seda_stage_rejected_total", n, prev?.rejectedByReason[reason], [("reason", reason)])
+                }
                 count("seda_stage_handler_errors_total", s.handlerErrors, prev?.handlerErrors)
                 Gauge(label: "seda_stage_queue_length", dimensions: dims, factory: factory).record(Double(s.queueLength))
                 Gauge(label: "seda_stage_threads", dimensions: dims, factory: factory).record(Double(s.threads))

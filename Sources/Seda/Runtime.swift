@@ -22,7 +22,7 @@ public final class Runtime: @unchecked Sendable {
     public let clock: SedaClock
     /// Where the runtime and its stages log.
     public let logger: Logger
-    private let registry = Lock<[String: Registration]>([:])
+    let registry = Lock<[String: Registration]>([:])
 
     struct Registration: @unchecked Sendable {
         // @unchecked: StageHandle is Sendable; ObjectIdentifier and String are.
@@ -60,13 +60,15 @@ public final class Runtime: @unchecked Sendable {
     /// Threads in the shared thread manager.
     public var cpuThreads: Int { Int(seda_runtime_cpu_threads(handle)) }
 
-    /// Adds a stage driven by `handler` and returns its sink. The handler's
+    /// Adds a stage driven by `handler` and returns its sink; `admission`
+    /// guards every sink of the stage (see ``AdmissionController``). The handler's
     /// ``EventHandler/setUp(_:)`` runs first, on this thread; if it throws,
     /// no stage is created. Throws ``SedaError/alreadyExists`` for a taken
     /// name and ``SedaError/invalidConfiguration(_:)`` for bad options.
     @discardableResult
     public func addStage<H: EventHandler>(_ name: String, handler: H,
-                                          options: StageOptions = StageOptions()) throws -> Sink<H.Event> {
+                                          options: StageOptions = StageOptions(),
+                                          admission: (any AdmissionController<H.Event>)? = nil) throws -> Sink<H.Event> {
         try options.validate(stage: name)
         guard !name.isEmpty, name.utf8.count <= 63 else {
             throw SedaError.invalidConfiguration("stage name '\(name)' must be 1 to 63 bytes")
@@ -108,7 +110,7 @@ public final class Runtime: @unchecked Sendable {
             handler.tearDown()
             throw SedaError(code: r)
         }
-        let sh = StageHandle(adopting: stage!)
+        let sh = StageHandle(adopting: stage!, clock: clock, admission: admission.map { AdmissionBox($0) })
         registry.withLock {
             $0[name] = Registration(stage: sh, eventType: ObjectIdentifier(H.Event.self),
                                     eventTypeName: "\(H.Event.self)", options: options)

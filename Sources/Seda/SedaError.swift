@@ -7,6 +7,9 @@ public enum SedaError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The queue (or sink) is full: the event was not accepted and still
     /// belongs to the caller. C: `-EAGAIN` on enqueue.
     case full
+    /// The stage's admission controller refused the event (it still belongs
+    /// to the caller). Counted per stage and reason.
+    case rejected(RejectionReason)
     /// The queue (or sink) is closed: no event is accepted any more, and a
     /// consumer has taken every event accepted before the close. C: `-EPIPE`.
     case closed
@@ -67,6 +70,7 @@ public enum SedaError: Error, Equatable, Sendable, CustomStringConvertible {
         case .noCapacity: -ENOSPC
         case .noSuchStage: -ENOENT
         case .eventTypeMismatch, .invalidConfiguration: -EINVAL
+        case .rejected: -EAGAIN
         case .system(let errno): -errno
         }
     }
@@ -74,6 +78,7 @@ public enum SedaError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .full: "full"
+        case .rejected(let reason): "rejected (\(reason))"
         case .closed: "closed"
         case .invalidArgument: "invalid argument"
         case .timedOut: "timed out"

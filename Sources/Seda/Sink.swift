@@ -1,51 +1,78 @@
 import CSedaCore
 
-/// Where events for a stage go: its queue, with the stage's load
-/// conditioning. Cheap to copy; any thread may use it, handlers included.
+/// Where events for a stage go: its queue, behind the stage's admission
+/// controller. Cheap to copy; any thread may use it, handlers included.
 ///
 /// A sink keeps the stage's memory alive, not the stage: once the stage is
 /// destroyed (or the runtime shut down) every enqueue throws
 /// ``SedaError/closed``.
 public struct Sink<Event: AnyObject & Sendable>: Sendable {
     @usableFromInline let stage: StageHandle
+    let admission: AdmissionBox<Event>?
 
-    init(stage: StageHandle) { self.stage = stage }
+    init(stage: StageHandle) {
+        self.stage = stage
+        // The registry checked the event type; the cast is done once here.
+        admission = stage.admission as? AdmissionBox<Event>
+    }
 
     /// The stage's name.
     public var name: String { stage.name }
 
-    /// Enqueues one event. Throws ``SedaError/full`` (SinkFull: the queue is
-    /// at capacity; the event was not accepted) or ``SedaError/closed``
-    /// (SinkClosed: the stage is gone or the runtime is stopping).
-    @inlinable
+    var probe: StageProbe { StageProbe(stage: stage, clock: stage.clock) }
+
+    /// Enqueues one event. Throws ``SedaError/rejected(_:)`` (the admission
+    /// controller refused it), ``SedaError/full`` (SinkFull: the queue is at
+    /// capacity) or ``SedaError/closed`` (SinkClosed: the stage is gone or the
+    /// runtime is stopping). On a throw the event was not accepted; every
+    /// refusal is counted by the stage.
     public func enqueue(_ event: consuming Event) throws(SedaError) {
-        let p = Unmanaged.passRetained(event).toOpaque()
-        let r = seda_stage_enqueue(stage.pointer, p)
-        if r < 0 {
-            Unmanaged<Event>.fromOpaque(p).release()
-            throw SedaError(code: r)
+        let e = event
+        if let admission {
+            let probe = self.probe
+            if let reason = admission.controller.admit(e, to: probe) {
+                stage.rejections.add(reason)
+                throw .rejected(reason)
+            }
+            let r = rawEnqueue(e)
+            if r < 0 {
+                admission.controller.undo(e, at: probe)
+                throw SedaError(code: r)
+            }
+            return
         }
+        let r = rawEnqueue(e)
+        if r < 0 { throw SedaError(code: r) }
     }
 
     /// Enqueues one event if the stage accepts it; returns whether it did. A
     /// refused event is released (and counted by the stage).
-    @inlinable
     @discardableResult
     public func enqueueLossy(_ event: consuming Event) -> Bool {
-        let p = Unmanaged.passRetained(event).toOpaque()
-        if seda_stage_enqueue(stage.pointer, p) < 0 {
-            Unmanaged<Event>.fromOpaque(p).release()
+        do throws(SedaError) {
+            try enqueue(event)
+            return true
+        } catch {
             return false
         }
-        return true
+    }
+
+    /// Enqueues a control event: the runtime's own or the application's
+    /// housekeeping (a cleanup tick, a shutdown notice), which no admission
+    /// policy may drop. Only a full or closed queue refuses it.
+    public func enqueueControl(_ event: consuming Event) throws(SedaError) {
+        let r = rawEnqueue(event)
+        if r < 0 { throw SedaError(code: r) }
     }
 
     /// Enqueues every event, in order and adjacent in the queue, or none:
-    /// throws ``SedaError/full``, ``SedaError/closed``, or
+    /// throws ``SedaError/rejected(_:)`` if admission refuses any of them,
+    /// ``SedaError/full``, ``SedaError/closed``, or
     /// ``SedaError/invalidArgument`` when there are more than the capacity.
     public func enqueueMany<C: Collection>(_ events: C) throws(SedaError) where C.Element == Event {
         let n = events.count
         if n == 0 { return }
+        try admitAll(events)
         let r: Int32 = withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: n) { buf in
             var i = 0
             for e in events {
@@ -58,6 +85,38 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
             }
             return r
         }
-        _ = try SedaError.check(r)
+        if r < 0 {
+            undoAll(events)
+            throw SedaError(code: r)
+        }
+    }
+
+    /// Runs admission over a batch, all or nothing: on a refusal the events
+    /// admitted so far are undone and the refusal thrown.
+    func admitAll<C: Collection>(_ events: C) throws(SedaError) where C.Element == Event {
+        guard let admission else { return }
+        let probe = self.probe
+        var admitted = 0
+        for e in events {
+            if let reason = admission.controller.admit(e, to: probe) {
+                for undone in events.prefix(admitted) { admission.controller.undo(undone, at: probe) }
+                stage.rejections.add(reason)
+                throw .rejected(reason)
+            }
+            admitted += 1
+        }
+    }
+
+    func undoAll<C: Collection>(_ events: C) where C.Element == Event {
+        guard let admission else { return }
+        let probe = self.probe
+        for e in events { admission.controller.undo(e, at: probe) }
+    }
+
+    private func rawEnqueue(_ event: Event) -> Int32 {
+        let p = Unmanaged.passRetained(event).toOpaque()
+        let r = seda_stage_enqueue(stage.pointer, p)
+        if r < 0 { Unmanaged<Event>.fromOpaque(p).release() }
+        return r
     }
 }

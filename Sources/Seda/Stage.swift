@@ -64,13 +64,22 @@ public enum ShutdownMode: Sendable {
     }
 }
 
-/// Owns one reference to a C stage.
+/// Owns one reference to a C stage, with what every sink of the stage
+/// shares: its admission controller and its rejection counts.
 @usableFromInline
 final class StageHandle: @unchecked Sendable {
-    // @unchecked: the C stage is safe for concurrent use; the pointer never changes.
+    // @unchecked: the C stage is safe for concurrent use; every field is immutable.
     @usableFromInline let pointer: OpaquePointer
+    let clock: SedaClock
+    /// An `AdmissionBox<Event>` for the stage's event type, or nil.
+    let admission: AnyObject?
+    let rejections = RejectionCounts()
 
-    init(adopting pointer: OpaquePointer) { self.pointer = pointer }
+    init(adopting pointer: OpaquePointer, clock: SedaClock, admission: AnyObject? = nil) {
+        self.pointer = pointer
+        self.clock = clock
+        self.admission = admission
+    }
 
     deinit { seda_stage_release(pointer) }
 

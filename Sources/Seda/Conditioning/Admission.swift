@@ -1,0 +1,83 @@
+import CSedaCore
+
+/// Why an admission controller refused an event. Counted per stage and per
+/// reason (``StageSnapshot/rejectedByReason``) and carried by
+/// ``SedaError/rejected(_:)``.
+public struct RejectionReason: Hashable, Sendable, CustomStringConvertible {
+    public let name: String
+    public init(_ name: String) { self.name = name }
+    public var description: String { name }
+
+    /// The queue is at or above its admission threshold (Sandstorm's `queueThreshold`).
+    public static let queueThreshold = RejectionReason("queueThreshold")
+    /// A token bucket is empty.
+    public static let rateLimit = RejectionReason("rateLimit")
+    /// The response-time controller is shedding load.
+    public static let responseTime = RejectionReason("responseTime")
+    /// The stage's queue holds too many bytes.
+    public static let bytes = RejectionReason("bytes")
+}
+
+/// What an admission controller sees of the stage it guards. Reading
+/// ``queueLength`` touches the queue's counters; ``statistics()`` copies the
+/// stage's histograms (a few KB): call it once per control interval, not per
+/// event.
+public struct StageProbe: Sendable {
+    let stage: StageHandle
+    /// The runtime's clock.
+    public let clock: SedaClock
+
+    /// The stage's name.
+    public var name: String { stage.name }
+
+    /// Events waiting in the queue now.
+    public var queueLength: Int {
+        var st = seda_stage_stats_t()
+        seda_stage_stats(stage.pointer, &st)
+        return Int(st.queue_length)
+    }
+
+    /// The stage's counters and histograms now.
+    public func statistics() -> StageSnapshot { StageSnapshot(stage: stage.pointer) }
+}
+
+/// A load-conditioning policy that decides, on the enqueuing thread, whether
+/// a stage takes an event: Seda's admission control. It must be cheap (it
+/// runs on every enqueue) and thread-safe (every producer calls it at once).
+/// Policies compose with ``AdmissionChain``.
+///
+/// Control events (``Sink/enqueueControl(_:)``, timers) bypass admission:
+/// a threshold must never drop the runtime's own events.
+public protocol AdmissionController<Event>: Sendable {
+    associatedtype Event: AnyObject & Sendable
+
+    /// Returns `nil` to admit the event, or why it is refused. An admitted
+    /// event may still be refused by the queue itself (full or closed).
+    func admit(_ event: Event, to stage: StageProbe) -> RejectionReason?
+
+    /// Told after an admitted event was refused by the queue, so that a
+    /// policy that took a token can give it back. Default: nothing.
+    func undo(_ event: Event, at stage: StageProbe)
+}
+
+extension AdmissionController {
+    public func undo(_ event: Event, at stage: StageProbe) {}
+}
+
+/// Counts rejections by reason for one stage (the rare path: a lock is fine).
+final class RejectionCounts: Sendable {
+    private let counts = Lock<[String: UInt64]>([:])
+
+    func add(_ reason: RejectionReason) {
+        counts.withLock { $0[reason.name, default: 0] += 1 }
+    }
+
+    var snapshot: [String: UInt64] { counts.withLock { $0 } }
+}
+
+/// A stage's admission controller, type-erased so that the runtime's
+/// registry can hold it; sinks of the stage share it.
+final class AdmissionBox<Event: AnyObject & Sendable>: Sendable {
+    let controller: any AdmissionController<Event>
+    init(_ controller: any AdmissionController<Event>) { self.controller = controller }
+}
