@@ -53,6 +53,9 @@ struct seda_queue {
     struct slot *slots;
     uint64_t mask;
     seda_notifier_t *notifier;
+    /* Where producers waiting for room park (seda_queue_enqueue_wait);
+     * every dequeue checks it with one load. */
+    seda_notifier_t *space;
     bool owns_notifier;
     /* Set after CLOSED_BIT, so that a consumer finding the queue empty can
      * ask "closed?" without reading `tail`: a read of the producers' line on
@@ -90,11 +93,18 @@ int seda_queue_create(seda_queue_t **out, size_t capacity, seda_notifier_t *noti
     for (size_t i = 0; i < cap; i++)
         atomic_init(&q->slots[i].seq, (uint32_t)i);
     q->mask = cap - 1;
+    int sr = seda_notifier_create(&q->space, 0);
+    if (sr < 0) {
+        free(q->slots);
+        free(q);
+        return sr;
+    }
     if (notifier) {
         q->notifier = notifier;
     } else {
         int r = seda_notifier_create(&q->notifier, 0);
         if (r < 0) {
+            seda_notifier_destroy(q->space);
             free(q->slots);
             free(q);
             return r;
@@ -121,6 +131,7 @@ size_t seda_queue_destroy(seda_queue_t *q, void (*drain)(void *ctx, void *event)
     }
     if (q->owns_notifier)
         seda_notifier_destroy(q->notifier);
+    seda_notifier_destroy(q->space);
     free(q->slots);
     free(q);
     return drained;
@@ -249,11 +260,13 @@ static inline int claim_for_dequeue(seda_queue_t *q, size_t max, uint64_t *first
                 break;
         }
         if (SEDA__LIKELY(k > 0)) {
-            /* Relaxed: the slots' contents were ordered by the acquire loads
-             * above, and no producer can reuse a slot we claim until we free
-             * it. On failure pos is reloaded. */
+            /* The slots' contents were ordered by the acquire loads above,
+             * and no producer can reuse a slot we claim until we free it;
+             * seq_cst only for the "room" half of the park protocol (a
+             * producer waiting for room, see seda_queue_enqueue_wait). On
+             * failure pos is reloaded. */
             if (atomic_compare_exchange_weak_explicit(&q->head, &pos, pos + k,
-                                                      memory_order_relaxed,
+                                                      memory_order_seq_cst,
                                                       memory_order_relaxed)) {
                 *first = pos;
                 return (int)k;
@@ -286,6 +299,7 @@ int seda_queue_dequeue(seda_queue_t *q, void **event)
         return k;
     *event = q->slots[pos & q->mask].event;
     free_slot(q, pos);
+    seda_notifier_wake(q->space, 1);
     return 0;
 }
 
@@ -309,6 +323,7 @@ int seda_queue_dequeue_many(seda_queue_t *q, void **events, uint32_t *stamps, si
      * for room finds the run free whole or not at all. */
     for (int i = k; i-- > 0;)
         free_slot(q, pos + (uint64_t)i);
+    seda_notifier_wake(q->space, k);
     return k;
 }
 
@@ -345,12 +360,46 @@ int seda_queue_dequeue_wait(seda_queue_t *q, void **events, uint32_t *stamps, si
     }
 }
 
+int seda_queue_enqueue_wait(seda_queue_t *q, void *event, uint32_t stamp, int64_t timeout_ns)
+{
+    int64_t deadline = timeout_ns < 0 ? -1 : seda__now_ns() + timeout_ns;
+    for (unsigned round = 0;; round++) {
+        int r = seda_queue_enqueue_at(q, event, stamp);
+        if (r != -EAGAIN)
+            return r;
+        if (round < 64) {
+            seda__cpu_relax(); /* a consumer may be freeing a slot right now */
+            continue;
+        }
+        int64_t left = -1;
+        if (deadline >= 0) {
+            left = deadline - seda__now_ns();
+            if (left <= 0)
+                return -ETIMEDOUT;
+        }
+        uint32_t epoch = seda_notifier_prepare(q->space);
+        /* seda_queue_size reads head seq_cst after our RMW in prepare; a
+         * consumer's head CAS (seq_cst) followed by its wake's load of the
+         * waiter count is the other half. Room claimed but not yet freed, or
+         * a close: do not sleep. */
+        if (seda_queue_size(q) < seda_queue_capacity(q) || seda_queue_is_closed(q)) {
+            seda_notifier_cancel(q->space);
+            sched_yield();
+            continue;
+        }
+        r = seda_notifier_park(q->space, epoch, left);
+        if (r < 0 && r != -ETIMEDOUT && r != -EINTR)
+            return r;
+    }
+}
+
 int seda_queue_close(seda_queue_t *q)
 {
     /* seq_cst RMW: the publication half of the park protocol, as for enqueue. */
     uint64_t old = atomic_fetch_or_explicit(&q->tail, CLOSED_BIT, memory_order_seq_cst);
     atomic_store_explicit(&q->closed, true, memory_order_seq_cst);
     seda_notifier_wake(q->notifier, INT32_MAX);
+    seda_notifier_wake(q->space, INT32_MAX); /* waiting producers see -EPIPE */
     return (old & CLOSED_BIT) ? -EPIPE : 0;
 }
 

@@ -636,6 +636,24 @@ int seda_stage_enqueue(seda_stage_t *s, void *event)
     return after_enqueue(s, r);
 }
 
+int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns)
+{
+    /* On the shared threads a wait can deadlock the graph: the stage that
+     * would make room may need this very thread (always, in a cycle). */
+    if (tls_cpu_thread && tls_runtime == s->rt)
+        return -EDEADLK;
+    int r = admit(s);
+    if (r == 0) {
+        uint32_t stamp = tls_stage ? tls_batch_us : now_us(s->rt);
+        r = seda_queue_enqueue_wait(s->queue, event, stamp, timeout_ns);
+        if (r == -ETIMEDOUT) {
+            atomic_fetch_add_explicit(&s->rejected_full, 1, memory_order_relaxed);
+            return r;
+        }
+    }
+    return after_enqueue(s, r);
+}
+
 int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count)
 {
     if (count == 0)

@@ -114,10 +114,7 @@ public final class EventQueue<Element: AnyObject & Sendable>: @unchecked Sendabl
     /// Parks on the queue's notifier: no CPU is used while waiting.
     public func dequeue(max: Int, timeout: Duration?) throws(SedaError) -> [Element] {
         guard max > 0 else { throw .invalidArgument }
-        let ns: Int64 = timeout.map { t in
-            let (s, atto) = t.components
-            return s >= Int64.max / 1_000_000_000 ? Int64.max : Swift.max(0, s * 1_000_000_000 + atto / 1_000_000_000)
-        } ?? -1
+        let ns: Int64 = timeout.map(nanoseconds) ?? -1
         var events: [Element] = []
         try withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: max) { buf throws(SedaError) in
             let r = seda_queue_dequeue_wait(handle, buf.baseAddress!, nil, max, ns)

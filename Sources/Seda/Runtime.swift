@@ -174,10 +174,7 @@ public final class Runtime: @unchecked Sendable {
     /// ``SedaError/timedOut`` if the drain did not finish in time (the rest
     /// was released) and ``SedaError/closed`` if already shut down. Blocks.
     public func shutdown(_ mode: ShutdownMode = .drain, timeout: Duration? = nil) throws(SedaError) {
-        let ns: Int64 = timeout.map { d in
-            let (s, a) = d.components
-            return s >= Int64.max / 1_000_000_000 ? Int64.max : max(0, s * 1_000_000_000 + a / 1_000_000_000)
-        } ?? -1
+        let ns: Int64 = timeout.map(nanoseconds) ?? -1
         logger.debug("runtime shutting down", metadata: ["mode": "\(mode)"])
         let r = seda_runtime_shutdown(handle, mode.cValue, ns)
         registry.withLock { $0.removeAll() }

@@ -45,6 +45,55 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
         if r < 0 { throw SedaError(code: r) }
     }
 
+    /// Enqueues one event, waiting while the stage's queue is full for at
+    /// most `timeout` (`nil`: no limit): backpressure for a producer that
+    /// prefers to wait. The thread parks until the stage makes room.
+    /// Admission still applies: a refusal is thrown at once, not waited out.
+    /// Throws ``SedaError/timedOut``, ``SedaError/closed``,
+    /// ``SedaError/rejected(_:)``, or ``SedaError/wouldDeadlock`` from a
+    /// handler on the runtime's shared threads, which must never block. From
+    /// `async` code the `async` overload is used: it does not block a thread.
+    public func enqueue(_ event: consuming Event, timeout: Duration?) throws(SedaError) {
+        let e = event
+        let probe = self.probe
+        if let admission, let reason = admission.controller.admit(e, to: probe) {
+            stage.rejections.add(reason)
+            throw .rejected(reason)
+        }
+        let p = Unmanaged.passRetained(e).toOpaque()
+        let r = seda_stage_enqueue_wait(stage.pointer, p, timeout.map(nanoseconds) ?? -1)
+        if r < 0 {
+            Unmanaged<Event>.fromOpaque(p).release()
+            admission?.controller.undo(e, at: probe)
+            throw SedaError(code: r)
+        }
+    }
+
+    /// The `async` variant of ``enqueue(_:timeout:)``: while the queue is
+    /// full it suspends (retrying with a backoff from 20 µs to 2 ms) instead
+    /// of parking a thread, since Swift's cooperative pool has only one
+    /// thread per CPU. Cancellation ends the wait with ``SedaError/timedOut``.
+    public func enqueue(_ event: consuming Event, timeout: Duration?) async throws(SedaError) {
+        let e = event
+        let deadline = timeout.map { stage.clock.now + nanoseconds($0) }
+        var pause: Int64 = 20_000
+        while true {
+            do throws(SedaError) {
+                try enqueue(e)
+                return
+            } catch let error {
+                guard error == .full else { throw error }
+            }
+            if let deadline, stage.clock.now >= deadline { throw .timedOut }
+            do {
+                try await Task.sleep(for: .nanoseconds(pause))
+            } catch {
+                throw .timedOut
+            }
+            pause = Swift.min(pause * 2, 2_000_000)
+        }
+    }
+
     /// Enqueues one event if the stage accepts it; returns whether it did. A
     /// refused event is released (and counted by the stage).
     @discardableResult
@@ -119,4 +168,9 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
         if r < 0 { Unmanaged<Event>.fromOpaque(p).release() }
         return r
     }
+}
+
+func nanoseconds(_ d: Duration) -> Int64 {
+    let (s, a) = d.components
+    return s >= Int64.max / 1_000_000_000 ? Int64.max : Swift.max(0, s * 1_000_000_000 + a / 1_000_000_000)
 }

@@ -135,10 +135,6 @@ private final class TimerEntry {
 
 private let EBUSY_CODE: Int32 = -EBUSY
 
-private func nanoseconds(_ d: Duration) -> Int64 {
-    let (s, a) = d.components
-    return s >= Int64.max / 1_000_000_000 ? Int64.max : s * 1_000_000_000 + a / 1_000_000_000
-}
 
 private let deliverEntry: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32 = { _, p in
     let entry = Unmanaged<TimerEntry>.fromOpaque(p!)

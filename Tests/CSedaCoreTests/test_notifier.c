@@ -171,6 +171,60 @@ static void test_eventfd_readable(void)
     seda_notifier_destroy(n);
 }
 
+/* Producers that prefer to wait: seda_queue_enqueue_wait parks while full. */
+struct blocked_producer {
+    seda_queue_t *q;
+    int64_t timeout;
+    int result;
+};
+
+static void *produce_waiting(void *arg)
+{
+    struct blocked_producer *p = arg;
+    p->result = seda_queue_enqueue_wait(p->q, EV(42), 7, p->timeout);
+    return NULL;
+}
+
+static void test_enqueue_waits_for_room(void)
+{
+    seda_queue_t *q;
+    void *ev;
+    uint32_t stamp;
+    CHECK_OK(seda_queue_create(&q, 2, NULL));
+    CHECK_OK(seda_queue_enqueue(q, EV(1)));
+    CHECK_OK(seda_queue_enqueue(q, EV(2)));
+    CHECK_RC(seda_queue_enqueue_wait(q, EV(3), 0, 2000000), -ETIMEDOUT);
+    CHECK_RC(seda_queue_enqueue_wait(q, EV(3), 0, 0), -ETIMEDOUT);
+
+    /* A parked producer gets the slot a consumer frees. */
+    struct blocked_producer p = { .q = q, .timeout = -1 };
+    pthread_t t;
+    CHECK_OK(pthread_create(&t, NULL, produce_waiting, &p));
+    for (int i = 0; i < 1000; i++)
+        sched_yield(); /* let it park (or spin: either way it waits) */
+    CHECK_OK(seda_queue_dequeue(q, &ev));
+    CHECK(ev == EV(1));
+    CHECK_OK(pthread_join(t, NULL));
+    CHECK_OK(p.result);
+    CHECK_OK(seda_queue_dequeue(q, &ev));
+    CHECK(ev == EV(2));
+    CHECK_RC(seda_queue_dequeue_many(q, &ev, &stamp, 1), 1);
+    CHECK(ev == EV(42));
+    CHECK_EQ(stamp, 7);
+
+    /* Close wakes a producer waiting for room, with -EPIPE. */
+    CHECK_OK(seda_queue_enqueue(q, EV(1)));
+    CHECK_OK(seda_queue_enqueue(q, EV(2)));
+    p.result = 1;
+    CHECK_OK(pthread_create(&t, NULL, produce_waiting, &p));
+    for (int i = 0; i < 1000; i++)
+        sched_yield();
+    CHECK_OK(seda_queue_close(q));
+    CHECK_OK(pthread_join(t, NULL));
+    CHECK_RC(p.result, -EPIPE);
+    CHECK_EQ(seda_queue_destroy(q, NULL, NULL), 2);
+}
+
 int main(void)
 {
     test_no_syscall_without_waiters();
@@ -179,6 +233,7 @@ int main(void)
     test_shared_notifier(0);
     test_shared_notifier(SEDA_NOTIFIER_EVENTFD);
     test_eventfd_readable();
+    test_enqueue_waits_for_room();
     puts("notifier: ok");
     return 0;
 }

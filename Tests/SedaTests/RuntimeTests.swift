@@ -316,3 +316,59 @@ struct RuntimeTests {
         #expect(life.balanced)
     }
 }
+
+@Suite("Backpressure")
+struct BackpressureTests {
+    @Test func producersCanWaitForRoom() async throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let gate = Gate()
+        let sink = try runtime.addStage("gated", handler: gate,
+                                        options: StageOptions(threadManager: .dedicated(threads: 1),
+                                                              batchSize: 1, queueCapacity: 2))
+        try sink.enqueue(Job(0, life))
+        waitUntil("handler holds the thread") { gate.entered.value == 1 }
+        try sink.enqueue(Job(1, life))
+        try sink.enqueue(Job(2, life))
+        #expect(throws: SedaError.full) { try sink.enqueue(Job(3, life)) }
+        #expect(throws: SedaError.timedOut) { try sink.enqueue(Job(3, life), timeout: .milliseconds(2)) }
+        await #expect(throws: SedaError.timedOut) { try await sink.enqueue(Job(3, life), timeout: .milliseconds(2)) }
+        // Once the stage makes room, a blocked thread and an async task both get in.
+        let blocked = Thread(name: "blocked") { try? sink.enqueue(Job(4, life), timeout: nil) }
+        gate.open.add(1)
+        try await sink.enqueue(Job(5, life), timeout: .seconds(30))
+        blocked.join()
+        waitUntil("all handled") { gate.inner.received.value == 5 }
+        #expect(Set(gate.inner.seen) == [0, 1, 2, 4, 5])
+        try runtime.shutdown()
+        #expect(life.balanced)
+    }
+
+    struct WaitsOnShared: EventHandler {
+        let target: Lock<Sink<Job>?>
+        let result: Lock<SedaError?>
+        func handle(_ batch: inout EventBatch<Job>) throws {
+            let target = self.target.withLock { $0 }!
+            do throws(SedaError) {
+                try target.enqueue(batch.take(0)!, timeout: .seconds(1))
+            } catch {
+                result.withLock { $0 = error }
+            }
+        }
+    }
+
+    @Test func handlersOnTheSharedThreadsMayNotWait() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let target = Lock<Sink<Job>?>(nil), result = Lock<SedaError?>(nil)
+        let other = try runtime.addStage("other", handler: Recorder())
+        target.withLock { $0 = other }
+        let sink = try runtime.addStage("waits", handler: WaitsOnShared(target: target, result: result))
+        try sink.enqueue(Job(0, life))
+        waitUntil("handled") { result.withLock { $0 } != nil }
+        #expect(result.withLock { $0 } == .wouldDeadlock)
+        target.withLock { $0 = nil }
+        try runtime.shutdown()
+        #expect(life.balanced)
+    }
+}

@@ -82,6 +82,16 @@ int seda_queue_enqueue(seda_queue_t *q, void *event);
 int seda_queue_enqueue_at(seda_queue_t *q, void *event, uint32_t stamp);
 
 /*
+ * seda_queue_enqueue_at, waiting while the queue is full, for at most
+ * timeout_ns (< 0: no limit): the producer parks until a consumer frees a
+ * slot (consumers check for parked producers with one load per dequeue).
+ * Returns 0; -EPIPE when closed (also while waiting); -ETIMEDOUT. On failure
+ * the event still belongs to the caller. Beware cycles: a producer that
+ * waits on a queue that only its own thread can drain waits for ever.
+ */
+int seda_queue_enqueue_wait(seda_queue_t *q, void *event, uint32_t stamp, int64_t timeout_ns);
+
+/*
  * Enqueues all `count` events, in order, or none of them: returns `count`
  * (0 for count 0); -EAGAIN when fewer than `count` slots are free; -EPIPE when
  * closed; -EINVAL when count exceeds the capacity. Every event gets `stamp`.

@@ -161,6 +161,17 @@ void seda_stage_release(seda_stage_t *s);
  */
 int seda_stage_enqueue(seda_stage_t *s, void *event);
 
+/*
+ * seda_stage_enqueue, waiting while the stage's queue is full for at most
+ * timeout_ns (< 0: no limit): backpressure for producers that prefer to
+ * wait. Returns 0; -ETIMEDOUT (counted as a full rejection); -EPIPE;
+ * -EDEADLK on the runtime's shared threads, where waiting could deadlock
+ * the graph (the stage that would make room may need this thread; in a
+ * cycle it always does): handlers there must not block. From a dedicated
+ * pool in a cyclic graph, give a timeout.
+ */
+int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns);
+
 /* All `count` events or none: returns count, -EAGAIN, -EPIPE or -EINVAL. */
 int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count);
 
