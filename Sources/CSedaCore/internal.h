@@ -5,6 +5,7 @@
 #ifndef SEDA_INTERNAL_H
 #define SEDA_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -40,6 +41,20 @@ static inline int64_t seda__now_ns(void)
  * kernel keeps time with it (clock.c says why and how). */
 struct seda_clock;
 int64_t seda__clock_now_fast(const struct seda_clock *c);
+
+struct seda_notifier {
+    /* Bumped by every slow-path wake; the futex word a parked thread sleeps on. */
+    _Atomic uint32_t epoch;
+    /* Threads between prepare and park/cancel. Read by every producer on every
+     * publication, written only by threads about to sleep: it stays in the
+     * producers' caches as long as nobody parks. */
+    _Atomic uint32_t waiters;
+    _Atomic uint64_t wake_syscalls;
+    int efd; /* -1 for a futex notifier */
+};
+
+/* Initialises an embedded futex notifier (no eventfd; nothing to free). */
+void seda__notifier_init(seda_notifier_t *n);
 
 /* The notifier's slow path: at least one thread is parked. */
 void seda__notifier_wake_slow(seda_notifier_t *n, int32_t count);

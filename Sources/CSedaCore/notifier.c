@@ -17,16 +17,15 @@
 #include "internal.h"
 #include "seda/notifier.h"
 
-struct seda_notifier {
-    /* Bumped by every slow-path wake; the futex word a parked thread sleeps on. */
-    _Atomic uint32_t epoch;
-    /* Threads between prepare and park/cancel. Read by every producer on every
-     * publication, written only by threads about to sleep: it stays in the
-     * producers' caches as long as nobody parks. */
-    _Atomic uint32_t waiters;
-    _Atomic uint64_t wake_syscalls;
-    int efd; /* -1 for a futex notifier */
-};
+/* struct seda_notifier is in internal.h, so that a queue can embed one. */
+
+void seda__notifier_init(seda_notifier_t *n)
+{
+    atomic_init(&n->epoch, 0);
+    atomic_init(&n->waiters, 0);
+    atomic_init(&n->wake_syscalls, 0);
+    n->efd = -1;
+}
 
 int seda_notifier_create(seda_notifier_t **out, unsigned flags)
 {
@@ -35,7 +34,7 @@ int seda_notifier_create(seda_notifier_t **out, unsigned flags)
     seda_notifier_t *n = seda__alloc_aligned(sizeof *n);
     if (!n)
         return -ENOMEM;
-    n->efd = -1;
+    seda__notifier_init(n);
     if (flags & SEDA_NOTIFIER_EVENTFD) {
         /* Semaphore mode: each wake posts one unit per thread it means to
          * wake and each parked thread takes one, so a wake-all cannot be

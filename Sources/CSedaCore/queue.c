@@ -53,10 +53,11 @@ struct seda_queue {
     struct slot *slots;
     uint64_t mask;
     seda_notifier_t *notifier;
-    /* Where producers waiting for room park (seda_queue_enqueue_wait);
-     * every dequeue checks it with one load. */
-    seda_notifier_t *space;
     bool owns_notifier;
+    /* Where producers waiting for room park (seda_queue_enqueue_wait).
+     * Embedded in this read-mostly line: every dequeue checks its waiter
+     * count with one load, with no pointer to follow. */
+    seda_notifier_t space;
     /* Set after CLOSED_BIT, so that a consumer finding the queue empty can
      * ask "closed?" without reading `tail`: a read of the producers' line on
      * every empty poll would steal it from them. */
@@ -93,18 +94,12 @@ int seda_queue_create(seda_queue_t **out, size_t capacity, seda_notifier_t *noti
     for (size_t i = 0; i < cap; i++)
         atomic_init(&q->slots[i].seq, (uint32_t)i);
     q->mask = cap - 1;
-    int sr = seda_notifier_create(&q->space, 0);
-    if (sr < 0) {
-        free(q->slots);
-        free(q);
-        return sr;
-    }
+    seda__notifier_init(&q->space);
     if (notifier) {
         q->notifier = notifier;
     } else {
         int r = seda_notifier_create(&q->notifier, 0);
         if (r < 0) {
-            seda_notifier_destroy(q->space);
             free(q->slots);
             free(q);
             return r;
@@ -131,7 +126,6 @@ size_t seda_queue_destroy(seda_queue_t *q, void (*drain)(void *ctx, void *event)
     }
     if (q->owns_notifier)
         seda_notifier_destroy(q->notifier);
-    seda_notifier_destroy(q->space);
     free(q->slots);
     free(q);
     return drained;
@@ -299,7 +293,7 @@ int seda_queue_dequeue(seda_queue_t *q, void **event)
         return k;
     *event = q->slots[pos & q->mask].event;
     free_slot(q, pos);
-    seda_notifier_wake(q->space, 1);
+    seda_notifier_wake(&q->space, 1);
     return 0;
 }
 
@@ -323,7 +317,7 @@ int seda_queue_dequeue_many(seda_queue_t *q, void **events, uint32_t *stamps, si
      * for room finds the run free whole or not at all. */
     for (int i = k; i-- > 0;)
         free_slot(q, pos + (uint64_t)i);
-    seda_notifier_wake(q->space, k);
+    seda_notifier_wake(&q->space, k);
     return k;
 }
 
@@ -377,17 +371,17 @@ int seda_queue_enqueue_wait(seda_queue_t *q, void *event, uint32_t stamp, int64_
             if (left <= 0)
                 return -ETIMEDOUT;
         }
-        uint32_t epoch = seda_notifier_prepare(q->space);
+        uint32_t epoch = seda_notifier_prepare(&q->space);
         /* seda_queue_size reads head seq_cst after our RMW in prepare; a
          * consumer's head CAS (seq_cst) followed by its wake's load of the
          * waiter count is the other half. Room claimed but not yet freed, or
          * a close: do not sleep. */
         if (seda_queue_size(q) < seda_queue_capacity(q) || seda_queue_is_closed(q)) {
-            seda_notifier_cancel(q->space);
+            seda_notifier_cancel(&q->space);
             sched_yield();
             continue;
         }
-        r = seda_notifier_park(q->space, epoch, left);
+        r = seda_notifier_park(&q->space, epoch, left);
         if (r < 0 && r != -ETIMEDOUT && r != -EINTR)
             return r;
     }
@@ -399,7 +393,7 @@ int seda_queue_close(seda_queue_t *q)
     uint64_t old = atomic_fetch_or_explicit(&q->tail, CLOSED_BIT, memory_order_seq_cst);
     atomic_store_explicit(&q->closed, true, memory_order_seq_cst);
     seda_notifier_wake(q->notifier, INT32_MAX);
-    seda_notifier_wake(q->space, INT32_MAX); /* waiting producers see -EPIPE */
+    seda_notifier_wake(&q->space, INT32_MAX); /* waiting producers see -EPIPE */
     return (old & CLOSED_BIT) ? -EPIPE : 0;
 }
 
