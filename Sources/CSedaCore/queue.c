@@ -321,10 +321,25 @@ int seda_queue_dequeue_many(seda_queue_t *q, void **events, uint32_t *stamps, si
     return k;
 }
 
+/* Nanoseconds until `deadline` (-1: none), 0 once it has passed. */
+static int64_t time_left(int64_t deadline)
+{
+    if (deadline < 0)
+        return -1;
+    int64_t left = deadline - seda__now_ns();
+    return left > 0 ? left : 0;
+}
+
+/* The deadline `timeout_ns` from now (-1: none). */
+static int64_t deadline_after(int64_t timeout_ns)
+{
+    return timeout_ns < 0 ? -1 : seda__now_ns() + timeout_ns;
+}
+
 int seda_queue_dequeue_wait(seda_queue_t *q, void **events, uint32_t *stamps, size_t max,
                             int64_t timeout_ns)
 {
-    int64_t deadline = timeout_ns < 0 ? -1 : seda__now_ns() + timeout_ns;
+    int64_t deadline = deadline_after(timeout_ns);
     for (unsigned round = 0;; round++) {
         int r = seda_queue_dequeue_many(q, events, stamps, max);
         if (r != -EAGAIN)
@@ -334,12 +349,9 @@ int seda_queue_dequeue_wait(seda_queue_t *q, void **events, uint32_t *stamps, si
             seda__cpu_relax();
             continue;
         }
-        int64_t left = -1;
-        if (deadline >= 0) {
-            left = deadline - seda__now_ns();
-            if (left <= 0)
-                return -ETIMEDOUT;
-        }
+        int64_t left = time_left(deadline);
+        if (left == 0)
+            return -ETIMEDOUT;
         uint32_t epoch = seda_notifier_prepare(q->notifier);
         /* seda_queue_size reads tail seq_cst: after our RMW in prepare. A
          * claimed but unpublished event, or a close, means: do not sleep. */
@@ -356,7 +368,7 @@ int seda_queue_dequeue_wait(seda_queue_t *q, void **events, uint32_t *stamps, si
 
 int seda_queue_enqueue_wait(seda_queue_t *q, void *event, uint32_t stamp, int64_t timeout_ns)
 {
-    int64_t deadline = timeout_ns < 0 ? -1 : seda__now_ns() + timeout_ns;
+    int64_t deadline = deadline_after(timeout_ns);
     for (unsigned round = 0;; round++) {
         int r = seda_queue_enqueue_at(q, event, stamp);
         if (r != -EAGAIN)
@@ -365,12 +377,9 @@ int seda_queue_enqueue_wait(seda_queue_t *q, void *event, uint32_t stamp, int64_
             seda__cpu_relax(); /* a consumer may be freeing a slot right now */
             continue;
         }
-        int64_t left = -1;
-        if (deadline >= 0) {
-            left = deadline - seda__now_ns();
-            if (left <= 0)
-                return -ETIMEDOUT;
-        }
+        int64_t left = time_left(deadline);
+        if (left == 0)
+            return -ETIMEDOUT;
         uint32_t epoch = seda_notifier_prepare(&q->space);
         /* seda_queue_size reads head seq_cst after our RMW in prepare; a
          * consumer's head CAS (seq_cst) followed by its wake's load of the
