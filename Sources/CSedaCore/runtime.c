@@ -69,9 +69,17 @@ struct seda_stage {
     /* Producers read this on every enqueue; workers write it per turn. */
     alignas(SEDA__CACHELINE) _Atomic uint32_t active;
 
+    /* Overload discipline (SEDA_DISCIPLINE_CODEL): CoDel's state, per stage. */
+    int discipline;
+    int64_t codel_target, codel_interval;
+    pthread_mutex_t codel_lock; /* one batch at a time; uncontended unless concurrency > 1 */
+    int64_t codel_first_above, codel_drop_next;
+    uint32_t codel_count, codel_last_count;
+    bool codel_dropping;
+
     /* Written by the threads running the handler. */
     alignas(SEDA__CACHELINE) _Atomic uint64_t processed;
-    _Atomic uint64_t batches, handler_errors, handler_ns, queue_peak, handed_back;
+    _Atomic uint64_t batches, handler_errors, handler_ns, queue_peak, handed_back, dropped;
     seda__histogram_t queue_delay, service_time;
 
     /* Written by producers, rarely. */
@@ -139,9 +147,20 @@ static _Thread_local int64_t tls_last_end;
  * PAUSEs): a wake-up costs more than that. */
 #define IDLE_SPINS 512
 
+/* Stamps: the enqueue time in microseconds, 31 bits (wrapping every 35
+ * minutes), and bit 31 set for a control event, which no queue discipline
+ * may drop. */
+#define STAMP_CONTROL (UINT32_C(1) << 31)
+#define STAMP_TIME (STAMP_CONTROL - 1)
+
+static inline uint32_t us_stamp(int64_t ns)
+{
+    return (uint32_t)(ns / 1000) & STAMP_TIME;
+}
+
 static inline uint32_t now_us(const seda_runtime_t *rt)
 {
-    return (uint32_t)(seda__clock_now_fast(rt->clock) / 1000);
+    return us_stamp(seda__clock_now_fast(rt->clock));
 }
 
 static void name_thread(pthread_t t, const char *name)
@@ -187,6 +206,7 @@ static void stage_free(seda_stage_t *s)
     seda_queue_destroy(s->queue, NULL, NULL);
     pthread_mutex_destroy(&s->edge_lock);
     pthread_mutex_destroy(&s->pool_lock);
+    pthread_mutex_destroy(&s->codel_lock);
     free(s);
     runtime_release(rt);
 }
@@ -221,13 +241,100 @@ static inline void bump(_Atomic uint64_t *c, uint64_t by, bool exclusive, memory
         atomic_fetch_add_explicit(c, by, mo);
 }
 
-static void run_batch(seda_stage_t *s, void **events, const uint32_t *stamps, size_t k,
+static uint64_t isqrt(uint64_t x)
+{
+    uint64_t r = 0, bit = (uint64_t)1 << 62;
+    while (bit > x)
+        bit >>= 2;
+    while (bit) {
+        if (x >= r + bit) {
+            x -= r + bit;
+            r = (r >> 1) + bit;
+        } else {
+            r >>= 1;
+        }
+        bit >>= 2;
+    }
+    return r;
+}
+
+/* CoDel's control law: the next drop comes interval/sqrt(count) later. */
+static int64_t codel_next(const seda_stage_t *s, int64_t t, uint32_t count)
+{
+    return t + (int64_t)((uint64_t)s->codel_interval / isqrt(count ? count : 1));
+}
+
+/*
+ * CoDel (Nichols & Jacobson; RFC 8289) on a dequeued batch: once events have
+ * waited longer than `target` for a whole `interval`, drop one, then drop
+ * more often (interval / sqrt(count)) until the sojourn time falls below
+ * target. Latency stays bounded under overload while a burst that drains
+ * within the interval loses nothing. Dropped events go to the drop callback
+ * and are counted; control events are never dropped. Returns how many
+ * events remain, compacted in order.
+ */
+static size_t codel_filter(seda_stage_t *s, void **events, uint32_t *stamps, size_t k, int64_t now)
+{
+    uint32_t now_stamp = us_stamp(now);
+    size_t kept = 0;
+    uint64_t drops = 0;
+    pthread_mutex_lock(&s->codel_lock);
+    for (size_t i = 0; i < k; i++) {
+        bool control = stamps[i] & STAMP_CONTROL;
+        int64_t sojourn = (int64_t)((now_stamp - stamps[i]) & STAMP_TIME) * 1000;
+        bool ok_to_drop = false;
+        if (sojourn < s->codel_target) {
+            s->codel_first_above = 0;
+        } else if (s->codel_first_above == 0) {
+            s->codel_first_above = now + s->codel_interval;
+        } else if (now >= s->codel_first_above) {
+            ok_to_drop = true;
+        }
+        bool drop = false;
+        if (s->codel_dropping) {
+            if (!ok_to_drop) {
+                s->codel_dropping = false;
+            } else if (now >= s->codel_drop_next) {
+                s->codel_count++;
+                s->codel_drop_next = codel_next(s, s->codel_drop_next, s->codel_count);
+                drop = true;
+            }
+        } else if (ok_to_drop) {
+            /* Resume near the last drop rate if we were dropping recently. */
+            uint32_t delta = s->codel_count - s->codel_last_count;
+            s->codel_count = delta > 1 && now - s->codel_drop_next < 16 * s->codel_interval ? delta : 1;
+            s->codel_last_count = s->codel_count;
+            s->codel_drop_next = codel_next(s, now, s->codel_count);
+            s->codel_dropping = true;
+            drop = true;
+        }
+        if (drop && !control) {
+            s->drop(s->ctx, events[i]);
+            drops++;
+        } else {
+            events[kept] = events[i];
+            stamps[kept] = stamps[i];
+            kept++;
+        }
+    }
+    pthread_mutex_unlock(&s->codel_lock);
+    if (drops)
+        /* Release: read by collect() like `processed`. */
+        atomic_fetch_add_explicit(&s->dropped, drops, memory_order_release);
+    return kept;
+}
+
+static void run_batch(seda_stage_t *s, void **events, uint32_t *stamps, size_t k,
                       bool sample_depth)
 {
     seda_runtime_t *rt = s->rt;
     bool exclusive = s->concurrency == 1;
     int64_t t0 = tls_last_end ? tls_last_end : seda__clock_now_fast(rt->clock);
-    uint32_t start_us = (uint32_t)(t0 / 1000);
+    uint32_t start_us = us_stamp(t0);
+    if (s->discipline == SEDA_DISCIPLINE_CODEL)
+        k = codel_filter(s, events, stamps, k, t0);
+    if (k == 0)
+        return; /* everything dropped: the handler is not called */
 
     /* Queueing delay per event; stamps come in runs (one per producer
      * batch), so record each run once. */
@@ -235,8 +342,8 @@ static void run_batch(seda_stage_t *s, void **events, const uint32_t *stamps, si
         size_t j = i + 1;
         while (j < k && stamps[j] == stamps[i])
             j++;
-        uint64_t delay_us = (uint32_t)(start_us - stamps[i]);
-        if (delay_us > UINT32_MAX / 2) /* a stamp from "the future": clock skew between threads */
+        uint64_t delay_us = (start_us - stamps[i]) & STAMP_TIME;
+        if (delay_us > STAMP_TIME / 2) /* a stamp from "the future": clock skew between threads */
             delay_us = 0;
         seda__histogram_add(&s->queue_delay, delay_us * 1000, j - i, exclusive);
         i = j;
@@ -636,6 +743,16 @@ int seda_stage_enqueue(seda_stage_t *s, void *event)
     return after_enqueue(s, r);
 }
 
+int seda_stage_enqueue_control(seda_stage_t *s, void *event)
+{
+    int r = admit(s);
+    if (r == 0) {
+        uint32_t stamp = (tls_stage ? tls_batch_us : now_us(s->rt)) | STAMP_CONTROL;
+        r = seda_queue_enqueue_at(s->queue, event, stamp);
+    }
+    return after_enqueue(s, r);
+}
+
 int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns)
 {
     /* On the shared threads a wait can deadlock the graph: the stage that
@@ -782,6 +899,10 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
                         : conc;
     if (maxt < conc)
         return -EINVAL;
+    if (o->discipline != SEDA_DISCIPLINE_FIFO && o->discipline != SEDA_DISCIPLINE_CODEL)
+        return -EINVAL;
+    if (o->discipline == SEDA_DISCIPLINE_CODEL && (o->codel_target_ns < 0 || o->codel_interval_ns < 0))
+        return -EINVAL;
 
     seda_stage_t *s = seda__alloc_aligned(sizeof *s);
     if (!s)
@@ -801,8 +922,12 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
     s->concurrency = o->thread_manager == SEDA_THREADS_DEDICATED ? maxt : conc;
     s->pin_cpu = o->thread_manager == SEDA_THREADS_DEDICATED && o->pin_to_cpu ? o->pin_cpu : -1;
     snprintf(s->name, sizeof s->name, "%s", o->name);
+    s->discipline = o->discipline;
+    s->codel_target = o->codel_target_ns ? o->codel_target_ns : 5000000;
+    s->codel_interval = o->codel_interval_ns ? o->codel_interval_ns : 100000000;
     pthread_mutex_init(&s->edge_lock, NULL);
     pthread_mutex_init(&s->pool_lock, NULL);
+    pthread_mutex_init(&s->codel_lock, NULL);
     atomic_init(&s->refs, 2); /* the caller's and the runtime's */
 
     pthread_mutex_lock(&rt->lock);
@@ -843,6 +968,7 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
         seda_queue_destroy(s->queue, NULL, NULL); /* empty: nothing was accepted */
         pthread_mutex_destroy(&s->edge_lock);
         pthread_mutex_destroy(&s->pool_lock);
+        pthread_mutex_destroy(&s->codel_lock);
         free(s);
         return r;
     }
@@ -984,7 +1110,8 @@ static bool collect(seda_stage_t **all, size_t n, uint64_t *sig)
         /* Done first, accepted second: done(t1) == accepted(t2) with t1 < t2
          * means nothing arrived or was pending in between. */
         uint64_t done = atomic_load_explicit(&s->processed, memory_order_acquire) +
-                        atomic_load_explicit(&s->handed_back, memory_order_acquire);
+                        atomic_load_explicit(&s->handed_back, memory_order_acquire) +
+                        atomic_load_explicit(&s->dropped, memory_order_acquire);
         uint64_t accepted = seda_queue_accepted(s->queue);
         sig[2 * i] = done;
         sig[2 * i + 1] = accepted;
@@ -1102,6 +1229,7 @@ void seda_stage_stats(const seda_stage_t *cs, seda_stage_stats_t *out)
     out->enqueued = seda_queue_accepted(s->queue);
     out->processed = atomic_load_explicit(&s->processed, memory_order_acquire);
     out->handed_back = atomic_load_explicit(&s->handed_back, memory_order_acquire);
+    out->dropped = atomic_load_explicit(&s->dropped, memory_order_acquire);
     out->rejected_full = atomic_load_explicit(&s->rejected_full, memory_order_relaxed);
     out->rejected_closed = atomic_load_explicit(&s->rejected_closed, memory_order_relaxed);
     out->batches = atomic_load_explicit(&s->batches, memory_order_relaxed);

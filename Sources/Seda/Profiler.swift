@@ -31,6 +31,8 @@ public struct StageSnapshot: Sendable, Equatable {
     public var processed: UInt64
     /// Events released at destroy or shutdown instead of processed.
     public var handedBack: UInt64
+    /// Events the queue discipline dropped (CoDel under overload).
+    public var dropped: UInt64
     /// Enqueues refused because the queue was full.
     public var rejectedFull: UInt64
     /// Enqueues refused because the stage was closed or the runtime stopping.
@@ -151,7 +153,7 @@ extension StageSnapshot {
         let s = st.pointee
         self.init(
             name: String(cString: seda_stage_name(stage)),
-            enqueued: s.enqueued, processed: s.processed, handedBack: s.handed_back,
+            enqueued: s.enqueued, processed: s.processed, handedBack: s.handed_back, dropped: s.dropped,
             rejectedFull: s.rejected_full, rejectedClosed: s.rejected_closed, rejectedByReason: [:],
             batches: s.batches, handlerErrors: s.handler_errors, handlerNanoseconds: s.handler_ns,
             queueLength: s.queue_length, queuePeak: s.queue_peak,
@@ -190,6 +192,7 @@ public final class StageMetricsExporter: @unchecked Sendable {
                 count("seda_stage_enqueued_total", s.enqueued, prev?.enqueued)
                 count("seda_stage_processed_total", s.processed, prev?.processed)
                 count("seda_stage_handed_back_total", s.handedBack, prev?.handedBack)
+                count("seda_stage_dropped_total", s.dropped, prev?.dropped)
                 count("seda_stage_rejected_total", s.rejectedFull, prev?.rejectedFull, [("reason", "full")])
                 count("seda_stage_rejected_total", s.rejectedClosed, prev?.rejectedClosed, [("reason", "closed")])
                 for (reason, n) in s.rejectedByReason {

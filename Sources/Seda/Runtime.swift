@@ -95,6 +95,11 @@ public final class Runtime: @unchecked Sendable {
             o.pin_to_cpu = 1
             o.pin_cpu = Int32(cpu)
         }
+        if case .codel(let target, let interval) = options.discipline {
+            o.discipline = Int32(SEDA_DISCIPLINE_CODEL.rawValue)
+            o.codel_target_ns = nanoseconds(target)
+            o.codel_interval_ns = nanoseconds(interval)
+        }
         o.handler = runHandler
         o.ctx = ctx
         o.drop = releaseEvent

@@ -107,11 +107,16 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     }
 
     /// Enqueues a control event: the runtime's own or the application's
-    /// housekeeping (a cleanup tick, a shutdown notice), which no admission
-    /// policy may drop. Only a full or closed queue refuses it.
+    /// housekeeping (a cleanup tick, a shutdown notice), which neither
+    /// admission control nor the queue discipline may drop. Only a full or
+    /// closed queue refuses it.
     public func enqueueControl(_ event: consuming Event) throws(SedaError) {
-        let r = rawEnqueue(event)
-        if r < 0 { throw SedaError(code: r) }
+        let p = Unmanaged.passRetained(event).toOpaque()
+        let r = seda_stage_enqueue_control(stage.pointer, p)
+        if r < 0 {
+            Unmanaged<Event>.fromOpaque(p).release()
+            throw SedaError(code: r)
+        }
     }
 
     /// Enqueues every event, in order and adjacent in the queue, or none:

@@ -11,6 +11,19 @@ public enum ThreadManager: Sendable, Equatable {
     case dedicated(threads: Int = 1, maxThreads: Int? = nil)
 }
 
+/// How a stage's queue behaves under overload.
+public enum QueueDiscipline: Sendable, Equatable {
+    /// Oldest first; nothing is dropped.
+    case fifo
+    /// CoDel (RFC 8289): once events have waited longer than `target` for a
+    /// whole `interval`, the oldest are dropped at an increasing rate until
+    /// the waiting time falls below `target`. Queueing delay stays bounded
+    /// under overload; a burst that drains within `interval` loses nothing.
+    /// Dropped events are released and counted (``StageSnapshot/dropped``);
+    /// control events (``Sink/enqueueControl(_:)``, timers) never are.
+    case codel(target: Duration = .milliseconds(5), interval: Duration = .milliseconds(100))
+}
+
 /// A stage's settings. Defaults suit a non-blocking stage.
 public struct StageOptions: Sendable, Equatable {
     /// Which threads drive the stage.
@@ -22,13 +35,16 @@ public struct StageOptions: Sendable, Equatable {
     public var queueCapacity: Int = 1024
     /// For a dedicated pool: pin its threads to this CPU.
     public var pinCPU: Int? = nil
+    /// How the queue behaves under overload.
+    public var discipline: QueueDiscipline = .fifo
 
     public init(threadManager: ThreadManager = .shared(), batchSize: Int = 64,
-                queueCapacity: Int = 1024, pinCPU: Int? = nil) {
+                queueCapacity: Int = 1024, pinCPU: Int? = nil, discipline: QueueDiscipline = .fifo) {
         self.threadManager = threadManager
         self.batchSize = batchSize
         self.queueCapacity = queueCapacity
         self.pinCPU = pinCPU
+        self.discipline = discipline
     }
 
     /// Checks the values, naming the first bad one.
@@ -46,6 +62,10 @@ public struct StageOptions: Sendable, Equatable {
             if let m, m < t { throw bad("maxThreads \(m) is below threads \(t)") }
         }
         if let cpu = pinCPU, cpu < 0 { throw bad("pinCPU \(cpu) is negative") }
+        if case .codel(let target, let interval) = discipline,
+           target <= .zero || interval <= .zero {
+            throw bad("codel target \(target) and interval \(interval) must be positive")
+        }
     }
 }
 

@@ -10,7 +10,8 @@ public struct TimerID: Hashable, Sendable {
 /// over the C core's hierarchical timing wheel (add, cancel and fire cost the
 /// same with a million timers pending as with a thousand).
 ///
-/// A timer whose stage is full when it falls due is not dropped: it stays
+/// Timers are control events: admission control and queue disciplines never
+/// drop them. A timer whose stage is full when it falls due is not dropped: it stays
 /// pending and is retried every tick, ahead of later timers for that stage
 /// (control events such as a periodic cleanup must never vanish). A timer
 /// whose stage is closed (destroyed, or the runtime shutting down) releases
@@ -139,7 +140,8 @@ private let EBUSY_CODE: Int32 = -EBUSY
 private let deliverEntry: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32 = { _, p in
     let entry = Unmanaged<TimerEntry>.fromOpaque(p!)
     let e = entry.takeUnretainedValue()
-    let r = seda_stage_enqueue(e.stage.pointer, e.event)
+    // A control event: no admission policy or queue discipline drops a timer.
+    let r = seda_stage_enqueue_control(e.stage.pointer, e.event)
     if r >= 0 {
         e.event = nil // the stage's queue owns it now
         entry.release()

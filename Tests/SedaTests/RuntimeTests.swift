@@ -372,3 +372,43 @@ struct BackpressureTests {
         #expect(life.balanced)
     }
 }
+
+@Suite("Queue disciplines")
+struct DisciplineTests {
+    /// Each event takes 10 ms of (manual) clock; counts control events.
+    struct Slow: EventHandler {
+        let clock: SedaClock
+        let handled = Counter()
+        let controls = Counter()
+        func handle(_ batch: inout EventBatch<Job>) throws {
+            batch.forEach { if $0.n < 0 { controls.add(1) } }
+            try clock.advance(by: .milliseconds(10 * batch.count))
+            handled.add(batch.count)
+        }
+    }
+
+    @Test func codelDropsUnderOverloadButNeverControlEvents() throws {
+        let clock = SedaClock.manual()
+        let runtime = try Runtime(clock: clock)
+        let life = Life()
+        let slow = Slow(clock: clock)
+        let sink = try runtime.addStage("codel", handler: slow, options: StageOptions(
+            threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 512,
+            discipline: .codel(target: .milliseconds(5), interval: .milliseconds(100))))
+        for i in 0..<200 {
+            if i % 20 == 0 { try sink.enqueueControl(Job(-1 - i, life)) } else { try sink.enqueue(Job(i, life)) }
+        }
+        waitUntil("settled") {
+            let s = runtime.snapshot()[stage: "codel"]!
+            return s.processed + s.dropped == 200
+        }
+        let s = runtime.snapshot()[stage: "codel"]!
+        #expect(s.dropped > 0)
+        #expect(slow.controls.value == 10, "control events are never dropped")
+        try runtime.shutdown()
+        #expect(life.balanced, "dropped events were released")
+        #expect(throws: SedaError.invalidConfiguration("stage 'x': codel target 0.0 seconds and interval 0.1 seconds must be positive")) {
+            try StageOptions(discipline: .codel(target: .zero, interval: .milliseconds(100))).validate(stage: "x")
+        }
+    }
+}

@@ -14,9 +14,10 @@
  *
  * Per-event metadata. Each slot carries, beside the event pointer, a 32-bit
  * `stamp` chosen by the producer. The runtime stores the enqueue time in
- * microseconds (wrapping), read from the clock once per batch, so the
- * queueing delay of an event is `(uint32_t)(now_us - stamp)` (exact for delays
- * under 71 minutes) without a clock read per event. The stamp fits beside a
+ * microseconds in the low 31 bits (wrapping), read from the clock once per
+ * batch, so the queueing delay of an event is `(now_us - stamp) & 0x7fffffff`
+ * (exact for delays under 35 minutes) without a clock read per event; bit 31
+ * marks a control event. The stamp fits beside a
  * 32-bit sequence number, so a slot stays 16 bytes (four per cache line).
  * Metadata that describes the event itself (its class or priority, its size in
  * bytes) lives in the event, where the application already has it.

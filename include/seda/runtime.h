@@ -103,6 +103,17 @@ enum seda_thread_manager {
     SEDA_THREADS_DEDICATED = 1, /* a pool of the stage's own (handlers that block) */
 };
 
+/* How a stage's queue behaves under overload. */
+enum seda_discipline {
+    SEDA_DISCIPLINE_FIFO = 0,  /* oldest first, nothing dropped */
+    /* CoDel (RFC 8289): once events have waited longer than codel_target_ns
+     * for a whole codel_interval_ns, drop the oldest ones at an increasing
+     * rate until the waiting time falls below target. Keeps queueing delay
+     * bounded under overload; a short burst loses nothing. Dropped events go
+     * to `drop` and count as `dropped`; control events are never dropped. */
+    SEDA_DISCIPLINE_CODEL = 1,
+};
+
 typedef struct seda_stage_options {
     const char *name;        /* unique within the runtime; copied */
     size_t queue_capacity;   /* rounded up to a power of two; 0: 1024 */
@@ -116,13 +127,17 @@ typedef struct seda_stage_options {
     seda_handler_fn handler; /* required */
     void *ctx;               /* passed to every callback */
     /* Receives each event the stage gives back instead of processing
-     * (destroy or shutdown with HAND_BACK, a drain that timed out). Required:
+     * (destroy or shutdown with HAND_BACK, a drain that timed out, or its
+     * queue discipline's drops, on the stage's own threads). Required:
      * without it such events would leak. Called on the thread that destroys
      * or shuts down, possibly while a handler still finishes its batch and,
      * when a stage destroy and a shutdown overlap, from both: it must be
      * thread-safe. HAND_BACK is a race with the stage's threads: batches
      * they took before the queue closed are still handled. */
     void (*drop)(void *ctx, void *event);
+    int discipline;            /* enum seda_discipline (0: FIFO) */
+    int64_t codel_target_ns;   /* CODEL: acceptable waiting time (0: 5 ms) */
+    int64_t codel_interval_ns; /* CODEL: how long above target before dropping (0: 100 ms) */
     /* Called once, on the destroying or shutting-down thread, after every
      * thread that could call the handler is done with it and after the last
      * drop: the place to free ctx. May be NULL. */
@@ -135,7 +150,7 @@ typedef struct seda_stage_options {
  * the runtime keeps its own reference until the stage is destroyed.
  * Returns 0; -EINVAL (no name, handler or drop; bad thread manager; name
  * longer than 63 bytes; batch_max above 1024; max_threads below
- * concurrency); -EEXIST (name taken); -ENOSPC (the run queue cannot take the
+ * concurrency; unknown discipline or negative CoDel times); -EEXIST (name taken); -ENOSPC (the run queue cannot take the
  * stage's concurrency); -EPIPE (runtime shut down); -ENOMEM (memory or
  * threads).
  * If it fails, no callback is ever called and ctx still belongs to the caller.
@@ -171,6 +186,13 @@ int seda_stage_enqueue(seda_stage_t *s, void *event);
  * pool in a cyclic graph, give a timeout.
  */
 int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns);
+
+/*
+ * seda_stage_enqueue for a control event (a cleanup tick, a shutdown notice):
+ * the queue discipline never drops it. Admission policies above the C core
+ * must let such events pass as well.
+ */
+int seda_stage_enqueue_control(seda_stage_t *s, void *event);
 
 /* All `count` events or none: returns count, -EAGAIN, -EPIPE or -EINVAL. */
 int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count);

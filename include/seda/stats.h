@@ -42,6 +42,7 @@ typedef struct seda_stage_stats {
     uint64_t enqueued;        /* events the stage's queue accepted */
     uint64_t processed;       /* events handed to the handler (it owns them after) */
     uint64_t handed_back;     /* events given to the drop callback at destroy/shutdown */
+    uint64_t dropped;         /* events the queue discipline dropped (to the drop callback) */
     uint64_t rejected_full;   /* enqueues refused: queue full */
     uint64_t rejected_closed; /* enqueues refused: stage closed or runtime stopping */
     uint64_t batches;         /* handler calls */
