@@ -51,7 +51,12 @@ struct pool_thread {
 struct seda_stage {
     /* Read-only after create. */
     seda_runtime_t *rt;
-    seda_queue_t *queue;
+    /* One queue per priority class, queues[0] first; a single queue unless
+     * the stage was created with classes > 1. The queues share `notifier`,
+     * where a dedicated pool parks. */
+    seda_queue_t *queues[SEDA_STAGE_MAX_CLASSES];
+    uint32_t classes;
+    seda_notifier_t *notifier;
     seda_handler_fn handler;
     void *ctx;
     void (*drop)(void *ctx, void *event);
@@ -118,6 +123,61 @@ struct seda_runtime {
     uint32_t run_queue_capacity;
     uint64_t last_id;
 };
+
+/* ---- the stage's queues, one per priority class -------------------------------- */
+
+/* Takes up to max events from the highest class that has any. Returns a
+ * count, -EAGAIN when every class is empty (or momentarily unpublished), or
+ * -EPIPE when every class is closed and drained. */
+static int stage_dequeue(seda_stage_t *s, void **buf, uint32_t *stamps, size_t max)
+{
+    int r = seda_queue_dequeue_many(s->queues[0], buf, stamps, max);
+    if (SEDA__LIKELY(s->classes == 1 || r > 0))
+        return r;
+    bool all_closed = r == -EPIPE;
+    for (uint32_t c = 1; c < s->classes; c++) {
+        int k = seda_queue_dequeue_many(s->queues[c], buf, stamps, max);
+        if (k > 0)
+            return k;
+        all_closed = all_closed && k == -EPIPE;
+    }
+    return all_closed ? -EPIPE : -EAGAIN;
+}
+
+/* Events waiting in every class (seq_cst loads; see seda_queue_size). */
+static size_t stage_size(const seda_stage_t *s)
+{
+    size_t n = 0;
+    for (uint32_t c = 0; c < s->classes; c++)
+        n += seda_queue_size(s->queues[c]);
+    return n;
+}
+
+static uint64_t stage_accepted(const seda_stage_t *s)
+{
+    uint64_t n = 0;
+    for (uint32_t c = 0; c < s->classes; c++)
+        n += seda_queue_accepted(s->queues[c]);
+    return n;
+}
+
+static void stage_close(seda_stage_t *s)
+{
+    for (uint32_t c = 0; c < s->classes; c++)
+        seda_queue_close(s->queues[c]);
+}
+
+static bool stage_is_closed(const seda_stage_t *s)
+{
+    return seda_queue_is_closed(s->queues[0]);
+}
+
+static void stage_free_queues(seda_stage_t *s)
+{
+    for (uint32_t c = 0; c < s->classes; c++)
+        seda_queue_destroy(s->queues[c], NULL, NULL);
+    seda_notifier_destroy(s->notifier);
+}
 
 /* Which runtime owns this thread, which stage's handler it is running, and
  * that batch's start time: an enqueue from a handler reads these instead of
@@ -203,7 +263,7 @@ static void stage_free(seda_stage_t *s)
     free(s->more_edges);
     /* Destroy or shutdown handed everything back, and the destroy callback
      * may have freed ctx: the queue is empty and gets no drop callback. */
-    seda_queue_destroy(s->queue, NULL, NULL);
+    stage_free_queues(s);
     pthread_mutex_destroy(&s->edge_lock);
     pthread_mutex_destroy(&s->pool_lock);
     pthread_mutex_destroy(&s->codel_lock);
@@ -353,7 +413,7 @@ static void run_batch(seda_stage_t *s, void **events, uint32_t *stamps, size_t k
      * touches the producers' line, so callers sample it once in a while. */
     uint64_t depth = k;
     if (sample_depth) /* the caller's batch was full: a deep queue */
-        depth += seda_queue_size(s->queue);
+        depth += stage_size(s);
     uint64_t peak = atomic_load_explicit(&s->queue_peak, memory_order_relaxed);
     while (depth > peak && !atomic_compare_exchange_weak_explicit(&s->queue_peak, &peak, depth,
                                                                   memory_order_relaxed,
@@ -430,11 +490,11 @@ static void run_turn(seda_stage_t *s, void **buf, uint32_t *stamps)
     uint32_t done = 0;
     bool more = false; /* stopped on the budget: events may remain */
     for (int batches = 0; batches < TURN_BATCHES_MAX; batches++) {
-        int k = seda_queue_dequeue_many(s->queue, buf, stamps, batch_max);
+        int k = stage_dequeue(s, buf, stamps, batch_max);
         if (k <= 0)
             break;
         if (batches == 0 && s->concurrency > 1 && (uint32_t)k == batch_max &&
-            seda_queue_size(s->queue) > 0) {
+            stage_size(s) > 0) {
             /* More waiting: let another thread take the next batch now. */
             uint32_t a = atomic_load_explicit(&s->active, memory_order_relaxed);
             while (a < s->concurrency) {
@@ -462,7 +522,7 @@ static void run_turn(seda_stage_t *s, void **buf, uint32_t *stamps)
     }
     /* Empty. seq_cst RMW, then the seq_cst size read; see the file comment. */
     if (atomic_fetch_sub_explicit(&s->active, 1, memory_order_seq_cst) == 1 &&
-        seda_queue_size(s->queue) > 0) {
+        stage_size(s) > 0) {
         uint32_t idle = 0;
         if (atomic_compare_exchange_strong_explicit(&s->active, &idle, 1, memory_order_seq_cst,
                                                     memory_order_relaxed)) {
@@ -557,13 +617,13 @@ static void *pool_thread(void *p)
     uint32_t *stamps = malloc(BATCH_LIMIT * sizeof(uint32_t));
     if (!buf || !stamps)
         abort();
-    seda_notifier_t *n = seda_queue_notifier(s->queue);
+    seda_notifier_t *n = s->notifier;
     unsigned since_sample = 0;
     for (;;) {
         if (should_exit(s))
             break;
         uint32_t batch_max = atomic_load_explicit(&s->batch_max, memory_order_relaxed);
-        int k = seda_queue_dequeue_many(s->queue, buf, stamps, batch_max);
+        int k = stage_dequeue(s, buf, stamps, batch_max);
         if (k > 0) {
             /* Sample the depth on the first batch after a wait and every 16th. */
             run_batch(s, buf, stamps, (size_t)k,
@@ -579,7 +639,7 @@ static void *pool_thread(void *p)
         /* Empty: park on the queue's notifier, waking for events, for a close,
          * or for a resize (seda_stage_set_threads wakes everyone). */
         uint32_t epoch = seda_notifier_prepare(n);
-        if (seda_queue_size(s->queue) != 0 || seda_queue_is_closed(s->queue) ||
+        if (stage_size(s) != 0 || stage_is_closed(s) ||
             atomic_load(&s->live_threads) > atomic_load(&s->target_threads)) {
             seda_notifier_cancel(n);
             continue;
@@ -664,7 +724,7 @@ int seda_stage_set_threads(seda_stage_t *s, uint32_t n)
         r = start_pool_thread(s);
     pthread_mutex_unlock(&s->pool_lock);
     /* Surplus threads may be parked: wake them to notice. */
-    seda_notifier_wake(seda_queue_notifier(s->queue), INT32_MAX);
+    seda_notifier_wake(s->notifier, INT32_MAX);
     return r;
 }
 
@@ -733,12 +793,30 @@ static inline int after_enqueue(seda_stage_t *s, int r)
     return r;
 }
 
+/* The lowest class: where events without a class go. */
+static inline seda_queue_t *default_queue(const seda_stage_t *s)
+{
+    return s->queues[s->classes - 1];
+}
+
 int seda_stage_enqueue(seda_stage_t *s, void *event)
 {
     int r = admit(s);
     if (r == 0) {
         uint32_t stamp = tls_stage ? tls_batch_us : now_us(s->rt);
-        r = seda_queue_enqueue_at(s->queue, event, stamp);
+        r = seda_queue_enqueue_at(default_queue(s), event, stamp);
+    }
+    return after_enqueue(s, r);
+}
+
+int seda_stage_enqueue_class(seda_stage_t *s, void *event, uint32_t cls)
+{
+    if (cls >= s->classes)
+        return -EINVAL;
+    int r = admit(s);
+    if (r == 0) {
+        uint32_t stamp = tls_stage ? tls_batch_us : now_us(s->rt);
+        r = seda_queue_enqueue_at(s->queues[cls], event, stamp);
     }
     return after_enqueue(s, r);
 }
@@ -748,7 +826,7 @@ int seda_stage_enqueue_control(seda_stage_t *s, void *event)
     int r = admit(s);
     if (r == 0) {
         uint32_t stamp = (tls_stage ? tls_batch_us : now_us(s->rt)) | STAMP_CONTROL;
-        r = seda_queue_enqueue_at(s->queue, event, stamp);
+        r = seda_queue_enqueue_at(s->queues[0], event, stamp); /* the first class */
     }
     return after_enqueue(s, r);
 }
@@ -762,7 +840,7 @@ int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns)
     int r = admit(s);
     if (r == 0) {
         uint32_t stamp = tls_stage ? tls_batch_us : now_us(s->rt);
-        r = seda_queue_enqueue_wait(s->queue, event, stamp, timeout_ns);
+        r = seda_queue_enqueue_wait(default_queue(s), event, stamp, timeout_ns);
         if (r == -ETIMEDOUT) {
             atomic_fetch_add_explicit(&s->rejected_full, 1, memory_order_relaxed);
             return r;
@@ -778,7 +856,7 @@ int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count)
     int r = admit(s);
     if (r == 0) {
         uint32_t stamp = tls_stage ? tls_batch_us : now_us(s->rt);
-        r = seda_queue_enqueue_many_at(s->queue, events, count, stamp);
+        r = seda_queue_enqueue_many_at(default_queue(s), events, count, stamp);
     }
     return after_enqueue(s, r);
 }
@@ -790,8 +868,8 @@ static void hand_back_all(seda_stage_t *s)
     void *ev;
     uint64_t n = 0;
     int r;
-    while ((r = seda_queue_dequeue(s->queue, &ev)) != -EPIPE) {
-        if (r == 0) {
+    while ((r = stage_dequeue(s, &ev, NULL, 1)) != -EPIPE) {
+        if (r == 1) {
             s->drop(s->ctx, ev);
             n++;
         } else {
@@ -815,7 +893,7 @@ static void wait_idle(seda_stage_t *s, bool drain)
         int state = atomic_load(&s->rt->state);
         if (!drain || state >= RT_STOPPED)
             hand_back_all(s); /* nobody else will take them */
-        if (seda_queue_size(s->queue) == 0 && atomic_load(&s->active) == 0)
+        if (stage_size(s) == 0 && atomic_load(&s->active) == 0)
             return;
         sleep_briefly();
     }
@@ -824,7 +902,7 @@ static void wait_idle(seda_stage_t *s, bool drain)
 /* Finishes a stage whose `destroyed` flag the caller set. */
 static void stage_finish(seda_stage_t *s, int mode)
 {
-    seda_queue_close(s->queue);
+    stage_close(s);
     if (mode == SEDA_SHUTDOWN_HAND_BACK)
         hand_back_all(s);
     if (s->manager == SEDA_THREADS_SHARED) {
@@ -837,7 +915,7 @@ static void stage_finish(seda_stage_t *s, int mode)
         struct pool_thread *threads = s->threads;
         s->threads = NULL;
         pthread_mutex_unlock(&s->pool_lock);
-        seda_notifier_wake(seda_queue_notifier(s->queue), INT32_MAX);
+        seda_notifier_wake(s->notifier, INT32_MAX);
         while (threads) { /* they drain, see -EPIPE, and exit */
             struct pool_thread *t = threads;
             threads = t->next;
@@ -904,11 +982,21 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
     if (o->discipline == SEDA_DISCIPLINE_CODEL && (o->codel_target_ns < 0 || o->codel_interval_ns < 0))
         return -EINVAL;
 
+    uint32_t classes = o->classes ? o->classes : 1;
+    if (classes > SEDA_STAGE_MAX_CLASSES)
+        return -EINVAL;
     seda_stage_t *s = seda__alloc_aligned(sizeof *s);
     if (!s)
         return -ENOMEM;
-    int r = seda_queue_create(&s->queue, o->queue_capacity ? o->queue_capacity : 1024, NULL);
+    int r = seda_notifier_create(&s->notifier, 0);
+    for (uint32_t c = 0; r == 0 && c < classes; c++) {
+        r = seda_queue_create(&s->queues[c], o->queue_capacity ? o->queue_capacity : 1024,
+                              s->notifier);
+        if (r == 0)
+            s->classes = c + 1;
+    }
     if (r < 0) {
+        stage_free_queues(s);
         free(s);
         return r;
     }
@@ -949,7 +1037,7 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
         for (uint32_t i = 0; r == 0 && i < conc; i++)
             r = start_pool_thread(s);
         if (r < 0) {
-            seda_queue_close(s->queue);
+            stage_close(s);
             reap_pool(s, true);
         }
         pthread_mutex_unlock(&s->pool_lock);
@@ -965,7 +1053,7 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
     }
     pthread_mutex_unlock(&rt->lock);
     if (r < 0) {
-        seda_queue_destroy(s->queue, NULL, NULL); /* empty: nothing was accepted */
+        stage_free_queues(s); /* empty: nothing was accepted */
         pthread_mutex_destroy(&s->edge_lock);
         pthread_mutex_destroy(&s->pool_lock);
         pthread_mutex_destroy(&s->codel_lock);
@@ -1112,7 +1200,7 @@ static bool collect(seda_stage_t **all, size_t n, uint64_t *sig)
         uint64_t done = atomic_load_explicit(&s->processed, memory_order_acquire) +
                         atomic_load_explicit(&s->handed_back, memory_order_acquire) +
                         atomic_load_explicit(&s->dropped, memory_order_acquire);
-        uint64_t accepted = seda_queue_accepted(s->queue);
+        uint64_t accepted = stage_accepted(s);
         sig[2 * i] = done;
         sig[2 * i + 1] = accepted;
         if (done != accepted)
@@ -1178,7 +1266,7 @@ int seda_runtime_shutdown(seda_runtime_t *rt, int mode, int64_t timeout_ns)
     /* Close every queue first, so that handlers still running cannot feed
      * stages already emptied; then hand back what is queued. */
     for (size_t i = 0; i < n; i++)
-        seda_queue_close(all[i]->queue);
+        stage_close(all[i]);
     for (size_t i = 0; i < n; i++)
         hand_back_all(all[i]);
     seda_queue_close(rt->run_queue);
@@ -1226,7 +1314,7 @@ void seda_runtime_destroy(seda_runtime_t *rt)
 void seda_stage_stats(const seda_stage_t *cs, seda_stage_stats_t *out)
 {
     seda_stage_t *s = (seda_stage_t *)cs;
-    out->enqueued = seda_queue_accepted(s->queue);
+    out->enqueued = stage_accepted(s);
     out->processed = atomic_load_explicit(&s->processed, memory_order_acquire);
     out->handed_back = atomic_load_explicit(&s->handed_back, memory_order_acquire);
     out->dropped = atomic_load_explicit(&s->dropped, memory_order_acquire);
@@ -1235,7 +1323,7 @@ void seda_stage_stats(const seda_stage_t *cs, seda_stage_stats_t *out)
     out->batches = atomic_load_explicit(&s->batches, memory_order_relaxed);
     out->handler_errors = atomic_load_explicit(&s->handler_errors, memory_order_relaxed);
     out->handler_ns = atomic_load_explicit(&s->handler_ns, memory_order_relaxed);
-    out->queue_length = seda_queue_size(s->queue);
+    out->queue_length = stage_size(s);
     out->queue_peak = atomic_load_explicit(&s->queue_peak, memory_order_relaxed);
     if (out->queue_peak < out->queue_length)
         out->queue_peak = out->queue_length;

@@ -95,6 +95,7 @@ public final class Runtime: @unchecked Sendable {
             o.pin_to_cpu = 1
             o.pin_cpu = Int32(cpu)
         }
+        o.classes = UInt32(options.priorityClasses)
         if case .codel(let target, let interval) = options.discipline {
             o.discipline = Int32(SEDA_DISCIPLINE_CODEL.rawValue)
             o.codel_target_ns = nanoseconds(target)

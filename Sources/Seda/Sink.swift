@@ -94,6 +94,27 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
         }
     }
 
+    /// Enqueues one event into priority class `priorityClass` (0 is served
+    /// first; see ``StageOptions/priorityClasses``), behind admission like
+    /// ``enqueue(_:)``. Throws ``SedaError/invalidArgument`` for a class the
+    /// stage does not have.
+    public func enqueue(_ event: consuming Event, priorityClass: Int) throws(SedaError) {
+        guard priorityClass >= 0, priorityClass < Int(SEDA_STAGE_MAX_CLASSES) else { throw .invalidArgument }
+        let e = event
+        let probe = self.probe
+        if let admission, let reason = admission.controller.admit(e, to: probe) {
+            stage.rejections.add(reason)
+            throw .rejected(reason)
+        }
+        let p = Unmanaged.passRetained(e).toOpaque()
+        let r = seda_stage_enqueue_class(stage.pointer, p, UInt32(priorityClass))
+        if r < 0 {
+            Unmanaged<Event>.fromOpaque(p).release()
+            admission?.controller.undo(e, at: probe)
+            throw SedaError(code: r)
+        }
+    }
+
     /// Enqueues one event if the stage accepts it; returns whether it did. A
     /// refused event is released (and counted by the stage).
     @discardableResult

@@ -37,14 +37,21 @@ public struct StageOptions: Sendable, Equatable {
     public var pinCPU: Int? = nil
     /// How the queue behaves under overload.
     public var discipline: QueueDiscipline = .fifo
+    /// Strict priority classes (1...8): one queue of `queueCapacity` per
+    /// class; the handler gets class 0's events first, class 1's only when
+    /// class 0 is empty, and so on. Plain enqueues go to the last class,
+    /// control events to class 0 (``Sink/enqueue(_:priorityClass:)``).
+    public var priorityClasses: Int = 1
 
     public init(threadManager: ThreadManager = .shared(), batchSize: Int = 64,
-                queueCapacity: Int = 1024, pinCPU: Int? = nil, discipline: QueueDiscipline = .fifo) {
+                queueCapacity: Int = 1024, pinCPU: Int? = nil, discipline: QueueDiscipline = .fifo,
+                priorityClasses: Int = 1) {
         self.threadManager = threadManager
         self.batchSize = batchSize
         self.queueCapacity = queueCapacity
         self.pinCPU = pinCPU
         self.discipline = discipline
+        self.priorityClasses = priorityClasses
     }
 
     /// Checks the values, naming the first bad one.
@@ -62,6 +69,9 @@ public struct StageOptions: Sendable, Equatable {
             if let m, m < t { throw bad("maxThreads \(m) is below threads \(t)") }
         }
         if let cpu = pinCPU, cpu < 0 { throw bad("pinCPU \(cpu) is negative") }
+        guard (1...Int(SEDA_STAGE_MAX_CLASSES)).contains(priorityClasses) else {
+            throw bad("priorityClasses \(priorityClasses) is not in 1...\(SEDA_STAGE_MAX_CLASSES)")
+        }
         if case .codel(let target, let interval) = discipline,
            target <= .zero || interval <= .zero {
             throw bad("codel target \(target) and interval \(interval) must be positive")

@@ -412,3 +412,26 @@ struct DisciplineTests {
         }
     }
 }
+
+extension DisciplineTests {
+    @Test func strictPriorityClassesServeClassZeroFirst() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let gate = Gate()
+        let sink = try runtime.addStage("prio", handler: gate, options: StageOptions(
+            threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 16, priorityClasses: 3))
+        try sink.enqueue(Job(100, life))
+        waitUntil("held") { gate.entered.value == 1 }
+        for i in 0..<3 {
+            for c in (0..<3).reversed() { try sink.enqueue(Job(10 * c + i, life), priorityClass: c) }
+        }
+        try sink.enqueue(Job(23, life))        // plain: the last class
+        try sink.enqueueControl(Job(3, life))  // control: class 0
+        #expect(throws: SedaError.invalidArgument) { try sink.enqueue(Job(99, life), priorityClass: 3) }
+        gate.open.add(1)
+        waitUntil("all") { gate.inner.received.value == 12 }
+        #expect(gate.inner.seen == [100, 0, 1, 2, 3, 10, 11, 12, 20, 21, 22, 23])
+        try runtime.shutdown()
+        #expect(life.balanced)
+    }
+}

@@ -114,6 +114,9 @@ enum seda_discipline {
     SEDA_DISCIPLINE_CODEL = 1,
 };
 
+/* The most priority classes a stage can have. */
+#define SEDA_STAGE_MAX_CLASSES 8
+
 typedef struct seda_stage_options {
     const char *name;        /* unique within the runtime; copied */
     size_t queue_capacity;   /* rounded up to a power of two; 0: 1024 */
@@ -135,6 +138,11 @@ typedef struct seda_stage_options {
      * thread-safe. HAND_BACK is a race with the stage's threads: batches
      * they took before the queue closed are still handled. */
     void (*drop)(void *ctx, void *event);
+    /* Strict priority classes (1..SEDA_STAGE_MAX_CLASSES; 0: 1): one queue of
+     * queue_capacity per class; the handler gets class 0's events first,
+     * class 1's only when class 0 is empty, and so on. Plain enqueues go to
+     * the last (lowest) class, control events to class 0. */
+    uint32_t classes;
     int discipline;            /* enum seda_discipline (0: FIFO) */
     int64_t codel_target_ns;   /* CODEL: acceptable waiting time (0: 5 ms) */
     int64_t codel_interval_ns; /* CODEL: how long above target before dropping (0: 100 ms) */
@@ -150,7 +158,8 @@ typedef struct seda_stage_options {
  * the runtime keeps its own reference until the stage is destroyed.
  * Returns 0; -EINVAL (no name, handler or drop; bad thread manager; name
  * longer than 63 bytes; batch_max above 1024; max_threads below
- * concurrency; unknown discipline or negative CoDel times); -EEXIST (name taken); -ENOSPC (the run queue cannot take the
+ * concurrency; more than SEDA_STAGE_MAX_CLASSES classes; unknown
+ * discipline or negative CoDel times); -EEXIST (name taken); -ENOSPC (the run queue cannot take the
  * stage's concurrency); -EPIPE (runtime shut down); -ENOMEM (memory or
  * threads).
  * If it fails, no callback is ever called and ctx still belongs to the caller.
@@ -188,8 +197,14 @@ int seda_stage_enqueue(seda_stage_t *s, void *event);
 int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns);
 
 /*
+ * seda_stage_enqueue into priority class `cls` (0 is served first). Returns
+ * as seda_stage_enqueue, or -EINVAL for a class the stage does not have.
+ */
+int seda_stage_enqueue_class(seda_stage_t *s, void *event, uint32_t cls);
+
+/*
  * seda_stage_enqueue for a control event (a cleanup tick, a shutdown notice):
- * the queue discipline never drops it. Admission policies above the C core
+ * the queue discipline never drops it, and it goes to class 0. Admission policies above the C core
  * must let such events pass as well.
  */
 int seda_stage_enqueue_control(seda_stage_t *s, void *event);
