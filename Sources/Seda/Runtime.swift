@@ -76,7 +76,8 @@ public final class Runtime: @unchecked Sendable {
         try handler.setUp(StageContext(name: name, options: options, runtime: self))
         var stageLogger = logger
         stageLogger[metadataKey: "stage"] = "\(name)"
-        let box = HandlerBox(handler: handler, logger: stageLogger)
+        let admissionBox = admission.map { AdmissionBox($0) }
+        let box = HandlerBox(handler: handler, logger: stageLogger, admission: admissionBox)
         let ctx = Unmanaged.passRetained(box as AnyHandlerBox).toOpaque()
 
         var o = seda_stage_options_t()
@@ -103,7 +104,7 @@ public final class Runtime: @unchecked Sendable {
         }
         o.handler = runHandler
         o.ctx = ctx
-        o.drop = releaseEvent
+        o.drop = dropEvent
         o.destroy = destroyHandler
         var stage: OpaquePointer?
         let r = name.withCString { cname in
@@ -116,7 +117,7 @@ public final class Runtime: @unchecked Sendable {
             handler.tearDown()
             throw SedaError(code: r)
         }
-        let sh = StageHandle(adopting: stage!, clock: clock, admission: admission.map { AdmissionBox($0) })
+        let sh = StageHandle(adopting: stage!, clock: clock, admission: admissionBox)
         registry.withLock {
             $0[name] = Registration(stage: sh, eventType: ObjectIdentifier(H.Event.self),
                                     eventTypeName: "\(H.Event.self)", options: options)
@@ -235,6 +236,12 @@ class AnyHandlerBox: @unchecked Sendable {
         preconditionFailure("abstract")
     }
 
+    /// An event the stage gives back instead of processing: tell admission,
+    /// then release it.
+    func drop(_ event: UnsafeMutableRawPointer) {
+        Unmanaged<AnyObject>.fromOpaque(event).release()
+    }
+
     func tearDown() {}
 }
 
@@ -242,13 +249,20 @@ final class HandlerBox<H: EventHandler>: AnyHandlerBox, @unchecked Sendable {
     // @unchecked: H is Sendable and Logger is; the box is immutable.
     let handler: H
     let logger: Logger
+    let admission: AdmissionBox<H.Event>?
 
-    init(handler: H, logger: Logger) {
+    init(handler: H, logger: Logger, admission: AdmissionBox<H.Event>?) {
         self.handler = handler
         self.logger = logger
+        self.admission = admission
     }
 
     override func run(_ events: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ count: Int) -> Int32 {
+        if let admission {
+            for i in 0..<count {
+                admission.controller.left(Unmanaged<H.Event>.fromOpaque(events[i]!).takeUnretainedValue())
+            }
+        }
         var batch = EventBatch<H.Event>(base: events, count: count)
         do {
             try handler.handle(&batch)
@@ -257,6 +271,12 @@ final class HandlerBox<H: EventHandler>: AnyHandlerBox, @unchecked Sendable {
             logger.warning("handler threw; the thread carries on", metadata: ["error": "\(error)"])
             return -1
         }
+    }
+
+    override func drop(_ event: UnsafeMutableRawPointer) {
+        let e = Unmanaged<H.Event>.fromOpaque(event)
+        admission?.controller.left(e.takeUnretainedValue())
+        e.release()
     }
 
     override func tearDown() {
@@ -269,8 +289,8 @@ private let runHandler: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableP
     Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().run(events!, count)
 }
 
-private let releaseEvent: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, event in
-    Unmanaged<AnyObject>.fromOpaque(event!).release()
+private let dropEvent: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { ctx, event in
+    Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().drop(event!)
 }
 
 private let destroyHandler: @convention(c) (UnsafeMutableRawPointer?) -> Void = { ctx in

@@ -435,3 +435,44 @@ extension DisciplineTests {
         #expect(life.balanced)
     }
 }
+
+final class Blob: SizedEvent, Sendable {
+    let sizeInBytes: Int
+    init(_ size: Int) { sizeInBytes = size }
+}
+
+struct BlobGate: EventHandler {
+    let open = Counter()
+    let entered = Counter()
+    let handled = Counter()
+    func handle(_ batch: inout EventBatch<Blob>) throws {
+        entered.add(1)
+        while open.value == 0 { usleep(200) }
+        handled.add(batch.count)
+    }
+}
+
+extension DisciplineTests {
+    @Test func byteLimitCapsWhatTheQueueHolds() throws {
+        let runtime = try Runtime()
+        let gate = BlobGate()
+        let limit = ByteLimit<Blob>(cap: 100)
+        let sink = try runtime.addStage("bytes", handler: gate,
+                                        options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1),
+                                        admission: limit)
+        try sink.enqueue(Blob(10))
+        waitUntil("held") { gate.entered.value == 1 }
+        #expect(limit.bytesHeld == 0, "the one in the handler has left the queue")
+        try sink.enqueue(Blob(40))
+        try sink.enqueue(Blob(40))
+        #expect(limit.bytesHeld == 80)
+        #expect(throws: SedaError.rejected(.bytes)) { try sink.enqueue(Blob(40)) }
+        try sink.enqueue(Blob(20))
+        #expect(!sink.enqueueLossy(Blob(1)))
+        #expect(runtime.snapshot()[stage: "bytes"]?.rejectedByReason == ["bytes": 2])
+        gate.open.add(1)
+        waitUntil("drained") { gate.handled.value == 4 }
+        #expect(limit.bytesHeld == 0)
+        try runtime.shutdown()
+    }
+}

@@ -1,4 +1,5 @@
 import CSedaCore
+import Synchronization
 
 /// Why an admission controller refused an event. Counted per stage and per
 /// reason (``StageSnapshot/rejectedByReason``) and carried by
@@ -58,10 +59,55 @@ public protocol AdmissionController<Event>: Sendable {
     /// Told after an admitted event was refused by the queue, so that a
     /// policy that took a token can give it back. Default: nothing.
     func undo(_ event: Event, at stage: StageProbe)
+
+    /// Told when an admitted event leaves the stage's queue: handed to the
+    /// handler, dropped by the queue discipline, or handed back at destroy
+    /// or shutdown (on the stage's or the destroying thread, just before).
+    /// Policies that account for what the queue holds (bytes) release it
+    /// here. Default: nothing. Called only for stages with admission.
+    func left(_ event: Event)
 }
 
 extension AdmissionController {
     public func undo(_ event: Event, at stage: StageProbe) {}
+    public func left(_ event: Event) {}
+}
+
+/// An event that knows its size, for per-stage byte limits.
+public protocol SizedEvent: AnyObject {
+    /// Bytes this event holds (its payload, as the application counts it).
+    var sizeInBytes: Int { get }
+}
+
+/// A per-stage resource limit: refuses an event that would take the bytes
+/// held in the stage's queue above `cap` (``RejectionReason/bytes``). The
+/// count rises on admission and falls when the event leaves the queue.
+public final class ByteLimit<Event: SizedEvent & Sendable>: AdmissionController, @unchecked Sendable {
+    // @unchecked: `held` is an atomic.
+    public let cap: Int
+    private let held = AtomicInt()
+
+    public init(cap: Int) {
+        precondition(cap > 0, "ByteLimit cap must be positive")
+        self.cap = cap
+    }
+
+    /// Bytes admitted and not yet out of the queue.
+    public var bytesHeld: Int { held.load() }
+
+    public func admit(_ event: Event, to stage: StageProbe) -> RejectionReason? {
+        let size = event.sizeInBytes
+        // Add first, then check: concurrent producers never overshoot the cap.
+        if held.add(size) > cap {
+            _ = held.add(-size)
+            return .bytes
+        }
+        return nil
+    }
+
+    public func undo(_ event: Event, at stage: StageProbe) { _ = held.add(-event.sizeInBytes) }
+
+    public func left(_ event: Event) { _ = held.add(-event.sizeInBytes) }
 }
 
 /// Counts rejections by reason for one stage (the rare path: a lock is fine).
@@ -80,4 +126,12 @@ final class RejectionCounts: Sendable {
 final class AdmissionBox<Event: AnyObject & Sendable>: Sendable {
     let controller: any AdmissionController<Event>
     init(_ controller: any AdmissionController<Event>) { self.controller = controller }
+}
+
+/// An atomic Int (Synchronization's Atomic is ~Copyable; a class holds it).
+final class AtomicInt: Sendable {
+    private let value = Atomic<Int>(0)
+    /// Adds and returns the new value.
+    func add(_ n: Int) -> Int { value.wrappingAdd(n, ordering: .relaxed).newValue }
+    func load() -> Int { value.load(ordering: .relaxed) }
 }
