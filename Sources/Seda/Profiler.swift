@@ -27,7 +27,7 @@ public struct StageSnapshot: Sendable, Equatable {
     public var name: String
     /// Events the stage's queue accepted.
     public var enqueued: UInt64
-    /// Events handed to the handler.
+    /// Events the handler has been given and has returned from.
     public var processed: UInt64
     /// Events released at destroy or shutdown instead of processed.
     public var handedBack: UInt64
@@ -80,10 +80,12 @@ public struct RuntimeSnapshot: Sendable {
     }
 
     /// The stage graph as Graphviz DOT: one node per stage with its queue
-    /// length, peak, rate (when `earlier` is given) and p90 queueing delay;
-    /// one edge per "enqueues into". The stage with the longest p90 queueing
-    /// delay, the bottleneck, is drawn red.
-    public func graphviz(since earlier: RuntimeSnapshot? = nil) -> String {
+    /// length, peak, rate (when `earlier` is given), p90 queueing delay and
+    /// the latest controller decision about it (from `decisions`, e.g. a
+    /// ``ThreadGovernor``'s and a ``BatchController``'s); one edge per
+    /// "enqueues into". The stage with the longest p90 queueing delay, the
+    /// bottleneck, is drawn red.
+    public func graphviz(since earlier: RuntimeSnapshot? = nil, decisions: [ControllerDecision] = []) -> String {
         let rates = earlier.map { processingRates(since: $0) } ?? [:]
         let bottleneck = stages.filter { $0.queueDelay.count > 0 }
             .max { $0.queueDelay.p90Nanoseconds < $1.queueDelay.p90Nanoseconds }?.name
@@ -96,6 +98,9 @@ public struct RuntimeSnapshot: Sendable {
             if let r = rates[s.name] { label += "\\n\(formatRate(r)) ev/s" }
             label += "\\np90 wait \(formatNanos(s.queueDelay.p90Nanoseconds))"
             if s.threads > 0 { label += "\\n\(s.threads) threads" }
+            if let d = decisions.last(where: { $0.stage == s.name }) {
+                label += "\\n\(d.knob.rawValue) \(d.old) → \(d.new)"
+            }
             let color = s.name == bottleneck ? ", color=red, fontcolor=red, penwidth=2" : ""
             out += "  \(quoted(s.name)) [label=\"\(label)\"\(color)];\n"
         }

@@ -94,7 +94,10 @@ struct RuntimeTests {
         #expect(snap[stage: "b"]?.enqueued == UInt64(n))
         #expect(snap[stage: "a"]?.downstream == ["b"])
         #expect(snap[stage: "c"]?.queueDelay.count == UInt64(n))
-        let dot = snap.graphviz(since: snap)
+        let decision = ControllerDecision(timeNanoseconds: 0, stage: "b", knob: .batchSize, old: 16, new: 8,
+                                          reason: .throughputHeld(rate: 1))
+        let dot = snap.graphviz(since: snap, decisions: [decision])
+        #expect(dot.contains("16 → 8"), "controller decisions show in the profiler's graph")
         #expect(dot.contains("\"a\" -> \"b\""))
         #expect(dot.contains("\"b\" -> \"c\""))
 

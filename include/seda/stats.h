@@ -40,7 +40,7 @@ uint64_t seda_histogram_quantile(const seda_histogram_snapshot_t *h, double q);
 /* Everything a stage counts. Filled by seda_stage_stats. */
 typedef struct seda_stage_stats {
     uint64_t enqueued;        /* events the stage's queue accepted */
-    uint64_t processed;       /* events handed to the handler (it owns them after) */
+    uint64_t processed;       /* events the handler was given and has returned from */
     uint64_t handed_back;     /* events given to the drop callback at destroy/shutdown */
     uint64_t dropped;         /* events the queue discipline dropped (to the drop callback) */
     uint64_t rejected_full;   /* enqueues refused: queue full */
