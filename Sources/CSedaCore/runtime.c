@@ -89,6 +89,11 @@ struct seda_stage {
 
     /* Written by producers, rarely. */
     alignas(SEDA__CACHELINE) _Atomic uint64_t rejected_full, rejected_closed;
+    /* Clogged: an enqueue found the queue full, and it has not drained to a
+     * quarter since. Transitions go to the state callback, once each. */
+    _Atomic bool clogged;
+    seda_stage_state_fn on_state;
+    void *state_ctx;
     _Atomic uint32_t refs;
 
     /* The stage graph: the ids of the stages this stage's handler has sent
@@ -301,6 +306,22 @@ static inline void bump(_Atomic uint64_t *c, uint64_t by, bool exclusive, memory
         atomic_fetch_add_explicit(c, by, mo);
 }
 
+static void set_clogged(seda_stage_t *s, bool clogged)
+{
+    bool was = !clogged;
+    /* One thread wins each transition and reports it. */
+    if (atomic_compare_exchange_strong(&s->clogged, &was, clogged) && s->on_state)
+        s->on_state(s->state_ctx, s, clogged ? SEDA_STAGE_CLOGGED : SEDA_STAGE_DRAINED);
+}
+
+/* After a turn: a clogged stage whose queue fell to a quarter has drained. */
+static inline void check_drained(seda_stage_t *s)
+{
+    if (SEDA__UNLIKELY(atomic_load_explicit(&s->clogged, memory_order_relaxed)) &&
+        stage_size(s) <= seda_queue_capacity(s->queues[0]) / 4)
+        set_clogged(s, false);
+}
+
 static uint64_t isqrt(uint64_t x)
 {
     uint64_t r = 0, bit = (uint64_t)1 << 62;
@@ -439,6 +460,7 @@ static void run_batch(seda_stage_t *s, void **events, uint32_t *stamps, size_t k
     /* Release, last: pairs with the acquire in collect(); everything the
      * handler enqueued is visible to whoever sees this count. */
     bump(&s->processed, k, exclusive, memory_order_release);
+    check_drained(s);
 }
 
 /* ---- the shared thread manager ------------------------------------------------- */
@@ -691,6 +713,22 @@ static int start_pool_thread(seda_stage_t *s)
     return 0;
 }
 
+int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx)
+{
+    /* Set once, before traffic: a plain pair of stores published by the
+     * caller's later enqueues. */
+    if (s->on_state)
+        return -EBUSY;
+    s->state_ctx = ctx;
+    s->on_state = fn;
+    return 0;
+}
+
+int seda_stage_is_clogged(const seda_stage_t *s)
+{
+    return atomic_load_explicit(&((seda_stage_t *)s)->clogged, memory_order_relaxed);
+}
+
 int seda_stage_set_batch_max(seda_stage_t *s, uint32_t n)
 {
     if (n < 1 || n > BATCH_LIMIT)
@@ -780,6 +818,8 @@ static inline int admit(seda_stage_t *s)
 static inline int after_enqueue(seda_stage_t *s, int r)
 {
     if (SEDA__UNLIKELY(r < 0)) {
+        if (r == -EAGAIN && !atomic_load_explicit(&s->clogged, memory_order_relaxed))
+            set_clogged(s, true);
         if (r == -EAGAIN || r == -EPIPE)
             atomic_fetch_add_explicit(r == -EAGAIN ? &s->rejected_full : &s->rejected_closed, 1,
                                       memory_order_relaxed);

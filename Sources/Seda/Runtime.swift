@@ -23,6 +23,8 @@ public final class Runtime: @unchecked Sendable {
     /// Where the runtime and its stages log.
     public let logger: Logger
     let registry = Lock<[String: Registration]>([:])
+    /// Stage watchers (see ``watch(stage:notify:)``), alive as long as the runtime.
+    let watchers = Lock<[StageWatcher]>([])
 
     struct Registration: @unchecked Sendable {
         // @unchecked: StageHandle is Sendable; ObjectIdentifier and String are.

@@ -479,3 +479,39 @@ extension DisciplineTests {
         try runtime.shutdown()
     }
 }
+
+final class StateRecorder: EventHandler, @unchecked Sendable {
+    // @unchecked: concurrency 1; read after waitUntil on the counter.
+    private(set) var events: [String] = []
+    let count = Counter()
+    func handle(_ batch: inout EventBatch<StageStateEvent>) throws {
+        batch.forEach { events.append($0.description) }
+        count.add(batch.count)
+    }
+}
+
+extension BackpressureTests {
+    @Test func cloggedAndDrainedAreDeliveredAsEvents() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let states = StateRecorder()
+        let watcher = try runtime.addStage("watcher", handler: states)
+        let gate = Gate()
+        let sink = try runtime.addStage("slow", handler: gate,
+                                        options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1,
+                                                              queueCapacity: 8))
+        try runtime.watch(stage: "slow", notify: watcher)
+        #expect(throws: SedaError.system(errno: EBUSY)) { try runtime.watch(stage: "slow", notify: watcher) }
+        try sink.enqueue(Job(0, life))
+        waitUntil("held") { gate.entered.value == 1 }
+        for i in 1...8 { try sink.enqueue(Job(i, life)) }
+        #expect(throws: SedaError.full) { try sink.enqueue(Job(9, life)) }
+        #expect(throws: SedaError.full) { try sink.enqueue(Job(10, life)) } // still clogged: no second event
+        waitUntil("clogged") { states.count.value == 1 }
+        gate.open.add(1)
+        waitUntil("drained") { states.count.value == 2 }
+        #expect(states.events == ["slow clogged", "slow drained"])
+        try runtime.shutdown()
+        #expect(life.balanced)
+    }
+}

@@ -234,6 +234,27 @@ int seda_stage_destroy(seda_stage_t *s, int mode);
  */
 int seda_stage_set_threads(seda_stage_t *s, uint32_t n);
 
+/* A stage's load state, as reported to a watcher. */
+enum seda_stage_state {
+    SEDA_STAGE_CLOGGED = 1, /* an enqueue found the queue full */
+    SEDA_STAGE_DRAINED = 2, /* a clogged stage's queue fell to a quarter of its capacity */
+};
+
+typedef void (*seda_stage_state_fn)(void *ctx, seda_stage_t *stage, int state);
+
+/*
+ * Calls fn(ctx, stage, state) on every clogged/drained transition of s, once
+ * per transition: CLOGGED on the producer thread whose enqueue found the
+ * queue full, DRAINED on the stage's thread after a batch. fn must be quick
+ * and must not block (it may enqueue a control event to another stage).
+ * Install it before traffic; one watcher per stage. Returns 0, or -EBUSY if
+ * the stage has one.
+ */
+int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx);
+
+/* 1 while the stage is clogged, else 0. */
+int seda_stage_is_clogged(const seda_stage_t *s);
+
 /*
  * Sets the largest batch the handler gets (1..1024) while the stage runs
  * (Sandstorm's batching controller turns this knob); the next dequeue uses
