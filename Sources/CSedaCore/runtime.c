@@ -84,7 +84,7 @@ struct seda_stage {
 
     /* Written by the threads running the handler. */
     alignas(SEDA__CACHELINE) _Atomic uint64_t processed;
-    _Atomic uint64_t batches, handler_errors, handler_ns, queue_peak, handed_back, dropped;
+    _Atomic uint64_t batches, handler_errors, handler_ns, queue_peak, handed_back, dropped, pauses;
     seda__histogram_t queue_delay, service_time;
 
     /* Written by producers, rarely. */
@@ -92,6 +92,14 @@ struct seda_stage {
     /* Clogged: an enqueue found the queue full, and it has not drained to a
      * quarter since. Transitions go to the state callback, once each. */
     _Atomic bool clogged;
+    /* Backpressure by scheduling (shared threads): with pause_when_clogged,
+     * a stage whose handler found a downstream stage full is not scheduled
+     * again until that stage drains. Its instance waits in the downstream
+     * stage's `paused` list; both fields under rt->park_lock. */
+    bool pause_when_clogged;
+    struct seda_stage *parked_on;
+    struct seda_stage **paused;
+    size_t n_paused, cap_paused;
     seda_stage_state_fn on_state;
     void *state_ctx;
     _Atomic uint32_t refs;
@@ -123,6 +131,9 @@ struct seda_runtime {
      * handle may outlive seda_runtime_destroy, and its enqueues read here. */
     _Atomic uint32_t refs;
     pthread_mutex_t lock; /* the stage list and the run queue budget */
+    /* Parking stages upstream of clogged ones: rare, so one lock for the
+     * whole runtime, which also makes the cycle check race-free. */
+    pthread_mutex_t park_lock;
     struct seda_stage *stages, *last;
     uint64_t concurrency_sum;
     uint32_t run_queue_capacity;
@@ -199,6 +210,9 @@ static _Thread_local seda_stage_t *tls_next;
 /* When this thread's last batch ended (0: stale, e.g. after waiting): the
  * next batch's start time, saving a clock read (~25 ns here) per batch. */
 static _Thread_local int64_t tls_last_end;
+/* Set by an enqueue that found a stage full, from a handler whose stage
+ * pauses when clogged: the stage it should wait for (a reference). */
+static _Thread_local seda_stage_t *tls_blocked_by;
 
 /* Events a shared-pool thread handles in one turn of a stage before it moves
  * on: several batches, so that a busy stage costs one scheduling round trip
@@ -259,6 +273,7 @@ static void runtime_release(seda_runtime_t *rt)
     free(rt->cpu);
     seda_queue_destroy(rt->run_queue, NULL, NULL);
     pthread_mutex_destroy(&rt->lock);
+    pthread_mutex_destroy(&rt->park_lock);
     free(rt);
 }
 
@@ -266,6 +281,7 @@ static void stage_free(seda_stage_t *s)
 {
     seda_runtime_t *rt = s->rt;
     free(s->more_edges);
+    free(s->paused);
     /* Destroy or shutdown handed everything back, and the destroy callback
      * may have freed ctx: the queue is empty and gets no drop callback. */
     stage_free_queues(s);
@@ -306,12 +322,119 @@ static inline void bump(_Atomic uint64_t *c, uint64_t by, bool exclusive, memory
         atomic_fetch_add_explicit(c, by, mo);
 }
 
+static void push_stage(seda_stage_t *s, bool take_ref);
+
+/* Removes x from the list of the stage it is parked on. park_lock held. */
+static void unlink_parked(seda_stage_t *x)
+{
+    seda_stage_t *down = x->parked_on;
+    for (size_t i = 0; i < down->n_paused; i++) {
+        if (down->paused[i] == x) {
+            down->paused[i] = down->paused[--down->n_paused];
+            break;
+        }
+    }
+    x->parked_on = NULL;
+}
+
+/* Reschedules every stage parked on `down` (it drained, or is going away). */
+static void unpark_upstream(seda_stage_t *down)
+{
+    seda_runtime_t *rt = down->rt;
+    pthread_mutex_lock(&rt->park_lock);
+    seda_stage_t **list = down->paused;
+    size_t n = down->n_paused;
+    down->paused = NULL;
+    down->n_paused = down->cap_paused = 0;
+    for (size_t i = 0; i < n; i++)
+        list[i]->parked_on = NULL;
+    pthread_mutex_unlock(&rt->park_lock);
+    for (size_t i = 0; i < n; i++)
+        push_stage(list[i], false); /* the parked instance and its reference */
+    free(list);
+}
+
+/* Takes s out of the list it is parked in, if any, and reschedules it. */
+static void unpark_self(seda_stage_t *s)
+{
+    seda_runtime_t *rt = s->rt;
+    bool found = false;
+    pthread_mutex_lock(&rt->park_lock);
+    if (s->parked_on) {
+        unlink_parked(s);
+        found = true;
+    }
+    pthread_mutex_unlock(&rt->park_lock);
+    if (found)
+        push_stage(s, false);
+}
+
+/*
+ * Parks this turn's instance of `up` on `down` instead of rescheduling it,
+ * if `down` is still clogged. Returns whether it parked.
+ *
+ * Cycles. If `down` waits (directly or through a chain of parked stages)
+ * for `up`, parking would leave every stage of the cycle waiting for
+ * another to drain, for ever; and merely not parking is no better: `down`
+ * would still wait for `up`, which cannot drain into `down`. So the stages
+ * of the chain are rescheduled instead, and the cycle runs: its handlers
+ * meet full queues and apply their own overload policy (keep, shed).
+ */
+static bool park_upstream(seda_stage_t *up, seda_stage_t *down)
+{
+    seda_runtime_t *rt = up->rt;
+    if (down == up)
+        return false;
+    enum { CHAIN_MAX = 64 };
+    seda_stage_t *chain[CHAIN_MAX];
+    size_t n_chain = 0;
+    bool parked = false, cycle = false;
+    pthread_mutex_lock(&rt->park_lock);
+    for (seda_stage_t *x = down; x && n_chain < CHAIN_MAX; x = x->parked_on) {
+        if (x == up) {
+            cycle = true;
+            break;
+        }
+        if (x->parked_on)
+            chain[n_chain++] = x;
+    }
+    if (cycle) {
+        for (size_t i = 0; i < n_chain; i++)
+            unlink_parked(chain[i]);
+    } else if (atomic_load(&down->clogged) && !atomic_load(&down->destroyed) &&
+               atomic_load(&rt->state) < RT_STOPPING) {
+        if (down->n_paused == down->cap_paused) {
+            size_t cap = down->cap_paused ? 2 * down->cap_paused : 4;
+            seda_stage_t **m = realloc(down->paused, cap * sizeof *m);
+            if (m) {
+                down->paused = m;
+                down->cap_paused = cap;
+            }
+        }
+        if (down->n_paused < down->cap_paused) {
+            down->paused[down->n_paused++] = up;
+            up->parked_on = down;
+            parked = true;
+            atomic_fetch_add_explicit(&up->pauses, 1, memory_order_relaxed);
+        }
+    }
+    pthread_mutex_unlock(&rt->park_lock);
+    if (cycle)
+        for (size_t i = 0; i < n_chain; i++)
+            push_stage(chain[i], false); /* their parked instances run again */
+    return parked;
+}
+
 static void set_clogged(seda_stage_t *s, bool clogged)
 {
     bool was = !clogged;
     /* One thread wins each transition and reports it. */
-    if (atomic_compare_exchange_strong(&s->clogged, &was, clogged) && s->on_state)
+    if (!atomic_compare_exchange_strong(&s->clogged, &was, clogged))
+        return;
+    if (s->on_state)
         s->on_state(s->state_ctx, s, clogged ? SEDA_STAGE_CLOGGED : SEDA_STAGE_DRAINED);
+    if (!clogged)
+        unpark_upstream(s); /* after the flag: a parker re-checks it under the lock */
 }
 
 /* After a turn: a clogged stage whose queue fell to a quarter has drained. */
@@ -531,10 +654,21 @@ static void run_turn(seda_stage_t *s, void **buf, uint32_t *stamps)
         /* The queue's depth is sampled once per turn, at its first batch. */
         run_batch(s, buf, stamps, (size_t)k, batches == 0 && (uint32_t)k == batch_max);
         done += (uint32_t)k;
-        if (done >= budget || batches + 1 == TURN_BATCHES_MAX) {
+        if (done >= budget || batches + 1 == TURN_BATCHES_MAX || tls_blocked_by) {
             more = true;
             break;
         }
+    }
+    if (tls_blocked_by) {
+        /* The handler found a downstream stage full: wait for it to drain
+         * instead of taking the next turn (refuse to schedule upstream of a
+         * clogged stage). The instance moves to that stage's list. */
+        seda_stage_t *down = tls_blocked_by;
+        tls_blocked_by = NULL;
+        bool parked = park_upstream(s, down);
+        seda_stage_release(down);
+        if (parked)
+            return;
     }
     if (more) {
         /* Round robin: back of the run queue, keeping this reference. If the
@@ -818,8 +952,15 @@ static inline int admit(seda_stage_t *s)
 static inline int after_enqueue(seda_stage_t *s, int r)
 {
     if (SEDA__UNLIKELY(r < 0)) {
-        if (r == -EAGAIN && !atomic_load_explicit(&s->clogged, memory_order_relaxed))
-            set_clogged(s, true);
+        if (r == -EAGAIN) {
+            if (!atomic_load_explicit(&s->clogged, memory_order_relaxed))
+                set_clogged(s, true);
+            seda_stage_t *from = tls_stage;
+            if (from && from != s && from->pause_when_clogged && !tls_blocked_by) {
+                seda_stage_retain(s);
+                tls_blocked_by = s;
+            }
+        }
         if (r == -EAGAIN || r == -EPIPE)
             atomic_fetch_add_explicit(r == -EAGAIN ? &s->rejected_full : &s->rejected_closed, 1,
                                       memory_order_relaxed);
@@ -943,6 +1084,8 @@ static void wait_idle(seda_stage_t *s, bool drain)
 static void stage_finish(seda_stage_t *s, int mode)
 {
     stage_close(s);
+    unpark_upstream(s); /* they run, and find this stage closed */
+    unpark_self(s);
     if (mode == SEDA_SHUTDOWN_HAND_BACK)
         hand_back_all(s);
     if (s->manager == SEDA_THREADS_SHARED) {
@@ -1019,6 +1162,8 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
         return -EINVAL;
     if (o->discipline != SEDA_DISCIPLINE_FIFO && o->discipline != SEDA_DISCIPLINE_CODEL)
         return -EINVAL;
+    if (o->pause_when_clogged && o->thread_manager != SEDA_THREADS_SHARED)
+        return -EINVAL;
     if (o->discipline == SEDA_DISCIPLINE_CODEL && (o->codel_target_ns < 0 || o->codel_interval_ns < 0))
         return -EINVAL;
 
@@ -1050,6 +1195,7 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
     s->concurrency = o->thread_manager == SEDA_THREADS_DEDICATED ? maxt : conc;
     s->pin_cpu = o->thread_manager == SEDA_THREADS_DEDICATED && o->pin_to_cpu ? o->pin_cpu : -1;
     snprintf(s->name, sizeof s->name, "%s", o->name);
+    s->pause_when_clogged = o->pause_when_clogged != 0;
     s->discipline = o->discipline;
     s->codel_target = o->codel_target_ns ? o->codel_target_ns : 5000000;
     s->codel_interval = o->codel_interval_ns ? o->codel_interval_ns : 100000000;
@@ -1126,6 +1272,7 @@ int seda_runtime_create(seda_runtime_t **out, const seda_runtime_options_t *opts
     rt->pin = o.pin_threads != 0;
     atomic_init(&rt->refs, 1);
     pthread_mutex_init(&rt->lock, NULL);
+    pthread_mutex_init(&rt->park_lock, NULL);
     int r = seda_queue_create(&rt->run_queue, rt->run_queue_capacity, NULL);
     if (r < 0)
         goto fail;
@@ -1166,6 +1313,7 @@ fail:
     free(rt->cpu);
     seda_queue_destroy(rt->run_queue, NULL, NULL);
     pthread_mutex_destroy(&rt->lock);
+    pthread_mutex_destroy(&rt->park_lock);
     free(rt);
     return r;
 }
@@ -1309,6 +1457,10 @@ int seda_runtime_shutdown(seda_runtime_t *rt, int mode, int64_t timeout_ns)
         stage_close(all[i]);
     for (size_t i = 0; i < n; i++)
         hand_back_all(all[i]);
+    /* Parked stages back on the run queue (no new parking from STOPPING on),
+     * so that every instance finishes and the threads can stop. */
+    for (size_t i = 0; i < n; i++)
+        unpark_upstream(all[i]);
     seda_queue_close(rt->run_queue);
     for (uint32_t i = 0; i < rt->cpu_threads; i++)
         pthread_join(rt->cpu[i], NULL);
@@ -1358,6 +1510,8 @@ void seda_stage_stats(const seda_stage_t *cs, seda_stage_stats_t *out)
     out->processed = atomic_load_explicit(&s->processed, memory_order_acquire);
     out->handed_back = atomic_load_explicit(&s->handed_back, memory_order_acquire);
     out->dropped = atomic_load_explicit(&s->dropped, memory_order_acquire);
+    out->pauses = atomic_load_explicit(&s->pauses, memory_order_relaxed);
+    out->clogged = (uint32_t)atomic_load_explicit(&s->clogged, memory_order_relaxed);
     out->rejected_full = atomic_load_explicit(&s->rejected_full, memory_order_relaxed);
     out->rejected_closed = atomic_load_explicit(&s->rejected_closed, memory_order_relaxed);
     out->batches = atomic_load_explicit(&s->batches, memory_order_relaxed);

@@ -33,6 +33,10 @@ public struct StageSnapshot: Sendable, Equatable {
     public var handedBack: UInt64
     /// Events the queue discipline dropped (CoDel under overload).
     public var dropped: UInt64
+    /// Times the stage waited for a clogged downstream stage to drain.
+    public var pauses: UInt64
+    /// Whether an enqueue found the queue full and it has not drained since.
+    public var clogged: Bool
     /// Enqueues refused because the queue was full.
     public var rejectedFull: UInt64
     /// Enqueues refused because the stage was closed or the runtime stopping.
@@ -98,6 +102,7 @@ public struct RuntimeSnapshot: Sendable {
             if let r = rates[s.name] { label += "\\n\(formatRate(r)) ev/s" }
             label += "\\np90 wait \(formatNanos(s.queueDelay.p90Nanoseconds))"
             if s.threads > 0 { label += "\\n\(s.threads) threads" }
+            if s.clogged { label += "\\nCLOGGED" }
             if let d = decisions.last(where: { $0.stage == s.name }) {
                 label += "\\n\(d.knob.rawValue) \(d.old) → \(d.new)"
             }
@@ -159,6 +164,7 @@ extension StageSnapshot {
         self.init(
             name: String(cString: seda_stage_name(stage)),
             enqueued: s.enqueued, processed: s.processed, handedBack: s.handed_back, dropped: s.dropped,
+            pauses: s.pauses, clogged: s.clogged != 0,
             rejectedFull: s.rejected_full, rejectedClosed: s.rejected_closed, rejectedByReason: [:],
             batches: s.batches, handlerErrors: s.handler_errors, handlerNanoseconds: s.handler_ns,
             queueLength: s.queue_length, queuePeak: s.queue_peak,

@@ -99,6 +99,7 @@ public final class Runtime: @unchecked Sendable {
             o.pin_cpu = Int32(cpu)
         }
         o.classes = UInt32(options.priorityClasses)
+        o.pause_when_clogged = options.pauseWhenDownstreamClogged ? 1 : 0
         if case .codel(let target, let interval) = options.discipline {
             o.discipline = Int32(SEDA_DISCIPLINE_CODEL.rawValue)
             o.codel_target_ns = nanoseconds(target)

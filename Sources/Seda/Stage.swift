@@ -42,10 +42,18 @@ public struct StageOptions: Sendable, Equatable {
     /// class 0 is empty, and so on. Plain enqueues go to the last class,
     /// control events to class 0 (``Sink/enqueue(_:priorityClass:)``).
     public var priorityClasses: Int = 1
+    /// Shared thread manager only: while a stage this stage's handler feeds
+    /// is clogged (an enqueue into it found it full), this stage is not
+    /// scheduled; its events wait in its own queue and backpressure travels
+    /// upstream ("refuse to schedule stages upstream from a clogged stage").
+    /// Where waiting would close a cycle, the cycle keeps running instead
+    /// (its handlers meet full queues and keep or shed as they choose).
+    public var pauseWhenDownstreamClogged: Bool = false
 
     public init(threadManager: ThreadManager = .shared(), batchSize: Int = 64,
                 queueCapacity: Int = 1024, pinCPU: Int? = nil, discipline: QueueDiscipline = .fifo,
-                priorityClasses: Int = 1) {
+                priorityClasses: Int = 1, pauseWhenDownstreamClogged: Bool = false) {
+        self.pauseWhenDownstreamClogged = pauseWhenDownstreamClogged
         self.threadManager = threadManager
         self.batchSize = batchSize
         self.queueCapacity = queueCapacity
@@ -69,6 +77,9 @@ public struct StageOptions: Sendable, Equatable {
             if let m, m < t { throw bad("maxThreads \(m) is below threads \(t)") }
         }
         if let cpu = pinCPU, cpu < 0 { throw bad("pinCPU \(cpu) is negative") }
+        if pauseWhenDownstreamClogged, case .dedicated = threadManager {
+            throw bad("pauseWhenDownstreamClogged needs the shared thread manager")
+        }
         guard (1...Int(SEDA_STAGE_MAX_CLASSES)).contains(priorityClasses) else {
             throw bad("priorityClasses \(priorityClasses) is not in 1...\(SEDA_STAGE_MAX_CLASSES)")
         }

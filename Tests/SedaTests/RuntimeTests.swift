@@ -515,3 +515,49 @@ extension BackpressureTests {
         #expect(life.balanced)
     }
 }
+
+/// Forwards to `next`; when it is full, puts the event back into its own queue.
+struct ForwardOrKeep: EventHandler {
+    let me: Lock<Sink<Job>?>
+    let next: Sink<Job>
+    func handle(_ batch: inout EventBatch<Job>) throws {
+        let me = self.me.withLock { $0 }!
+        for i in 0..<batch.count {
+            let job = batch.take(i)!
+            do throws(SedaError) { try next.enqueue(job) } catch { try me.enqueue(job) }
+        }
+    }
+}
+
+struct SlowSink: EventHandler {
+    let done = Counter()
+    func handle(_ batch: inout EventBatch<Job>) throws {
+        usleep(UInt32(100 * batch.count))
+        done.add(batch.count)
+    }
+}
+
+extension BackpressureTests {
+    @Test func aStageWaitsWhileItsDownstreamIsClogged() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let slow = SlowSink()
+        let down = try runtime.addStage("down", handler: slow, options: StageOptions(batchSize: 8, queueCapacity: 8))
+        let me = Lock<Sink<Job>?>(nil)
+        let up = try runtime.addStage("up", handler: ForwardOrKeep(me: me, next: down),
+                                      options: StageOptions(batchSize: 8, queueCapacity: 4096,
+                                                            pauseWhenDownstreamClogged: true))
+        me.withLock { $0 = up }
+        for i in 0..<1000 { try up.enqueue(Job(i, life)) }
+        waitUntil("all through") { slow.done.value == 1000 }
+        let s = runtime.snapshot()
+        #expect(s[stage: "up"]!.pauses > 0, "up waited for down instead of spinning on it")
+        #expect(s[stage: "down"]!.queuePeak <= 8)
+        #expect(throws: SedaError.invalidConfiguration("stage 'x': pauseWhenDownstreamClogged needs the shared thread manager")) {
+            try StageOptions(threadManager: .dedicated(threads: 1), pauseWhenDownstreamClogged: true).validate(stage: "x")
+        }
+        me.withLock { $0 = nil }
+        try runtime.shutdown()
+        #expect(life.balanced)
+    }
+}

@@ -143,6 +143,14 @@ typedef struct seda_stage_options {
      * class 1's only when class 0 is empty, and so on. Plain enqueues go to
      * the last (lowest) class, control events to class 0. */
     uint32_t classes;
+    /* SHARED only: while a stage this stage's handler feeds is clogged (an
+     * enqueue into it found it full), do not schedule this stage: its
+     * events wait in its own queue (backpressure travels upstream) until
+     * that stage drains to a quarter. Where waiting would close a cycle
+     * (that stage waits, through a chain of waiting stages, for this one),
+     * the chain is rescheduled instead: the cycle keeps running and its
+     * handlers meet full queues, to keep or shed events as they choose. */
+    int pause_when_clogged;
     int discipline;            /* enum seda_discipline (0: FIFO) */
     int64_t codel_target_ns;   /* CODEL: acceptable waiting time (0: 5 ms) */
     int64_t codel_interval_ns; /* CODEL: how long above target before dropping (0: 100 ms) */
@@ -159,7 +167,8 @@ typedef struct seda_stage_options {
  * Returns 0; -EINVAL (no name, handler or drop; bad thread manager; name
  * longer than 63 bytes; batch_max above 1024; max_threads below
  * concurrency; more than SEDA_STAGE_MAX_CLASSES classes; unknown
- * discipline or negative CoDel times); -EEXIST (name taken); -ENOSPC (the run queue cannot take the
+ * discipline or negative CoDel times; pause_when_clogged on a dedicated
+ * pool); -EEXIST (name taken); -ENOSPC (the run queue cannot take the
  * stage's concurrency); -EPIPE (runtime shut down); -ENOMEM (memory or
  * threads).
  * If it fails, no callback is ever called and ctx still belongs to the caller.

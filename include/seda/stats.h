@@ -43,6 +43,7 @@ typedef struct seda_stage_stats {
     uint64_t processed;       /* events the handler was given and has returned from */
     uint64_t handed_back;     /* events given to the drop callback at destroy/shutdown */
     uint64_t dropped;         /* events the queue discipline dropped (to the drop callback) */
+    uint64_t pauses;          /* times the stage waited for a clogged downstream stage */
     uint64_t rejected_full;   /* enqueues refused: queue full */
     uint64_t rejected_closed; /* enqueues refused: stage closed or runtime stopping */
     uint64_t batches;         /* handler calls */
@@ -53,6 +54,7 @@ typedef struct seda_stage_stats {
     uint32_t threads;         /* dedicated pool: live threads; shared pool: 0 */
     uint32_t concurrency;     /* how many threads may run the handler at once */
     uint32_t batch_max;       /* the largest batch the handler gets now */
+    uint32_t clogged;         /* 1 while clogged (an enqueue found the queue full, not yet drained) */
     seda_histogram_snapshot_t queue_delay;  /* enqueue -> handler start, per event */
     seda_histogram_snapshot_t service_time; /* handler time per event (batch time / batch size) */
 } seda_stage_stats_t;
