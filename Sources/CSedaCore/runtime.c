@@ -858,6 +858,11 @@ int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx)
     return 0;
 }
 
+size_t seda_stage_queue_length(const seda_stage_t *s)
+{
+    return stage_size(s);
+}
+
 int seda_stage_is_clogged(const seda_stage_t *s)
 {
     return atomic_load_explicit(&((seda_stage_t *)s)->clogged, memory_order_relaxed);

@@ -261,6 +261,10 @@ typedef void (*seda_stage_state_fn)(void *ctx, seda_stage_t *stage, int state);
  */
 int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx);
 
+/* Events waiting in the stage's queues now: a cheap snapshot (two loads
+ * per class), for admission policies that run on every enqueue. */
+size_t seda_stage_queue_length(const seda_stage_t *s);
+
 /* 1 while the stage is clogged, else 0. */
 int seda_stage_is_clogged(const seda_stage_t *s);
 
