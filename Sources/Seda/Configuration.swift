@@ -59,9 +59,12 @@ import Logging
 /// | `seda.global.profile.enable` | bool | false | – | profiler †: on |
 /// | `seda.global.profile.delay` | int ms ≥ 1 | 1000 | – | profiler †: sampling interval |
 ///
-/// † Accepted and validated into ``GovernorSettings``,
-/// ``BatchControllerSettings``, ``ResponseTimeControllerSettings`` and
-/// ``ProfileSettings`` for the controllers issue; nothing uses them yet.
+/// † Validated into ``GovernorSettings``, ``BatchControllerSettings``,
+/// ``ResponseTimeControllerSettings`` and ``ProfileSettings``, which the
+/// controllers read: ``ThreadGovernor/init(runtime:configuration:)``,
+/// ``BatchController/init(runtime:configuration:)`` and
+/// ``ResponseTimeControllerOptions``'s settings initialiser. Adding a stage
+/// with a configuration does not start them: build them from it.
 ///
 /// Sandstorm keys Seda has no use for (`threadPool.blockTime`, `class`,
 /// `initargs`, `crashOnException`, `aSocket`, `aDisk`, `TPPTM`, `AggTPSTM`,
@@ -266,7 +269,7 @@ public struct SedaConfiguration: Sendable {
         if let v = try pick(Keys.batchSize) { options.batchSize = v.int }
         if let v = try pick(Keys.queueCapacity) { options.queueCapacity = v.int }
 
-        // The controllers' settings: validated, for the controllers issue.
+        // The controllers' settings: validated here, read by the controllers.
         var governor = GovernorSettings()
         if let v = try pick(Keys.sizeControllerEnable) { governor.enabled = v.bool }
         if let v = try pick(Keys.sizeControllerThreshold) { governor.threshold = v.int }
@@ -581,7 +584,9 @@ extension Runtime {
     /// Adds a stage whose options come from `configuration` (see
     /// ``SedaConfiguration/options(forStage:defaults:)``), with `defaults`
     /// for whatever it does not set. Its controller settings are checked
-    /// too, though nothing uses them yet.
+    /// too; the controllers read them when built from the configuration
+    /// (``ThreadGovernor/init(runtime:configuration:)``,
+    /// ``BatchController/init(runtime:configuration:)``).
     @discardableResult
     public func addStage<H: EventHandler>(_ name: String, handler: H, configuration: SedaConfiguration,
                                           defaults: StageOptions = StageOptions()) throws -> Sink<H.Event> {
