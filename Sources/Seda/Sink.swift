@@ -27,22 +27,25 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     /// runtime is stopping). On a throw the event was not accepted; every
     /// refusal is counted by the stage.
     public func enqueue(_ event: consuming Event) throws(SedaError) {
-        let e = event
-        if let admission {
-            let probe = self.probe
-            if let reason = admission.controller.admit(e, to: probe) {
-                stage.rejections.add(reason)
-                throw .rejected(reason)
-            }
-            let r = rawEnqueue(e)
-            if r < 0 {
-                admission.controller.undo(e, at: probe)
-                throw SedaError(code: r)
-            }
-            return
+        try admitAndEnqueue(event) { seda_stage_enqueue(stage.pointer, $0) }
+    }
+
+    /// Admission, then `enqueue` with a retained reference (given back if the
+    /// queue refuses, and the admission undone).
+    private func admitAndEnqueue(_ event: Event,
+                                 _ enqueue: (UnsafeMutableRawPointer) -> Int32) throws(SedaError) {
+        let probe = admission.map { _ in self.probe }
+        if let admission, let probe, let reason = admission.controller.admit(event, to: probe) {
+            stage.rejections.add(reason)
+            throw .rejected(reason)
         }
-        let r = rawEnqueue(e)
-        if r < 0 { throw SedaError(code: r) }
+        let p = Unmanaged.passRetained(event).toOpaque()
+        let r = enqueue(p)
+        if r < 0 {
+            Unmanaged<Event>.fromOpaque(p).release()
+            if let admission, let probe { admission.controller.undo(event, at: probe) }
+            throw SedaError(code: r)
+        }
     }
 
     /// Enqueues one event, waiting while the stage's queue is full for at
@@ -54,19 +57,8 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     /// handler on the runtime's shared threads, which must never block. From
     /// `async` code the `async` overload is used: it does not block a thread.
     public func enqueue(_ event: consuming Event, timeout: Duration?) throws(SedaError) {
-        let e = event
-        let probe = self.probe
-        if let admission, let reason = admission.controller.admit(e, to: probe) {
-            stage.rejections.add(reason)
-            throw .rejected(reason)
-        }
-        let p = Unmanaged.passRetained(e).toOpaque()
-        let r = seda_stage_enqueue_wait(stage.pointer, p, timeout.map(nanoseconds) ?? -1)
-        if r < 0 {
-            Unmanaged<Event>.fromOpaque(p).release()
-            admission?.controller.undo(e, at: probe)
-            throw SedaError(code: r)
-        }
+        let ns = timeout.map(nanoseconds) ?? -1
+        try admitAndEnqueue(event) { seda_stage_enqueue_wait(stage.pointer, $0, ns) }
     }
 
     /// The `async` variant of ``enqueue(_:timeout:)``: while the queue is
@@ -100,19 +92,7 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     /// stage does not have.
     public func enqueue(_ event: consuming Event, priorityClass: Int) throws(SedaError) {
         guard priorityClass >= 0, priorityClass < Int(SEDA_STAGE_MAX_CLASSES) else { throw .invalidArgument }
-        let e = event
-        let probe = self.probe
-        if let admission, let reason = admission.controller.admit(e, to: probe) {
-            stage.rejections.add(reason)
-            throw .rejected(reason)
-        }
-        let p = Unmanaged.passRetained(e).toOpaque()
-        let r = seda_stage_enqueue_class(stage.pointer, p, UInt32(priorityClass))
-        if r < 0 {
-            Unmanaged<Event>.fromOpaque(p).release()
-            admission?.controller.undo(e, at: probe)
-            throw SedaError(code: r)
-        }
+        try admitAndEnqueue(event) { seda_stage_enqueue_class(stage.pointer, $0, UInt32(priorityClass)) }
     }
 
     /// Enqueues one event if the stage accepts it; returns whether it did. A
@@ -186,13 +166,6 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
         guard let admission else { return }
         let probe = self.probe
         for e in events { admission.controller.undo(e, at: probe) }
-    }
-
-    private func rawEnqueue(_ event: Event) -> Int32 {
-        let p = Unmanaged.passRetained(event).toOpaque()
-        let r = seda_stage_enqueue(stage.pointer, p)
-        if r < 0 { Unmanaged<Event>.fromOpaque(p).release() }
-        return r
     }
 }
 

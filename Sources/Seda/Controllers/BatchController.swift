@@ -66,7 +66,7 @@ public final class BatchController: @unchecked Sendable {
 
     private let logger: Logger
     private let state: Lock<State>
-    private let loop = Lock<ControllerThread?>(nil)
+    private let loop = ControllerLoop()
 
     private struct Controlled {
         var policy: BatchPolicy
@@ -123,7 +123,7 @@ public final class BatchController: @unchecked Sendable {
         for (name, b) in enabled { try control(name, settings: b) }
     }
 
-    deinit { loop.withLock { $0 }?.stop() }
+    deinit { loop.stop() }
 
     /// Controls stage `name` (any thread manager) with `settings`
     /// (`minBatch`, `maxBatch`, `recalcWindow`, `smoothConst`; `enabled` is
@@ -204,26 +204,15 @@ public final class BatchController: @unchecked Sendable {
     /// (`seda-batching`) until ``stop()`` (or the controller's deinit). Does
     /// nothing if already started.
     public func start() throws(SedaError) {
-        // The thread is made under the lock so two starts cannot both make one.
-        let failure: SedaError? = loop.withLock { thread in
-            guard thread == nil else { return nil }
-            do throws(SedaError) {
-                thread = try ControllerThread(name: "seda-batching", interval: interval) { [weak self] in
-                    self?.tick()
-                }
-                return nil
-            } catch {
-                return error
-            }
+        let started = try loop.start(name: "seda-batching", interval: interval) { [weak self] in
+            self?.tick()
         }
-        if let failure { throw failure }
-        logger.debug("batching controller started", metadata: ["interval": "\(interval)"])
+        if started { logger.debug("batching controller started", metadata: ["interval": "\(interval)"]) }
     }
 
     /// Stops the ticking thread and waits for it. Idempotent.
     public func stop() {
-        let thread = loop.withLock { t in defer { t = nil }; return t }
-        thread?.stop()
+        loop.stop()
     }
 }
 

@@ -114,6 +114,33 @@ func controllerNanoseconds(_ d: Duration) -> Int64 {
 /// clock, on a fixed schedule; a late tick does not shift the ones after it,
 /// missed ones are skipped) until ``stop()``. It sleeps on a pthread
 /// condition variable, so ``stop()`` wakes it at once.
+/// Starts and stops one controller's ticking thread: at most one at a time.
+final class ControllerLoop: Sendable {
+    private let thread = Lock<ControllerThread?>(nil)
+
+    /// Starts ticking every `interval` on a thread named `name`, unless a
+    /// thread is running already (made under the lock, so two starts cannot
+    /// both make one). Returns whether it started one.
+    func start(name: String, interval: Duration, tick: @escaping @Sendable () -> Void) throws(SedaError) -> Bool {
+        let result: Result<Bool, SedaError> = thread.withLock { t in
+            guard t == nil else { return .success(false) }
+            do throws(SedaError) {
+                t = try ControllerThread(name: name, interval: interval, body: tick)
+                return .success(true)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// Stops the thread and waits for it. Idempotent.
+    func stop() {
+        let t = thread.withLock { t in defer { t = nil }; return t }
+        t?.stop()
+    }
+}
+
 final class ControllerThread: @unchecked Sendable {
     // @unchecked: `stopping` and `joined` are guarded by `mutex`; `tid` is
     // written once, in init, and read only by stop() (the owner publishes

@@ -75,7 +75,7 @@ public final class ThreadGovernor: @unchecked Sendable {
 
     private let logger: Logger
     private let state: Lock<State>
-    private let loop = Lock<ControllerThread?>(nil)
+    private let loop = ControllerLoop()
 
     private struct State {
         var order: [String] = []
@@ -136,7 +136,7 @@ public final class ThreadGovernor: @unchecked Sendable {
         for (name, g) in enabled { try govern(name, settings: g) }
     }
 
-    deinit { loop.withLock { $0 }?.stop() }
+    deinit { loop.stop() }
 
     private static func validate(_ s: GovernorSettings, stage: String?) throws(SedaError) {
         let at = stage.map { "thread governor, stage '\($0)'" } ?? "thread governor"
@@ -227,26 +227,15 @@ public final class ThreadGovernor: @unchecked Sendable {
     /// for the real clock: with a manual one, call ``tick()`` instead. Does
     /// nothing if already started.
     public func start() throws(SedaError) {
-        // The thread is made under the lock so two starts cannot both make one.
-        let failure: SedaError? = loop.withLock { thread in
-            guard thread == nil else { return nil }
-            do throws(SedaError) {
-                thread = try ControllerThread(name: "seda-governor", interval: interval) { [weak self] in
-                    self?.tick()
-                }
-                return nil
-            } catch {
-                return error
-            }
+        let started = try loop.start(name: "seda-governor", interval: interval) { [weak self] in
+            self?.tick()
         }
-        if let failure { throw failure }
-        logger.debug("thread governor started", metadata: ["interval": "\(interval)"])
+        if started { logger.debug("thread governor started", metadata: ["interval": "\(interval)"]) }
     }
 
     /// Stops the sampling thread and waits for it. Idempotent.
     public func stop() {
-        let thread = loop.withLock { t in defer { t = nil }; return t }
-        thread?.stop()
+        loop.stop()
     }
 }
 
