@@ -56,6 +56,12 @@ import Logging
 /// | `S rtController.enable` | bool | false | – | response-time controller †: on (needs a target) |
 /// | `S rtController.type` | `"direct"`, `"pid"`, `"mm1"` | direct | – | response-time controller †: algorithm |
 /// | `S rtController.targetResponseTime` | number ms > 0 | none | – | response-time controller †: target |
+/// | `S admission.threshold` | int 1...2^30 | none | – | admission: refuse while the queue holds this many |
+/// | `S admission.rateLimit` | number > 0 | none | – | admission: token bucket, events/s |
+/// | `S admission.burst` | int ≥ 1 | rate/10 | – | admission: the bucket's depth (needs rateLimit) |
+/// | `S discipline` | `"fifo"`, `"codel"` | fifo | – | queue discipline under overload |
+/// | `S codel.target`, `S codel.interval` | number ms > 0 | 5, 100 | – | CoDel's target and interval |
+/// | `S priorityClasses` | int 1...8 | 1 | – | strict priority classes |
 /// | `seda.global.profile.enable` | bool | false | – | profiler †: on |
 /// | `seda.global.profile.delay` | int ms ≥ 1 | 1000 | – | profiler †: sampling interval |
 ///
@@ -310,9 +316,31 @@ public struct SedaConfiguration: Sendable {
             }
         }
 
+        var admission = AdmissionSettings()
+        if let v = try pick(Keys.admissionThreshold) { admission.threshold = v.int }
+        if let v = try pick(Keys.admissionRate) { admission.rateLimit = v.double }
+        if let v = try pick(Keys.admissionBurst) {
+            guard admission.rateLimit != nil else {
+                throw .invalidConfiguration("\(v.origin), but stage '\(name)' has no rate limit: "
+                                            + "set \(stageKey(Keys.admissionRate)) too")
+            }
+            admission.burst = v.int
+        }
+
+        if let v = try pick(Keys.priorityClasses) { options.priorityClasses = v.int }
+        let codel = try pick(Keys.discipline).map { $0.string == "codel" } ?? false
+        let codelTarget = try pick(Keys.codelTarget), codelInterval = try pick(Keys.codelInterval)
+        if codel {
+            options.discipline = .codel(target: .microseconds(Int64((codelTarget?.double ?? 5) * 1000)),
+                                        interval: .microseconds(Int64((codelInterval?.double ?? 100) * 1000)))
+        } else if let v = codelTarget ?? codelInterval {
+            throw .invalidConfiguration("\(v.origin), but stage '\(name)' does not use CoDel: "
+                                        + "set \(stageKey(Keys.discipline)) to \"codel\" too")
+        }
+
         try options.validate(stage: name)
         return StageConfiguration(name: name, options: options, governor: governor,
-                                  batchController: batch, responseTimeController: rt)
+                                  batchController: batch, responseTimeController: rt, admission: admission)
     }
 
     /// Throws if the configuration configures a stage not in `names` (a
@@ -506,12 +534,41 @@ public struct StageConfiguration: Sendable, Equatable {
     public var name: String
     /// What ``Runtime/addStage(_:handler:options:)`` takes.
     public var options: StageOptions
-    /// Not used yet (the controllers issue); meaningful for dedicated stages.
+    /// Read by ``ThreadGovernor/init(runtime:configuration:)``; meaningful for dedicated stages.
     public var governor: GovernorSettings
-    /// Not used yet (the controllers issue).
+    /// Read by ``BatchController/init(runtime:configuration:)``.
     public var batchController: BatchControllerSettings
-    /// Not used yet (the controllers issue).
+    /// Installed by ``Runtime/addStage(_:handler:configuration:defaults:)`` when enabled.
     public var responseTimeController: ResponseTimeControllerSettings
+    /// Installed by ``Runtime/addStage(_:handler:configuration:defaults:)``.
+    public var admission: AdmissionSettings
+}
+
+/// Admission policies from configuration (`admission.*`): a queue-length
+/// threshold and a token-bucket rate limit. With the response-time
+/// controller (`rtController.*`), they make the stage's `AdmissionChain`.
+public struct AdmissionSettings: Sendable, Equatable {
+    /// `admission.threshold`: refuse while the queue holds this many.
+    public var threshold: Int? = nil
+    /// `admission.rateLimit`: events per second.
+    public var rateLimit: Double? = nil
+    /// `admission.burst`: the bucket's depth (default: a tenth of a second's worth, at least 1).
+    public var burst: Int? = nil
+
+    public init() {}
+
+    /// The policies these settings and `rt` describe, in order, or none.
+    func policies<Event: AnyObject & Sendable>(_ rt: ResponseTimeControllerSettings) throws(SedaError) -> [any AdmissionController<Event>] {
+        var out: [any AdmissionController<Event>] = []
+        if let threshold { out.append(QueueThreshold<Event>(threshold)) }
+        if let rateLimit {
+            out.append(TokenBucket<Event>(rate: rateLimit, burst: burst ?? max(1, Int(rateLimit / 10))))
+        }
+        if rt.enabled, let options = try ResponseTimeControllerOptions(rt) {
+            out.append(ResponseTimeController<Event>(options))
+        }
+        return out
+    }
 }
 
 /// The thread governor's settings for a dedicated stage: Sandstorm's thread
@@ -591,7 +648,11 @@ extension Runtime {
     public func addStage<H: EventHandler>(_ name: String, handler: H, configuration: SedaConfiguration,
                                           defaults: StageOptions = StageOptions()) throws -> Sink<H.Event> {
         let settings = try configuration.settings(forStage: name, defaults: defaults)
-        return try addStage(name, handler: handler, options: settings.options)
+        let policies: [any AdmissionController<H.Event>] =
+            try settings.admission.policies(settings.responseTimeController)
+        let admission: (any AdmissionController<H.Event>)? = policies.isEmpty ? nil
+            : policies.count == 1 ? policies[0] : AdmissionChain<H.Event>(policies)
+        return try addStage(name, handler: handler, options: settings.options, admission: admission)
     }
 
     /// Throws if `configuration` configures a stage this runtime does not
@@ -806,6 +867,15 @@ private enum Keys {
         "\"direct\", \"pid\" or \"mm1\""))
     static let targetResponseTime = KeySpec("rtController.targetResponseTime",
                                             .double({ $0 > 0 && $0.isFinite }, "a number of milliseconds > 0"))
+    static let admissionThreshold = KeySpec("admission.threshold", .int(1...Int(SEDA_QUEUE_MAX_CAPACITY)))
+    static let admissionRate = KeySpec("admission.rateLimit",
+                                       .double({ $0 > 0 && $0.isFinite }, "events per second > 0"))
+    static let admissionBurst = KeySpec("admission.burst", .int(1...Int(Int32.max)))
+    static let discipline = KeySpec("discipline", .choice(["fifo": "fifo", "codel": "codel"],
+                                                          "\"fifo\" or \"codel\""))
+    static let codelTarget = KeySpec("codel.target", .double({ $0 > 0 && $0.isFinite }, "a number of milliseconds > 0"))
+    static let codelInterval = KeySpec("codel.interval", .double({ $0 > 0 && $0.isFinite }, "a number of milliseconds > 0"))
+    static let priorityClasses = KeySpec("priorityClasses", .int(1...Int(SEDA_STAGE_MAX_CLASSES)))
     static let profileEnable = KeySpec("profile.enable", .bool)
     static let profileDelay = KeySpec("profile.delay", milliseconds)
 
@@ -815,7 +885,9 @@ private enum Keys {
     static let common = [threadManager, concurrency, threads, maxThreads, batchSize, queueCapacity,
                          minThreads, sizeControllerEnable, sizeControllerThreshold, idleTimeThreshold,
                          batchControllerEnable, minBatch, recalcWindow, smoothConst,
-                         rtControllerEnable, rtControllerType, targetResponseTime]
+                         rtControllerEnable, rtControllerType, targetResponseTime,
+                         admissionThreshold, admissionRate, admissionBurst,
+                         discipline, codelTarget, codelInterval, priorityClasses]
     /// Under `seda.global.`.
     static let global = common.map { $0.name == "threadManager"
         ? KeySpec($0.name, $0.kind, alias: "defaultThreadManager") : $0 }

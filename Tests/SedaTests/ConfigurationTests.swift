@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Glibc
 import Testing
 
 @testable import Seda
@@ -422,5 +423,67 @@ struct ConfigurationTests {
         #expect(throws: SedaError.self) { try runtime.addStage("Bad", handler: Ignore(), configuration: c) }
         #expect(runtime.stageNames.isEmpty)
         try runtime.shutdown()
+    }
+}
+
+private struct Hold: EventHandler {
+    let open = Counter()
+    func handle(_ batch: inout EventBatch<Probe>) throws {
+        while open.value == 0 { usleep(200) }
+    }
+}
+
+@Suite("Configuration: load conditioning")
+struct ConditioningConfigurationTests {
+    @Test func admissionAndDisciplineComeFromTheFile() throws {
+        let json = """
+            { "seda": { "stages": {
+                "Guarded": { "threadManager": "dedicated", "batchSize": 1,
+                             "admission": { "threshold": 2, "rateLimit": 1000, "burst": 50 },
+                             "discipline": "codel", "codel": { "target": 10, "interval": 200 },
+                             "priorityClasses": 2 } } } }
+            """
+        try withFile(json) { path in
+            let c = try SedaConfiguration(file: path, environment: [:])
+            let s = try c.settings(forStage: "Guarded", defaults: StageOptions())
+            #expect(s.admission.threshold == 2)
+            #expect(s.admission.rateLimit == 1000)
+            #expect(s.admission.burst == 50)
+            #expect(s.options.discipline == .codel(target: .milliseconds(10), interval: .milliseconds(200)))
+            #expect(s.options.priorityClasses == 2)
+            let runtime = try Runtime(configuration: c)
+            let hold = Hold()
+            let sink = try runtime.addStage("Guarded", handler: hold, configuration: c)
+            try sink.enqueue(Probe())          // taken by the handler, which holds
+            waitUntil("taken") { runtime.snapshot()[stage: "Guarded"]?.queueLength == 0 }
+            try sink.enqueue(Probe())
+            try sink.enqueue(Probe())
+            #expect(throws: SedaError.rejected(.queueThreshold)) { try sink.enqueue(Probe()) }
+            #expect(runtime.snapshot()[stage: "Guarded"]?.rejectedByReason["queueThreshold"] == 1)
+            hold.open.add(1)
+            try runtime.shutdown()
+        }
+    }
+
+    @Test func inconsistentConditioningKeysAreErrors() throws {
+        let burstOnly = """
+            { "seda": { "stages": { "S": { "admission": { "burst": 5 } } } } }
+            """
+        let message = try withFile(burstOnly) { path in
+            failure { _ = try SedaConfiguration(file: path, environment: [:]).settings(forStage: "S", defaults: StageOptions()) }
+        }
+        #expect(message.contains("seda.stages.S.admission.burst"), "\(message)")
+        #expect(message.contains("rateLimit"), "\(message)")
+        let codelOnly = """
+            { "seda": { "stages": { "S": { "codel": { "target": 5 } } } } }
+            """
+        let message2 = try withFile(codelOnly) { path in
+            failure { _ = try SedaConfiguration(file: path, environment: [:]).settings(forStage: "S", defaults: StageOptions()) }
+        }
+        #expect(message2.contains("codel"), "\(message2)")
+        let message3 = try loadFailure("""
+            { "seda": { "global": { "discipline": "lifo" } } }
+            """)
+        #expect(message3.contains("fifo"), "\(message3)")
     }
 }
