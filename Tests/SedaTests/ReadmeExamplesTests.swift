@@ -1,0 +1,78 @@
+import Testing
+
+@testable import Seda
+
+// The README's Swift examples, kept compiling and running here. When one
+// changes, change the other.
+
+private final class Request: Sendable {
+    let path: String
+    init(path: String) { self.path = path }
+}
+
+private struct Parse: EventHandler {
+    let next: Sink<Request>
+    func handle(_ batch: inout EventBatch<Request>) throws {
+        batch.forEach { _ in /* parse */ }
+        try batch.forward(to: next)
+    }
+}
+
+private struct Respond: EventHandler {
+    func handle(_ batch: inout EventBatch<Request>) throws {
+        for i in 0..<batch.count { if let r = batch.take(i) { _ = r } }
+    }
+}
+
+private struct Alarms: EventHandler {
+    func handle(_ batch: inout EventBatch<StageStateEvent>) throws {}
+}
+
+@Suite("README examples")
+struct ReadmeExamplesTests {
+    @Test func eventQueue() throws {
+        let queue = try EventQueue<Request>(capacity: 1024)
+        do {
+            try queue.enqueue(Request(path: "/1"))
+        } catch SedaError.full {
+            Issue.record("not full yet")
+        }
+        try queue.enqueue(contentsOf: [Request(path: "/2"), Request(path: "/3")])
+        let batch = try queue.dequeue(max: 64)
+        #expect(batch.count == 3)
+        #expect(throws: SedaError.timedOut) {   // the queue is empty now
+            _ = try queue.dequeue(max: 64, timeout: .milliseconds(10))
+        }
+        queue.close()
+    }
+
+    @Test func stages() throws {
+        let runtime = try Runtime()
+        let respond = try runtime.addStage("respond", handler: Respond(),
+                                           options: StageOptions(threadManager: .dedicated(threads: 4)))
+        let parse = try runtime.addStage("parse", handler: Parse(next: respond))
+        try parse.enqueue(Request(path: "/"))
+        #expect(runtime.snapshot().graphviz().contains("digraph"))
+        try runtime.shutdown(.drain)
+    }
+
+    @Test func loadConditioning() throws {
+        let runtime = try Runtime()
+        let alarms = try runtime.addStage("alarms", handler: Alarms())
+        let handler = Respond()
+        let cleanupTick = Request(path: "cleanup"), request = Request(path: "/")
+        let rtc = ResponseTimeController<Request>(target: .milliseconds(50))
+        let sink = try runtime.addStage("work", handler: handler,
+            options: StageOptions(threadManager: .dedicated(threads: 8, maxThreads: 16),
+                                  discipline: .codel(),
+                                  pauseWhenDownstreamClogged: false),
+            admission: AdmissionChain<Request>(QueueThreshold<Request>(1000), rtc))
+        try sink.enqueueControl(cleanupTick)
+        try sink.enqueue(request, timeout: .milliseconds(10))
+        let governor = try ThreadGovernor(runtime: runtime)
+        try governor.govern("work"); try governor.start()
+        try runtime.watch(stage: "work", notify: alarms)
+        governor.stop()
+        try runtime.shutdown()
+    }
+}
