@@ -182,19 +182,14 @@ public final class BatchController: @unchecked Sendable {
                 c.ticksLeft = c.everyTicks
                 let sample = BatchSample(time: snap.takenAtNanoseconds, processed: s.processed, batchSize: s.batchSize)
                 guard let change = c.policy.decide(sample) else { continue }
-                do throws(SedaError) {
-                    try runtime.setBatchSize(change.batchSize, forStage: name)
-                } catch {
-                    logger.warning("batching controller could not set the batch size", metadata: [
-                        "stage": "\(name)", "batchSize": "\(change.batchSize)", "error": "\(error)",
-                    ])
-                    continue
-                }
                 let d = ControllerDecision(timeNanoseconds: sample.time, stage: name, knob: .batchSize,
                                            old: sample.batchSize, new: change.batchSize, reason: change.reason)
-                st.history.append(d)
-                made.append(d)
-                logger.debug("batch size \(d.old) → \(d.new)", metadata: ["stage": "\(name)", "reason": "\(d.reason)"])
+                if let d = applyDecision(d, history: &st.history, logger: logger,
+                                         set: { () throws(SedaError) in
+                                             try runtime.setBatchSize(change.batchSize, forStage: name)
+                                         }) {
+                    made.append(d)
+                }
             }
             return made
         }

@@ -202,21 +202,15 @@ public final class ThreadGovernor: @unchecked Sendable {
                                             processed: s.processed, handlerNanoseconds: s.handlerNanoseconds,
                                             threads: s.concurrency)
                 guard let change = st.stages[name]!.decide(sample, maxThreads: m ?? t) else { continue }
-                do throws(SedaError) {
-                    try runtime.setThreads(change.threads, forStage: name)
-                } catch {
-                    logger.warning("thread governor could not resize the pool", metadata: [
-                        "stage": "\(name)", "threads": "\(change.threads)", "error": "\(error)",
-                    ])
-                    continue
-                }
                 let d = ControllerDecision(timeNanoseconds: sample.time, stage: name, knob: .threads,
                                            old: sample.threads, new: change.threads, reason: change.reason)
-                st.history.append(d)
-                made.append(d)
-                logger.debug("threads \(d.old) → \(d.new)", metadata: [
-                    "stage": "\(name)", "reason": "\(d.reason)", "queueLength": "\(sample.queueLength)",
-                ])
+                if let d = applyDecision(d, history: &st.history, logger: logger,
+                                         extra: ["queueLength": "\(sample.queueLength)"],
+                                         set: { () throws(SedaError) in
+                                             try runtime.setThreads(change.threads, forStage: name)
+                                         }) {
+                    made.append(d)
+                }
             }
             return made
         }
