@@ -155,7 +155,7 @@ static int uring_enter_hook(struct seda_poller *p)
 {
     struct uring_impl *s = p->impl;
     if (SEDA__LIKELY(s->owned))
-        return pthread_equal(s->owner, pthread_self()) ? 0 : -EEXIST;
+        return pthread_equal(s->owner, pthread_self()) ? 0 : -EBUSY;
     if (s->disabled) {
         /* liburing 2.3 declares io_uring_enable_rings but does not export it:
          * the raw register call does the same. */
