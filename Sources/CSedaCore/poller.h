@@ -152,7 +152,8 @@ struct seda__poller_ops {
     /* Frees what init made. Registered descriptors are not closed. */
     void (*fini)(struct seda_poller *p);
     /* Claims or checks the owner thread (io_uring only; NULL elsewhere).
-     * Returns 0 or -EEXIST. Called before each add, mod, del and wait. */
+     * Returns 0 or -EBUSY. Called before each add, mod, del and wait, and
+     * before each completion operation. */
     int (*enter)(struct seda_poller *p);
     /* p->fds[fd] holds the new registration (events, udata, gen) when add and
      * mod are called, and still the old one when del is called. On failure
