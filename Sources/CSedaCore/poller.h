@@ -29,6 +29,7 @@
 #include "seda/poller.h"
 
 struct seda_poller;
+struct msghdr;
 
 /* Interest bits a registration may carry; ERR and HUP are always implied. */
 #define SEDA__POLLER_INTEREST (SEDA_POLLER_IN | SEDA_POLLER_OUT | SEDA_POLLER_RDHUP)
@@ -53,6 +54,7 @@ enum seda__poller_op_kind {
     SEDA__POLLER_OP_ACCEPT = 1, /* multishot accept on a listener */
     SEDA__POLLER_OP_RECV = 2,   /* multishot recv into a buffer ring */
     SEDA__POLLER_OP_SEND = 3,   /* one send */
+    SEDA__POLLER_OP_SENDMSG = 4, /* one sendmsg (several iovecs) */
 };
 
 /* A completion's flags. */
@@ -131,6 +133,29 @@ struct seda__poller_completion_ops {
      */
     int (*send)(struct seda_poller *p, int fd, const void *buf, uint32_t len, void *udata,
                 uint64_t *op);
+
+    /*
+     * One sendmsg(msg, MSG_NOSIGNAL): the socket layer's vectored write.
+     * msg, its iovec array and the bytes must stay valid and unchanged until
+     * the completion (kind SENDMSG; res as for send). Returns 0 and the
+     * handle in *op; -EINVAL (NULL msg); -ENOMEM.
+     */
+    int (*sendmsg)(struct seda_poller *p, int fd, const struct msghdr *msg, void *udata,
+                   uint64_t *op);
+
+    /*
+     * Ends an accept or recv like cancel, but without losing anything:
+     * completions the kernel produced before the end (received bytes in
+     * buffers, accepted descriptors) still reach the handler, then a last
+     * one without SEDA__POLLER_MORE (res -ECANCELED, or whatever ended it);
+     * the operation is never re-armed. udata must stay valid until that last
+     * completion. The kernel request ends before stop returns, so a
+     * close(fd) that follows really closes. Returns 0 (the last completion
+     * will follow); 1 (the recv was waiting for a buffer, with no request in
+     * the kernel: it ended now and nothing follows); -ENOENT (no live
+     * operation, or stopped or cancelled already); -EBUSY for a send.
+     */
+    int (*stop)(struct seda_poller *p, uint64_t op);
 
     /*
      * Stops an accept or recv: no completion for op is delivered after this

@@ -58,11 +58,13 @@ static inline uint32_t ud_index(uint64_t ud) { return (uint32_t)ud; }
  * slot holds this instead of an armed generation. */
 #define POLL_DEAD 0xffffffffu
 
-enum op_state { OP_FREE = 0, OP_ARMED, OP_STARVED, OP_CANCELLED };
+/* OP_STOPPING: ended by stop(), still delivering (never re-armed). */
+enum op_state { OP_FREE = 0, OP_ARMED, OP_STARVED, OP_CANCELLED, OP_STOPPING };
 
 struct op {
     void *udata;
     struct seda__poller_bufring *br; /* recv */
+    const struct msghdr *msg;        /* sendmsg */
     int fd;
     uint32_t gen;
     uint8_t kind;  /* enum seda__poller_op_kind */
@@ -317,6 +319,9 @@ static void prep_op(struct uring_impl *s, uint32_t i, const void *buf, uint32_t 
     case SEDA__POLLER_OP_SEND:
         io_uring_prep_send(sqe, o->fd, buf, len, MSG_NOSIGNAL);
         break;
+    case SEDA__POLLER_OP_SENDMSG:
+        io_uring_prep_sendmsg(sqe, o->fd, o->msg, MSG_NOSIGNAL);
+        break;
     }
     io_uring_sqe_set_data64(sqe, make_ud(UD_OP, o->gen, i));
     o->state = OP_ARMED;
@@ -343,6 +348,7 @@ static int start_op(struct seda_poller *p, int kind, int fd, struct seda__poller
     o->kind = (uint8_t)kind;
     o->fd = fd;
     o->br = br;
+    o->msg = kind == SEDA__POLLER_OP_SENDMSG ? buf : NULL;
     o->udata = udata;
     prep_op(s, i, buf, len);
     *handle = make_ud(UD_OP, o->gen, i);
@@ -368,6 +374,14 @@ static int uring_send(struct seda_poller *p, int fd, const void *buf, uint32_t l
     if (buf == NULL && len > 0)
         return -EINVAL;
     return start_op(p, SEDA__POLLER_OP_SEND, fd, NULL, buf, len, udata, op);
+}
+
+static int uring_sendmsg(struct seda_poller *p, int fd, const struct msghdr *msg, void *udata,
+                         uint64_t *op)
+{
+    if (msg == NULL)
+        return -EINVAL;
+    return start_op(p, SEDA__POLLER_OP_SENDMSG, fd, NULL, msg, 0, udata, op);
 }
 
 static void starved_remove(struct uring_impl *s, struct seda__poller_bufring *br, uint32_t i)
@@ -397,7 +411,7 @@ static int uring_cancel(struct seda_poller *p, uint64_t handle)
     struct op *o = op_lookup(s, handle, &i);
     if (o == NULL || o->state == OP_CANCELLED)
         return -ENOENT;
-    if (o->kind == SEDA__POLLER_OP_SEND)
+    if (o->kind == SEDA__POLLER_OP_SEND || o->kind == SEDA__POLLER_OP_SENDMSG)
         return -EBUSY;
     if (o->state == OP_STARVED) {
         /* No request in the kernel: nothing to wait for. */
@@ -416,6 +430,36 @@ static int uring_cancel(struct seda_poller *p, uint64_t handle)
     o->state = OP_CANCELLED;
     /* As in del: end the request now, so that a close(fd) that follows
      * really closes the socket. */
+    io_uring_submit_and_get_events(&s->ring);
+    return 0;
+}
+
+static int uring_stop(struct seda_poller *p, uint64_t handle)
+{
+    struct uring_impl *s = p->impl;
+    int rc = seda__poller_enter(p);
+    if (rc < 0)
+        return rc;
+    uint32_t i;
+    struct op *o = op_lookup(s, handle, &i);
+    if (o == NULL || o->state == OP_CANCELLED || o->state == OP_STOPPING)
+        return -ENOENT;
+    if (o->kind == SEDA__POLLER_OP_SEND || o->kind == SEDA__POLLER_OP_SENDMSG)
+        return -EBUSY;
+    if (o->state == OP_STARVED) {
+        starved_remove(s, o->br, i);
+        op_free(s, i);
+        return 1; /* no request in the kernel: ended now, nothing follows */
+    }
+    rc = reserve_sqes(s, 1);
+    if (rc < 0)
+        return rc;
+    struct io_uring_sqe *sqe = take_sqe(s);
+    io_uring_prep_cancel64(sqe, handle, 0);
+    io_uring_sqe_set_data64(sqe, make_ud(UD_INTERNAL, 0, 0));
+    o->state = OP_STOPPING;
+    /* As in cancel: the request ends now (its last completion is queued),
+     * so that a close(fd) that follows really closes the socket. */
     io_uring_submit_and_get_events(&s->ring);
     return 0;
 }
@@ -580,6 +624,8 @@ static void on_op(struct seda_poller *p, uint64_t ud, int32_t res, uint32_t cfla
     bool more = (cflags & IORING_CQE_F_MORE) != 0;
     bool has_buf = (cflags & IORING_CQE_F_BUFFER) != 0;
     uint16_t bid = (uint16_t)(cflags >> IORING_CQE_BUFFER_SHIFT);
+    /* Stopped: deliver what comes, never re-arm nor starve. */
+    bool stopping = o->state == OP_STOPPING;
 
     if (o->state == OP_CANCELLED) {
         if (has_buf)
@@ -603,11 +649,13 @@ static void on_op(struct seda_poller *p, uint64_t ud, int32_t res, uint32_t cfla
     case SEDA__POLLER_OP_ACCEPT:
         /* Ended with a success (the kernel stops a multishot request when
          * its completion queue overflows): arm it again. */
-        if (res >= 0 && !more && rearm(s, i))
+        if (res >= 0 && !more && !stopping && rearm(s, i))
             c.flags = SEDA__POLLER_MORE;
         break;
     case SEDA__POLLER_OP_RECV:
-        if (res == -ENOBUFS && !more) {
+        if (res == -ENOBUFS && !more && stopping) {
+            c.res = -ECANCELED; /* its end */
+        } else if (res == -ENOBUFS && !more) {
             /* Backpressure, not a spin: re-arm only once a buffer has come
              * back. A put since this wait entered the kernel may have come
              * after the kernel found the ring empty: re-arm now then. */
@@ -619,10 +667,11 @@ static void on_op(struct seda_poller *p, uint64_t ud, int32_t res, uint32_t cfla
             c.buf = buffer_addr(br, bid);
             c.buf_id = bid;
         }
-        if (res > 0 && !more && rearm(s, i))
+        if (res > 0 && !more && !stopping && rearm(s, i))
             c.flags = SEDA__POLLER_MORE;
         break;
     case SEDA__POLLER_OP_SEND:
+    case SEDA__POLLER_OP_SENDMSG:
         break;
     }
     if (!(c.flags & SEDA__POLLER_MORE))
@@ -731,7 +780,8 @@ static uint32_t ops_in_kernel(const struct uring_impl *s)
 {
     uint32_t n = 0;
     for (uint32_t i = 0; i < s->ops_cap; i++)
-        n += s->ops[i].state == OP_ARMED || s->ops[i].state == OP_CANCELLED;
+        n += s->ops[i].state == OP_ARMED || s->ops[i].state == OP_CANCELLED ||
+             s->ops[i].state == OP_STOPPING;
     return n;
 }
 
@@ -791,6 +841,8 @@ static const struct seda__poller_completion_ops uring_completion_ops = {
     .accept = uring_accept,
     .recv = uring_recv,
     .send = uring_send,
+    .sendmsg = uring_sendmsg,
+    .stop = uring_stop,
     .cancel = uring_cancel,
 };
 
