@@ -93,17 +93,25 @@ void seda__loop_wake_any(seda_runtime_t *rt)
 
 /* ---- posted and deferred work -------------------------------------------------- */
 
-void seda__loop_post(struct seda__loop *l, struct seda__task *t)
+/* The inbox of a loop that has exited. */
+#define INBOX_CLOSED ((struct seda__task *)(uintptr_t)1)
+
+bool seda__loop_post(struct seda__loop *l, struct seda__task *t)
 {
-    struct seda__task *head = atomic_load_explicit(&l->inbox, memory_order_relaxed);
+    struct seda__task *head = atomic_load_explicit(&l->inbox, memory_order_acquire);
     do {
+        /* Acquire (the load and the CAS's failure): a poster that finds the
+         * inbox closed sees everything the loop did before closing it. */
+        if (head == INBOX_CLOSED)
+            return false;
         t->next = head;
         /* seq_cst: publishes the task (pairs with the loop's acquire exchange)
          * and is the publication RMW of the idle protocol (loop.h). */
     } while (!atomic_compare_exchange_weak_explicit(&l->inbox, &head, t, memory_order_seq_cst,
-                                                    memory_order_relaxed));
+                                                    memory_order_acquire));
     if (tls_loop != l)
         seda__loop_wake(l);
+    return true;
 }
 
 /* Runs everything posted so far, oldest first. Returns whether there was any. */
@@ -194,10 +202,9 @@ static int poll_io(struct seda__loop *l, int64_t timeout_ns)
     int n = seda_poller_wait(l->poller, ev, EVENTS_MAX, timeout_ns);
     atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed);
     count(&l->polls, 1);
-    if (n <= 0)
-        return 0; /* a timeout, or -EINTR: the loop looks again */
-    count(&l->poll_events, (uint64_t)n);
-    for (int i = 0; i < n; i++) {
+    if (n > 0)
+        count(&l->poll_events, (uint64_t)n);
+    for (int i = 0; i < n; i++) { /* n < 0: a timeout, or -EINTR */
         struct seda__watcher *w = ev[i].udata;
         if (w == NULL) { /* the wake eventfd: one read resets its counter */
             uint64_t v;
@@ -206,7 +213,9 @@ static int poll_io(struct seda__loop *l, int64_t timeout_ns)
         }
         w->on_ready(l, w, ev[i].events);
     }
-    return n;
+    if (l->io_poll)
+        l->io_poll(l);
+    return n > 0 ? n : 0;
 }
 
 /* ---- timers ------------------------------------------------------------------------ */
@@ -293,6 +302,10 @@ static seda_stage_t *next_stage(struct seda__loop *l, bool *closed)
  * the poller until I/O, a wake or the next timer. */
 static void idle(struct seda__loop *l)
 {
+    if (l->io_more) { /* input waits for its turn: poll, but do not block */
+        poll_io(l, 0);
+        return;
+    }
     if (l->watchers == 0) {
         for (unsigned spin = 0; spin < IDLE_SPINS; spin++) {
             if (work_available(l))
@@ -371,10 +384,20 @@ void seda__loop_run(struct seda__loop *l)
             break; /* the runtime stops, and nothing is left here */
         idle(l);
     }
+    l->exiting = true;
     if (l->io_stop)
         l->io_stop(l);
-    run_inbox(l);
-    run_deferred(l);
+    /* Run what was posted, then close the inbox: posts from now on fail.
+     * The exchange is release: a poster that finds the inbox closed sees
+     * everything this thread did. */
+    for (;;) {
+        run_inbox(l);
+        run_deferred(l);
+        struct seda__task *none = NULL;
+        if (atomic_compare_exchange_strong_explicit(&l->inbox, &none, INBOX_CLOSED,
+                                                    memory_order_seq_cst, memory_order_relaxed))
+            break;
+    }
     tls_loop = NULL;
 }
 

@@ -80,7 +80,8 @@ struct seda__loop {
     seda_queue_t *local;
 
     /* Posted work: a stack any thread pushes on (a seq_cst CAS on its head),
-     * which the loop takes whole (exchange with NULL) and runs oldest first. */
+     * which the loop takes whole (exchange with NULL) and runs oldest first.
+     * SEDA__INBOX_CLOSED once the loop has exited. */
     alignas(SEDA__CACHELINE) _Atomic(struct seda__task *) inbox;
     /* 1 while the loop waits (or is about to wait) in its poller. */
     _Atomic uint32_t sleeping;
@@ -88,12 +89,28 @@ struct seda__loop {
 
     /* Owner only from here on. */
     alignas(SEDA__CACHELINE) struct seda__task *deferred, **deferred_tail;
+    /* Set when the loop leaves its main loop (before io_stop): work that runs
+     * from then on (the last posted tasks) must not start anything new. */
+    bool exiting;
     seda_timers_t *timers; /* polled by this loop; clock: the runtime's */
     int64_t timer_due;     /* when it next has work (clock ns); INT64_MAX: none */
-    uint32_t watchers;     /* descriptors watched, the wake eventfd excluded */
-    /* The socket layer's per-loop state, and what it does on this thread
-     * before the loop exits (close what is left). */
-    void *io;
+    /* Descriptors watched, the wake eventfd excluded, plus the completion
+     * operations (io_uring) the socket layer keeps armed: while nonzero the
+     * loop polls every few turns and sleeps without spinning first. */
+    uint32_t watchers;
+    /* The socket layer's per-loop state (published with a release store:
+     * statistics read it from other threads; it holds a reference on the
+     * runtime, so this loop's memory outlives it), and its hooks:
+     *  - io_poll, after every poll (blocking or not) once its events are
+     *    dispatched: serve connections that still have input, retry
+     *    deliveries into full sinks;
+     *  - io_more: while true, the loop polls without blocking instead of
+     *    sleeping (a connection used up its read budget and waits for its
+     *    next turn: edge-triggered pollers will not report it again);
+     *  - io_stop, on this thread before the loop exits (close what is left). */
+    _Atomic(void *) io;
+    void (*io_poll)(struct seda__loop *l);
+    bool io_more;
     void (*io_stop)(struct seda__loop *l);
 
     /* Counters (owner writes, anyone reads relaxed): see seda_loop_stats_t. */
@@ -118,8 +135,11 @@ int seda__loop_rewatch(struct seda__loop *l, struct seda__watcher *w, uint32_t e
 int seda__loop_unwatch(struct seda__loop *l, struct seda__watcher *w);
 
 /* Runs t->run(l, t) on l's thread soon; posts from one thread run in order.
- * Any thread (the owner too). Never fails. */
-void seda__loop_post(struct seda__loop *l, struct seda__task *t);
+ * Any thread (the owner too). Returns true, or false once the loop has
+ * exited (its inbox is closed after its last run): t is then the caller's
+ * and will never run. A post that returned true always runs, during the
+ * loop's exit at the latest (after io_stop; l->exiting is then set). */
+bool seda__loop_post(struct seda__loop *l, struct seda__task *t);
 
 /* Runs t->run(l, t) on this thread before the loop next polls or sleeps
  * (after the stages it is running now): where output is flushed. Owner. */
