@@ -251,10 +251,13 @@ int seda_poller_wait(seda_poller_t *p, seda_poller_event_t *out, int max, int64_
         deadline = INT64_MAX; /* "a very long time" stays in the future */
     int64_t left = timeout_ns;
     for (;;) {
+        p->completed = 0;
         int n = p->ops->wait(p, out, max, left);
-        /* A backend returns 0 early only when it saw nothing to report
-         * (io_uring: a stale completion): wait for the time that is left. */
-        if (n != 0 || timeout_ns == 0)
+        /* A backend returns 0 early when it saw nothing to report (io_uring:
+         * a stale completion): wait for the time that is left; but not when
+         * it handed completions to the handler, which the caller must act on
+         * (a completion may have made work for it). */
+        if (n != 0 || timeout_ns == 0 || p->completed)
             return n;
         if (timeout_ns > 0) {
             int64_t now = seda__now_ns();

@@ -205,6 +205,9 @@ struct seda_poller {
     uint32_t fds_cap;             /* slots in fds */
     int count;                    /* registered descriptors */
     int fallback_error;           /* io_uring's refusal, or 0 */
+    /* Completions the last ops->wait handed to the completion handler (the
+     * backend sets it): wait returns then even with no readiness event. */
+    uint32_t completed;
     char describe[96];
 };
 

@@ -744,6 +744,7 @@ static int uring_wait(struct seda_poller *p, seda_poller_event_t *out, int max, 
     struct uring_impl *s = p->impl;
     s->completions = 0;
     int n = reap(p, out, max);
+    p->completed = s->completions;
     if (n > 0 || s->completions > 0) {
         /* Without entering to wait, still hand the kernel what add, mod,
          * del and the handlers queued. */
@@ -764,6 +765,7 @@ static int uring_wait(struct seda_poller *p, seda_poller_event_t *out, int max, 
                                               NULL);
     }
     n = reap(p, out, max);
+    p->completed = s->completions;
     if (n > 0 || s->completions > 0)
         return n;
     if (rc == -EINTR)

@@ -209,7 +209,9 @@ int seda_poller_del(seda_poller_t *p, int fd);
  * passes (< 0: no limit; 0: do not block, just collect what is ready), and
  * stores up to `max` events in out, at most one per descriptor. Returns the
  * number stored (>= 1), or 0 when the timeout expired with nothing to report
- * (never earlier, never for timeout_ns < 0); -EINVAL (NULL out, max < 1);
+ * (never earlier, never for timeout_ns < 0, except inside the core, where
+ * the io_uring backend's completion operations count as something to report:
+ * 0 then means completions were handed to their handler); -EINVAL (NULL out, max < 1);
  * -EINTR when a signal handler ran during the wait and nothing was collected
  * (no backend restarts the wait: the caller decides, usually by calling
  * again); -EBUSY from a thread that is not the owner (io_uring); or the
