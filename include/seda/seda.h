@@ -56,6 +56,7 @@ uint32_t seda_features(void);
 #include "poller.h"
 #include "queue.h"
 #include "runtime.h"
+#include "socket.h"
 #include "stats.h"
 #include "timer.h"
 
