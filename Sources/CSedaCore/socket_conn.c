@@ -334,8 +334,7 @@ void seda__conn_close_now(seda_conn_t *c, int error)
     seda__conn_maybe_finish(c);
 }
 
-/* Close after flush (owner). */
-static int close_after_flush(seda_conn_t *c)
+int seda__conn_close_after_flush(seda_conn_t *c)
 {
     if (c->flags & SEDA__C_CLOSED)
         return -EPIPE;
@@ -454,7 +453,7 @@ static void req_run(struct seda__loop *l, struct seda__task *t)
         if (q->mode == SEDA_CLOSE_NOW)
             seda__conn_close_now(c, 0);
         else
-            close_after_flush(c);
+            seda__conn_close_after_flush(c);
         break;
     case REQ_READ: read_ctl(c, q->mode); break;
     case REQ_SINK:
@@ -577,7 +576,7 @@ int seda_conn_close(seda_conn_t *c, int mode)
             seda__conn_close_now(c, 0);
             return 0;
         }
-        return close_after_flush(c);
+        return seda__conn_close_after_flush(c);
     }
     struct req *q = req_new(c, REQ_CLOSE, 0);
     if (!q)

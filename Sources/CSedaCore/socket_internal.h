@@ -345,6 +345,9 @@ void seda__conn_link(seda_conn_t *c);
  * it has a sink. ACCEPTED / CONNECTED go out first. Returns 0 or -errno (c
  * is then closed). */
 int seda__conn_start(seda_conn_t *c, struct seda__io_event *first);
+/* Stops reading, flushes, then closes (CLOSED, error 0). Returns 0 or
+ * -EPIPE (closed already). Owner. */
+int seda__conn_close_after_flush(seda_conn_t *c);
 /* Closes c now with `error` for CLOSED. Idempotent. Owner. */
 void seda__conn_close_now(seda_conn_t *c, int error);
 /* Notes activity for the idle timeout (one store). Owner. */

@@ -157,6 +157,12 @@ static void release_owned(struct seda__io *io, struct seda__io_event *ev)
 {
     seda_conn_t *c;
     seda_listener_t *ls;
+    /* The application is done with READ_EOF (and so with the packets before
+     * it): a connection that does not allow half-closure closes now, after
+     * its flush. */
+    if (ev->pub.type == SEDA_IO_READ_EOF && ev->hold && !ev->hold->o.half_close &&
+        !io->stopped)
+        seda__conn_close_after_flush(ev->hold);
     if (io->stopped) { /* the final inbox run after the stop */
         pthread_mutex_lock(&io->lock);
         recycle(io, ev, &c, &ls);

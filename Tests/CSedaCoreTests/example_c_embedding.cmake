@@ -19,6 +19,7 @@ run(${CMAKE_COMMAND} -S ${SEDA_SOURCE_DIR}/examples/c -B ${WORK_DIR}/cmake-build
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_C_COMPILER=${C_COMPILER})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/cmake-build)
 run(${WORK_DIR}/cmake-build/seda-example)
+run(${WORK_DIR}/cmake-build/seda-echo-server --self-test)
 
 # 2. pkg-config: cc $(pkg-config --cflags --libs --static seda)
 file(GLOB pcdir ${prefix}/lib*/pkgconfig ${prefix}/lib/*/pkgconfig)
@@ -32,3 +33,6 @@ separate_arguments(flags UNIX_COMMAND "${flags}")
 run(${C_COMPILER} -std=c11 -Wall -Wextra -Werror -o ${WORK_DIR}/seda-example-pc
     ${SEDA_SOURCE_DIR}/examples/c/main.c ${flags} -pthread)
 run(${WORK_DIR}/seda-example-pc)
+run(${C_COMPILER} -std=c11 -Wall -Wextra -Werror -o ${WORK_DIR}/seda-echo-server-pc
+    ${SEDA_SOURCE_DIR}/examples/c/echo_server.c ${flags} -pthread)
+run(${WORK_DIR}/seda-echo-server-pc --self-test --poller io_uring)

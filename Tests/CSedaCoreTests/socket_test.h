@@ -84,9 +84,8 @@ static inline int echo_handler(void *ctx, void **events, size_t n)
             if (seda_conn_write(ev->conn, ev->data, ev->len, echo_sent, ev) == 0)
                 continue;
             break;
-        case SEDA_IO_READ_EOF:
+        case SEDA_IO_READ_EOF: /* its release closes, after the flush */
             atomic_fetch_add(&s->eofs, 1);
-            seda_conn_close(ev->conn, SEDA_CLOSE_AFTER_FLUSH);
             break;
         case SEDA_IO_UNWRITABLE: /* the peer reads slower than it writes */
             seda_conn_read_stop(ev->conn);
@@ -132,6 +131,49 @@ static inline void echo_start(struct echo_server *s, seda_runtime_t *rt,
 }
 
 static inline void echo_stop(struct echo_server *s)
+{
+    seda_listener_close(s->ls);
+    for (int i = 0; i < THREADS; i++)
+        seda_stage_release(s->stages[i]);
+}
+
+/* ---- a server with the test's own handler --------------------------------------------- */
+
+struct server {
+    seda_runtime_t *rt;
+    seda_stage_t *stages[THREADS];
+    seda_listener_t *ls;
+    uint16_t port;
+};
+
+/* One bound stage per thread running `handler` with ctx, and a listener
+ * (127.0.0.1, an ephemeral port) feeding them; lo may set more. */
+static inline void serve(struct server *s, seda_runtime_t *rt, seda_handler_fn handler, void *ctx,
+                         const seda_listen_options_t *lo_in)
+{
+    memset(s, 0, sizeof *s);
+    s->rt = rt;
+    static _Atomic int serial;
+    int k = atomic_fetch_add(&serial, 1);
+    for (int i = 0; i < THREADS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "srv%d.%d", k, i);
+        seda_stage_options_t so = { .name = name, .handler = handler, .ctx = ctx,
+                                    .drop = release_event_cb, .queue_capacity = 4096,
+                                    .bind_to_thread = 1, .thread_index = (uint32_t)i };
+        CHECK_OK(seda_stage_create(rt, &so, &s->stages[i]));
+    }
+    seda_listen_options_t lo = { 0 };
+    if (lo_in)
+        lo = *lo_in;
+    lo.host = "127.0.0.1";
+    if (!lo.read_sink && !lo.accept_sink)
+        lo.read_sinks = s->stages;
+    CHECK_OK(seda_listen(rt, &lo, &s->ls));
+    s->port = seda_listener_port(s->ls);
+}
+
+static inline void server_stop(struct server *s)
 {
     seda_listener_close(s->ls);
     for (int i = 0; i < THREADS; i++)

@@ -13,9 +13,7 @@
  *     seda_io_event_t *ev = events[i];
  *     if (ev->type == SEDA_IO_PACKET)
  *         seda_conn_write_copy(ev->conn, ev->data, ev->len);
- *     else if (ev->type == SEDA_IO_READ_EOF)
- *         seda_conn_close(ev->conn, SEDA_CLOSE_AFTER_FLUSH);
- *     seda_io_event_release(ev);
+ *     seda_io_event_release(ev);   // releasing READ_EOF closes, after the flush
  *
  * Threads and ownership. A connection belongs to the worker loop (shared
  * thread) that accepted or connected it: only that thread touches its
@@ -77,7 +75,10 @@ enum seda_io_event_type {
     SEDA_IO_ACCEPTED = 1,
     /* Bytes received: data/len, seq. */
     SEDA_IO_PACKET = 2,
-    /* The peer closed its writing side; the connection stays open for
+    /* The peer closed its writing side. Unless the connection allows
+     * half-closure (seda_conn_options_t.half_close), it is closed after its
+     * output is flushed once the application releases this event (so the
+     * packets before it are answered); with half_close it stays open for
      * writing until the application closes it. */
     SEDA_IO_READ_EOF = 3,
     /* The connection is closed: the last event. error: 0 (closed by the
@@ -161,6 +162,9 @@ typedef struct seda_conn_options {
     int64_t idle_timeout_ns;
     /* Nonzero: leave Nagle's algorithm on (default: TCP_NODELAY set). */
     int nagle;
+    /* Nonzero: after READ_EOF the connection stays open for writing until
+     * the application closes it (default: closed after flush, see READ_EOF). */
+    int half_close;
 } seda_conn_options_t;
 
 /* ---- listening ----------------------------------------------------------- */
