@@ -57,11 +57,12 @@ public final class EventQueue<Element: AnyObject & Sendable>: @unchecked Sendabl
 
     /// Enqueues every event, in order and at consecutive positions, or none:
     /// throws ``SedaError/full`` when fewer slots are free,
-    /// ``SedaError/closed``, or ``SedaError/invalidArgument`` when there are
-    /// more events than ``capacity``.
+    /// ``SedaError/closed``, or ``SedaError/batchTooLarge(count:capacity:)``
+    /// when there are more events than ``capacity``.
     public func enqueue<C: Collection>(contentsOf events: C) throws(SedaError) where C.Element == Element {
         let n = events.count
         if n == 0 { return }
+        if n > capacity { throw .batchTooLarge(count: n, capacity: capacity) }
         let r: Int32 = withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: n) { buf in
             var i = 0
             for e in events {
@@ -114,7 +115,7 @@ public final class EventQueue<Element: AnyObject & Sendable>: @unchecked Sendabl
     /// Parks on the queue's notifier: no CPU is used while waiting.
     public func dequeue(max: Int, timeout: Duration?) throws(SedaError) -> [Element] {
         guard max > 0 else { throw .invalidArgument }
-        let ns: Int64 = timeout.map(nanoseconds) ?? -1
+        let ns = timeoutNanoseconds(timeout)
         var events: [Element] = []
         try withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: max) { buf throws(SedaError) in
             let r = seda_queue_dequeue_wait(handle, buf.baseAddress!, nil, max, ns)

@@ -3,8 +3,14 @@ import Seda
 
 /// Publishes stage snapshots through swift-metrics: counters for events
 /// (enqueued, processed, rejected by reason, handed back, handler errors),
-/// gauges for queue length, threads and latency quantiles, each with a
-/// `stage` dimension. Call ``export(_:)`` periodically (e.g. every second).
+/// gauges for queue length, threads and latency quantiles and, for a stage
+/// guarded by a response-time controller, its admission rate
+/// (`seda_stage_admission_rate`, -1 while unlimited), measured p90
+/// (`seda_stage_response_time_p90_seconds`) and target
+/// (`seda_stage_response_time_target_seconds`); each with a `stage`
+/// dimension. Call ``export(_:)`` periodically (e.g. every second).
+///
+/// Thread rules: any thread; exports are serialised.
 public final class StageMetricsExporter: @unchecked Sendable {
     // @unchecked: `last` is guarded by `lock`.
     private let factory: any MetricsFactory
@@ -46,8 +52,25 @@ public final class StageMetricsExporter: @unchecked Sendable {
                     Gauge(label: "seda_stage_service_time_seconds", dimensions: dims + [("quantile", q)],
                           factory: factory).record(Double(st) / 1e9)
                 }
+                if let rt = s.responseTime {
+                    // Why requests are refused: the admitted rate against
+                    // the measured p90 and its target (-1: unlimited rate).
+                    Gauge(label: "seda_stage_admission_rate", dimensions: dims, factory: factory)
+                        .record(rt.rate.isFinite ? rt.rate : -1)
+                    Gauge(label: "seda_stage_response_time_target_seconds", dimensions: dims, factory: factory)
+                        .record(seconds(rt.target))
+                    if let p90 = rt.lastP90 {
+                        Gauge(label: "seda_stage_response_time_p90_seconds", dimensions: dims, factory: factory)
+                            .record(seconds(p90))
+                    }
+                }
                 last[s.name] = s
             }
         }
     }
+}
+
+private func seconds(_ d: Duration) -> Double {
+    let (s, a) = d.components
+    return Double(s) + Double(a) / 1e18
 }

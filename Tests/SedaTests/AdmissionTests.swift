@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 
-@testable import Seda
+@_spi(Threads) @testable import Seda
 
 /// A one-thread stage's handler that lets events through one at a time, each
 /// only on a permit from the test, and moves a manual clock by its service
@@ -254,6 +254,9 @@ struct AdmissionTests {
         #expect(overloaded.lastDecision == .decrease)
         #expect(overloaded.lastP90! > .milliseconds(60))
         #expect(overloaded.rate < overloaded.throughput, "cut below what the stage completes")
+        // An operator sees why requests are refused: in the snapshot and the graph.
+        #expect(runtime.snapshot()[stage: "rt"]?.responseTime == overloaded)
+        #expect(runtime.snapshot().graphviz().contains("(decrease)"))
 
         stage.serviceMilliseconds.store(1, ordering: .relaxed)
         stage.open()
@@ -319,7 +322,7 @@ struct AdmissionTests {
                                         options: StageOptions(queueCapacity: 8192), admission: bucket)
         let accepted = Counter()
         let producers = (0..<4).map { t in
-            Thread(name: "producer \(t)") {
+            startThread(name: "producer \(t)") {
                 for i in 0..<1000 where sink.enqueueLossy(Job(t * 1000 + i, life)) { accepted.add(1) }
             }
         }
@@ -331,3 +334,106 @@ struct AdmissionTests {
         #expect(life.balanced)
     }
 }
+
+/// A blob of bytes for the byte-limit tests.
+private final class Parcel: SizedEvent, Sendable {
+    let sizeInBytes: Int
+    init(_ size: Int) { sizeInBytes = size }
+}
+
+/// Holds its thread until opened; counts what it handled.
+private final class ParcelGate: EventHandler, Sendable {
+    let open = Counter()
+    let entered = Counter()
+    let handled = Counter()
+    func handle(_ batch: inout EventBatch<Parcel>) throws {
+        entered.add(1)
+        while open.value == 0 { usleep(200) }
+        handled.add(batch.count)
+    }
+}
+
+extension AdmissionTests {
+    /// Bug 7: control and timer events never passed admission, but the
+    /// runtime told the admission controller they left: one control event
+    /// of 50 bytes made ByteLimit.bytesHeld -50, loosening the cap for good.
+    @Test func controlEventsNeverReachLeft() throws {
+        let clock = SedaClock.manual()
+        let runtime = try Runtime(clock: clock)
+        let limit = ByteLimit<Parcel>(cap: 100)
+        let gate = ParcelGate()
+        let sink = try runtime.addStage("bytes", handler: gate, options: StageOptions(
+            threadManager: .dedicated(threads: 1), batchSize: 1), admission: limit)
+        let timers = try Timers(clock: clock, startThread: false)
+
+        try sink.enqueueControl(Parcel(50))
+        try timers.schedule(Parcel(30), to: sink, after: .milliseconds(1))
+        try clock.advance(by: .milliseconds(1))
+        timers.poll()
+        try sink.enqueue(Parcel(60))
+        #expect(limit.bytesHeld == 60, "only the admitted event counts")
+        gate.open.add(1)
+        waitUntil("handled") { gate.handled.value == 3 }
+        #expect(limit.bytesHeld == 0, "never negative: the control events took nothing back")
+        #expect(throws: SedaError.rejected(.bytes)) { try sink.enqueue(Parcel(101)) }
+
+        // Handed back at shutdown: the same rule.
+        gate.open.add(-1)
+        try sink.enqueue(Parcel(10))
+        waitUntil("held") { gate.entered.value == 4 }
+        try sink.enqueueControl(Parcel(40))
+        try sink.enqueue(Parcel(20))
+        #expect(limit.bytesHeld == 20)
+        let opener = startThread(name: "opener") {
+            waitUntil("given back") { StageStatistics(stage: sink.stage.pointer).handedBack == 2 }
+            gate.open.add(1)
+        }
+        try runtime.shutdown(.handBack)
+        opener.join()
+        #expect(limit.bytesHeld == 0)
+    }
+
+    /// One notion of priority: on a stage with priority classes, a
+    /// Prioritized event goes to the class its priority names (the number
+    /// the per-class admission policies read), without enqueue(priorityClass:).
+    @Test func prioritizedEventsFindTheirClass() throws {
+        let runtime = try Runtime()
+        let seen = Lock<[Int]>([])
+        struct Log: EventHandler {
+            let seen: Lock<[Int]>
+            let gate: Counter
+            func handle(_ batch: inout EventBatch<Order>) throws {
+                while gate.value == 0 { usleep(200) }
+                batch.forEach { o in seen.withLock { $0.append(o.priority) } }
+            }
+        }
+        let gate = Counter()
+        let sink = try runtime.addStage("orders", handler: Log(seen: seen, gate: gate), options: StageOptions(
+            threadManager: .dedicated(threads: 1), batchSize: 1, priorityClasses: 3))
+        try sink.enqueue(Order(priority: 1))  // taken at once; the handler waits
+        waitUntil("taken") { sink.count == 0 }
+        for p in [2, 1, 0, 7, -3, 1] { try sink.enqueue(Order(priority: p)) }
+        gate.add(1)
+        waitUntil("all seen") { seen.withLock { $0.count } == 7 }
+        // Class 0 first (0 and -3, clamped), then class 1, then class 2 (2 and 7, clamped).
+        #expect(seen.withLock { $0 } == [1, 0, -3, 1, 1, 2, 7])
+        try runtime.shutdown()
+    }
+
+    @Test func responseTimeStateIsInTheSnapshotAndTheGraph() throws {
+        let runtime = try Runtime(clock: .manual())
+        let rtc = ResponseTimeController<Job>(target: .milliseconds(50))
+        _ = try runtime.addStage("guarded", handler: DiscardJobs(),
+                                 admission: AdmissionChain<Job>(QueueThreshold<Job>(100), rtc))
+        _ = try runtime.addStage("plain", handler: DiscardJobs())
+        let s = runtime.snapshot()
+        let state = try #require(s[stage: "guarded"]?.responseTime)
+        #expect(state.target == .milliseconds(50))
+        #expect(state.rate == .infinity && state.lastDecision == ResponseTimeDecision.none)
+        #expect(s[stage: "plain"]?.responseTime == nil)
+        #expect(s.graphviz().contains("admit unlimited, p90 - / 50.0 ms (none)"))
+        try runtime.shutdown()
+        #expect(runtime.snapshot()[stage: "guarded"]?.responseTime == state, "kept after shutdown too")
+    }
+}
+

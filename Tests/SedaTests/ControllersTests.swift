@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 
-@testable import Seda
+@_spi(Threads) @testable import Seda
 import SedaConfiguration
 
 // MARK: - Fakes
@@ -293,7 +293,7 @@ struct ControllersTests {
 
         let rate = 500, seconds = 6
         let events = rate * seconds
-        let producer = Thread(name: "load") {
+        let producer = startThread(name: "load") {
             // Open loop: event i is due at start + i/rate, whatever the stage does.
             let start = monotonicNanoseconds()
             for i in 0..<events {

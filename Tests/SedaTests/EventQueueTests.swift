@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 
-@testable import Seda
+@_spi(Threads) @testable import Seda
 
 /// An event that counts its deinitialisations, to prove the queue neither
 /// leaks an event nor releases one twice.
@@ -52,7 +52,7 @@ struct EventQueueTests {
         #expect(throws: SedaError.full) { try q.enqueue(contentsOf: (5..<9).map { Tracked($0, deinits) }) }
         #expect(deinits.value == 4, "a rejected batch goes back whole to the caller")
         #expect(q.count == 5)
-        #expect(throws: SedaError.invalidArgument) {
+        #expect(throws: SedaError.batchTooLarge(count: 9, capacity: 8)) {
             try q.enqueue(contentsOf: (0..<9).map { Tracked($0, deinits) })
         }
         let got = try q.dequeue(max: 16)
@@ -117,10 +117,10 @@ struct EventQueueTests {
         let consumerLogs = (0..<consumers).map { _ in Box(ConsumerLog()) }
         let producerErrors = (0..<producers).map { _ in Box([String]()) }
 
-        var threads: [Thread] = []
+        var threads: [SedaThread] = []
         for c in 0..<consumers {
             let log = consumerLogs[c]
-            threads.append(Thread(name: "consumer-\(c)") {
+            threads.append(startThread(name: "consumer-\(c)") {
                 var last = Array(repeating: -1, count: producers)
                 while true {
                     let batch: [Tracked]
@@ -142,10 +142,10 @@ struct EventQueueTests {
                 }
             })
         }
-        var producerThreads: [Thread] = []
+        var producerThreads: [SedaThread] = []
         for p in 0..<producers {
             let errors = producerErrors[p]
-            producerThreads.append(Thread(name: "producer-\(p)") {
+            producerThreads.append(startThread(name: "producer-\(p)") {
                 var i = 0
                 while i < perProducer {
                     let n = Swift.min(1 + (i % 5), perProducer - i)

@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 
-@testable import Seda
+@_spi(Threads) @testable import Seda
 
 /// An event for stage tests: a number, a time-to-live, and a deinit counter.
 final class Job: Sendable {
@@ -135,7 +135,9 @@ struct RuntimeTests {
         #expect(throws: SedaError.eventTypeMismatch(stage: "jobs", expected: "Life", actual: "Job")) {
             try runtime.sink(named: "jobs", of: Life.self)
         }
-        #expect(throws: SedaError.alreadyExists) { try runtime.addStage("jobs", handler: Recorder()) }
+        // A duplicate name names the stage.
+        #expect(throws: SedaError.stageExists("jobs")) { try runtime.addStage("jobs", handler: Recorder()) }
+        #expect("\(SedaError.stageExists("jobs"))".contains("'jobs'"))
         #expect(runtime.stageNames == ["jobs"])
         try runtime.shutdown()
     }
@@ -205,9 +207,17 @@ struct RuntimeTests {
         toPong.withLock { $0 = pong }
         toPing.withLock { $0 = ping }
         for i in 0..<1000 { try ping.enqueue(Job(i, ttl: 100, life)) }
+        // The graph kept after the shutdown is the one learned before it.
+        waitUntil("bouncing") { runtime.snapshot().stages.allSatisfy { $0.downstream.count == 1 } }
         try runtime.shutdown(.drain)
         #expect(finished.value == 1000, "every job ran its course before shutdown returned")
-        #expect(runtime.snapshot().stages.isEmpty)
+        // The final totals stay readable after the shutdown, graph included.
+        let final = runtime.snapshot()
+        #expect(final.stages.map(\.name) == ["ping", "pong"])
+        #expect(final.stages.map(\.processed).reduce(0, +) == 1000 * 101, "each job: 1 + 100 hops")
+        #expect(final.stages.allSatisfy { $0.handedBack == 0 && $0.queueLength == 0 })
+        #expect(final[stage: "ping"]?.downstream == ["pong"] && final[stage: "pong"]?.downstream == ["ping"])
+        #expect(runtime.stageNames.isEmpty, "no stage is live any more")
         toPong.withLock { $0 = nil }
         toPing.withLock { $0 = nil }
         #expect(life.balanced)
@@ -244,7 +254,7 @@ struct RuntimeTests {
         let first = Recorder()
         let sink = try runtime.addStage("victim", handler: first, options: StageOptions(queueCapacity: 64))
         let accepted = Counter()
-        let producer = Thread(name: "producer") {
+        let producer = startThread(name: "producer") {
             for i in 0..<200_000 {
                 do throws(SedaError) {
                     try enqueueRetrying(sink, Job(i, life))
@@ -321,7 +331,7 @@ struct BackpressureTests {
         #expect(throws: SedaError.timedOut) { try sink.enqueue(Job(3, life), timeout: .milliseconds(2)) }
         await #expect(throws: SedaError.timedOut) { try await sink.enqueue(Job(3, life), timeout: .milliseconds(2)) }
         // Once the stage makes room, a blocked thread and an async task both get in.
-        let blocked = Thread(name: "blocked") { try? sink.enqueue(Job(4, life), timeout: nil) }
+        let blocked = startThread(name: "blocked") { try? sink.enqueue(Job(4, life), timeout: nil) }
         gate.open.add(1)
         try await sink.enqueue(Job(5, life), timeout: .seconds(30))
         blocked.join()
@@ -331,29 +341,50 @@ struct BackpressureTests {
         #expect(life.balanced)
     }
 
+    /// Enqueues each event into `target` with a timeout; records nil for
+    /// an accepted one, else the error.
     struct WaitsOnShared: EventHandler {
         let target: Lock<Sink<Job>?>
-        let result: Lock<SedaError?>
+        let results: Lock<[SedaError?]>
         func handle(_ batch: inout EventBatch<Job>) throws {
             let target = self.target.withLock { $0 }!
-            do throws(SedaError) {
-                try target.enqueue(batch.take(0)!, timeout: .seconds(1))
-            } catch {
-                result.withLock { $0 = error }
+            for i in 0..<batch.count {
+                guard let job = batch.take(i) else { continue }
+                do throws(SedaError) {
+                    try target.enqueue(job, timeout: .seconds(1))
+                    results.withLock { $0.append(nil) }
+                } catch {
+                    results.withLock { $0.append(error) }
+                }
             }
         }
     }
 
+    /// A handler on the shared threads may not wait, but an enqueue with a
+    /// timeout that finds room needs no wait: it succeeds (it used to throw
+    /// .wouldDeadlock whatever the queue held). Only a full queue refuses,
+    /// counted as full.
     @Test func handlersOnTheSharedThreadsMayNotWait() throws {
         let life = Life()
         let runtime = try Runtime()
-        let target = Lock<Sink<Job>?>(nil), result = Lock<SedaError?>(nil)
-        let other = try runtime.addStage("other", handler: Recorder())
+        let target = Lock<Sink<Job>?>(nil), results = Lock<[SedaError?]>([])
+        let gate = Gate()
+        let other = try runtime.addStage("other", handler: gate, options: StageOptions(
+            threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 2))
         target.withLock { $0 = other }
-        let sink = try runtime.addStage("waits", handler: WaitsOnShared(target: target, result: result))
+        try other.enqueue(Job(100, life))
+        waitUntil("held") { gate.entered.value == 1 }
+        let sink = try runtime.addStage("waits", handler: WaitsOnShared(target: target, results: results))
         try sink.enqueue(Job(0, life))
-        waitUntil("handled") { result.withLock { $0 } != nil }
-        #expect(result.withLock { $0 } == .wouldDeadlock)
+        waitUntil("handled") { results.withLock { $0.count } == 1 }
+        #expect(results.withLock { $0 } == [nil], "room: accepted without waiting")
+        try other.enqueue(Job(101, life))  // now full
+        try sink.enqueue(Job(1, life))
+        waitUntil("handled") { results.withLock { $0.count } == 2 }
+        #expect(results.withLock { $0 } == [nil, .wouldDeadlock], "full: would have to wait")
+        #expect(runtime.snapshot()[stage: "other"]?.rejectedFull == 1)
+        #expect("\(SedaError.wouldDeadlock)".contains("must not wait for room"))
+        gate.open.add(1)
         target.withLock { $0 = nil }
         try runtime.shutdown()
         #expect(life.balanced)
@@ -543,5 +574,99 @@ extension BackpressureTests {
         me.withLock { $0 = nil }
         try runtime.shutdown()
         #expect(life.balanced)
+    }
+}
+
+extension RuntimeTests {
+    /// A stage whose name holds "." could never be configured (keys name a
+    /// stage between dots): refused when it is made, saying why.
+    @Test func stageNamesWithADotAreRefused() throws {
+        let runtime = try Runtime()
+        #expect(throws: SedaError.self) { try runtime.addStage("http.parse", handler: Recorder()) }
+        do {
+            try runtime.addStage("http.parse", handler: Recorder())
+        } catch {
+            #expect("\(error)".contains("'http.parse' contains '.'"))
+        }
+        #expect(throws: SedaError.self) { try runtime.addStage("", handler: Recorder()) }
+        #expect(throws: SedaError.self) {
+            try runtime.addStage(String(repeating: "x", count: SedaLimits.stageNameBytes + 1), handler: Recorder())
+        }
+        try runtime.addStage("http-parse", handler: Recorder())
+        #expect(runtime.stageNames == ["http-parse"])
+        try runtime.shutdown()
+    }
+
+    /// More events in one all-or-nothing enqueue than the queue can hold
+    /// said only "invalid argument"; now it says how many and the capacity.
+    @Test func aBatchBeyondTheCapacityNamesBoth() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let gate = Gate()
+        let small = try runtime.addStage("small", handler: gate,
+                                         options: StageOptions(threadManager: .dedicated(threads: 1), queueCapacity: 6))
+        #expect(throws: SedaError.batchTooLarge(count: 9, capacity: 8)) {
+            try small.enqueueMany((0..<9).map { Job($0, life) })
+        }
+        #expect("\(SedaError.batchTooLarge(count: 9, capacity: 8))" == "9 events at once is more than the queue's capacity of 8")
+        // A handler forwarding a batch too big for the next stage learns the same.
+        let outcome = Lock<SedaError?>(nil)
+        let hold = Counter()
+        struct ForwardAll: EventHandler {
+            let next: Sink<Job>
+            let outcome: Lock<SedaError?>
+            let hold: Counter
+            func handle(_ batch: inout EventBatch<Job>) throws {
+                if batch[0]?.n == -1 {  // the first batch holds the thread while the rest queue up
+                    while hold.value == 0 { usleep(200) }
+                    return
+                }
+                do throws(SedaError) { try batch.forward(to: next) } catch { outcome.withLock { $0 = error } }
+            }
+        }
+        let front = try runtime.addStage("front", handler: ForwardAll(next: small, outcome: outcome, hold: hold),
+                                         options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 16))
+        try front.enqueue(Job(-1, life))
+        waitUntil("holding") { front.count == 0 }
+        try front.enqueueMany((0..<12).map { Job($0, life) })
+        hold.add(1)  // the next batch is all 12
+        waitUntil("forwarded") { outcome.withLock { $0 } != nil }
+        #expect(outcome.withLock { $0 } == .batchTooLarge(count: 12, capacity: 8))
+        gate.open.add(1)
+        try runtime.shutdown()
+        #expect(life.balanced)
+    }
+
+    /// A second watcher for one stage was refused, but kept for the life of
+    /// the runtime all the same: a leak per refusal.
+    @Test func aRefusedWatcherIsNotKept() throws {
+        let runtime = try Runtime()
+        let states = try runtime.addStage("states", handler: StateRecorder())
+        try runtime.addStage("watched", handler: Recorder())
+        try runtime.watch(stage: "watched", notify: states)
+        for _ in 0..<3 {
+            #expect(throws: SedaError.system(errno: EBUSY)) { try runtime.watch(stage: "watched", notify: states) }
+        }
+        #expect(runtime.watchers.withLock { $0.count } == 1)
+        try runtime.shutdown()
+    }
+
+    /// The Swift side of blocked-handler detection: the C core reports a
+    /// handler blocking a shared thread; the runtime logs it once per stage,
+    /// naming the stage and what to do instead, and counts every report.
+    @Test func aBlockedHandlerIsLoggedOncePerStage() throws {
+        let log = LogCapture()
+        let runtime = try Runtime(logger: log.logger)
+        runtime.handlerBlocked(stage: "sleepy", running: .seconds(2), usual: .microseconds(5))
+        runtime.handlerBlocked(stage: "sleepy", running: .seconds(2), usual: .microseconds(5))
+        runtime.handlerBlocked(stage: "other", running: .milliseconds(300), usual: nil)
+        let lines = log.matching("blocked a shared thread")
+        #expect(lines.count == 2)
+        #expect(lines.first?.level == .warning)
+        #expect(lines.first?.message.contains("stage 'sleepy'") == true)
+        #expect(lines.first?.message.contains(".dedicated") == true)
+        #expect(lines.first?.metadata["running"] == "2.0 s")
+        #expect(runtime.blockedHandlerReports == ["sleepy": 2, "other": 1])
+        try runtime.shutdown()
     }
 }

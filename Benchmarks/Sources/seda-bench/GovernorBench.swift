@@ -1,6 +1,6 @@
 import ArgumentParser
 import Glibc
-import Seda
+@_spi(Threads) import Seda
 import Synchronization
 
 /// `seda-bench governor`: the seed's thread governor experiment. Sandstorm's
@@ -101,7 +101,7 @@ struct GovernorBench: ParsableCommand {
         let interval = UInt64(intervalMs) * 1_000_000
         let end = start + UInt64(seconds) * 1_000_000_000
         let rows = Mutex<[GovernorRow]>([])
-        let sampler = GovernorSamplerThread {
+        let sampler = try SedaThread(name: "sampler") {
             var last = runtime.snapshot()[stage: "logger"]!
             var lastTime = start
             var k: UInt64 = 1
@@ -215,25 +215,6 @@ private struct GovernorSlowLogger: EventHandler {
             log.record(now > event.due ? now - event.due : 0)
         }
     }
-}
-
-/// A joinable POSIX thread (the sampler): not the cooperative pool.
-private final class GovernorSamplerThread: @unchecked Sendable {
-    // @unchecked: `handle` is written once, in init, and read by join().
-    private var handle = pthread_t()
-    private let body: @Sendable () -> Void
-
-    init(_ body: @escaping @Sendable () -> Void) {
-        self.body = body
-        let ctx = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&handle, nil, { ctx in
-            Unmanaged<GovernorSamplerThread>.fromOpaque(ctx!).takeRetainedValue().body()
-            return nil
-        }, ctx)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-    }
-
-    func join() { pthread_join(handle, nil) }
 }
 
 private func governorProgress(_ line: String) {

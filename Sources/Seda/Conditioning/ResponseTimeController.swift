@@ -133,8 +133,12 @@ public enum ResponseTimeDecision: String, Sendable, Equatable {
     case idle
 }
 
-/// A response-time controller's state, for the profiler and for logs.
+/// A response-time controller's state, for the profiler and for logs. A
+/// stage's snapshot carries it (``StageSnapshot/responseTime``), the stage
+/// graph shows it and ``StageMetricsExporter`` (`SedaMetrics`) exports it.
 public struct ResponseTimeControllerState: Sendable, Equatable {
+    /// The 90th-percentile response time the controller aims for.
+    public var target: Duration
     /// Events per second admitted now (`.infinity`: unlimited).
     public var rate: Double
     /// The last window's p90 response time (see ``ResponseTimeController``).
@@ -185,7 +189,7 @@ public struct ResponseTimeControllerState: Sendable, Equatable {
 /// ``SedaClock/manual(startingAt:)``.
 ///
 /// Thread rules: any thread, at once.
-public final class ResponseTimeController<Event: AnyObject & Sendable>: AdmissionController {
+public final class ResponseTimeController<Event: AnyObject & Sendable>: AdmissionController, ReportsResponseTime {
     let loop: ResponseTimeLoop
 
     public init(_ options: ResponseTimeControllerOptions, logger: Logger = Logger(label: "seda.admission")) {
@@ -200,6 +204,8 @@ public final class ResponseTimeController<Event: AnyObject & Sendable>: Admissio
     public var options: ResponseTimeControllerOptions { loop.options }
     /// The last update's measurements and decision.
     public var state: ResponseTimeControllerState { loop.state }
+
+    var responseTimeState: ResponseTimeControllerState? { loop.state }
 
     public func admit(_ event: Event, to stage: StageProbe) -> RejectionReason? {
         loop.admit(priorityClass: 0, probe: stage) ? nil : .responseTime
@@ -226,7 +232,8 @@ public final class ResponseTimeController<Event: AnyObject & Sendable>: Admissio
 /// and counted per class in ``classCounts``.
 ///
 /// Thread rules: any thread, at once.
-public final class MultiClassResponseTimeController<Event: AnyObject & Sendable & Prioritized>: AdmissionController {
+public final class MultiClassResponseTimeController<Event: AnyObject & Sendable & Prioritized>: AdmissionController,
+    ReportsResponseTime {
     /// Events admitted and refused by one priority class.
     public struct ClassCount: Sendable, Equatable {
         public var admitted: UInt64
@@ -250,7 +257,10 @@ public final class MultiClassResponseTimeController<Event: AnyObject & Sendable 
     }
 
     public var options: ResponseTimeControllerOptions { loop.options }
+    /// The last update's measurements and decision.
     public var state: ResponseTimeControllerState { loop.state }
+
+    var responseTimeState: ResponseTimeControllerState? { loop.state }
 
     /// Admitted and refused events per class, index = priority.
     public var classCounts: [ClassCount] {
@@ -308,7 +318,7 @@ final class ResponseTimeLoop: Sendable {
     private let memory: Lock<Memory>
 
     struct Memory {
-        var baseline: ResponseTimeReading?
+        var baseline: StageStatistics?
         var baselineTime: Int64 = 0
         var stage: ObjectIdentifier?
         var smoothed: Double?
@@ -322,12 +332,12 @@ final class ResponseTimeLoop: Sendable {
         self.classes = classes
         self.logger = logger
         bucket = GCRA(rate: min(options.initialRate, options.maxRate))
-        tolerance = (options.burst ?? options.target / 4).nanoseconds
-        minInterval = options.minimumUpdateInterval.nanoseconds
-        maxInterval = options.maximumUpdateInterval.nanoseconds
-        target = Double(options.target.nanoseconds)
+        tolerance = (options.burst ?? options.target / 4).saturatingNanoseconds
+        minInterval = options.minimumUpdateInterval.saturatingNanoseconds
+        maxInterval = options.maximumUpdateInterval.saturatingNanoseconds
+        target = Double(options.target.saturatingNanoseconds)
         memory = Lock(Memory(state: ResponseTimeControllerState(
-            rate: bucket.rate, lastP90: nil, smoothedP90: nil, queueDelayP90: nil, throughput: 0,
+            target: options.target, rate: bucket.rate, lastP90: nil, smoothedP90: nil, queueDelayP90: nil, throughput: 0,
             capacityEstimate: nil, windowEvents: 0, windowRefusals: 0, updates: 0, lastDecision: .none)))
     }
 
@@ -355,7 +365,7 @@ final class ResponseTimeLoop: Sendable {
 
     /// Runs under the lock, on the one producer that won the flag.
     private func update(_ m: inout Memory, now: Int64, probe: StageProbe) {
-        let reading = ResponseTimeReading(stage: probe.stage.pointer)
+        let reading = StageStatistics(stage: probe.stage.pointer)
         let id = ObjectIdentifier(probe.stage)
         guard let base = m.baseline, m.stage == id else {
             if m.stage != nil, m.stage != id {
@@ -447,9 +457,9 @@ final class ResponseTimeLoop: Sendable {
         next = min(max(next, options.minRate), options.maxRate)
         if next != rate { bucket.setRate(next) }
 
-        func duration(_ ns: Double) -> Duration { .nanoseconds(Int64(ns.rounded())) }
+        func duration(_ ns: Double) -> Duration { Duration(saturatingNanoseconds: ns) }
         m.state = ResponseTimeControllerState(
-            rate: bucket.rate,
+            target: options.target, rate: bucket.rate,
             lastP90: window.events > 0 ? duration(window.p90) : m.state.lastP90,
             smoothedP90: m.smoothed.map(duration),
             queueDelayP90: window.events > 0 ? duration(window.queueDelayP90) : m.state.queueDelayP90,
@@ -467,15 +477,6 @@ final class ResponseTimeLoop: Sendable {
 }
 
 fileprivate func describeDuration(_ d: Duration) -> String {
-    formatNanos(UInt64(max(0, d.nanoseconds)))
+    formatNanos(UInt64(max(0, d.saturatingNanoseconds)))
 }
 
-extension Duration {
-    /// Whole nanoseconds (saturating).
-    fileprivate var nanoseconds: Int64 {
-        let (s, a) = components
-        let (ns, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return s < 0 ? .min : .max }
-        return ns.addingReportingOverflow(a / 1_000_000_000).overflow ? .max : ns + a / 1_000_000_000
-    }
-}

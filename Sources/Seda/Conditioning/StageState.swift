@@ -60,10 +60,12 @@ extension Runtime {
         let reg = registry.withLock { $0[name] }
         guard let reg else { throw .noSuchStage(name) }
         let watcher = StageWatcher(stage: name, notify: notify)
-        // The runtime keeps the watcher for its lifetime: the C stage holds
-        // only a raw pointer to it.
-        watchers.withLock { $0.append(watcher) }
+        // The C stage holds only a raw pointer to the watcher: the runtime
+        // keeps it for its lifetime once the stage took it (this frame keeps
+        // it alive until then, callbacks included). A refused watcher is
+        // not kept.
         _ = try SedaError.check(seda_stage_watch(reg.stage.pointer, stageStateCallback,
                                                  Unmanaged.passUnretained(watcher).toOpaque()))
+        watchers.withLock { $0.append(watcher) }
     }
 }

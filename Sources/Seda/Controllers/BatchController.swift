@@ -82,6 +82,7 @@ public final class BatchController: @unchecked Sendable {
 
     /// A controller that controls no stage yet (see ``control(_:settings:)``).
     /// - Parameters:
+    ///   - runtime: the runtime whose stages it controls (kept alive by it).
     ///   - interval: time between ticks; a stage whose `recalcWindow` is
     ///     longer is measured every few ticks.
     ///   - tolerance: the relative change in smoothed throughput that counts
@@ -124,7 +125,7 @@ public final class BatchController: @unchecked Sendable {
             throw .invalidConfiguration("\(at): recalcWindow \(settings.recalcWindow) must be positive")
         }
         guard runtime.registeredOptions(name) != nil else { throw .noSuchStage(name) }
-        let ratio = Double(controllerNanoseconds(settings.recalcWindow)) / Double(controllerNanoseconds(interval))
+        let ratio = Double(settings.recalcWindow.saturatingNanoseconds) / Double(interval.saturatingNanoseconds)
         let every = max(1, Int(ratio.rounded()))
         state.withLock { st in
             if st.stages[name] == nil { st.order.append(name) }

@@ -85,6 +85,7 @@ public final class ThreadGovernor: @unchecked Sendable {
 
     /// A governor that governs no stage yet (see ``govern(_:settings:)``).
     /// - Parameters:
+    ///   - runtime: the runtime whose stages it governs (kept alive by it).
     ///   - settings: `delay` is the sampling interval and `autoMaxDetect`
     ///     applies to every stage; the rest are the defaults of
     ///     ``govern(_:settings:)``. `enabled` is not read.
@@ -321,7 +322,7 @@ struct GovernorPolicy {
         }
         let since = idleSince ?? p.time
         idleSince = since
-        guard s.time - since >= controllerNanoseconds(settings.idleTimeThreshold) else { return nil }
+        guard s.time - since >= settings.idleTimeThreshold.saturatingNanoseconds else { return nil }
         idleSince = s.time
         return Change(threads: n - 1, reason: .idle(for: .nanoseconds(s.time - since), busyThreads: iv.busyThreads))
     }
