@@ -61,7 +61,6 @@ struct ConfigurationTests {
         #expect(s.governor == GovernorSettings())
         #expect(s.batchController == BatchControllerSettings(maxBatch: 64))
         #expect(s.responseTimeController == ResponseTimeControllerSettings())
-        #expect(c.profile == ProfileSettings())
     }
 
     @Test func environmentOverridesFileOverridesCode() throws {
@@ -153,8 +152,7 @@ struct ConfigurationTests {
                                    "idleTimeThreshold": 3000, "autoMaxDetect": true}
               },
               "batchController": {"enable": true, "minBatch": 2, "recalcWindow": 250, "smoothConst": 0.5},
-              "rtController": {"enable": false, "type": "pid", "targetResponseTime": 12.5},
-              "profile": {"enable": true, "delay": 100}
+              "rtController": {"enable": false, "type": "pid", "targetResponseTime": 12.5}
             },
             "stages": {
               "Disk": {"threads": 4, "maxThreads": 8, "pinCPU": 3, "queueCapacity": 64,
@@ -171,7 +169,6 @@ struct ConfigurationTests {
             let c = try SedaConfiguration(file: path, environment: [:])
             #expect(c.cpuThreads == 6)
             #expect(c.pinThreads)
-            #expect(c.profile == ProfileSettings(enabled: true, delay: .milliseconds(100)))
             #expect(c.stageNames == ["Cpu", "Disk", "Empty"])
 
             let disk = try c.settings(forStage: "Disk")
@@ -213,7 +210,7 @@ struct ConfigurationTests {
 
     @Test func codeSetsEveryKeyToo() throws {
         var code = SedaSettings(cpuThreads: 1, pinThreads: false, sizeControllerDelay: .seconds(3),
-                                autoMaxDetect: true, profileEnabled: true, profileDelay: .milliseconds(20))
+                                autoMaxDetect: true)
         code.stages["S"] = StageSettings(
             threadManager: .dedicated, threads: 2, maxThreads: 3, batchSize: 5, queueCapacity: 7, pinCPU: 0,
             minThreads: 1, sizeControllerEnabled: true, sizeControllerThreshold: 9,
@@ -229,7 +226,6 @@ struct ConfigurationTests {
         #expect(s.batchController.enabled && s.batchController.minBatch == 2 && s.batchController.smoothConst == 0.25)
         #expect(s.batchController.recalcWindow == .milliseconds(13))
         #expect(s.responseTimeController.enabled && s.responseTimeController.targetResponseTime == .milliseconds(1.5))
-        #expect(c.profile == ProfileSettings(enabled: true, delay: .milliseconds(20)))
         #expect(c.stageNames == ["S"])
     }
 
@@ -298,6 +294,53 @@ struct ConfigurationTests {
         #expect(m.contains("seda.global.threadPool.blockTime"))
         #expect(m.contains("Sandstorm key Seda does not use"))
         #expect(try loadFailure(#"{"seda": {"stages": {"Http": {"class": "x.Y"}}}}"#).contains("seda.stages.Http.class"))
+    }
+
+    /// `profile.*` was parsed and then ignored: a key that does nothing is
+    /// worse than an unknown one. Refused now, saying where the profile is.
+    @Test func profileKeysAreRefusedWithWhereToLook() throws {
+        for json in [#"{"seda": {"global": {"profile": {"enable": true}}}}"#,
+                     #"{"seda": {"global": {"profile.delay": 100}}}"#] {
+            let m = try loadFailure(json)
+            #expect(m.contains("Sandstorm key Seda does not use"), "\(m)")
+            #expect(m.contains("runtime.snapshot()"), "\(m)")
+        }
+    }
+
+    /// A misspelt top-level section was silently ignored: the whole file
+    /// then configured nothing.
+    @Test func aMisspeltTopLevelSectionIsRefused() throws {
+        for name in ["sedaa", "Seda", "sdea", "seda_"] {
+            let m = try loadFailure(#"{"\#(name)": {"cpuThreads": 2}, "app": {"port": 80}}"#)
+            #expect(m.contains("top-level member \"\(name)\""), "\(m)")
+            #expect(m.contains("did you mean \"seda\"?"), "\(m)")
+        }
+        // An application's own sections are left alone, near "seda" or not.
+        try withFile(#"{"meta": {"owner": "x"}, "app": {"port": 80}}"#) { path in
+            _ = try SedaConfiguration(file: path, environment: [:])
+        }
+        // With a seda section present, nothing is guessed.
+        try withFile(#"{"seda": {"cpuThreads": 2}, "sedan": {"doors": 4}}"#) { path throws in
+            #expect(try SedaConfiguration(file: path, environment: [:]).cpuThreads == 2)
+        }
+    }
+
+    /// Invalid JSON said only "not valid JSON": now where, and what.
+    @Test func invalidJSONNamesTheLineAndColumn() throws {
+        let m = try loadFailure("{\n  \"seda\": {\n    \"cpuThreads\": 4,,\n  }\n}")
+        #expect(m.contains("not valid JSON"), "\(m)")
+        #expect(m.contains("line 3, column 21"), "\(m)")
+        #expect(m.contains("found ','"), "\(m)")
+        let unterminated = try loadFailure("{\"seda\": {\"cpuThreads\": 4}")
+        #expect(unterminated.contains("line 1, column 27") && unterminated.contains("end of the text"), "\(unterminated)")
+        let twice = try loadFailure("{\"seda\": {\"cpuThreads\": 4,\n \"cpuThreads\": 2}}")
+        #expect(twice.contains("line 2, column 2") && twice.contains("\"cpuThreads\" appears twice"), "\(twice)")
+        let leadingZero = try loadFailure("{\"seda\": {\"cpuThreads\": 04}}")
+        #expect(leadingZero.contains("cannot start with 0"), "\(leadingZero)")
+        // Escapes, surrogate pairs and numbers come through as JSON means them.
+        try withFile(#"{"seda": {"stages": {"Caf\u00e9\ud83d\ude00": {"batchSize": 2}}}, "x": [1.5e3, -0, true, null]}"#) { path throws in
+            #expect(try SedaConfiguration(file: path, environment: [:]).stageNames == ["Café😀"])
+        }
     }
 
     @Test func anUnknownEnvironmentVariableIsNamed() throws {
