@@ -6,7 +6,7 @@ extension ThreadGovernor {
     /// enables it (`threadPool.sizeController.enable`), each with its own
     /// resolved settings; the interval and `autoMaxDetect` come from
     /// `seda.global.threadPool.sizeController`. Stages added later are
-    /// governed by calling ``govern(_:settings:)`` with
+    /// governed by calling `govern(_:settings:)` with
     /// `configuration.settings(forStage:).governor`.
     public convenience init(runtime: Runtime, configuration: SedaConfiguration,
                             logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
@@ -54,7 +54,7 @@ extension BatchController {
 extension ResponseTimeControllerOptions {
     /// The options ``ResponseTimeControllerSettings`` describe (the
     /// configuration's `rtController.*`), or `nil` when it is not enabled.
-    /// `"direct"` is this controller; throws ``SedaError/invalidConfiguration(_:)``
+    /// `"direct"` is this controller; throws `SedaError/invalidConfiguration(_:)`
     /// for the types Seda does not implement (`"pid"`, `"mm1"`).
     public init?(_ settings: ResponseTimeControllerSettings) throws(SedaError) {
         guard settings.enabled else { return nil }

@@ -14,8 +14,8 @@ extension Runtime {
     /// ``SedaConfiguration/options(forStage:defaults:)``), with `defaults`
     /// for whatever it does not set. Its controller settings are checked
     /// too; the controllers read them when built from the configuration
-    /// (``ThreadGovernor/init(runtime:configuration:)``,
-    /// ``BatchController/init(runtime:configuration:)``).
+    /// (`ThreadGovernor/init(runtime:configuration:)`,
+    /// `BatchController/init(runtime:configuration:)`).
     @discardableResult
     public func addStage<H: EventHandler>(_ name: String, handler: H, configuration: SedaConfiguration,
                                           defaults: StageOptions = StageOptions()) throws -> Sink<H.Event> {

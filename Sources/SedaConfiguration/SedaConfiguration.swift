@@ -17,12 +17,12 @@ import Seda
 /// Reading is strict. An unknown key under `seda.` in the file or in code, an
 /// unknown `SEDA_…` environment variable, a value of the wrong type or out of
 /// range, or a key and its Sandstorm alias set together in one layer throws
-/// ``SedaError/invalidConfiguration(_:)`` naming the full key, the bad value
+/// `SedaError/invalidConfiguration(_:)` naming the full key, the bad value
 /// and what was expected. Everything in the file, in code and in the
 /// environment is checked when the configuration is created; a stage's
 /// cross-key checks (such as `threads` on a shared stage) run when its
 /// settings are resolved, in ``settings(forStage:defaults:)`` (that is, in
-/// ``Runtime/addStage(_:handler:configuration:defaults:)``).
+/// `Runtime/addStage(_:handler:configuration:defaults:)`).
 ///
 /// ## Keys
 ///
@@ -34,7 +34,7 @@ import Seda
 /// |-----|-------------|---------|-----------------|---------|
 /// | `seda.cpuThreads` | int 1...1024 | one per CPU | – | threads of the shared thread manager |
 /// | `seda.pinThreads` | bool | false | – | pin shared thread *i* to CPU *i* |
-/// | `S threadManager` | `"shared"`, `"dedicated"` (case-insensitive; `"TPPTM"` = shared, `"TPSTM"` = dedicated) | shared | `seda.global.defaultThreadManager` | ``ThreadManager`` |
+/// | `S threadManager` | `"shared"`, `"dedicated"` (case-insensitive; `"TPPTM"` = shared, `"TPSTM"` = dedicated) | shared | `seda.global.defaultThreadManager` | `ThreadManager` |
 /// | `S concurrency` | int 1...1024 | 1 | – | shared stages only: handler calls at once |
 /// | `S threads` | int 1...1024 | 1 | `S threadPool.initialThreads` | dedicated stages only: pool threads to start |
 /// | `S maxThreads` | int 1...1024, ≥ threads | threads | `S threadPool.maxThreads` | dedicated stages only: pool limit |

@@ -1,10 +1,10 @@
 import Seda
 
-/// Which threads drive a stage, without their counts (``ThreadManager`` has them).
+/// Which threads drive a stage, without their counts (`ThreadManager` has them).
 public enum ThreadManagerKind: String, Sendable, Equatable, CaseIterable {
-    /// ``ThreadManager/shared(concurrency:)`` (Sandstorm's TPPTM).
+    /// `ThreadManager/shared(concurrency:)` (Sandstorm's TPPTM).
     case shared
-    /// ``ThreadManager/dedicated(threads:maxThreads:)`` (Sandstorm's TPSTM).
+    /// `ThreadManager/dedicated(threads:maxThreads:)` (Sandstorm's TPSTM).
     case dedicated
 }
 

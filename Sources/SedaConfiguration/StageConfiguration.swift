@@ -3,15 +3,15 @@ import Seda
 /// Everything the configuration says about one stage.
 public struct StageConfiguration: Sendable, Equatable {
     public var name: String
-    /// What ``Runtime/addStage(_:handler:options:)`` takes.
+    /// What `Runtime/addStage(_:handler:options:)` takes.
     public var options: StageOptions
-    /// Read by ``ThreadGovernor/init(runtime:configuration:)``; meaningful for dedicated stages.
+    /// Read by `ThreadGovernor/init(runtime:configuration:)`; meaningful for dedicated stages.
     public var governor: GovernorSettings
-    /// Read by ``BatchController/init(runtime:configuration:)``.
+    /// Read by `BatchController/init(runtime:configuration:)`.
     public var batchController: BatchControllerSettings
-    /// Installed by ``Runtime/addStage(_:handler:configuration:defaults:)`` when enabled.
+    /// Installed by `Runtime/addStage(_:handler:configuration:defaults:)` when enabled.
     public var responseTimeController: ResponseTimeControllerSettings
-    /// Installed by ``Runtime/addStage(_:handler:configuration:defaults:)``.
+    /// Installed by `Runtime/addStage(_:handler:configuration:defaults:)`.
     public var admission: AdmissionSettings
 }
 

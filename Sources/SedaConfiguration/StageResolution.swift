@@ -139,7 +139,7 @@ extension SedaConfiguration {
 
     /// Throws if the configuration configures a stage not in `names` (a
     /// misspelt stage name would otherwise be ignored). Call it once every
-    /// stage is added: ``Runtime/checkConfiguredStages(_:)``.
+    /// stage is added: `Runtime/checkConfiguredStages(_:)`.
     public func checkStagesExist(_ names: some Sequence<String>) throws(SedaError) {
         let names = Set(names)
         let list = names.sorted().map { "'\($0)'" }.joined(separator: ", ")

@@ -135,7 +135,7 @@ public enum ResponseTimeDecision: String, Sendable, Equatable {
 
 /// A response-time controller's state, for the profiler and for logs. A
 /// stage's snapshot carries it (``StageSnapshot/responseTime``), the stage
-/// graph shows it and ``StageMetricsExporter`` (`SedaMetrics`) exports it.
+/// graph shows it and `StageMetricsExporter` (`SedaMetrics`) exports it.
 public struct ResponseTimeControllerState: Sendable, Equatable {
     /// The 90th-percentile response time the controller aims for.
     public var target: Duration
