@@ -90,6 +90,8 @@ public struct EventBatch<Event: AnyObject & Sendable>: ~Copyable {
     /// ``SedaError/full`` or ``SedaError/closed`` (the events then stay in
     /// the batch) and ``SedaError/batchTooLarge(count:capacity:)`` when they
     /// outnumber the sink's capacity.
+    /// They go to the sink's last priority class, like
+    /// ``Sink/enqueueMany(_:)`` (the C core has no class-aware batch enqueue).
     public mutating func forward(to sink: Sink<Event>) throws(SedaError) {
         // Close the gaps left by take(_:), keeping the order.
         var n = 0

@@ -12,7 +12,7 @@ extension ThreadGovernor {
                             logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
         var enabled: [(String, GovernorSettings)] = []
         var global: GovernorSettings?
-        for name in runtime.stageNames where !name.contains(".") {
+        for name in runtime.stageNames {
             guard let options = runtime.registeredOptions(name) else { continue }
             let g = try configuration.settings(forStage: name, defaults: options).governor
             global = global ?? g
@@ -40,7 +40,7 @@ extension BatchController {
     public convenience init(runtime: Runtime, configuration: SedaConfiguration,
                             logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
         var enabled: [(String, BatchControllerSettings)] = []
-        for name in runtime.stageNames where !name.contains(".") {
+        for name in runtime.stageNames {
             guard let options = runtime.registeredOptions(name) else { continue }
             let b = try configuration.settings(forStage: name, defaults: options).batchController
             if b.enabled { enabled.append((name, b)) }
