@@ -14,7 +14,7 @@ import PackageDescription
 let package = Package(
     name: "SedaBenchmarks",
     products: [
-        .executable(name: "seda-bench", targets: ["seda-bench"]),
+        .executable(name: "seda-bench", targets: ["seda-bench"])
         // Later: seda-load (an open-loop HTTP load generator), the baselines
         // (thread pool, thread per connection) and a SwiftNIO server, each an
         // executable target here.

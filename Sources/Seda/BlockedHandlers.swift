@@ -17,7 +17,8 @@ extension Runtime {
         guard first else { return }
         var metadata: Logger.Metadata = ["stage": "\(name)", "running": "\(formatDuration(running))"]
         if let usual { metadata["usual"] = "\(formatDuration(usual))" }
-        let message = "the handler of stage '\(name)' blocked a shared thread: every stage on the shared "
+        let message =
+            "the handler of stage '\(name)' blocked a shared thread: every stage on the shared "
             + "threads waited behind it. Give a stage that blocks a dedicated pool (StageOptions.threadManager "
             + "= .dedicated), or schedule a timer instead of sleeping. Logged once per stage."
         logger.warning("\(message)", metadata: metadata)

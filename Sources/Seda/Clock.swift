@@ -61,8 +61,15 @@ extension Duration {
     /// value near the top of a histogram's range does not trap).
     package init(saturatingNanoseconds ns: Double) {
         let r = ns.rounded()
-        if r.isNaN { self = .zero } else if r >= 9.2e18 { self = .nanoseconds(Int64.max) }
-        else if r <= -9.2e18 { self = .nanoseconds(Int64.min) } else { self = .nanoseconds(Int64(r)) }
+        if r.isNaN {
+            self = .zero
+        } else if r >= 9.2e18 {
+            self = .nanoseconds(Int64.max)
+        } else if r <= -9.2e18 {
+            self = .nanoseconds(Int64.min)
+        } else {
+            self = .nanoseconds(Int64(r))
+        }
     }
 }
 

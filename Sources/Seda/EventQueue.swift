@@ -29,9 +29,11 @@ public final class EventQueue<Element: AnyObject & Sendable>: @unchecked Sendabl
 
     deinit {
         // No other thread can hold a reference now: drain and free.
-        seda_queue_destroy(handle, { _, event in
-            Unmanaged<AnyObject>.fromOpaque(event!).release()
-        }, nil)
+        seda_queue_destroy(
+            handle,
+            { _, event in
+                Unmanaged<AnyObject>.fromOpaque(event!).release()
+            }, nil)
     }
 
     /// The number of events the queue holds when full.
@@ -95,7 +97,8 @@ public final class EventQueue<Element: AnyObject & Sendable>: @unchecked Sendabl
     @discardableResult
     public func dequeue(max: Int, into events: inout [Element]) throws(SedaError) -> Int {
         guard max > 0 else { throw .invalidArgument }
-        return try withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: max) { buf throws(SedaError) -> Int in
+        return try withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: max) {
+            buf throws(SedaError) -> Int in
             let r = seda_queue_dequeue_many(handle, buf.baseAddress!, nil, max)
             return try Self.take(r, from: buf, into: &events)
         }
@@ -132,8 +135,10 @@ public final class EventQueue<Element: AnyObject & Sendable>: @unchecked Sendabl
         seda_queue_close(handle) == 0
     }
 
-    private static func take(_ r: Int32, from buf: UnsafeMutableBufferPointer<UnsafeMutableRawPointer?>,
-                             into events: inout [Element]) throws(SedaError) -> Int {
+    private static func take(
+        _ r: Int32, from buf: UnsafeMutableBufferPointer<UnsafeMutableRawPointer?>,
+        into events: inout [Element]
+    ) throws(SedaError) -> Int {
         if r == -EAGAIN { return 0 }
         let n = Int(try SedaError.check(r))
         for i in 0..<n {

@@ -141,10 +141,12 @@ extension Runtime {
     func liveSnapshot() -> RuntimeSnapshot {
         let collector = Collector()
         let ctx = Unmanaged.passRetained(collector).toOpaque()
-        seda_runtime_each_stage(handle, { ctx, stage in
-            let c = Unmanaged<Collector>.fromOpaque(ctx!).takeUnretainedValue()
-            c.add(stage!)
-        }, ctx)
+        seda_runtime_each_stage(
+            handle,
+            { ctx, stage in
+                let c = Unmanaged<Collector>.fromOpaque(ctx!).takeUnretainedValue()
+                c.add(stage!)
+            }, ctx)
         Unmanaged<Collector>.fromOpaque(ctx).release()
         let handles = registry.withLock { $0.mapValues { $0.stage } }
         var stages = collector.stages
@@ -186,7 +188,7 @@ extension StageSnapshot {
         var downstream: [String] = []
         var edges = [OpaquePointer?](repeating: nil, count: 16)
         var n = seda_stage_edges(stage, &edges, edges.count)
-        while n > edges.count { // more than fit: release these and ask again
+        while n > edges.count {  // more than fit: release these and ask again
             for e in edges { seda_stage_release(e) }
             edges = [OpaquePointer?](repeating: nil, count: n)
             n = seda_stage_edges(stage, &edges, edges.count)

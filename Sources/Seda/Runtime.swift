@@ -65,8 +65,10 @@ public final class Runtime: @unchecked Sendable {
     ///   - clock: the clock to read (``SedaClock/manual(startingAt:)`` in tests).
     ///   - logger: where the runtime and its stages log (each stage's
     ///     messages carry `stage` metadata).
-    public init(cpuThreads: Int? = nil, pinThreads: Bool = false, clock: SedaClock = .monotonic,
-                logger: Logger = Logger(label: "seda")) throws(SedaError) {
+    public init(
+        cpuThreads: Int? = nil, pinThreads: Bool = false, clock: SedaClock = .monotonic,
+        logger: Logger = Logger(label: "seda")
+    ) throws(SedaError) {
         if let n = cpuThreads, n < 1 || n > SedaLimits.threads {
             throw .invalidConfiguration("cpuThreads \(n) is not in 1...\(SedaLimits.threads)")
         }
@@ -92,8 +94,9 @@ public final class Runtime: @unchecked Sendable {
         do throws(SedaError) {
             try SedaThread.detached(name: "seda-release") { _ = release.run() }
         } catch {
-            logger.error("runtime released on its own thread and no thread could finish it: it is leaked",
-                         metadata: ["error": "\(error)"])
+            logger.error(
+                "runtime released on its own thread and no thread could finish it: it is leaked",
+                metadata: ["error": "\(error)"])
         }
     }
 
@@ -108,9 +111,11 @@ public final class Runtime: @unchecked Sendable {
     /// bad name: 1 to ``SedaLimits/stageNameBytes`` bytes, without `.` (a
     /// configuration key names a stage between dots).
     @discardableResult
-    public func addStage<H: EventHandler>(_ name: String, handler: H,
-                                          options: StageOptions = StageOptions(),
-                                          admission: (any AdmissionController<H.Event>)? = nil) throws -> Sink<H.Event> {
+    public func addStage<H: EventHandler>(
+        _ name: String, handler: H,
+        options: StageOptions = StageOptions(),
+        admission: (any AdmissionController<H.Event>)? = nil
+    ) throws -> Sink<H.Event> {
         try Self.checkStageName(name)
         try options.validate(stage: name)
         if registry.withLock({ $0[name] != nil }) { throw SedaError.stageExists(name) }
@@ -159,12 +164,14 @@ public final class Runtime: @unchecked Sendable {
             handler.tearDown()
             throw r == -EEXIST ? SedaError.stageExists(name) : SedaError(code: r)
         }
-        let sh = StageHandle(adopting: stage!, clock: clock, options: options, admission: admissionBox,
-                             priority: PriorityRouting(H.Event.self, classes: options.priorityClasses))
+        let sh = StageHandle(
+            adopting: stage!, clock: clock, options: options, admission: admissionBox,
+            priority: PriorityRouting(H.Event.self, classes: options.priorityClasses))
         let order = stagesAdded.add(1)
         registry.withLock {
-            $0[name] = Registration(stage: sh, eventType: ObjectIdentifier(H.Event.self),
-                                    eventTypeName: "\(H.Event.self)", options: options, order: order)
+            $0[name] = Registration(
+                stage: sh, eventType: ObjectIdentifier(H.Event.self),
+                eventTypeName: "\(H.Event.self)", options: options, order: order)
         }
         logger.debug("stage added", metadata: ["stage": "\(name)", "options": "\(options)"])
         return Sink(stage: sh)
@@ -190,7 +197,7 @@ public final class Runtime: @unchecked Sendable {
         guard !name.contains(".") else {
             throw .invalidConfiguration(
                 "stage name '\(name)' contains '.': configuration keys name a stage between dots "
-                + "(seda.stages.<name>.threads), so a stage name cannot hold one; use '-' or '_'")
+                    + "(seda.stages.<name>.threads), so a stage name cannot hold one; use '-' or '_'")
         }
     }
 
@@ -208,7 +215,7 @@ public final class Runtime: @unchecked Sendable {
         let reg = registry.withLock { $0[name] }
         guard let reg else { throw .noSuchStage(name) }
         let r = seda_stage_destroy(reg.stage.pointer, mode.cValue)
-        if r == 0 || r == -EPIPE { // gone (now, or by a concurrent destroy)
+        if r == 0 || r == -EPIPE {  // gone (now, or by a concurrent destroy)
             _ = registry.withLock { $0.removeValue(forKey: name) }
         }
         _ = try SedaError.check(r)
@@ -311,9 +318,11 @@ final class HandlerBox<H: EventHandler>: AnyHandlerBox, @unchecked Sendable {
 }
 
 // Plain C function pointers, defined outside any actor: C threads call them.
-private let runHandler: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int) -> Int32 = { ctx, events, count in
-    Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().run(events!, count)
-}
+private let runHandler:
+    @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int) -> Int32 = {
+        ctx, events, count in
+        Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().run(events!, count)
+    }
 
 private let dropEvent: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { ctx, event in
     Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().drop(event!)

@@ -24,8 +24,9 @@ struct RuntimeRelease: @unchecked Sendable {
     /// stopping it would wait for the calling thread.
     func run(destroy: Bool = true) -> Bool {
         let before = stages.map { StageStatistics(stage: $0.stage.pointer) }
-        let r = seda_runtime_shutdown(handle, Int32(SEDA_SHUTDOWN_DRAIN.rawValue),
-                                      drainTimeout.saturatingNanoseconds)
+        let r = seda_runtime_shutdown(
+            handle, Int32(SEDA_SHUTDOWN_DRAIN.rawValue),
+            drainTimeout.saturatingNanoseconds)
         if r == -EDEADLK { return false }
         if r != -EPIPE { report(r, before) }  // -EPIPE: shut down already, nothing to say
         if destroy { seda_runtime_destroy(handle) }
@@ -42,9 +43,11 @@ struct RuntimeRelease: @unchecked Sendable {
             if n > 0 { lost.append((s.name, n)) }
         }
         if lost.isEmpty && r == 0 {
-            logger.notice("\(why) without shutdown(): drained it first", metadata: [
-                "processed": "\(drained)", "hint": "call shutdown(_:timeout:) to choose how it stops",
-            ])
+            logger.notice(
+                "\(why) without shutdown(): drained it first",
+                metadata: [
+                    "processed": "\(drained)", "hint": "call shutdown(_:timeout:) to choose how it stops",
+                ])
             return
         }
         let total = lost.reduce(UInt64(0)) { $0 &+ $1.1 }

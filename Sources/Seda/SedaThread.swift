@@ -32,14 +32,16 @@ public final class SedaThread: @unchecked Sendable {
         self.body = body
         self.name = name
         let ctx = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&tid, nil, { ctx in
-            let me = Unmanaged<SedaThread>.fromOpaque(ctx!).takeRetainedValue()
-            me.nameCallingThread()
-            let body = me.body
-            me.body = nil
-            body?()
-            return nil
-        }, ctx)
+        let rc = pthread_create(
+            &tid, nil,
+            { ctx in
+                let me = Unmanaged<SedaThread>.fromOpaque(ctx!).takeRetainedValue()
+                me.nameCallingThread()
+                let body = me.body
+                me.body = nil
+                body?()
+                return nil
+            }, ctx)
         if rc != 0 {
             Unmanaged<SedaThread>.fromOpaque(ctx).release()
             state.withLock { $0 = true }

@@ -45,8 +45,10 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
 
     /// Admission, then `enqueue` with a retained reference (given back if the
     /// queue refuses, and the admission undone).
-    private func admitAndEnqueue(_ event: Event,
-                                 _ enqueue: (UnsafeMutableRawPointer) -> Int32) throws(SedaError) {
+    private func admitAndEnqueue(
+        _ event: Event,
+        _ enqueue: (UnsafeMutableRawPointer) -> Int32
+    ) throws(SedaError) {
         let probe = admission.map { _ in self.probe }
         if let admission, let probe, let reason = admission.controller.admit(event, to: probe) {
             stage.rejections.add(reason)

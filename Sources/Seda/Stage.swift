@@ -66,9 +66,11 @@ public struct StageOptions: Sendable, Equatable {
     /// (its handlers meet full queues and keep or shed as they choose).
     public var pauseWhenDownstreamClogged: Bool = false
 
-    public init(threadManager: ThreadManager = .shared(), batchSize: Int = 64,
-                queueCapacity: Int = 1024, pinCPU: Int? = nil, discipline: QueueDiscipline = .fifo,
-                priorityClasses: Int = 1, pauseWhenDownstreamClogged: Bool = false) {
+    public init(
+        threadManager: ThreadManager = .shared(), batchSize: Int = 64,
+        queueCapacity: Int = 1024, pinCPU: Int? = nil, discipline: QueueDiscipline = .fifo,
+        priorityClasses: Int = 1, pauseWhenDownstreamClogged: Bool = false
+    ) {
         self.pauseWhenDownstreamClogged = pauseWhenDownstreamClogged
         self.threadManager = threadManager
         self.batchSize = batchSize
@@ -102,7 +104,8 @@ public struct StageOptions: Sendable, Equatable {
             throw bad("priorityClasses \(priorityClasses) is not in 1...\(SEDA_STAGE_MAX_CLASSES)")
         }
         if case .codel(let target, let interval) = discipline,
-           target <= .zero || interval <= .zero {
+            target <= .zero || interval <= .zero
+        {
             throw bad("codel target \(target) and interval \(interval) must be positive")
         }
     }
@@ -141,8 +144,10 @@ final class StageHandle: @unchecked Sendable {
     /// Events of a `Prioritized` type go to the class their priority names.
     let priority: PriorityRouting?
 
-    init(adopting pointer: OpaquePointer, clock: SedaClock, options: StageOptions = StageOptions(),
-         admission: (any AdmissionBoxing)? = nil, priority: PriorityRouting? = nil) {
+    init(
+        adopting pointer: OpaquePointer, clock: SedaClock, options: StageOptions = StageOptions(),
+        admission: (any AdmissionBoxing)? = nil, priority: PriorityRouting? = nil
+    ) {
         self.pointer = pointer
         self.clock = clock
         self.admission = admission

@@ -80,7 +80,9 @@ struct HistogramCounts: Sendable, Equatable {
     /// maximum of its own (quantiles are bucket upper bounds).
     func convolved(with other: HistogramCounts, scale k: Double) -> HistogramCounts {
         var xs = buckets.indices.filter { buckets[$0] > 0 }.map { (Self.midpoints[$0], buckets[$0]) }
-        var ys = other.buckets.indices.filter { other.buckets[$0] > 0 }.map { (Self.midpoints[$0] * k, other.buckets[$0]) }
+        var ys = other.buckets.indices.filter { other.buckets[$0] > 0 }.map {
+            (Self.midpoints[$0] * k, other.buckets[$0])
+        }
         if xs.isEmpty { xs = [(0, 1)] }
         if ys.isEmpty { ys = [(0, 1)] }
         // Halve both sides' weights (keeping every bucket) until the total

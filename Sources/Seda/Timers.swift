@@ -43,8 +43,10 @@ public final class Timers: @unchecked Sendable {
     ///   - startThread: fire from the facility's own thread (`seda-timers`).
     public init(clock: SedaClock, resolution: Duration = .milliseconds(1), startThread: Bool = true) throws(SedaError) {
         var t: OpaquePointer?
-        _ = try SedaError.check(seda_timers_create(&t, clock.pointer, max(0, resolution.saturatingNanoseconds),
-                                                   undeliverableEntry, nil))
+        _ = try SedaError.check(
+            seda_timers_create(
+                &t, clock.pointer, max(0, resolution.saturatingNanoseconds),
+                undeliverableEntry, nil))
         handle = t!
         self.clock = clock
         if startThread {
@@ -63,7 +65,9 @@ public final class Timers: @unchecked Sendable {
 
     /// Delivers `event` to `sink` after `delay` (a negative delay is due now).
     @discardableResult
-    public func schedule<Event>(_ event: Event, to sink: Sink<Event>, after delay: Duration) throws(SedaError) -> TimerID {
+    public func schedule<Event>(_ event: Event, to sink: Sink<Event>, after delay: Duration) throws(SedaError)
+        -> TimerID
+    {
         try add(TimerEntry(stage: sink.stage, event: event)) { entry, id in
             seda_timers_add_after(handle, max(0, delay.saturatingNanoseconds), deliverEntry, nil, entry, &id)
         }
@@ -71,7 +75,9 @@ public final class Timers: @unchecked Sendable {
 
     /// Delivers `event` to `sink` when the clock reads `deadline` (ns).
     @discardableResult
-    public func schedule<Event>(_ event: Event, to sink: Sink<Event>, atNanoseconds deadline: Int64) throws(SedaError) -> TimerID {
+    public func schedule<Event>(_ event: Event, to sink: Sink<Event>, atNanoseconds deadline: Int64) throws(SedaError)
+        -> TimerID
+    {
         try add(TimerEntry(stage: sink.stage, event: event)) { entry, id in
             seda_timers_add_at(handle, deadline, deliverEntry, nil, entry, &id)
         }
@@ -87,8 +93,10 @@ public final class Timers: @unchecked Sendable {
     /// as every timer does) are skipped, not delivered in a burst. Throws
     /// ``SedaError/invalidArgument`` for an interval under a nanosecond.
     @discardableResult
-    public func scheduleRepeating<Event>(_ event: Event, to sink: Sink<Event>,
-                                         every interval: Duration) throws(SedaError) -> TimerID {
+    public func scheduleRepeating<Event>(
+        _ event: Event, to sink: Sink<Event>,
+        every interval: Duration
+    ) throws(SedaError) -> TimerID {
         let step = interval.saturatingNanoseconds
         guard step > 0 else { throw .invalidArgument }
         let state = RepeatState(facility: handle, clock: clock.pointer, interval: step)
@@ -112,13 +120,15 @@ public final class Timers: @unchecked Sendable {
         return id
     }
 
-    private func add(_ timer: TimerEntry,
-                     _ register: (UnsafeMutableRawPointer, inout UInt64) -> Int32) throws(SedaError) -> TimerID {
+    private func add(
+        _ timer: TimerEntry,
+        _ register: (UnsafeMutableRawPointer, inout UInt64) -> Int32
+    ) throws(SedaError) -> TimerID {
         let entry = Unmanaged.passRetained(timer).toOpaque()
         var id: UInt64 = 0
         let r = register(entry, &id)
         if r < 0 {
-            Unmanaged<TimerEntry>.fromOpaque(entry).release() // releases the event too
+            Unmanaged<TimerEntry>.fromOpaque(entry).release()  // releases the event too
             throw SedaError(code: r)
         }
         return TimerID(rawValue: id)
@@ -163,7 +173,10 @@ public final class Timers: @unchecked Sendable {
     /// Repeating timers stop.
     @discardableResult
     public func cancelAll() -> Int {
-        let states = repeating.withLock { r in defer { r.removeAll() }; return Array(r.values) }
+        let states = repeating.withLock { r in
+            defer { r.removeAll() }
+            return Array(r.values)
+        }
         for s in states { _ = s.stop() }
         return Int(seda_timers_cancel_all(handle, handBackEntry, nil))
     }
@@ -185,8 +198,9 @@ public final class Timers: @unchecked Sendable {
     public var stats: Stats {
         var s = seda_timers_stats_t()
         seda_timers_stats(handle, &s)
-        return Stats(pending: s.pending, added: s.added, fired: s.fired, retries: s.retries,
-                     undeliverable: s.undeliverable, cancelled: s.cancelled)
+        return Stats(
+            pending: s.pending, added: s.added, fired: s.fired, retries: s.retries,
+            undeliverable: s.undeliverable, cancelled: s.cancelled)
     }
 }
 
@@ -281,7 +295,7 @@ private let deliverEntry: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutabl
     guard let repeating = e.repeating else {
         let r = e.stage.enqueueControl(e.event!, event.takeUnretainedValue())
         if r >= 0 {
-            e.event = nil // the stage's queue owns it now
+            e.event = nil  // the stage's queue owns it now
             entry.release()
         }
         return r
@@ -291,21 +305,24 @@ private let deliverEntry: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutabl
     let r = e.stage.enqueueControl(e.event!, event.takeUnretainedValue())
     if r < 0 {
         event.release()
-        return r // full: retried as it is; closed: undeliverable releases the entry
+        return r  // full: retried as it is; closed: undeliverable releases the entry
     }
     // Delivered: this arming is finished; the entry moves to the next one.
     if !repeating.rearm(p!) { entry.release() }
     return r
 }
 
-private let undeliverableEntry: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32) -> Void = { _, _, p, _ in
-    let entry = Unmanaged<TimerEntry>.fromOpaque(p!)
-    _ = entry.takeUnretainedValue().repeating?.stop()
-    entry.release()
-}
+private let undeliverableEntry:
+    @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32) -> Void = {
+        _, _, p, _ in
+        let entry = Unmanaged<TimerEntry>.fromOpaque(p!)
+        _ = entry.takeUnretainedValue().repeating?.stop()
+        entry.release()
+    }
 
-private let handBackEntry: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, _, p in
-    let entry = Unmanaged<TimerEntry>.fromOpaque(p!)
-    _ = entry.takeUnretainedValue().repeating?.stop()
-    entry.release()
-}
+private let handBackEntry:
+    @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, _, p in
+        let entry = Unmanaged<TimerEntry>.fromOpaque(p!)
+        _ = entry.takeUnretainedValue().repeating?.stop()
+        entry.release()
+    }

@@ -8,8 +8,10 @@ extension ThreadGovernor {
     /// `seda.global.threadPool.sizeController`. Stages added later are
     /// governed by calling `govern(_:settings:)` with
     /// `configuration.settings(forStage:).governor`.
-    public convenience init(runtime: Runtime, configuration: SedaConfiguration,
-                            logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
+    public convenience init(
+        runtime: Runtime, configuration: SedaConfiguration,
+        logger: Logger? = nil, historyLimit: Int = 256
+    ) throws(SedaError) {
         var enabled: [(String, GovernorSettings)] = []
         var global: GovernorSettings?
         for name in runtime.stageNames {
@@ -21,7 +23,9 @@ extension ThreadGovernor {
         // delay and autoMaxDetect are runtime-wide keys: any stage's
         // resolution has them; with no stage, resolve an unconfigured name.
         let runtimeWide: GovernorSettings
-        if let global { runtimeWide = global } else {
+        if let global {
+            runtimeWide = global
+        } else {
             runtimeWide = try configuration.settings(forStage: "seda-governor").governor
         }
         var settings = GovernorSettings()
@@ -37,8 +41,10 @@ extension BatchController {
     /// it (`batchController.enable`), each with its resolved settings
     /// (`maxBatch` is the stage's `batchSize`). It ticks at the shortest
     /// `recalcWindow` among them (1 s if none).
-    public convenience init(runtime: Runtime, configuration: SedaConfiguration,
-                            logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
+    public convenience init(
+        runtime: Runtime, configuration: SedaConfiguration,
+        logger: Logger? = nil, historyLimit: Int = 256
+    ) throws(SedaError) {
         var enabled: [(String, BatchControllerSettings)] = []
         for name in runtime.stageNames {
             guard let options = runtime.registeredOptions(name) else { continue }
@@ -59,7 +65,8 @@ extension ResponseTimeControllerOptions {
     public init?(_ settings: ResponseTimeControllerSettings) throws(SedaError) {
         guard settings.enabled else { return nil }
         guard settings.type == .direct else {
-            throw .invalidConfiguration("rtController.type \"\(settings.type.rawValue)\" is not implemented; use \"direct\"")
+            throw .invalidConfiguration(
+                "rtController.type \"\(settings.type.rawValue)\" is not implemented; use \"direct\"")
         }
         guard let target = settings.targetResponseTime else {
             throw .invalidConfiguration("rtController.enable is true but rtController.targetResponseTime is not set")

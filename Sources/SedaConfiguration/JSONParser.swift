@@ -40,9 +40,15 @@ struct JSONParser {
         case UInt8(ascii: "{"): return try object()
         case UInt8(ascii: "["): return try array()
         case UInt8(ascii: "\""): return .string(try string())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
         default: throw failure("expected a value")
         }
@@ -54,7 +60,10 @@ struct JSONParser {
         at += 1  // {
         var members: [String: JSONValue] = [:]
         skipSpace()
-        if peek(UInt8(ascii: "}")) { at += 1; return .object(members) }
+        if peek(UInt8(ascii: "}")) {
+            at += 1
+            return .object(members)
+        }
         while true {
             skipSpace()
             guard peek(UInt8(ascii: "\"")) else { throw failure("expected a member name in double quotes") }
@@ -70,8 +79,14 @@ struct JSONParser {
             }
             members[name] = v
             skipSpace()
-            if peek(UInt8(ascii: ",")) { at += 1; continue }
-            if peek(UInt8(ascii: "}")) { at += 1; return .object(members) }
+            if peek(UInt8(ascii: ",")) {
+                at += 1
+                continue
+            }
+            if peek(UInt8(ascii: "}")) {
+                at += 1
+                return .object(members)
+            }
             throw failure("expected ',' or '}' after a member")
         }
     }
@@ -82,13 +97,22 @@ struct JSONParser {
         at += 1  // [
         var items: [JSONValue] = []
         skipSpace()
-        if peek(UInt8(ascii: "]")) { at += 1; return .array(items) }
+        if peek(UInt8(ascii: "]")) {
+            at += 1
+            return .array(items)
+        }
         while true {
             skipSpace()
             items.append(try value())
             skipSpace()
-            if peek(UInt8(ascii: ",")) { at += 1; continue }
-            if peek(UInt8(ascii: "]")) { at += 1; return .array(items) }
+            if peek(UInt8(ascii: ",")) {
+                at += 1
+                continue
+            }
+            if peek(UInt8(ascii: "]")) {
+                at += 1
+                return .array(items)
+            }
             throw failure("expected ',' or ']' after an element")
         }
     }
@@ -237,7 +261,8 @@ struct JSONParser {
                 reason += ", found the end of the text"
             } else {
                 let c = bytes[o]
-                let shown = c >= 0x20 && c < 0x7F ? "'\(Character(Unicode.Scalar(c)))'" : "byte 0x\(String(c, radix: 16))"
+                let shown =
+                    c >= 0x20 && c < 0x7F ? "'\(Character(Unicode.Scalar(c)))'" : "byte 0x\(String(c, radix: 16))"
                 reason += ", found \(shown)"
             }
         }

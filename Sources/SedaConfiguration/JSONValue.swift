@@ -4,8 +4,13 @@ import Seda
 /// A JSON value that keeps `true` apart from `1`, from ``JSONParser`` or
 /// from settings made in code.
 indirect enum JSONValue: Sendable, CustomStringConvertible {
-    case null, bool(Bool), int(Int), double(Double), string(String)
-    case array([JSONValue]), object([String: JSONValue])
+    case null
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
 
     var isNull: Bool { if case .null = self { true } else { false } }
 
@@ -43,8 +48,9 @@ indirect enum JSONValue: Sendable, CustomStringConvertible {
             out.append((path + ["queueCapacity"], .null))
         }
         for (name, member) in members.sorted(by: { $0.key < $1.key }) {
-            flatten(member, path + name.split(separator: ".", omittingEmptySubsequences: false).map(String.init),
-                    into: &out)
+            flatten(
+                member, path + name.split(separator: ".", omittingEmptySubsequences: false).map(String.init),
+                into: &out)
         }
     }
 }

@@ -49,16 +49,19 @@ enum Keys {
     static let milliseconds: ValueKind = .int(1...Int(Int32.max))
     /// A time in milliseconds with a fraction, in the same range as the
     /// whole-millisecond keys (so that no conversion can overflow).
-    static let fractionalMilliseconds: ValueKind = .double({ $0 > 0 && $0 <= Double(Int32.max) },
-                                                           "a number of milliseconds > 0, at most \(Int32.max)")
+    static let fractionalMilliseconds: ValueKind = .double(
+        { $0 > 0 && $0 <= Double(Int32.max) },
+        "a number of milliseconds > 0, at most \(Int32.max)")
     static let threadCount: ValueKind = .int(1...SedaLimits.threads)
 
     static let cpuThreads = KeySpec("cpuThreads", .int(1...SedaLimits.threads))
     static let pinThreads = KeySpec("pinThreads", .bool)
 
-    static let threadManager = KeySpec("threadManager", .choice(
-        ["shared": "shared", "dedicated": "dedicated", "tpptm": "shared", "tpstm": "dedicated"],
-        "\"shared\" or \"dedicated\" (or Sandstorm's \"TPPTM\", \"TPSTM\")"))
+    static let threadManager = KeySpec(
+        "threadManager",
+        .choice(
+            ["shared": "shared", "dedicated": "dedicated", "tpptm": "shared", "tpstm": "dedicated"],
+            "\"shared\" or \"dedicated\" (or Sandstorm's \"TPPTM\", \"TPSTM\")"))
     static let concurrency = KeySpec("concurrency", threadCount)
     static let threads = KeySpec("threads", threadCount, alias: "threadPool.initialThreads")
     static let maxThreads = KeySpec("maxThreads", threadCount, alias: "threadPool.maxThreads")
@@ -67,28 +70,37 @@ enum Keys {
     static let pinCPU = KeySpec("pinCPU", .int(0...1023))
     static let minThreads = KeySpec("threadPool.minThreads", threadCount)
     static let sizeControllerEnable = KeySpec("threadPool.sizeController.enable", .bool)
-    static let sizeControllerThreshold = KeySpec("threadPool.sizeController.threshold",
-                                                 .int(1...SedaLimits.queueCapacity))
+    static let sizeControllerThreshold = KeySpec(
+        "threadPool.sizeController.threshold",
+        .int(1...SedaLimits.queueCapacity))
     static let idleTimeThreshold = KeySpec("threadPool.sizeController.idleTimeThreshold", milliseconds)
     static let sizeControllerDelay = KeySpec("threadPool.sizeController.delay", milliseconds)
     static let autoMaxDetect = KeySpec("threadPool.sizeController.autoMaxDetect", .bool)
     static let batchControllerEnable = KeySpec("batchController.enable", .bool)
     static let minBatch = KeySpec("batchController.minBatch", .int(1...SedaLimits.batchSize))
     static let recalcWindow = KeySpec("batchController.recalcWindow", milliseconds)
-    static let smoothConst = KeySpec("batchController.smoothConst",
-                                     .double({ $0 >= 0 && $0 < 1 }, "a number from 0 up to, not including, 1"))
+    static let smoothConst = KeySpec(
+        "batchController.smoothConst",
+        .double({ $0 >= 0 && $0 < 1 }, "a number from 0 up to, not including, 1"))
     static let rtControllerEnable = KeySpec("rtController.enable", .bool)
-    static let rtControllerType = KeySpec("rtController.type", .choice(
-        Dictionary(uniqueKeysWithValues: ResponseTimeControllerKind.allCases.map { ($0.rawValue, $0.rawValue) }),
-        "\"direct\", \"pid\" or \"mm1\""))
-    static let targetResponseTime = KeySpec("rtController.targetResponseTime",
-                                            fractionalMilliseconds)
+    static let rtControllerType = KeySpec(
+        "rtController.type",
+        .choice(
+            Dictionary(uniqueKeysWithValues: ResponseTimeControllerKind.allCases.map { ($0.rawValue, $0.rawValue) }),
+            "\"direct\", \"pid\" or \"mm1\""))
+    static let targetResponseTime = KeySpec(
+        "rtController.targetResponseTime",
+        fractionalMilliseconds)
     static let admissionThreshold = KeySpec("admission.threshold", .int(1...SedaLimits.queueCapacity))
-    static let admissionRate = KeySpec("admission.rateLimit",
-                                       .double({ $0 > 0 && $0.isFinite }, "events per second > 0"))
+    static let admissionRate = KeySpec(
+        "admission.rateLimit",
+        .double({ $0 > 0 && $0.isFinite }, "events per second > 0"))
     static let admissionBurst = KeySpec("admission.burst", .int(1...Int(Int32.max)))
-    static let discipline = KeySpec("discipline", .choice(["fifo": "fifo", "codel": "codel"],
-                                                          "\"fifo\" or \"codel\""))
+    static let discipline = KeySpec(
+        "discipline",
+        .choice(
+            ["fifo": "fifo", "codel": "codel"],
+            "\"fifo\" or \"codel\""))
     static let codelTarget = KeySpec("codel.target", fractionalMilliseconds)
     static let codelInterval = KeySpec("codel.interval", fractionalMilliseconds)
     static let priorityClasses = KeySpec("priorityClasses", .int(1...SedaLimits.priorityClasses))
@@ -96,21 +108,28 @@ enum Keys {
     /// Under `seda.`.
     static let runtime = [cpuThreads, pinThreads]
     /// Under both `seda.global.` and `seda.stages.<name>.`.
-    static let common = [threadManager, concurrency, threads, maxThreads, batchSize, queueCapacity,
-                         minThreads, sizeControllerEnable, sizeControllerThreshold, idleTimeThreshold,
-                         batchControllerEnable, minBatch, recalcWindow, smoothConst,
-                         rtControllerEnable, rtControllerType, targetResponseTime,
-                         admissionThreshold, admissionRate, admissionBurst,
-                         discipline, codelTarget, codelInterval, priorityClasses]
+    static let common = [
+        threadManager, concurrency, threads, maxThreads, batchSize, queueCapacity,
+        minThreads, sizeControllerEnable, sizeControllerThreshold, idleTimeThreshold,
+        batchControllerEnable, minBatch, recalcWindow, smoothConst,
+        rtControllerEnable, rtControllerType, targetResponseTime,
+        admissionThreshold, admissionRate, admissionBurst,
+        discipline, codelTarget, codelInterval, priorityClasses,
+    ]
     /// Under `seda.global.`.
-    static let global = common.map { $0.name == "threadManager"
-        ? KeySpec($0.name, $0.kind, alias: "defaultThreadManager") : $0 }
+    static let global =
+        common.map {
+            $0.name == "threadManager"
+                ? KeySpec($0.name, $0.kind, alias: "defaultThreadManager") : $0
+        }
         + [sizeControllerDelay, autoMaxDetect]
     /// Under `seda.stages.<name>.`.
     static let stage = common + [pinCPU]
     /// Stage keys a shared stage has no use for.
-    static let dedicatedOnly = [threads, maxThreads, pinCPU, minThreads, sizeControllerEnable,
-                                sizeControllerThreshold, idleTimeThreshold]
+    static let dedicatedOnly = [
+        threads, maxThreads, pinCPU, minThreads, sizeControllerEnable,
+        sizeControllerThreshold, idleTimeThreshold,
+    ]
 
     /// Sandstorm keys (or sections) Seda does not use, and why.
     static let retired: [(String, String)] = [
@@ -122,22 +141,29 @@ enum Keys {
         ("aDisk", "Sandstorm's aDisk layer is not configured here"),
         ("TPPTM", "use seda.cpuThreads and threadManager \"shared\""),
         ("AggTPSTM", "Sandstorm had retired it; use threadManager \"dedicated\""),
-        ("profile", "Seda's profiler is always on and writes no files: read runtime.snapshot() (its "
-            + "graphviz() draws the stage graph), or export it periodically with StageMetricsExporter "
-            + "(the SedaMetrics product)"),
+        (
+            "profile",
+            "Seda's profiler is always on and writes no files: read runtime.snapshot() (its "
+                + "graphviz() draws the stage graph), or export it periodically with StageMetricsExporter "
+                + "(the SedaMetrics product)"
+        ),
         ("rtController.multiclass", "the multiclass controller is not planned"),
     ]
 
     /// Checks one key set in the file or in code: its name, its section,
     /// the type of its value. Records the stage names it sees.
-    static func check(_ path: [String], _ value: JSONValue, in source: Source,
-                      named: inout Set<String>) throws(SedaError) {
+    static func check(
+        _ path: [String], _ value: JSONValue, in source: Source,
+        named: inout Set<String>
+    ) throws(SedaError) {
         let dotted = path.joined(separator: ".")
         let at = "\(dotted) (\(source.label))"
         let valueAt = "\(dotted) = \(value) (\(source.label))"
         // null is unset, wherever it is.
-        if value.isNull, path.count < 2 || path[1] == "global" && path.count < 3
-            || path[1] == "stages" && path.count < 4 {
+        if value.isNull,
+            path.count < 2 || path[1] == "global" && path.count < 3
+                || path[1] == "stages" && path.count < 4
+        {
             return
         }
         guard path.count >= 2 else {
@@ -176,7 +202,7 @@ enum Keys {
             }
             throw .invalidConfiguration(
                 "\(at) is not a Seda configuration key: the keys of \(section) are "
-                + sectionNames.sorted().joined(separator: ", "))
+                    + sectionNames.sorted().joined(separator: ", "))
         }
         guard spec.kind.accepts(value) else {
             throw .invalidConfiguration("\(valueAt): expected \(spec.kind.expected)")
@@ -186,7 +212,8 @@ enum Keys {
     static func checkStageName(_ name: String, key: String) throws(SedaError) {
         guard !name.isEmpty, name.utf8.count <= SedaLimits.stageNameBytes, !name.contains(".") else {
             throw .invalidConfiguration(
-                "\(key): stage name '\(name)' must be 1 to \(SedaLimits.stageNameBytes) bytes without '.' to be configured")
+                "\(key): stage name '\(name)' must be 1 to \(SedaLimits.stageNameBytes) bytes without '.' to be configured"
+            )
         }
     }
 

@@ -3,7 +3,9 @@ import Seda
 
 /// Where a value was set.
 enum Source: Sendable, Equatable {
-    case environment, file(String), code
+    case environment
+    case file(String)
+    case code
 
     var label: String {
         switch self {
@@ -24,7 +26,8 @@ struct Layer: Sendable {
     /// The key as this layer's provider spells it.
     func encodedName(_ key: [String]) -> String {
         if source == .environment,
-           let encoded = try? provider.value(forKey: AbsoluteConfigKey(key), type: .string).encodedKey {
+            let encoded = try? provider.value(forKey: AbsoluteConfigKey(key), type: .string).encodedKey
+        {
             return encoded
         }
         return key.joined(separator: ".")

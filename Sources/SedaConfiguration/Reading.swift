@@ -3,7 +3,12 @@ import Seda
 
 /// A value read and range-checked, with where it came from for messages.
 struct Setting {
-    enum Value { case int(Int), bool(Bool), double(Double), string(String) }
+    enum Value {
+        case int(Int)
+        case bool(Bool)
+        case double(Double)
+        case string(String)
+    }
     let value: Value
     /// For example `seda.global.threads = 4 (file /etc/app.json)`.
     let origin: String
@@ -18,8 +23,10 @@ extension SedaConfiguration {
     /// Reads `prefix + spec` through the ConfigReader: `nil` when no layer
     /// sets it (nor its alias); an error naming the key, the value and what
     /// was expected when the value is the wrong type or out of range.
-    static func read(_ spec: KeySpec, at prefix: [String], _ reader: ConfigReader,
-                                 _ layers: [Layer]) throws(SedaError) -> Setting? {
+    static func read(
+        _ spec: KeySpec, at prefix: [String], _ reader: ConfigReader,
+        _ layers: [Layer]
+    ) throws(SedaError) -> Setting? {
         let key = prefix + spec.components
         let alias = spec.alias.map { prefix + $0.split(separator: ".").map(String.init) }
         // The layer that wins, and the spelling it uses.
@@ -48,7 +55,8 @@ extension SedaConfiguration {
                 value = .bool(try reader.requiredBool(forKey: configKey))
             case .double(let isValid, _):
                 // A whole number in the file or in code is a number too.
-                let v = try (try? reader.requiredInt(forKey: configKey)).map(Double.init)
+                let v =
+                    try (try? reader.requiredInt(forKey: configKey)).map(Double.init)
                     ?? reader.requiredDouble(forKey: configKey)
                 guard isValid(v) else { throw bad }
                 value = .double(v)
@@ -65,14 +73,18 @@ extension SedaConfiguration {
 
     /// Checks every `SEDA_` variable against the keys; returns the stage
     /// variables with the stage-name parts each can mean (longest key first).
-    static func checkEnvironment(_ env: [String: String],
-                                             layer: Layer) throws(SedaError) -> [(name: String, stageParts: [String])] {
+    static func checkEnvironment(
+        _ env: [String: String],
+        layer: Layer
+    ) throws(SedaError) -> [(name: String, stageParts: [String])] {
         var fixed: [String: KeySpec] = [:]
         let runtimeNames = Keys.runtime.map { layer.encodedName(["seda"] + $0.components) }
         for (spec, name) in zip(Keys.runtime, runtimeNames) { fixed[name] = spec }
         for spec in Keys.global {
             fixed[layer.encodedName(Keys.globalPrefix + spec.components)] = spec
-            if let a = spec.alias { fixed[layer.encodedName(Keys.globalPrefix + a.split(separator: ".").map(String.init))] = spec }
+            if let a = spec.alias {
+                fixed[layer.encodedName(Keys.globalPrefix + a.split(separator: ".").map(String.init))] = spec
+            }
         }
         // "_QUEUE_CAPACITY" and the like, from a stage called "X".
         let stageHead = layer.encodedName(Keys.stagePrefix("X")) + "_"
@@ -119,7 +131,7 @@ extension SedaConfiguration {
             let stageKeys = suffixes.map { String($0.dropFirst()) }.sorted().joined(separator: ", ")
             throw .invalidConfiguration(
                 "\(variable): expected \(runtimeNames.joined(separator: ", ")), "
-                + "SEDA_GLOBAL_<KEY> or \(stagesHead)<STAGE>_<KEY>, with KEY one of \(stageKeys)")
+                    + "SEDA_GLOBAL_<KEY> or \(stagesHead)<STAGE>_<KEY>, with KEY one of \(stageKeys)")
         }
         return stageVariables
     }

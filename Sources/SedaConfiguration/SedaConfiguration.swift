@@ -1,11 +1,12 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Configuration
 import Logging
 import Seda
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// The runtime's and the stages' settings, read from three layers through
 /// swift-configuration's `ConfigReader`: the **environment** overrides the
@@ -119,15 +120,18 @@ public struct SedaConfiguration: Sendable {
     ///   - file: a JSON configuration file; `nil` for none. A missing or
     ///     malformed file is an error.
     ///   - environment: the environment to read (pass a dictionary in tests).
-    public init(code: SedaSettings = SedaSettings(), file: String? = nil,
-                environment: [String: String] = ProcessInfo.processInfo.environment) throws(SedaError) {
+    public init(
+        code: SedaSettings = SedaSettings(), file: String? = nil,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(SedaError) {
         var layers: [Layer] = []
 
         // The environment: only SEDA_ variables are kept, and each must be a key.
         let seda = environment.filter { $0.key.hasPrefix(Keys.environmentPrefix) }
         let envProvider = EnvironmentVariablesProvider(environmentVariables: seda)
-        let envLayer = Layer(source: .environment, provider: envProvider,
-                             raw: seda.mapValues { "\"\($0)\"" })
+        let envLayer = Layer(
+            source: .environment, provider: envProvider,
+            raw: seda.mapValues { "\"\($0)\"" })
         environmentStageVariables = try Self.checkEnvironment(seda, layer: envLayer)
         layers.append(envLayer)
 
@@ -159,9 +163,12 @@ public struct SedaConfiguration: Sendable {
             let fileValues = leaves.filter { !$0.1.isNull }
             var values: [AbsoluteConfigKey: ConfigValue] = [:]
             for (path, value) in fileValues { values[AbsoluteConfigKey(path)] = value.configValue }
-            layers.append(Layer(source: source, provider: InMemoryProvider(name: "file \(file)", values: values),
-                                raw: Dictionary(fileValues.map { ($0.0.joined(separator: "."), $0.1.description) },
-                                                uniquingKeysWith: { $1 })))
+            layers.append(
+                Layer(
+                    source: source, provider: InMemoryProvider(name: "file \(file)", values: values),
+                    raw: Dictionary(
+                        fileValues.map { ($0.0.joined(separator: "."), $0.1.description) },
+                        uniquingKeysWith: { $1 })))
         }
 
         // Code: the same keys, checked the same way.
@@ -170,9 +177,12 @@ public struct SedaConfiguration: Sendable {
         let codeValues = codeLeaves.filter { !$0.1.isNull }
         var values: [AbsoluteConfigKey: ConfigValue] = [:]
         for (path, value) in codeValues { values[AbsoluteConfigKey(path)] = value.configValue }
-        layers.append(Layer(source: .code, provider: InMemoryProvider(name: "code", values: values),
-                            raw: Dictionary(codeValues.map { ($0.0.joined(separator: "."), $0.1.description) },
-                                            uniquingKeysWith: { $1 })))
+        layers.append(
+            Layer(
+                source: .code, provider: InMemoryProvider(name: "code", values: values),
+                raw: Dictionary(
+                    codeValues.map { ($0.0.joined(separator: "."), $0.1.description) },
+                    uniquingKeysWith: { $1 })))
 
         // Each layer, then its Sandstorm aliases: a canonical key in a higher
         // layer beats an alias in a lower one.
@@ -201,7 +211,7 @@ public struct SedaConfiguration: Sendable {
         for name in top.keys.sorted() where Self.isNearMiss(name, of: "seda") {
             throw .invalidConfiguration(
                 "configuration file \(file): top-level member \"\(name)\" is not read: did you mean \"seda\"? "
-                + "(Seda reads only the \"seda\" member; the file has none)")
+                    + "(Seda reads only the \"seda\" member; the file has none)")
         }
     }
 
@@ -219,7 +229,9 @@ public struct SedaConfiguration: Sendable {
     /// The options of stage `name`: each key from the stage's section, else
     /// from `seda.global`, else from `defaults`. Throws for a bad value or
     /// for a key that does not fit the stage's thread manager.
-    public func options(forStage name: String, defaults: StageOptions = StageOptions()) throws(SedaError) -> StageOptions {
+    public func options(forStage name: String, defaults: StageOptions = StageOptions()) throws(SedaError)
+        -> StageOptions
+    {
         try settings(forStage: name, defaults: defaults).options
     }
 }

@@ -49,12 +49,14 @@ public struct StageSettings: Sendable, Equatable {
     /// `rtController.targetResponseTime`.
     public var targetResponseTime: Duration?
 
-    public init(threadManager: ThreadManagerKind? = nil, concurrency: Int? = nil, threads: Int? = nil,
-                maxThreads: Int? = nil, batchSize: Int? = nil, queueCapacity: Int? = nil, pinCPU: Int? = nil,
-                minThreads: Int? = nil, sizeControllerEnabled: Bool? = nil, sizeControllerThreshold: Int? = nil,
-                idleTimeThreshold: Duration? = nil, batchControllerEnabled: Bool? = nil, minBatch: Int? = nil,
-                recalcWindow: Duration? = nil, smoothConst: Double? = nil, rtControllerEnabled: Bool? = nil,
-                rtControllerType: ResponseTimeControllerKind? = nil, targetResponseTime: Duration? = nil) {
+    public init(
+        threadManager: ThreadManagerKind? = nil, concurrency: Int? = nil, threads: Int? = nil,
+        maxThreads: Int? = nil, batchSize: Int? = nil, queueCapacity: Int? = nil, pinCPU: Int? = nil,
+        minThreads: Int? = nil, sizeControllerEnabled: Bool? = nil, sizeControllerThreshold: Int? = nil,
+        idleTimeThreshold: Duration? = nil, batchControllerEnabled: Bool? = nil, minBatch: Int? = nil,
+        recalcWindow: Duration? = nil, smoothConst: Double? = nil, rtControllerEnabled: Bool? = nil,
+        rtControllerType: ResponseTimeControllerKind? = nil, targetResponseTime: Duration? = nil
+    ) {
         self.threadManager = threadManager
         self.concurrency = concurrency
         self.threads = threads
@@ -124,9 +126,11 @@ public struct SedaSettings: Sendable, Equatable {
     /// `seda.global.threadPool.sizeController.autoMaxDetect`.
     public var autoMaxDetect: Bool?
 
-    public init(cpuThreads: Int? = nil, pinThreads: Bool? = nil, global: StageSettings = StageSettings(),
-                stages: [String: StageSettings] = [:], sizeControllerDelay: Duration? = nil,
-                autoMaxDetect: Bool? = nil) {
+    public init(
+        cpuThreads: Int? = nil, pinThreads: Bool? = nil, global: StageSettings = StageSettings(),
+        stages: [String: StageSettings] = [:], sizeControllerDelay: Duration? = nil,
+        autoMaxDetect: Bool? = nil
+    ) {
         self.cpuThreads = cpuThreads
         self.pinThreads = pinThreads
         self.global = global
@@ -141,7 +145,9 @@ public struct SedaSettings: Sendable, Equatable {
         if let pinThreads { out.append((["seda"] + Keys.pinThreads.components, .bool(pinThreads))) }
         let g = Keys.globalPrefix
         out += global.leaves(g)
-        if let d = sizeControllerDelay { out.append((g + Keys.sizeControllerDelay.components, .int(d.wholeMilliseconds))) }
+        if let d = sizeControllerDelay {
+            out.append((g + Keys.sizeControllerDelay.components, .int(d.wholeMilliseconds)))
+        }
         if let a = autoMaxDetect { out.append((g + Keys.autoMaxDetect.components, .bool(a))) }
         for (name, stage) in stages.sorted(by: { $0.key < $1.key }) {
             let leaves = stage.leaves(Keys.stagePrefix(name))

@@ -29,7 +29,9 @@ public struct AdmissionSettings: Sendable, Equatable {
     public init() {}
 
     /// The policies these settings and `rt` describe, in order, or none.
-    func policies<Event: AnyObject & Sendable>(_ rt: ResponseTimeControllerSettings) throws(SedaError) -> [any AdmissionController<Event>] {
+    func policies<Event: AnyObject & Sendable>(_ rt: ResponseTimeControllerSettings) throws(SedaError)
+        -> [any AdmissionController<Event>]
+    {
         var out: [any AdmissionController<Event>] = []
         if let threshold { out.append(QueueThreshold<Event>(threshold)) }
         if let rateLimit {

@@ -5,7 +5,9 @@ import Seda
 extension SedaConfiguration {
     /// Everything the configuration says about stage `name`: its options and
     /// its controllers' settings (which nothing uses yet).
-    public func settings(forStage name: String, defaults: StageOptions = StageOptions()) throws(SedaError) -> StageConfiguration {
+    public func settings(forStage name: String, defaults: StageOptions = StageOptions()) throws(SedaError)
+        -> StageConfiguration
+    {
         try Keys.checkStageName(name, key: "stage name")
         let s = Keys.stagePrefix(name), g = Keys.globalPrefix
         let stageKey = { (spec: KeySpec) in (s + spec.components).joined(separator: ".") }
@@ -35,8 +37,8 @@ extension SedaConfiguration {
             guard let v = try stageOnly(spec) else { return }
             throw .invalidConfiguration(
                 "\(v.origin): \(spec.name) applies to \(kind == .shared ? "dedicated" : "shared") stages, "
-                + "and stage '\(name)' uses the \(kind.rawValue) thread manager (\(managerOrigin)); "
-                + "set \(stageKey(Keys.threadManager)) or remove \(spec.name)")
+                    + "and stage '\(name)' uses the \(kind.rawValue) thread manager (\(managerOrigin)); "
+                    + "set \(stageKey(Keys.threadManager)) or remove \(spec.name)")
         }
 
         switch kind {
@@ -56,12 +58,18 @@ extension SedaConfiguration {
                 threadsOrigin = "threads \(t) (the defaults passed in code)"
                 if let m { maxOrigin = "maxThreads \(m) (the defaults passed in code)" }
             }
-            if let v = try pick(Keys.threads) { threads = v.int; threadsOrigin = v.origin }
-            if let v = try pick(Keys.maxThreads) { maxThreads = v.int; maxOrigin = v.origin }
+            if let v = try pick(Keys.threads) {
+                threads = v.int
+                threadsOrigin = v.origin
+            }
+            if let v = try pick(Keys.maxThreads) {
+                maxThreads = v.int
+                maxOrigin = v.origin
+            }
             if let m = maxThreads, m < threads {
                 throw .invalidConfiguration(
                     "stage '\(name)': \(maxOrigin) is below \(threadsOrigin): "
-                    + "expected maxThreads ≥ threads; set \(stageKey(Keys.maxThreads))")
+                        + "expected maxThreads ≥ threads; set \(stageKey(Keys.maxThreads))")
             }
             options.threadManager = .dedicated(threads: threads, maxThreads: maxThreads)
             if let v = try stageOnly(Keys.pinCPU) { options.pinCPU = v.int }
@@ -74,7 +82,9 @@ extension SedaConfiguration {
         if let v = try pick(Keys.sizeControllerEnable) { governor.enabled = v.bool }
         if let v = try pick(Keys.sizeControllerThreshold) { governor.threshold = v.int }
         if let v = try pick(Keys.idleTimeThreshold) { governor.idleTimeThreshold = .milliseconds(v.int) }
-        if let v = try Self.read(Keys.sizeControllerDelay, at: g, reader, layers) { governor.delay = .milliseconds(v.int) }
+        if let v = try Self.read(Keys.sizeControllerDelay, at: g, reader, layers) {
+            governor.delay = .milliseconds(v.int)
+        }
         if let v = try Self.read(Keys.autoMaxDetect, at: g, reader, layers) { governor.autoMaxDetect = v.bool }
         if let v = try pick(Keys.minThreads) {
             governor.minThreads = v.int
@@ -93,7 +103,7 @@ extension SedaConfiguration {
             if v.int > options.batchSize {
                 throw .invalidConfiguration(
                     "stage '\(name)': \(v.origin) is above its batchSize \(options.batchSize): "
-                    + "expected minBatch ≤ batchSize")
+                        + "expected minBatch ≤ batchSize")
             }
         }
 
@@ -105,8 +115,8 @@ extension SedaConfiguration {
             if v.bool, rt.targetResponseTime == nil {
                 throw .invalidConfiguration(
                     "\(v.origin), but stage '\(name)' has no target: "
-                    + "set \(stageKey(Keys.targetResponseTime)) or seda.global.\(Keys.targetResponseTime.name) "
-                    + "(\(Keys.targetResponseTime.kind.expected))")
+                        + "set \(stageKey(Keys.targetResponseTime)) or seda.global.\(Keys.targetResponseTime.name) "
+                        + "(\(Keys.targetResponseTime.kind.expected))")
             }
         }
 
@@ -115,8 +125,9 @@ extension SedaConfiguration {
         if let v = try pick(Keys.admissionRate) { admission.rateLimit = v.double }
         if let v = try pick(Keys.admissionBurst) {
             guard admission.rateLimit != nil else {
-                throw .invalidConfiguration("\(v.origin), but stage '\(name)' has no rate limit: "
-                                            + "set \(stageKey(Keys.admissionRate)) too")
+                throw .invalidConfiguration(
+                    "\(v.origin), but stage '\(name)' has no rate limit: "
+                        + "set \(stageKey(Keys.admissionRate)) too")
             }
             admission.burst = v.int
         }
@@ -125,16 +136,19 @@ extension SedaConfiguration {
         let codel = try pick(Keys.discipline).map { $0.string == "codel" } ?? false
         let codelTarget = try pick(Keys.codelTarget), codelInterval = try pick(Keys.codelInterval)
         if codel {
-            options.discipline = .codel(target: .milliseconds(codelTarget?.double ?? 5),
-                                        interval: .milliseconds(codelInterval?.double ?? 100))
+            options.discipline = .codel(
+                target: .milliseconds(codelTarget?.double ?? 5),
+                interval: .milliseconds(codelInterval?.double ?? 100))
         } else if let v = codelTarget ?? codelInterval {
-            throw .invalidConfiguration("\(v.origin), but stage '\(name)' does not use CoDel: "
-                                        + "set \(stageKey(Keys.discipline)) to \"codel\" too")
+            throw .invalidConfiguration(
+                "\(v.origin), but stage '\(name)' does not use CoDel: "
+                    + "set \(stageKey(Keys.discipline)) to \"codel\" too")
         }
 
         try options.validate(stage: name)
-        return StageConfiguration(name: name, options: options, governor: governor,
-                                  batchController: batch, responseTimeController: rt, admission: admission)
+        return StageConfiguration(
+            name: name, options: options, governor: governor,
+            batchController: batch, responseTimeController: rt, admission: admission)
     }
 
     /// Throws if the configuration configures a stage not in `names` (a
@@ -144,17 +158,20 @@ extension SedaConfiguration {
         let names = Set(names)
         let list = names.sorted().map { "'\($0)'" }.joined(separator: ", ")
         for name in stageNames where !names.contains(name) {
-            let whereSet = layers.first { layer in
-                layer.raw.keys.contains { $0.hasPrefix("seda.stages.\(name).") }
-            }?.source.label ?? "code"
+            let whereSet =
+                layers.first { layer in
+                    layer.raw.keys.contains { $0.hasPrefix("seda.stages.\(name).") }
+                }?.source.label ?? "code"
             throw .invalidConfiguration(
-                "seda.stages.\(name) (\(whereSet)) configures a stage the runtime does not have; its stages are \(list)")
+                "seda.stages.\(name) (\(whereSet)) configures a stage the runtime does not have; its stages are \(list)"
+            )
         }
         guard let env = layers.first(where: { $0.source == .environment }) else { return }
         let encoded = Set(names.map { Keys.environmentStagePart(of: $0, env) })
         for variable in environmentStageVariables where !variable.stageParts.contains(where: encoded.contains) {
             throw .invalidConfiguration(
-                "environment variable \(variable.name) configures a stage the runtime does not have; its stages are \(list)")
+                "environment variable \(variable.name) configures a stage the runtime does not have; its stages are \(list)"
+            )
         }
     }
 }

@@ -42,15 +42,22 @@ public final class StageMetricsExporter: @unchecked Sendable {
                     count("seda_stage_rejected_total", n, prev?.rejectedByReason[reason], [("reason", reason)])
                 }
                 count("seda_stage_handler_errors_total", s.handlerErrors, prev?.handlerErrors)
-                Gauge(label: "seda_stage_queue_length", dimensions: dims, factory: factory).record(Double(s.queueLength))
+                Gauge(label: "seda_stage_queue_length", dimensions: dims, factory: factory).record(
+                    Double(s.queueLength))
                 Gauge(label: "seda_stage_threads", dimensions: dims, factory: factory).record(Double(s.threads))
-                for (q, qd, st) in [("0.5", s.queueDelay.p50Nanoseconds, s.serviceTime.p50Nanoseconds),
-                                    ("0.9", s.queueDelay.p90Nanoseconds, s.serviceTime.p90Nanoseconds),
-                                    ("0.99", s.queueDelay.p99Nanoseconds, s.serviceTime.p99Nanoseconds)] {
-                    Gauge(label: "seda_stage_queue_delay_seconds", dimensions: dims + [("quantile", q)],
-                          factory: factory).record(Double(qd) / 1e9)
-                    Gauge(label: "seda_stage_service_time_seconds", dimensions: dims + [("quantile", q)],
-                          factory: factory).record(Double(st) / 1e9)
+                for (q, qd, st) in [
+                    ("0.5", s.queueDelay.p50Nanoseconds, s.serviceTime.p50Nanoseconds),
+                    ("0.9", s.queueDelay.p90Nanoseconds, s.serviceTime.p90Nanoseconds),
+                    ("0.99", s.queueDelay.p99Nanoseconds, s.serviceTime.p99Nanoseconds),
+                ] {
+                    Gauge(
+                        label: "seda_stage_queue_delay_seconds", dimensions: dims + [("quantile", q)],
+                        factory: factory
+                    ).record(Double(qd) / 1e9)
+                    Gauge(
+                        label: "seda_stage_service_time_seconds", dimensions: dims + [("quantile", q)],
+                        factory: factory
+                    ).record(Double(st) / 1e9)
                 }
                 if let rt = s.responseTime {
                     // Why requests are refused: the admitted rate against

@@ -28,7 +28,9 @@ private final class Turnstile: EventHandler, Sendable {
             entered.add(1)
             while true {
                 let p = permits.load(ordering: .acquiring)
-                if p > 0, permits.compareExchange(expected: p, desired: p - 1, ordering: .acquiringAndReleasing).exchanged {
+                if p > 0,
+                    permits.compareExchange(expected: p, desired: p - 1, ordering: .acquiringAndReleasing).exchanged
+                {
                     break
                 }
                 usleep(200)
@@ -77,11 +79,12 @@ struct AdmissionTests {
         let life = Life()
         let runtime = try Runtime()
         let gate = Turnstile()
-        let sink = try runtime.addStage("threshold", handler: gate, options: dedicatedOne(),
-                                        admission: QueueThreshold<Job>(3))
+        let sink = try runtime.addStage(
+            "threshold", handler: gate, options: dedicatedOne(),
+            admission: QueueThreshold<Job>(3))
         try sink.enqueue(Job(0, life))
         waitUntil("the handler holds the first event") { gate.entered.value == 1 }
-        for i in 1...3 { try sink.enqueue(Job(i, life)) } // the queue now holds 3
+        for i in 1...3 { try sink.enqueue(Job(i, life)) }  // the queue now holds 3
         #expect(throws: SedaError.rejected(.queueThreshold)) { try sink.enqueue(Job(4, life)) }
         #expect(!sink.enqueueLossy(Job(5, life)))
         // A cleanup tick must get through a full-looking stage (Gnutella's lesson).
@@ -104,10 +107,10 @@ struct AdmissionTests {
         #expect(bucket.available(at: clock.now) == 5)
         for i in 0..<5 { try sink.enqueue(Job(i, life)) }
         #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Job(5, life)) }
-        try clock.advance(by: .milliseconds(100)) // one token, 1/10 s
+        try clock.advance(by: .milliseconds(100))  // one token, 1/10 s
         try sink.enqueue(Job(6, life))
         #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Job(7, life)) }
-        try clock.advance(by: .seconds(10)) // refills to the burst, no further
+        try clock.advance(by: .seconds(10))  // refills to the burst, no further
         #expect(bucket.available(at: clock.now) == 5)
         for i in 8..<13 { try sink.enqueue(Job(i, life)) }
         #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Job(13, life)) }
@@ -127,8 +130,9 @@ struct AdmissionTests {
         let runtime = try Runtime(clock: clock)
         let bucket = TokenBucket<Job>(rate: 1, burst: 4)
         let gate = Turnstile()
-        let sink = try runtime.addStage("small", handler: gate, options: dedicatedOne(queueCapacity: 2),
-                                        admission: bucket)
+        let sink = try runtime.addStage(
+            "small", handler: gate, options: dedicatedOne(queueCapacity: 2),
+            admission: bucket)
         try sink.enqueue(Job(1, life))
         waitUntil("the handler holds the first event") { gate.entered.value == 1 }
         try sink.enqueue(Job(2, life))
@@ -153,9 +157,9 @@ struct AdmissionTests {
         let sink = try runtime.addStage("orders", handler: DiscardOrders(), admission: buckets)
         try sink.enqueue(Order(priority: 1))
         #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Order(priority: 1)) }
-        #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Order(priority: 9)) } // the last class
+        #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Order(priority: 9)) }  // the last class
         try sink.enqueue(Order(priority: 0))
-        try sink.enqueue(Order(priority: -3)) // the first class
+        try sink.enqueue(Order(priority: -3))  // the first class
         #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Order(priority: 0)) }
         #expect(buckets.bucket(forPriority: 0).burst == 2)
         #expect(runtime.snapshot()[stage: "orders"]?.rejectedByReason == ["rateLimit": 3])
@@ -168,15 +172,17 @@ struct AdmissionTests {
         let bucket = TokenBucket<Job>(rate: 1, burst: 1)
         let asked = Counter()
         let odd = RejectionReason("odd")
-        let chain = AdmissionChain<Job>(bucket, AdmissionPredicate { job, probe in
-            asked.add(1)
-            #expect(probe.name == "chain")
-            return job.n % 2 == 1 ? odd : nil
-        })
+        let chain = AdmissionChain<Job>(
+            bucket,
+            AdmissionPredicate { job, probe in
+                asked.add(1)
+                #expect(probe.name == "chain")
+                return job.n % 2 == 1 ? odd : nil
+            })
         let recorder = Recorder()
         let sink = try runtime.addStage("chain", handler: recorder, admission: chain)
         #expect(throws: SedaError.rejected(odd)) { try sink.enqueue(Job(1, life)) }
-        try sink.enqueue(Job(2, life)) // the bucket's token came back from the refusal above
+        try sink.enqueue(Job(2, life))  // the bucket's token came back from the refusal above
         #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Job(4, life)) }
         #expect(asked.value == 2, "the predicate is not asked once the bucket refused")
         waitUntil("processed") { recorder.received.value == 1 }
@@ -243,12 +249,12 @@ struct AdmissionTests {
             try? runtime.shutdown()
         }
 
-        for i in 0..<40 { offer(i) } // an unlimited rate admits them all
+        for i in 0..<40 { offer(i) }  // an unlimited rate admits them all
         #expect(admitted == 40)
         #expect(controller.state.lastDecision == .none)
         stage.grant(30)
         waitUntil("30 handled") { stage.handled.value == 30 }
-        offer(40) // the window is complete: this admission updates the rate
+        offer(40)  // the window is complete: this admission updates the rate
         let overloaded = controller.state
         #expect(overloaded.updates == 1)
         #expect(overloaded.lastDecision == .decrease)
@@ -265,7 +271,7 @@ struct AdmissionTests {
             let s = controller.state
             return s.smoothedP90! < .milliseconds(40) && s.rate > overloaded.rate * 1.2
         }
-        for _ in 0..<100_000 { // a liveness bound, not a timing one
+        for _ in 0..<100_000 {  // a liveness bound, not a timing one
             waitUntil("caught up") { stage.handled.value == admitted }
             if recovered() { break }
             try clock.advance(by: .milliseconds(10))
@@ -286,13 +292,14 @@ struct AdmissionTests {
         let runtime = try Runtime(clock: clock)
         var options = ResponseTimeControllerOptions(target: .milliseconds(50))
         options.initialRate = 200
-        options.maxRate = 200 // the stage's capacity, as the controller would have found it
+        options.maxRate = 200  // the stage's capacity, as the controller would have found it
         let controller = MultiClassResponseTimeController<Order>(options, classes: 2)
         let handler = DiscardOrders()
-        let sink = try runtime.addStage("exchange", handler: handler,
-                                        options: StageOptions(queueCapacity: 8192), admission: controller)
+        let sink = try runtime.addStage(
+            "exchange", handler: handler,
+            options: StageOptions(queueCapacity: 8192), admission: controller)
         var offered = [0, 0], admitted = [0, 0]
-        for ms in 0..<2000 { // 2 s: trades at 100/s, quotes at 2000/s (10× the rate)
+        for ms in 0..<2000 {  // 2 s: trades at 100/s, quotes at 2000/s (10× the rate)
             try clock.advance(by: .milliseconds(1))
             var arrivals = [1, 1]
             if ms % 10 == 0 { arrivals.insert(0, at: 1) }
@@ -308,7 +315,9 @@ struct AdmissionTests {
         #expect(counts.map(\.admitted) == admitted.map(UInt64.init))
         #expect(counts.map(\.refused) == zip(offered, admitted).map { UInt64($0 - $1) })
         waitUntil("processed") { handler.seen.value == admitted[0] + admitted[1] }
-        #expect(runtime.snapshot()[stage: "exchange"]?.rejectedByReason["responseTime"] == counts[1].refused + counts[0].refused)
+        #expect(
+            runtime.snapshot()[stage: "exchange"]?.rejectedByReason["responseTime"] == counts[1].refused
+                + counts[0].refused)
         try runtime.shutdown()
     }
 
@@ -318,8 +327,9 @@ struct AdmissionTests {
         let runtime = try Runtime(clock: clock)
         let bucket = TokenBucket<Job>(rate: 1, burst: 1000)
         let recorder = Recorder()
-        let sink = try runtime.addStage("shared", handler: recorder,
-                                        options: StageOptions(queueCapacity: 8192), admission: bucket)
+        let sink = try runtime.addStage(
+            "shared", handler: recorder,
+            options: StageOptions(queueCapacity: 8192), admission: bucket)
         let accepted = Counter()
         let producers = (0..<4).map { t in
             startThread(name: "producer \(t)") {
@@ -362,8 +372,10 @@ extension AdmissionTests {
         let runtime = try Runtime(clock: clock)
         let limit = ByteLimit<Parcel>(cap: 100)
         let gate = ParcelGate()
-        let sink = try runtime.addStage("bytes", handler: gate, options: StageOptions(
-            threadManager: .dedicated(threads: 1), batchSize: 1), admission: limit)
+        let sink = try runtime.addStage(
+            "bytes", handler: gate,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1), admission: limit)
         let timers = try Timers(clock: clock, startThread: false)
 
         try sink.enqueueControl(Parcel(50))
@@ -408,8 +420,10 @@ extension AdmissionTests {
             }
         }
         let gate = Counter()
-        let sink = try runtime.addStage("orders", handler: Log(seen: seen, gate: gate), options: StageOptions(
-            threadManager: .dedicated(threads: 1), batchSize: 1, priorityClasses: 3))
+        let sink = try runtime.addStage(
+            "orders", handler: Log(seen: seen, gate: gate),
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1, priorityClasses: 3))
         try sink.enqueue(Order(priority: 1))  // taken at once; the handler waits
         waitUntil("taken") { sink.count == 0 }
         for p in [2, 1, 0, 7, -3, 1] { try sink.enqueue(Order(priority: p)) }
@@ -423,8 +437,9 @@ extension AdmissionTests {
     @Test func responseTimeStateIsInTheSnapshotAndTheGraph() throws {
         let runtime = try Runtime(clock: .manual())
         let rtc = ResponseTimeController<Job>(target: .milliseconds(50))
-        _ = try runtime.addStage("guarded", handler: DiscardJobs(),
-                                 admission: AdmissionChain<Job>(QueueThreshold<Job>(100), rtc))
+        _ = try runtime.addStage(
+            "guarded", handler: DiscardJobs(),
+            admission: AdmissionChain<Job>(QueueThreshold<Job>(100), rtc))
         _ = try runtime.addStage("plain", handler: DiscardJobs())
         let s = runtime.snapshot()
         let state = try #require(s[stage: "guarded"]?.responseTime)
@@ -436,4 +451,3 @@ extension AdmissionTests {
         #expect(runtime.snapshot()[stage: "guarded"]?.responseTime == state, "kept after shutdown too")
     }
 }
-

@@ -53,8 +53,9 @@ struct LifetimeTests {
         let log = LogCapture()
         do {
             let runtime = try Runtime(logger: log.logger)
-            let sink = try runtime.addStage("slow", handler: Slow(handled: handled),
-                                            options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1))
+            let sink = try runtime.addStage(
+                "slow", handler: Slow(handled: handled),
+                options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1))
             for i in 0..<50 { try sink.enqueue(Job(i, life)) }
         }  // the last reference goes here, most events still queued
         #expect(handled.value == 50, "every accepted event was processed")
@@ -73,8 +74,9 @@ struct LifetimeTests {
         let log = LogCapture()
         let runtime = try Runtime(logger: log.logger)
         let gate = Gate()
-        let sink = try runtime.addStage("stuck", handler: gate,
-                                        options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1))
+        let sink = try runtime.addStage(
+            "stuck", handler: gate,
+            options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1))
         for i in 0..<5 { try sink.enqueue(Job(i, life)) }
         waitUntil("held") { gate.entered.value == 1 }
         // Open the gate only after the release has given up.
@@ -82,8 +84,9 @@ struct LifetimeTests {
             waitUntil("given back") { StageStatistics(stage: sink.stage.pointer).handedBack == 4 }
             gate.open.add(1)
         }
-        let release = RuntimeRelease(handle: runtime.handle, stages: [("stuck", sink.stage)],
-                                     logger: log.logger, why: "test release", drainTimeout: .milliseconds(50))
+        let release = RuntimeRelease(
+            handle: runtime.handle, stages: [("stuck", sink.stage)],
+            logger: log.logger, why: "test release", drainTimeout: .milliseconds(50))
         #expect(release.run(destroy: false))
         opener.join()
         let errors = log.matching("given back unprocessed")
@@ -105,8 +108,9 @@ struct LifetimeTests {
         var sink: Sink<Job>?
         do {
             let runtime = try Runtime()
-            sink = try runtime.addStage("letgo", handler: LetGo(holder: holder, tornDown: tornDown),
-                                        options: StageOptions(threadManager: .dedicated(threads: 1)))
+            sink = try runtime.addStage(
+                "letgo", handler: LetGo(holder: holder, tornDown: tornDown),
+                options: StageOptions(threadManager: .dedicated(threads: 1)))
             holder.runtime = runtime
         }
         try sink!.enqueue(Job(0, life))  // the handler drops the last reference
@@ -142,8 +146,9 @@ struct LifetimeTests {
         let handled = Counter()
         let log = LogCapture()
         let runtime = try Runtime(logger: log.logger)
-        let sink = try runtime.addStage("slow", handler: Slow(handled: handled),
-                                        options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1))
+        let sink = try runtime.addStage(
+            "slow", handler: Slow(handled: handled),
+            options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1))
         for i in 0..<20 { try sink.enqueue(Job(i, life)) }
         Runtime.release([runtime], why: "process exiting with a runtime")
         #expect(handled.value == 20)

@@ -1,4 +1,5 @@
 import Logging
+
 @testable import Seda
 
 /// A swift-log handler that keeps every message, for tests that check what

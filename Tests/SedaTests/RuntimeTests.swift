@@ -94,8 +94,9 @@ struct RuntimeTests {
         #expect(snap[stage: "b"]?.enqueued == UInt64(n))
         #expect(snap[stage: "a"]?.downstream == ["b"])
         #expect(snap[stage: "c"]?.queueDelay.count == UInt64(n))
-        let decision = ControllerDecision(timeNanoseconds: 0, stage: "b", knob: .batchSize, old: 16, new: 8,
-                                          reason: .throughputHeld(rate: 1))
+        let decision = ControllerDecision(
+            timeNanoseconds: 0, stage: "b", knob: .batchSize, old: 16, new: 8,
+            reason: .throughputHeld(rate: 1))
         let dot = snap.graphviz(since: snap, decisions: [decision])
         #expect(dot.contains("16 → 8"), "controller decisions show in the profiler's graph")
         #expect(dot.contains("\"a\" -> \"b\""))
@@ -148,8 +149,9 @@ struct RuntimeTests {
             try runtime.addStage("x", handler: Recorder(), options: StageOptions(batchSize: 0))
         }
         #expect(throws: SedaError.invalidConfiguration("stage 'x': maxThreads 1 is below threads 2")) {
-            try runtime.addStage("x", handler: Recorder(),
-                                 options: StageOptions(threadManager: .dedicated(threads: 2, maxThreads: 1)))
+            try runtime.addStage(
+                "x", handler: Recorder(),
+                options: StageOptions(threadManager: .dedicated(threads: 2, maxThreads: 1)))
         }
         #expect(throws: SedaError.invalidConfiguration("cpuThreads 0 is not in 1...1024")) {
             try Runtime(cpuThreads: 0)
@@ -191,7 +193,7 @@ struct RuntimeTests {
                     finished.add(1)
                     continue
                 }
-                try peer.enqueue(job) // capacity covers every job: never full
+                try peer.enqueue(job)  // capacity covers every job: never full
             }
         }
     }
@@ -238,8 +240,9 @@ struct RuntimeTests {
         let life = Life()
         let runtime = try Runtime()
         let sleepy = Sleepy()
-        let sink = try runtime.addStage("sleepy", handler: sleepy,
-                                        options: StageOptions(threadManager: manager, batchSize: 2))
+        let sink = try runtime.addStage(
+            "sleepy", handler: sleepy,
+            options: StageOptions(threadManager: manager, batchSize: 2))
         for i in 0..<300 { try sink.enqueue(Job(i, life)) }
         try runtime.shutdown(.handBack)
         #expect(sleepy.tornDown.value == 1)
@@ -260,7 +263,7 @@ struct RuntimeTests {
                     try enqueueRetrying(sink, Job(i, life))
                     accepted.add(1)
                 } catch {
-                    return // closed: the stage is gone
+                    return  // closed: the stage is gone
                 }
             }
         }
@@ -279,8 +282,9 @@ struct RuntimeTests {
 
     @Test func dedicatedPoolResizes() throws {
         let runtime = try Runtime()
-        _ = try runtime.addStage("pool", handler: Sleepy(),
-                                 options: StageOptions(threadManager: .dedicated(threads: 1, maxThreads: 3)))
+        _ = try runtime.addStage(
+            "pool", handler: Sleepy(),
+            options: StageOptions(threadManager: .dedicated(threads: 1, maxThreads: 3)))
         #expect(runtime.snapshot()[stage: "pool"]?.threads == 1)
         try runtime.setThreads(3, forStage: "pool")
         #expect(runtime.snapshot()[stage: "pool"]?.threads == 3)
@@ -302,8 +306,9 @@ struct RuntimeTests {
             }
         }
         let life = Life()
-        let sink = try runtime.addStage("tick", handler: Tick(clock: clock),
-                                        options: StageOptions(threadManager: .dedicated(threads: 1)))
+        let sink = try runtime.addStage(
+            "tick", handler: Tick(clock: clock),
+            options: StageOptions(threadManager: .dedicated(threads: 1)))
         try sink.enqueueMany((0..<4).map { Job($0, life) })
         waitUntil("processed") { runtime.snapshot()[stage: "tick"]?.processed == 4 }
         let s = runtime.snapshot()[stage: "tick"]!
@@ -320,9 +325,11 @@ struct BackpressureTests {
         let life = Life()
         let runtime = try Runtime()
         let gate = Gate()
-        let sink = try runtime.addStage("gated", handler: gate,
-                                        options: StageOptions(threadManager: .dedicated(threads: 1),
-                                                              batchSize: 1, queueCapacity: 2))
+        let sink = try runtime.addStage(
+            "gated", handler: gate,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1),
+                batchSize: 1, queueCapacity: 2))
         try sink.enqueue(Job(0, life))
         waitUntil("handler holds the thread") { gate.entered.value == 1 }
         try sink.enqueue(Job(1, life))
@@ -369,8 +376,10 @@ struct BackpressureTests {
         let runtime = try Runtime()
         let target = Lock<Sink<Job>?>(nil), results = Lock<[SedaError?]>([])
         let gate = Gate()
-        let other = try runtime.addStage("other", handler: gate, options: StageOptions(
-            threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 2))
+        let other = try runtime.addStage(
+            "other", handler: gate,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 2))
         target.withLock { $0 = other }
         try other.enqueue(Job(100, life))
         waitUntil("held") { gate.entered.value == 1 }
@@ -410,9 +419,11 @@ struct DisciplineTests {
         let runtime = try Runtime(clock: clock)
         let life = Life()
         let slow = Slow(clock: clock)
-        let sink = try runtime.addStage("codel", handler: slow, options: StageOptions(
-            threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 512,
-            discipline: .codel(target: .milliseconds(5), interval: .milliseconds(100))))
+        let sink = try runtime.addStage(
+            "codel", handler: slow,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 512,
+                discipline: .codel(target: .milliseconds(5), interval: .milliseconds(100))))
         for i in 0..<200 {
             if i % 20 == 0 { try sink.enqueueControl(Job(-1 - i, life)) } else { try sink.enqueue(Job(i, life)) }
         }
@@ -425,7 +436,10 @@ struct DisciplineTests {
         #expect(slow.controls.value == 10, "control events are never dropped")
         try runtime.shutdown()
         #expect(life.balanced, "dropped events were released")
-        #expect(throws: SedaError.invalidConfiguration("stage 'x': codel target 0.0 seconds and interval 0.1 seconds must be positive")) {
+        #expect(
+            throws: SedaError.invalidConfiguration(
+                "stage 'x': codel target 0.0 seconds and interval 0.1 seconds must be positive")
+        ) {
             try StageOptions(discipline: .codel(target: .zero, interval: .milliseconds(100))).validate(stage: "x")
         }
     }
@@ -436,14 +450,16 @@ extension DisciplineTests {
         let life = Life()
         let runtime = try Runtime()
         let gate = Gate()
-        let sink = try runtime.addStage("prio", handler: gate, options: StageOptions(
-            threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 16, priorityClasses: 3))
+        let sink = try runtime.addStage(
+            "prio", handler: gate,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 16, priorityClasses: 3))
         try sink.enqueue(Job(100, life))
         waitUntil("held") { gate.entered.value == 1 }
         for i in 0..<3 {
             for c in (0..<3).reversed() { try sink.enqueue(Job(10 * c + i, life), priorityClass: c) }
         }
-        try sink.enqueue(Job(23, life))        // plain: the last class
+        try sink.enqueue(Job(23, life))  // plain: the last class
         try sink.enqueueControl(Job(3, life))  // control: class 0
         #expect(throws: SedaError.invalidArgument) { try sink.enqueue(Job(99, life), priorityClass: 3) }
         gate.open.add(1)
@@ -475,9 +491,10 @@ extension DisciplineTests {
         let runtime = try Runtime()
         let gate = BlobGate()
         let limit = ByteLimit<Blob>(cap: 100)
-        let sink = try runtime.addStage("bytes", handler: gate,
-                                        options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1),
-                                        admission: limit)
+        let sink = try runtime.addStage(
+            "bytes", handler: gate,
+            options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1),
+            admission: limit)
         try sink.enqueue(Blob(10))
         waitUntil("held") { gate.entered.value == 1 }
         #expect(limit.bytesHeld == 0, "the one in the handler has left the queue")
@@ -512,16 +529,18 @@ extension BackpressureTests {
         let states = StateRecorder()
         let watcher = try runtime.addStage("watcher", handler: states)
         let gate = Gate()
-        let sink = try runtime.addStage("slow", handler: gate,
-                                        options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1,
-                                                              queueCapacity: 8))
+        let sink = try runtime.addStage(
+            "slow", handler: gate,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1,
+                queueCapacity: 8))
         try runtime.watch(stage: "slow", notify: watcher)
         #expect(throws: SedaError.system(errno: EBUSY)) { try runtime.watch(stage: "slow", notify: watcher) }
         try sink.enqueue(Job(0, life))
         waitUntil("held") { gate.entered.value == 1 }
         for i in 1...8 { try sink.enqueue(Job(i, life)) }
         #expect(throws: SedaError.full) { try sink.enqueue(Job(9, life)) }
-        #expect(throws: SedaError.full) { try sink.enqueue(Job(10, life)) } // still clogged: no second event
+        #expect(throws: SedaError.full) { try sink.enqueue(Job(10, life)) }  // still clogged: no second event
         waitUntil("clogged") { states.count.value == 1 }
         gate.open.add(1)
         waitUntil("drained") { states.count.value == 2 }
@@ -559,17 +578,23 @@ extension BackpressureTests {
         let slow = SlowSink()
         let down = try runtime.addStage("down", handler: slow, options: StageOptions(batchSize: 8, queueCapacity: 8))
         let me = Lock<Sink<Job>?>(nil)
-        let up = try runtime.addStage("up", handler: ForwardOrKeep(me: me, next: down),
-                                      options: StageOptions(batchSize: 8, queueCapacity: 4096,
-                                                            pauseWhenDownstreamClogged: true))
+        let up = try runtime.addStage(
+            "up", handler: ForwardOrKeep(me: me, next: down),
+            options: StageOptions(
+                batchSize: 8, queueCapacity: 4096,
+                pauseWhenDownstreamClogged: true))
         me.withLock { $0 = up }
         for i in 0..<1000 { try up.enqueue(Job(i, life)) }
         waitUntil("all through") { slow.done.value == 1000 }
         let s = runtime.snapshot()
         #expect(s[stage: "up"]!.pauses > 0, "up waited for down instead of spinning on it")
         #expect(s[stage: "down"]!.queuePeak <= 8)
-        #expect(throws: SedaError.invalidConfiguration("stage 'x': pauseWhenDownstreamClogged needs the shared thread manager")) {
-            try StageOptions(threadManager: .dedicated(threads: 1), pauseWhenDownstreamClogged: true).validate(stage: "x")
+        #expect(
+            throws: SedaError.invalidConfiguration(
+                "stage 'x': pauseWhenDownstreamClogged needs the shared thread manager")
+        ) {
+            try StageOptions(threadManager: .dedicated(threads: 1), pauseWhenDownstreamClogged: true).validate(
+                stage: "x")
         }
         me.withLock { $0 = nil }
         try runtime.shutdown()
@@ -603,12 +628,15 @@ extension RuntimeTests {
         let life = Life()
         let runtime = try Runtime()
         let gate = Gate()
-        let small = try runtime.addStage("small", handler: gate,
-                                         options: StageOptions(threadManager: .dedicated(threads: 1), queueCapacity: 6))
+        let small = try runtime.addStage(
+            "small", handler: gate,
+            options: StageOptions(threadManager: .dedicated(threads: 1), queueCapacity: 6))
         #expect(throws: SedaError.batchTooLarge(count: 9, capacity: 8)) {
             try small.enqueueMany((0..<9).map { Job($0, life) })
         }
-        #expect("\(SedaError.batchTooLarge(count: 9, capacity: 8))" == "9 events at once is more than the queue's capacity of 8")
+        #expect(
+            "\(SedaError.batchTooLarge(count: 9, capacity: 8))"
+                == "9 events at once is more than the queue's capacity of 8")
         // A handler forwarding a batch too big for the next stage learns the same.
         let outcome = Lock<SedaError?>(nil)
         let hold = Counter()
@@ -624,8 +652,9 @@ extension RuntimeTests {
                 do throws(SedaError) { try batch.forward(to: next) } catch { outcome.withLock { $0 = error } }
             }
         }
-        let front = try runtime.addStage("front", handler: ForwardAll(next: small, outcome: outcome, hold: hold),
-                                         options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 16))
+        let front = try runtime.addStage(
+            "front", handler: ForwardAll(next: small, outcome: outcome, hold: hold),
+            options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 16))
         try front.enqueue(Job(-1, life))
         waitUntil("holding") { front.count == 0 }
         try front.enqueueMany((0..<12).map { Job($0, life) })

@@ -1,6 +1,6 @@
+import CSedaCore
 import Testing
 
-import CSedaCore
 @testable import Seda
 
 /// Advances the manual clock by 1 ms per event it handles, so that the k-th
@@ -21,8 +21,9 @@ struct StatisticsTests {
         let clock = SedaClock.manual()
         let runtime = try Runtime(clock: clock)
         let life = Life()
-        let sink = try runtime.addStage("tick", handler: Tick(clock: clock),
-                                        options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1))
+        let sink = try runtime.addStage(
+            "tick", handler: Tick(clock: clock),
+            options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1))
         let start = StageStatistics(stage: sink.stage.pointer)
         try sink.enqueueMany((0..<40).map { Job($0, life) })
         waitUntil("processed") { runtime.snapshot()[stage: "tick"]?.processed == 40 }

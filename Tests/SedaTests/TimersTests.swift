@@ -1,8 +1,8 @@
+import CSedaCore
 import Glibc
 import Testing
 
 @testable import Seda
-import CSedaCore
 
 /// Holds its handler until opened, to make a stage's queue fill up.
 final class Gate: EventHandler, @unchecked Sendable {
@@ -28,7 +28,7 @@ struct TimersTests {
         let timers = try Timers(clock: clock, startThread: false)
         try timers.schedule(Job(3, life), to: sink, after: .milliseconds(30))
         try timers.schedule(Job(1, life), to: sink, after: .milliseconds(10))
-        try timers.schedule(Job(2, life), to: sink, after: .milliseconds(10)) // same deadline: after 1
+        try timers.schedule(Job(2, life), to: sink, after: .milliseconds(10))  // same deadline: after 1
         let cancelled = try timers.schedule(Job(99, life), to: sink, after: .milliseconds(20))
         #expect(timers.stats.pending == 4)
 
@@ -44,7 +44,8 @@ struct TimersTests {
         #expect(timers.poll() == nil, "nothing left pending")
         waitUntil("3 delivered") { recorder.received.value == 3 }
         #expect(recorder.seen == [1, 2, 3])
-        #expect(timers.stats == Timers.Stats(pending: 0, added: 4, fired: 3, retries: 0, undeliverable: 0, cancelled: 1))
+        #expect(
+            timers.stats == Timers.Stats(pending: 0, added: 4, fired: 3, retries: 0, undeliverable: 0, cancelled: 1))
         try runtime.shutdown()
         #expect(life.balanced)
     }
@@ -54,15 +55,17 @@ struct TimersTests {
         let runtime = try Runtime(clock: clock)
         let life = Life()
         let gate = Gate()
-        let sink = try runtime.addStage("gated", handler: gate,
-                                        options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1,
-                                                              queueCapacity: 2))
+        let sink = try runtime.addStage(
+            "gated", handler: gate,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1,
+                queueCapacity: 2))
         try sink.enqueue(Job(0, life))
         waitUntil("handler holds the thread") { gate.entered.value == 1 }
         try sink.enqueue(Job(1, life))
         try sink.enqueue(Job(2, life))
         let timers = try Timers(clock: clock, startThread: false)
-        try timers.schedule(Job(3, life), to: sink, after: .milliseconds(1)) // a "cleanup" event
+        try timers.schedule(Job(3, life), to: sink, after: .milliseconds(1))  // a "cleanup" event
         try clock.advance(by: .milliseconds(1))
         timers.poll()
         timers.poll()
@@ -105,7 +108,7 @@ struct TimersTests {
         try timers.schedule(Job(3, life), to: sink, after: .milliseconds(30))
         try timers.schedule(Job(1, life), to: sink, after: .milliseconds(5))
         try timers.schedule(Job(2, life), to: sink, after: .milliseconds(15))
-        try timers.schedule(Job(4, life), to: sink, after: .seconds(3600)) // released by deinit
+        try timers.schedule(Job(4, life), to: sink, after: .seconds(3600))  // released by deinit
         waitUntil("3 fired") { recorder.received.value == 3 }
         #expect(recorder.seen == [1, 2, 3])
         try runtime.shutdown()
@@ -125,7 +128,9 @@ extension TimersTests {
         let sink = try runtime.addStage("ticks", handler: recorder)
         let timers = try Timers(clock: clock, startThread: false)
         let id = try timers.scheduleRepeating(Job(7, life), to: sink, every: .milliseconds(10))
-        #expect(throws: SedaError.invalidArgument) { try timers.scheduleRepeating(Job(8, life), to: sink, every: .zero) }
+        #expect(throws: SedaError.invalidArgument) {
+            try timers.scheduleRepeating(Job(8, life), to: sink, every: .zero)
+        }
 
         try clock.advance(by: .milliseconds(9))
         timers.poll()
@@ -184,8 +189,9 @@ extension TimersTests {
         let runtime = try Runtime()
         let life = Life()
         let recorder = Recorder()
-        let sink = try runtime.addStage("raced", handler: recorder,
-                                        options: StageOptions(queueCapacity: 4096))
+        let sink = try runtime.addStage(
+            "raced", handler: recorder,
+            options: StageOptions(queueCapacity: 4096))
         let timers = try Timers(clock: runtime.clock, resolution: .microseconds(100))
         var cancelled = 0
         for round in 0..<20 {

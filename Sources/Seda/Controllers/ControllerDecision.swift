@@ -106,18 +106,23 @@ func formatDuration(_ d: Duration) -> String {
 /// Turns a controller's knob and, if the runtime took the new value, records
 /// and logs the decision (debug); if it refused, logs a warning and returns
 /// nil. The one path both controllers' ticks take.
-func applyDecision(_ d: ControllerDecision, history: inout DecisionHistory, logger: Logger,
-                   extra: Logger.Metadata = [:], set: () throws(SedaError) -> Void) -> ControllerDecision? {
+func applyDecision(
+    _ d: ControllerDecision, history: inout DecisionHistory, logger: Logger,
+    extra: Logger.Metadata = [:], set: () throws(SedaError) -> Void
+) -> ControllerDecision? {
     do throws(SedaError) {
         try set()
     } catch {
-        logger.warning("controller could not set \(d.knob.rawValue)", metadata: [
-            "stage": "\(d.stage)", "value": "\(d.new)", "error": "\(error)",
-        ])
+        logger.warning(
+            "controller could not set \(d.knob.rawValue)",
+            metadata: [
+                "stage": "\(d.stage)", "value": "\(d.new)", "error": "\(error)",
+            ])
         return nil
     }
     history.append(d)
-    logger.debug("\(d.knob.rawValue) \(d.old) → \(d.new)",
-                 metadata: extra.merging(["stage": "\(d.stage)", "reason": "\(d.reason)"]) { a, _ in a })
+    logger.debug(
+        "\(d.knob.rawValue) \(d.old) → \(d.new)",
+        metadata: extra.merging(["stage": "\(d.stage)", "reason": "\(d.reason)"]) { a, _ in a })
     return d
 }

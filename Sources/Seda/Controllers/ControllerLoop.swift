@@ -22,7 +22,10 @@ final class ControllerLoop: Sendable {
 
     /// Stops the thread and waits for it. Idempotent.
     func stop() {
-        let t = thread.withLock { t in defer { t = nil }; return t }
+        let t = thread.withLock { t in
+            defer { t = nil }
+            return t
+        }
         t?.stop()
     }
 }
