@@ -52,6 +52,7 @@ uint32_t seda_features(void);
 #endif
 
 #include "clock.h"
+#include "file.h"
 #include "notifier.h"
 #include "queue.h"
 #include "runtime.h"
