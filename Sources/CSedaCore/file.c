@@ -190,7 +190,9 @@ static int prep_one(struct seda_file_stage *fs, seda__file_req_t *r, bool *full)
     int e = fs->ops->prep(fs->engine, r);
     if (e == 0) {
         /* seq_cst: the reaper must see the request counted before the kernel
-         * can complete it (the flush comes later), and arming pairs with it. */
+         * can complete it (the flush comes later), and arming pairs with it.
+         * Its release half publishes this thread's writes to r to the
+         * reaper's decrement (seda__file_kernel_done). */
         atomic_fetch_add(&fs->in_kernel, 1);
         return 1;
     }

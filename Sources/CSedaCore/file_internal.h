@@ -215,8 +215,9 @@ bool seda__file_precheck(seda__file_req_t *r);
 void seda__file_complete(seda__file_req_t *r, int64_t result);
 
 /* seda__file_complete for a request the engine had taken (prep) and the
- * kernel completed: also lowers in_kernel. Called by ops->reap. */
-void seda__file_kernel_done(seda__file_req_t *r, int64_t result);
+ * kernel completed: also lowers in_kernel. Called by ops->reap (and a
+ * flush that the kernel refuses one request of), before r is touched. */
+void seda__file_kernel_done(struct seda_file_stage *fs, seda__file_req_t *r, int64_t result);
 
 /* Runs an OPEN (open(2), O_DIRECT and its fallback, the new handle) and
  * completes it. On the pool. */

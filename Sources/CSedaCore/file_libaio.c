@@ -113,7 +113,7 @@ static int aio_flush(struct seda__file_engine *e)
         } else {
             /* io_submit refused the first iocb (-EBADF, -EINVAL, ...): it
              * fails alone, the rest go on. */
-            seda__file_kernel_done(e->pending[i]->data, r);
+            seda__file_kernel_done(e->fs, e->pending[i]->data, r);
             i++;
         }
     }
@@ -139,7 +139,7 @@ static size_t aio_reap(struct seda__file_engine *e, size_t max)
         if (n <= 0)
             break;
         for (int i = 0; i < n; i++)
-            seda__file_kernel_done(evs[i].data, (long)evs[i].res); /* -errno encoded in res */
+            seda__file_kernel_done(e->fs, evs[i].data, (long)evs[i].res); /* -errno encoded in res */
         total += (size_t)n;
         if (n < want)
             break;

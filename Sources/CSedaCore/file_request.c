@@ -207,11 +207,15 @@ void seda__file_complete(seda__file_req_t *r, int64_t result)
     deliver(r);
 }
 
-void seda__file_kernel_done(seda__file_req_t *r, int64_t result)
+void seda__file_kernel_done(struct seda_file_stage *fs, seda__file_req_t *r, int64_t result)
 {
     /* seq_cst: pairs with the submitter's backlog_waiting store and
-     * in_kernel load (file.c, submit_backlog). */
-    atomic_fetch_sub(&r->fs->in_kernel, 1);
+     * in_kernel load (file.c, submit_backlog). Its acquire half also makes
+     * the submitter's writes to r (before its release increment in prep_one)
+     * visible here before r is touched: the kernel, which carried r from the
+     * submission queue to this completion, is invisible to the C memory
+     * model and to ThreadSanitizer. */
+    atomic_fetch_sub(&fs->in_kernel, 1);
     seda__file_complete(r, result);
 }
 

@@ -171,7 +171,7 @@ static size_t uring_reap(struct seda__file_engine *e, size_t max)
                 atomic_fetch_sub_explicit(&e->cancels, 1, memory_order_relaxed);
                 continue;
             }
-            seda__file_kernel_done(data[i], res[i]);
+            seda__file_kernel_done(e->fs, data[i], res[i]);
             total++;
         }
     }
