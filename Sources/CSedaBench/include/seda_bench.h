@@ -59,6 +59,55 @@ typedef struct seda_bench_timer_result {
  */
 int seda_bench_timer_ops(uint64_t pending, uint64_t ops, seda_bench_timer_result_t *out);
 
+/* ---- disk (seda-bench disk) ---------------------------------------------- */
+
+/* The disk workloads, all O_DIRECT. */
+enum seda_bench_disk_workload {
+    SEDA_BENCH_DISK_RANDREAD_4K = 0,  /* 4 KiB reads at random block offsets of the data file */
+    SEDA_BENCH_DISK_SEQREAD_128K = 1, /* 128 KiB reads, one after the other, wrapping at its end */
+    SEDA_BENCH_DISK_RANDWRITE_4K = 2, /* 4 KiB writes to distinct random blocks of "<path>.write",
+                                       * then fdatasync, then every block read back and compared */
+};
+
+typedef struct seda_bench_disk_config {
+    const char *path;        /* the data file (see seda_bench_disk_prepare) */
+    uint64_t file_bytes;     /* its size (a multiple of 128 KiB) */
+    int workload;            /* enum seda_bench_disk_workload */
+    uint32_t queue_depth;    /* requests in flight (threads: pool threads / fio psync jobs) */
+    double seconds;          /* how long each run lasts */
+    int engine;              /* enum seda_disk_engine: Seda's engine, and fio's matching ioengine */
+    int register_buffers;    /* io_uring: registered buffers (fio: fixedbufs) */
+    uint32_t cpu_threads;    /* Seda's shared threads (0: one per CPU) */
+    uint64_t seed;           /* random offsets and written contents */
+} seda_bench_disk_config_t;
+
+typedef struct seda_bench_disk_result {
+    double iops, mb_per_s;
+    double p50_us, p99_us;   /* latency: request accepted -> completion in the client's handler
+                              * (fio: its total latency, lat_percentiles) */
+    uint64_t ops;
+    uint64_t submit_calls;   /* Seda: io_uring_enter / io_submit calls made */
+    int verified;            /* reads: every block header matched; writes: every written
+                              * block read back equal after fdatasync */
+    uint64_t verified_blocks; /* writes: how many blocks were compared */
+} seda_bench_disk_result_t;
+
+/*
+ * Makes sure `path` holds `bytes` of headed blocks (each 4 KiB block starts
+ * with its own index), writing it only if it does not already (sets
+ * *created), and that "<path>.write" (256 MiB) exists, preallocated.
+ * Returns 0 or a negative errno.
+ */
+int seda_bench_disk_prepare(const char *path, uint64_t bytes, int *created);
+
+/* One run of the workload through a Seda file stage. Returns 0; -ENOTSUP if
+ * the engine is not available here; another negative errno on failure. */
+int seda_bench_disk_seda(const seda_bench_disk_config_t *cfg, seda_bench_disk_result_t *out);
+
+/* The matching fio job (the `fio` executable, looked up in PATH). Returns 0,
+ * -EPROTO if fio failed or its output could not be read, or a spawn error. */
+int seda_bench_disk_fio(const seda_bench_disk_config_t *cfg, const char *fio, seda_bench_disk_result_t *out);
+
 #ifdef __cplusplus
 }
 #endif
