@@ -216,6 +216,10 @@ void seda__file_kernel_done(struct seda_file_stage *fs, seda__file_req_t *r, int
      * submission queue to this completion, is invisible to the C memory
      * model and to ThreadSanitizer. */
     atomic_fetch_sub(&fs->in_kernel, 1);
+    /* A request the kernel interrupted because its file's close asked to
+     * cancel it (an io_uring worker signalled mid-way) was cancelled. */
+    if (result == -EINTR && r->ev.file && atomic_load_explicit(&r->ev.file->closing, memory_order_acquire))
+        result = -ECANCELED;
     seda__file_complete(r, result);
 }
 
