@@ -84,6 +84,10 @@ struct Run: ParsableCommand {
     @Flag(help: "No progress lines on stderr.")
     var quiet = false
 
+    @Flag(name: .customLong("require-clean"),
+          help: "Exit 1 unless every run got 2xx responses with no error, failed connect or unanswered request.")
+    var requireClean = false
+
     func validate() throws {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1...65535") }
         guard duration > 0, warmup >= 0, drain >= 0, thinkMs >= 0 else {
@@ -151,6 +155,13 @@ struct Run: ParsableCommand {
         print(Row.table(rows))
         if let plot {
             try Plotter.figures(rows: rows, histograms: histograms, prefix: plot)
+        }
+        if requireClean {
+            let bad = rows.filter { $0.errors + $0.connectErrors + $0.unanswered > 0 || $0.okPerS == 0 }
+            if !bad.isEmpty {
+                eprint("seda-load: \(bad.count) run(s) had errors, failed connects, unanswered requests or no 2xx")
+                throw ExitCode(1)
+            }
         }
     }
 }
