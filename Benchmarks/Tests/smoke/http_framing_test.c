@@ -140,6 +140,26 @@ static void pipelined(void)
     close(fd);
 }
 
+/* More pipelined requests than the socket buffers hold: the server's writes
+ * come up short and must resume where they stopped, in order. */
+static void deep_pipeline(void)
+{
+    enum { DEPTH = 300 };
+    int fd = dial();
+    held_len = 0;
+    static char burst[DEPTH * 64];
+    size_t len = 0;
+    for (int i = 0; i < DEPTH; i++)
+        len += (size_t)snprintf(burst + len, sizeof burst - len, "GET /index.html?%d HTTP/1.1\r\nHost: a\r\n\r\n", i);
+    sload_write_all(fd, burst, len);
+    struct response r;
+    int got = 0;
+    while (got < DEPTH && read_response(fd, &r, 0) == 0 && is_page(&r))
+        got++;
+    CHECK("300 pipelined requests (2.5 MB of answers) all answered, in order", got == DEPTH);
+    close(fd);
+}
+
 static void split(void)
 {
     int fd = dial();
@@ -243,6 +263,7 @@ int main(int argc, char **argv)
         return 2;
     }
     pipelined();
+    deep_pipeline();
     split();
     if (!bare)
         full();
