@@ -45,7 +45,7 @@ struct worker {
     _Atomic uint32_t finished;
     /* Private until the worker is joined. */
     uint32_t connect_errors, io_errors, protocol_errors;
-    int timed_out;
+    int timed_out, cut;
     int64_t last_ack;
 };
 
@@ -198,11 +198,17 @@ static void transfer_phase(struct worker *w)
                          (w->io_errors + w->protocol_errors - failed_before);
         if (ended >= up)
             return;
-        if (sload_now_ns() >= w->sh->deadline) {
+        int64_t now = sload_now_ns();
+        if (now >= w->sh->deadline) {
             w->timed_out = 1;
             return;
         }
-        int m = epoll_wait(w->ep, evs, 256, 100);
+        if (w->sh->cfg->duration_s > 0 &&
+            now >= sload__gate_start(&w->sh->gate) + (int64_t)(w->sh->cfg->duration_s * 1e9)) {
+            w->cut = 1;
+            return;
+        }
+        int m = epoll_wait(w->ep, evs, 256, w->sh->cfg->duration_s > 0 ? 10 : 100);
         for (int i = 0; i < m; i++) {
             struct conn *c = evs[i].data.ptr;
             if (c->state != C_UP)
@@ -345,6 +351,7 @@ int sload_asocket_run(const sload_asocket_config_t *cfg_in, sload_asocket_result
         out->io_errors += w->io_errors;
         out->protocol_errors += w->protocol_errors;
         out->timed_out |= w->timed_out;
+        out->cut |= w->cut;
         if (w->last_ack > tend)
             tend = w->last_ack;
         if (w->ep >= 0)
@@ -353,6 +360,8 @@ int sload_asocket_run(const sload_asocket_config_t *cfg_in, sload_asocket_result
     }
     if (out->timed_out)
         tend = sh.deadline;
+    else if (out->cut)
+        tend = tstart + (int64_t)(cfg.duration_s * 1e9);
     out->bytes_acked = out->packets_acked * cfg.packet_size;
     out->connect_s = tstart ? (double)(tstart - start) / 1e9 : 0;
     out->transfer_s = tstart && tend > tstart ? (double)(tend - tstart) / 1e9 : 0;

@@ -26,6 +26,9 @@ typedef struct sload_asocket_config {
     uint32_t threads;        /* epoll threads, 1 or more */
     uint32_t connect_window; /* connects in flight at once (0: 256) */
     double time_limit_s;     /* the whole run, connects included (0: 60 s) */
+    double duration_s;       /* > 0: measure this long once all are up, then stop (a
+                                connection need not finish its packets); 0: until every
+                                connection sent all its packets */
     int progress;            /* non-zero: a line per second on stderr */
 } sload_asocket_config_t;
 
@@ -36,6 +39,7 @@ typedef struct sload_asocket_result {
     uint32_t io_errors;        /* resets, early EOF */
     uint32_t protocol_errors;  /* an ack before its packet was sent, or too many ack bytes */
     int timed_out;             /* 1 when the time limit stopped the run */
+    int cut;                   /* 1 when duration_s ended the transfer (not an error) */
     uint64_t packets_acked;
     uint64_t bytes_acked;      /* payload bytes of acknowledged packets */
     double connect_s;          /* opening every connection */
