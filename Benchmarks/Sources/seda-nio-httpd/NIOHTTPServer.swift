@@ -50,6 +50,7 @@ struct NIOHTTPServer: ParsableCommand {
     }
 
     func run() throws {
+        _ = sload_raise_nofile()  // 10,000 connections need more than the usual soft limit
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let pool = NIOThreadPool(numberOfThreads: bottleneckThreads)
         pool.start()
