@@ -5,7 +5,8 @@
  * Workloads, all O_DIRECT: 4 KiB random reads and 128 KiB sequential reads
  * over a data file of `file_bytes` (created once, reused: each 4 KiB block
  * starts with a header naming it, checked on every read), and 4 KiB random
- * writes over a second file (`<path>.write`, 256 MiB, preallocated), each
+ * writes over a second file (`<path>.write`, 256 MiB or the data file's size
+ * if smaller, preallocated), each
  * block written at most once (a permutation), then fdatasync through the
  * stage, then every written block read back and compared byte for byte.
  *
@@ -43,7 +44,7 @@ extern char **environ;
 
 #define BLOCK 4096
 #define SEQ_BLOCK (128 * 1024)
-#define WRITE_FILE_BYTES ((uint64_t)256 << 20)
+#define WRITE_FILE_MAX ((uint64_t)256 << 20)
 #define MAGIC 0x5eda0d15cb10c000ull
 
 static int64_t now_ns(void)
@@ -107,6 +108,16 @@ static double hpct(const struct hist *h, double p)
 }
 
 /* ---- the data files ------------------------------------------------------- */
+
+/* The write file's size: a power of two of blocks (the permutation of
+ * blocks needs one), the data file's size at most, 256 MiB at most. */
+static uint64_t write_file_bytes(uint64_t file_bytes)
+{
+    uint64_t b = WRITE_FILE_MAX;
+    while (b > file_bytes)
+        b >>= 1;
+    return b;
+}
 
 static void header_fill(void *block, uint64_t index)
 {
@@ -182,7 +193,7 @@ write_file:
     fd = open(wpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
         return -errno;
-    r = posix_fallocate(fd, 0, (off_t)WRITE_FILE_BYTES);
+    r = posix_fallocate(fd, 0, (off_t)write_file_bytes(bytes));
     close(fd);
     return -r;
 }
@@ -378,7 +389,7 @@ int seda_bench_disk_seda(const seda_bench_disk_config_t *cfg, seda_bench_disk_re
     char wpath[4096];
     snprintf(wpath, sizeof wpath, "%s.write", cfg->path);
     const char *path = writing ? wpath : cfg->path;
-    uint64_t file_bytes = writing ? WRITE_FILE_BYTES : cfg->file_bytes;
+    uint64_t file_bytes = writing ? write_file_bytes(cfg->file_bytes) : cfg->file_bytes;
 
     seda_runtime_options_t ro = { .cpu_threads = cfg->cpu_threads };
     seda_runtime_t *rt;
@@ -528,7 +539,7 @@ int seda_bench_disk_fio(const seda_bench_disk_config_t *cfg, const char *fio, se
     snprintf(a_jobs, sizeof a_jobs, "--numjobs=%u", psync ? cfg->queue_depth : 1);
     snprintf(a_time, sizeof a_time, "--runtime=%lldms", (long long)(cfg->seconds * 1000));
     snprintf(a_size, sizeof a_size, "--size=%llu",
-             (unsigned long long)(writing ? WRITE_FILE_BYTES : cfg->file_bytes));
+             (unsigned long long)(writing ? write_file_bytes(cfg->file_bytes) : cfg->file_bytes));
     char *argv[32];
     int n = 0;
     argv[n++] = (char *)fio;

@@ -25,6 +25,9 @@ struct DiskBench: ParsableCommand {
     @Option(help: "Size of the data file in GiB.")
     var sizeGib: UInt64 = 1
 
+    @Option(help: "Size of the data file in MiB instead (smoke tests; the issue's figures need 1 GiB or more).")
+    var sizeMib: UInt64?
+
     @Option(help: "Seconds per run.")
     var seconds: Double = 5
 
@@ -50,8 +53,8 @@ struct DiskBench: ParsableCommand {
     var noFio = false
 
     func validate() throws {
-        guard seconds > 0, sizeGib >= 1, !qd.isEmpty, qd.allSatisfy({ $0 >= 1 && $0 <= 1024 }) else {
-            throw ValidationError("--seconds > 0, --size-gib >= 1, --qd values in 1...1024")
+        guard seconds > 0, sizeGib >= 1, sizeMib.map({ $0 >= 1 }) ?? true, !qd.isEmpty, qd.allSatisfy({ $0 >= 1 && $0 <= 1024 }) else {
+            throw ValidationError("--seconds > 0, --size-gib >= 1, --size-mib >= 1, --qd values in 1...1024")
         }
         for e in engines where seda_disk_engine_parse(e) <= 0 {
             throw ValidationError("unknown engine \(e)")
@@ -71,16 +74,17 @@ struct DiskBench: ParsableCommand {
     }
 
     func run() throws {
-        let bytes = sizeGib << 30
+        let bytes = sizeMib.map { $0 << 20 } ?? sizeGib << 30
         var created: Int32 = 0
         let prep = seda_bench_disk_prepare(path, bytes, &created)
         guard prep == 0 else { throw ValidationError("cannot prepare \(path): error \(prep)") }
-        print("seda-bench disk: \(path) (\(sizeGib) GiB, \(created != 0 ? "created" : "reused")), O_DIRECT, "
+        print("seda-bench disk: \(path) (\(bytes >> 20) MiB, \(created != 0 ? "created" : "reused")), O_DIRECT, "
               + "\(Stats.fixed(seconds, 1)) s per run\(registered ? ", registered buffers" : "")")
         var table = Table(headers: ["workload", "QD", "engine", "Seda IOPS", "MB/s", "p50 µs", "p99 µs",
                                     "I/O per submit", "check", "fio IOPS", "fio MB/s", "fio p50", "fio p99",
                                     "Seda/fio"])
         var seed: UInt64 = 1
+        var failures: [String] = []
         for w in workloads {
             for depth in qd {
                 for e in engines {
@@ -108,6 +112,8 @@ struct DiskBench: ParsableCommand {
                     let check = rs != 0 ? "error \(rs)"
                         : s.verified == 0 ? "MISMATCH"
                         : w == "randwrite" ? "\(s.verified_blocks) equal" : "ok"
+                    if rs != 0 || s.verified == 0 { failures.append("\(w) QD\(depth) \(e): \(check)") }
+                    if !noFio && rf != 0 { failures.append("\(w) QD\(depth) fio \(e): error \(rf)") }
                     func num(_ ok: Bool, _ x: Double, _ d: Int) -> String { ok ? Stats.fixed(x, d) : "-" }
                     table.add([w, "\(depth)", e,
                                num(rs == 0, s.iops, 0), num(rs == 0, s.mb_per_s, 1),
@@ -119,5 +125,9 @@ struct DiskBench: ParsableCommand {
             }
         }
         print(table.render())
+        if !failures.isEmpty {
+            print("FAILED: " + failures.joined(separator: "; "))
+            throw ExitCode.failure
+        }
     }
 }

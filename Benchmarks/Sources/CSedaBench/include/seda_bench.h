@@ -95,7 +95,8 @@ typedef struct seda_bench_disk_result {
 /*
  * Makes sure `path` holds `bytes` of headed blocks (each 4 KiB block starts
  * with its own index), writing it only if it does not already (sets
- * *created), and that "<path>.write" (256 MiB) exists, preallocated.
+ * *created), and that "<path>.write" (256 MiB, or the largest power of two
+ * of bytes not above `bytes`) exists, preallocated.
  * Returns 0 or a negative errno.
  */
 int seda_bench_disk_prepare(const char *path, uint64_t bytes, int *created);
