@@ -437,12 +437,12 @@ int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *
         seda__file_stage_unref(fs);
         return e;
     }
-    if (fs->opts.register_buffers && fs->ops->register_buffers && fs->buffers.base) {
+    if (fs->opts.register_buffers >= 0 && fs->ops->register_buffers && fs->buffers.base) {
         e = fs->ops->register_buffers(fs->engine, fs->buffers.base, fs->buffers.size);
         if (e == 0)
             fs->buffers_registered = 1;
         else
-            seda__file_log(fs, SEDA_FILE_LOG_WARNING,
+            seda__file_log(fs, fs->opts.register_buffers > 0 ? SEDA_FILE_LOG_WARNING : SEDA_FILE_LOG_INFO,
                            "file stage %s: could not register the buffer arena (%s); unregistered buffers",
                            fs->name, strerror(-e));
     }

@@ -36,8 +36,8 @@ void seda__file_log(struct seda_file_stage *fs, int level, const char *fmt, ...)
     va_end(ap);
     if (fs->opts.log)
         fs->opts.log(fs->opts.log_ctx, level, msg);
-    else
-        fprintf(stderr, "seda: %s: %s\n", level >= SEDA_FILE_LOG_WARNING ? "warning" : "info", msg);
+    else if (level >= SEDA_FILE_LOG_WARNING)
+        fprintf(stderr, "seda: warning: %s\n", msg);
 }
 
 /* ---- events -------------------------------------------------------------- */

@@ -176,7 +176,7 @@ static void body(int engine, int direct, int registered, const char *dir, size_t
     /* A small depth and engine batches, so that requests wait in the stage. */
     /* Registered: a 4 MiB arena (under the usual 8 MiB RLIMIT_MEMLOCK), so
      * that some requests use fixed buffers and some, from the heap, do not. */
-    seda_file_stage_options_t o = { .queue_depth = 16, .threads = 3, .register_buffers = registered,
+    seda_file_stage_options_t o = { .queue_depth = 16, .threads = 3, .register_buffers = registered ? 1 : -1,
                                     .buffer_pool_bytes = registered ? (size_t)4 << 20 : 0 };
     struct run r = { .engine = engine, .direct = direct || engine == SEDA_DISK_LIBAIO, .rng = 0x5eda + (uint64_t)engine };
     r.fs = ft_stage(rt, engine, &o);

@@ -205,7 +205,10 @@ typedef struct seda_file_stage_options {
     size_t buffer_pool_bytes;
     /* io_uring: register the buffer arena with the ring, so reads and writes
      * into pooled buffers skip pinning pages per request (READ_FIXED /
-     * WRITE_FIXED). Ignored by the other engines. */
+     * WRITE_FIXED); the arena is then resident. 0: if the kernel allows it
+     * (RLIMIT_MEMLOCK bounds it for unprivileged processes), else an info
+     * line in the log; 1: register, with a warning if refused; -1: never.
+     * seda-bench disk --registered measures it. Ignored by the other engines. */
     int register_buffers;
     seda_file_log_fn log;        /* NULL: warnings go to stderr */
     void *log_ctx;
@@ -313,7 +316,10 @@ int seda_file_sync(seda_file_t *f, int datasync, const seda_file_sink_t *sink, v
  * those accepted before and not yet in the kernel complete with -ECANCELED;
  * those in the kernel complete (io_uring is asked to cancel them). Then the
  * descriptor is closed and the CLOSE completion (result 0 or close(2)'s
- * error) delivered, after every other completion of the file. The handle
+ * error) delivered, after every other completion of the file (on io_uring
+ * the kernel may still hold the open file for a moment after a request's
+ * completion: an unlinked file's space may come back just after the CLOSE).
+ * The handle
  * stays valid (calls on it return -EBADF) until that CLOSE event is
  * released. Returns 0, -EBADF (already closing), -EAGAIN (a queue is full:
  * the file stays open; retry), -EPIPE, -ENOMEM. A request made on another

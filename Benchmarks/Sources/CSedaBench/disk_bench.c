@@ -561,7 +561,7 @@ int seda_bench_disk_fio(const seda_bench_disk_config_t *cfg, const char *fio, se
     argv[n++] = "--output-format=json";
     if (writing)
         argv[n++] = "--end_fsync=1";
-    if (cfg->register_buffers && cfg->engine == SEDA_DISK_IO_URING)
+    if (cfg->register_buffers > 0 && cfg->engine == SEDA_DISK_IO_URING)
         argv[n++] = "--fixedbufs=1";
     argv[n] = NULL;
 

@@ -40,7 +40,7 @@ struct DiskBench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Workloads: randread, seqread, randwrite.")
     var workloads: [String] = ["randread", "seqread", "randwrite"]
 
-    @Flag(help: "io_uring: register the buffer pool (fio: --fixedbufs).")
+    @Flag(help: "io_uring: register the buffer pool (fio: --fixedbufs); without it, neither registers.")
     var registered = false
 
     @Option(help: "Seda's shared threads (0: one per CPU).")
@@ -95,7 +95,7 @@ struct DiskBench: ParsableCommand {
                     cfg.queue_depth = depth
                     cfg.seconds = seconds
                     cfg.engine = seda_disk_engine_parse(e)
-                    cfg.register_buffers = registered ? 1 : 0
+                    cfg.register_buffers = registered ? 1 : -1
                     cfg.cpu_threads = cpuThreads
                     cfg.seed = seed
                     var s = seda_bench_disk_result_t()

@@ -76,7 +76,7 @@ typedef struct seda_bench_disk_config {
     uint32_t queue_depth;    /* requests in flight (threads: pool threads / fio psync jobs) */
     double seconds;          /* how long each run lasts */
     int engine;              /* enum seda_disk_engine: Seda's engine, and fio's matching ioengine */
-    int register_buffers;    /* io_uring: registered buffers (fio: fixedbufs) */
+    int register_buffers;    /* io_uring: 1 registered buffers (fio: fixedbufs), -1 not, 0 the stage's default */
     uint32_t cpu_threads;    /* Seda's shared threads (0: one per CPU) */
     uint64_t seed;           /* random offsets and written contents */
 } seda_bench_disk_config_t;
