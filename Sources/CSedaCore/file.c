@@ -231,7 +231,8 @@ static void flush(struct seda_file_stage *fs, int prepped)
     if (prepped == 0 && !fs->flush_failed)
         return;
     int e = fs->ops->flush(fs->engine);
-    atomic_fetch_add_explicit(&fs->submit_calls, 1, memory_order_relaxed);
+    if (e > 0) /* 0: nothing was prepared (a close with nothing to cancel) */
+        atomic_fetch_add_explicit(&fs->submit_calls, 1, memory_order_relaxed);
     if (e < 0) {
         /* The kernel is short of something (-EAGAIN, -ENOMEM): the requests
          * stay prepared; come back after what is queued. */
