@@ -30,7 +30,8 @@
  * Events reported: those registered, plus ERR and HUP always (as poll(2) and
  * epoll do), except that select(2) cannot tell ERR, HUP or RDHUP apart from
  * readiness: on the select backend a closed or failed peer shows as IN (and
- * OUT), and the read or write that follows tells which.
+ * OUT), and the read or write that follows tells which; a registration
+ * without IN or OUT is never reported there.
  *
  * Threads: a poller has one owner thread, the first thread that calls add,
  * mod, del or wait on it; only that thread may call those four afterwards.
