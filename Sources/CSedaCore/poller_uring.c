@@ -88,7 +88,6 @@ struct seda__poller_bufring {
 
 struct uring_impl {
     struct io_uring ring;
-    unsigned setup_flags;
     bool disabled; /* created R_DISABLED, not enabled yet */
     bool closing;  /* destroy is draining: completions are only counted */
     bool owned;
@@ -144,8 +143,7 @@ static int uring_init(struct seda_poller *p, const seda_poller_options_t *opts)
         free(s);
         return -ENOSYS;
     }
-    s->setup_flags = s->ring.flags;
-    s->disabled = (s->setup_flags & IORING_SETUP_R_DISABLED) != 0;
+    s->disabled = (s->ring.flags & IORING_SETUP_R_DISABLED) != 0;
     s->free_head = NO_OP;
     p->impl = s;
     snprintf(p->describe, sizeof p->describe, "io_uring (multishot poll, edge; %s)",
@@ -186,8 +184,8 @@ static int reserve_sqes(struct uring_impl *s, unsigned n)
     return io_uring_sq_space_left(&s->ring) >= n ? 0 : -EAGAIN;
 }
 
-/* An SQE after reserve_sqes said there is room. The caller sets its user_data after the io_uring_prep_* call (which owns
- * every other field). */
+/* An SQE, once reserve_sqes said there is room. The caller sets its
+ * user_data after the io_uring_prep_* call, which owns every other field. */
 static struct io_uring_sqe *take_sqe(struct uring_impl *s)
 {
     return io_uring_get_sqe(&s->ring);
