@@ -83,6 +83,8 @@ typedef void (*seda__poller_completion_fn)(void *ctx, const struct seda__poller_
 /* Provided buffers for multishot recv: `count` buffers of `size` bytes. */
 struct seda__poller_bufring;
 
+/* Every operation below runs on the poller's owner thread only: they share
+ * the ring with add, mod, del and wait. */
 struct seda__poller_completion_ops {
     /* Sets the completion handler (NULL: completions are dropped, buffers
      * put back). Before starting any operation. */
@@ -152,7 +154,8 @@ struct seda__poller_ops {
     /* Frees what init made. Registered descriptors are not closed. */
     void (*fini)(struct seda_poller *p);
     /* Claims or checks the owner thread (io_uring only; NULL elsewhere).
-     * Returns 0 or -EEXIST. Called before each add, mod, del and wait. */
+     * Returns 0 or -EBUSY. Called before each add, mod, del and wait, and
+     * before each completion operation. */
     int (*enter)(struct seda_poller *p);
     /* p->fds[fd] holds the new registration (events, udata, gen) when add and
      * mod are called, and still the old one when del is called. On failure
@@ -193,6 +196,20 @@ seda__poller_completion(const struct seda_poller *p)
 static inline int seda__poller_enter(struct seda_poller *p)
 {
     return p->ops->enter ? p->ops->enter(p) : 0;
+}
+
+/*
+ * One wait for the worker loop, without seda_poller_wait's checks and
+ * without its loop: may return 0 before the timeout (a stale io_uring
+ * completion, or only completions delivered to the handler), which a loop
+ * that checks its timers and queues anyway does not mind. out != NULL,
+ * max >= 1, timeout_ns < 0 (no limit), 0, or a relative time.
+ */
+static inline int seda__poller_wait_once(struct seda_poller *p, seda_poller_event_t *out, int max,
+                                         int64_t timeout_ns)
+{
+    int rc = seda__poller_enter(p);
+    return rc < 0 ? rc : p->ops->wait(p, out, max, timeout_ns < 0 ? -1 : timeout_ns);
 }
 
 /* poll(2)'s bits for an interest, and Seda's for poll(2)'s revents (masked

@@ -550,8 +550,8 @@ static void test_owner_thread(void)
     CHECK_EQ(a.result, 1);
     if (backend == SEDA_POLLER_IO_URING) {
         seda_poller_event_t ev[4];
-        CHECK_RC(seda_poller_wait(p, ev, 4, 0), -EEXIST);
-        CHECK_RC(seda_poller_del(p, sv[1]), -EEXIST);
+        CHECK_RC(seda_poller_wait(p, ev, 4, 0), -EBUSY);
+        CHECK_RC(seda_poller_del(p, sv[1]), -EBUSY);
     }
     /* Destroyed here, after the owner thread has exited. */
     seda_poller_destroy(p);

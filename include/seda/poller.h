@@ -30,12 +30,13 @@
  * Events reported: those registered, plus ERR and HUP always (as poll(2) and
  * epoll do), except that select(2) cannot tell ERR, HUP or RDHUP apart from
  * readiness: on the select backend a closed or failed peer shows as IN (and
- * OUT), and the read or write that follows tells which.
+ * OUT), and the read or write that follows tells which; a registration
+ * without IN or OUT is never reported there.
  *
  * Threads: a poller has one owner thread, the first thread that calls add,
  * mod, del or wait on it; only that thread may call those four afterwards.
  * The io_uring backend enforces it (its ring is SINGLE_ISSUER: another thread
- * gets -EEXIST); the others do not check, and calls on them must never
+ * gets -EBUSY); the others do not check, and calls on them must never
  * overlap. create and destroy may run on another thread (see destroy). There
  * is no wake-up call from other threads: register an eventfd (for instance a
  * SEDA_NOTIFIER_EVENTFD notifier's) and write to it.
@@ -173,32 +174,34 @@ void seda_poller_destroy(seda_poller_t *p);
  * Watches fd for `events` (IN, OUT, RDHUP; ERR and HUP are always watched;
  * 0 watches only those two) and reports it with udata. Owner thread only.
  * Returns 0; -EBADF (fd < 0, or no open descriptor: select, poll and epoll
- * check at once, io_uring's kernel finds it later and the next wait reports
- * fd with ERR); -EINVAL
- * (unknown bits in events); -EEXIST (fd is already registered: use mod);
- * -EMFILE (select: fd >= FD_SETSIZE, which select(2) cannot watch; nothing
- * is written past its sets); -EPERM (epoll: a regular file or directory,
- * which epoll refuses); -ENOMEM; -EEXIST from a thread that is not the
- * owner (io_uring). Call del before closing fd (select would fail the wait
- * with -EBADF, poll report ERR, epoll forget fd, io_uring keep watching the
- * file the descriptor referred to).
+ * check at once, while io_uring's kernel finds out later and the next wait
+ * reports fd with ERR, once); -EINVAL (unknown bits in events); -EEXIST (fd
+ * is already registered: use mod); -EMFILE (select: fd >= FD_SETSIZE, which
+ * select(2) cannot watch; nothing is written past its sets); -EPERM (epoll:
+ * a regular file or directory, which epoll refuses); -ENOMEM; -EAGAIN
+ * (io_uring: its submission queue stayed full; wait, then try again);
+ * -EBUSY from a thread that is not the owner (io_uring). Call del before
+ * closing fd (otherwise select fails the next wait with -EBADF, poll reports
+ * ERR, epoll forgets fd, and io_uring keeps watching the file).
  */
 int seda_poller_add(seda_poller_t *p, int fd, uint32_t events, void *udata);
 
 /*
  * Changes what fd is watched for and its udata, and re-arms it (an edge
  * backend reports the readiness fd has now). Owner thread only. Returns 0;
- * -ENOENT (fd is not registered); -EBADF; -EINVAL; -ENOMEM; -EEXIST from a
- * thread that is not the owner (io_uring).
+ * -ENOENT (fd is not registered); -EBADF; -EINVAL; -ENOMEM; -EAGAIN and
+ * -EBUSY as add. On failure the old registration stays as it was.
  */
 int seda_poller_mod(seda_poller_t *p, int fd, uint32_t events, void *udata);
 
 /*
  * Stops watching fd. Events of fd that a wait has already returned stay in
  * the caller's array; no later wait reports fd until it is added again (a
- * stale io_uring completion is recognised and dropped). Owner thread only.
- * Returns 0; -ENOENT (not registered); -EBADF (fd < 0); -EEXIST from a
- * thread that is not the owner (io_uring).
+ * stale io_uring completion is recognised and dropped). After del the
+ * poller holds no reference to the file: a close(fd) that follows really
+ * closes it (io_uring ends its poll request here, one system call). Owner
+ * thread only. Returns 0; -ENOENT (not registered); -EBADF (fd < 0);
+ * -EAGAIN and -EBUSY as add.
  */
 int seda_poller_del(seda_poller_t *p, int fd);
 
@@ -210,7 +213,7 @@ int seda_poller_del(seda_poller_t *p, int fd);
  * (never earlier, never for timeout_ns < 0); -EINVAL (NULL out, max < 1);
  * -EINTR when a signal handler ran during the wait and nothing was collected
  * (no backend restarts the wait: the caller decides, usually by calling
- * again); -EEXIST from a thread that is not the owner (io_uring); or the
+ * again); -EBUSY from a thread that is not the owner (io_uring); or the
  * kernel's error. Readiness left over when more than `max` descriptors are
  * ready is reported by the next wait (level backends rotate where they start,
  * so every ready descriptor gets its turn). Owner thread only.
