@@ -54,6 +54,7 @@ uint32_t seda_features(void);
 #include "clock.h"
 #include "file.h"
 #include "notifier.h"
+#include "poller.h"
 #include "queue.h"
 #include "runtime.h"
 #include "stats.h"

@@ -109,6 +109,50 @@ int seda_bench_disk_seda(const seda_bench_disk_config_t *cfg, seda_bench_disk_re
  * -EPROTO if fio failed or its output could not be read, or a spawn error. */
 int seda_bench_disk_fio(const seda_bench_disk_config_t *cfg, const char *fio, seda_bench_disk_result_t *out);
 
+/* ---- seda-bench poll: one active connection, N idle ones (poll_bench.c) -- */
+
+typedef struct seda_bench_poll seda_bench_poll_t;
+
+typedef struct seda_bench_poll_result {
+    uint64_t events;     /* events delivered and timed */
+    double ns_per_event; /* write + wait + read, per event */
+    double events_per_s;
+    int max_fd;          /* the highest descriptor the poller watched */
+} seda_bench_poll_result_t;
+
+/*
+ * Most idle connections seda_bench_poll_open can make here: the hard
+ * RLIMIT_NOFILE less a margin (the soft limit is raised to the hard one).
+ */
+uint32_t seda_bench_poll_capacity(void);
+
+/*
+ * Makes one active TCP connection on 127.0.0.1 (both ends here) and `idle`
+ * idle ones whose client ends a child process holds. Returns 0; -EMFILE
+ * when idle exceeds seda_bench_poll_capacity(); -ETIMEDOUT when connecting
+ * stalls for 10 s; or the failing call's error. Free with
+ * seda_bench_poll_close (which also ends the child).
+ */
+int seda_bench_poll_open(seda_bench_poll_t **out, uint32_t idle);
+void seda_bench_poll_close(seda_bench_poll_t *b);
+
+/* Idle connections made by open. */
+uint32_t seda_bench_poll_idle(const seda_bench_poll_t *b);
+
+/*
+ * One measurement: a seda_poller of `backend` (enum seda_poller_backend)
+ * watching the active connection and the first n idle ones; then events
+ * (write a byte, wait for the poller to report it, read it) until
+ * max_events or max_ns. Returns 0; -EINVAL (n above the idle count); -EMFILE
+ * from the select backend when a descriptor is >= FD_SETSIZE; or a poller or
+ * socket error. Single-threaded: the calling thread owns the poller.
+ */
+int seda_bench_poll_run(seda_bench_poll_t *b, int backend, uint32_t n, uint64_t max_events,
+                        int64_t max_ns, seda_bench_poll_result_t *r);
+
+/* FD_SETSIZE, for the report (Swift cannot import the macro). */
+int seda_bench_poll_fd_setsize(void);
+
 #ifdef __cplusplus
 }
 #endif
