@@ -37,6 +37,17 @@ static inline int64_t seda__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* a + b, saturated at INT64_MAX / INT64_MIN instead of overflowing: every
+ * "now + a caller's interval" in the core goes through here, so that "a very
+ * long time" never becomes the past (STYLE: time arithmetic saturates). */
+static inline int64_t seda__add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
 /* The clock for statistics: seda_clock_now, read through the TSC where the
  * kernel keeps time with it (clock.c says why and how). */
 struct seda_clock;

@@ -330,10 +330,11 @@ static int64_t time_left(int64_t deadline)
     return left > 0 ? left : 0;
 }
 
-/* The deadline `timeout_ns` from now (-1: none). */
+/* The deadline `timeout_ns` from now (-1: none), saturated: INT64_MAX
+ * leaves time_left positive for ever. */
 static int64_t deadline_after(int64_t timeout_ns)
 {
-    return timeout_ns < 0 ? -1 : seda__now_ns() + timeout_ns;
+    return timeout_ns < 0 ? -1 : seda__add_sat(seda__now_ns(), timeout_ns);
 }
 
 int seda_queue_dequeue_wait(seda_queue_t *q, void **events, uint32_t *stamps, size_t max,

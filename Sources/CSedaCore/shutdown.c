@@ -94,7 +94,7 @@ static int drain_graph(seda_runtime_t *rt, int64_t timeout_ns)
     uint64_t *a = calloc(2 * n + 1, sizeof *a), *b = calloc(2 * n + 1, sizeof *b);
     int r = -ENOMEM;
     if (all && a && b) {
-        int64_t deadline = timeout_ns < 0 ? INT64_MAX : seda__now_ns() + timeout_ns;
+        int64_t deadline = timeout_ns < 0 ? INT64_MAX : seda__add_sat(seda__now_ns(), timeout_ns);
         bool prev = collect(all, n, a);
         for (;;) {
             seda__sleep_briefly();
@@ -103,7 +103,7 @@ static int drain_graph(seda_runtime_t *rt, int64_t timeout_ns)
                 r = 0;
                 break;
             }
-            if (seda__now_ns() >= deadline) {
+            if (deadline != INT64_MAX && seda__now_ns() >= deadline) {
                 r = -ETIMEDOUT;
                 break;
             }

@@ -25,7 +25,8 @@ static int takes_10ms(void *ctx, void **events, size_t count)
     return 0;
 }
 
-static void run_codel(int discipline, uint64_t *out_handled, uint64_t *out_dropped, uint64_t *out_controls)
+static void run_codel(int discipline, int64_t interval_ns, uint64_t *out_handled,
+                      uint64_t *out_dropped, uint64_t *out_controls)
 {
     reset_counts();
     struct codel_ctx c = { 0 };
@@ -36,7 +37,7 @@ static void run_codel(int discipline, uint64_t *out_handled, uint64_t *out_dropp
     seda_stage_options_t o = { .name = "codel", .handler = takes_10ms, .ctx = &c, .drop = drop_cb,
                                .thread_manager = SEDA_THREADS_DEDICATED, .batch_max = 1,
                                .queue_capacity = 512, .discipline = discipline,
-                               .codel_target_ns = 5000000, .codel_interval_ns = 100000000 };
+                               .codel_target_ns = 5000000, .codel_interval_ns = interval_ns };
     seda_stage_t *s;
     void *batch[200];
     for (int i = 0; i < 200; i++)
@@ -67,15 +68,21 @@ static void run_codel(int discipline, uint64_t *out_handled, uint64_t *out_dropp
 static void test_codel(void)
 {
     uint64_t handled, dropped, controls;
-    run_codel(SEDA_DISCIPLINE_FIFO, &handled, &dropped, &controls);
+    run_codel(SEDA_DISCIPLINE_FIFO, 100000000, &handled, &dropped, &controls);
     CHECK_EQ(dropped, 0);
     CHECK_EQ(handled, 200);
-    run_codel(SEDA_DISCIPLINE_CODEL, &handled, &dropped, &controls);
+    run_codel(SEDA_DISCIPLINE_CODEL, 100000000, &handled, &dropped, &controls);
     CHECK(dropped > 0);
     CHECK_EQ(controls, 10); /* every control event was handled */
     /* Nothing is dropped before the waiting time has been above target for
      * a whole interval: the first ~10 events (100 ms at 10 ms) all run. */
     CHECK(handled >= 10);
+    /* An interval as long as the clock allows: never a whole interval above
+     * target, so nothing is dropped (bug: now + interval overflowed and
+     * CoDel dropped at once). */
+    run_codel(SEDA_DISCIPLINE_CODEL, INT64_MAX, &handled, &dropped, &controls);
+    CHECK_EQ(dropped, 0);
+    CHECK_EQ(handled, 200);
 }
 
 int main(void)

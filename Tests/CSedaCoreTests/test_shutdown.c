@@ -108,8 +108,28 @@ static void test_shutdown_hands_back(int manager)
     seda_runtime_destroy(rt);
 }
 
+/* ---- a drain with the largest timeout drains (bug: now + timeout overflowed) */
+
+static void test_drain_without_limit(void)
+{
+    reset_counts();
+    seda_runtime_t *rt;
+    CHECK_OK(seda_runtime_create(&rt, NULL));
+    _Atomic uint64_t processed = 0;
+    seda_stage_t *s = make_stage(rt, "slow", slow, &processed, SEDA_THREADS_SHARED, 1, 4);
+    for (uint64_t i = 0; i < 100; i++)
+        enqueue_retry(s, ev_new(i, 0));
+    CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_DRAIN, INT64_MAX));
+    CHECK_EQ(atomic_load(&processed), 100);
+    CHECK_EQ(atomic_load(&dropped), 0);
+    seda_stage_release(s);
+    seda_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&freed), 100);
+}
+
 int main(void)
 {
+    test_drain_without_limit();
     test_shutdown_drains_cycle();
     test_shutdown_hands_back(SEDA_THREADS_SHARED);
     test_shutdown_hands_back(SEDA_THREADS_DEDICATED);
