@@ -85,8 +85,91 @@ static void test_codel(void)
     CHECK_EQ(handled, 200);
 }
 
+/* ---- the stamp is "entered this queue", not "the sender's batch began" ---- */
+
+/* A sender doing 10 ms of work per event (on the manual clock) before it
+ * forwards the event, one at a time: the receiving CoDel stage never holds
+ * more than one event, which waits for nothing, so nothing may be dropped and
+ * no queueing delay may be recorded. With the sender's batch start as the
+ * stamp, its 10 ms of work counted as waiting time downstream: CoDel dropped
+ * and reported 10 ms delays. */
+struct stamp_ctx {
+    seda_clock_t *clock;
+    seda_stage_t *next;
+    uint64_t sent;
+    _Atomic uint64_t settled, dropped;
+};
+
+static int work_then_forward(void *ctx, void **events, size_t count)
+{
+    struct stamp_ctx *c = ctx;
+    for (size_t i = 0; i < count; i++) {
+        /* One event downstream at a time: wait until the last one settled. */
+        while (atomic_load(&c->settled) < c->sent)
+            sched_yield();
+        seda_clock_manual_advance(c->clock, 10000000);
+        c->sent++;
+        CHECK_OK(seda_stage_enqueue(c->next, events[i]));
+    }
+    return 0;
+}
+
+static int settle(void *ctx, void **events, size_t count)
+{
+    struct stamp_ctx *c = ctx;
+    for (size_t i = 0; i < count; i++)
+        ev_free(events[i]);
+    atomic_fetch_add(&c->settled, count);
+    return 0;
+}
+
+static void settle_drop(void *ctx, void *event)
+{
+    struct stamp_ctx *c = ctx;
+    ev_free(event);
+    atomic_fetch_add(&c->dropped, 1);
+    atomic_fetch_add(&c->settled, 1);
+}
+
+static void test_stamp_is_enqueue_time(int sender_manager)
+{
+    reset_counts();
+    struct stamp_ctx c = { 0 };
+    CHECK_OK(seda_clock_manual_create(&c.clock, 1000000000));
+    seda_runtime_t *rt;
+    seda_runtime_options_t ro = { .clock = c.clock, .cpu_threads = 2 };
+    CHECK_OK(seda_runtime_create(&rt, &ro));
+    /* A dedicated receiver: a shared one could sit in the sender's run-next
+     * slot while the sender waits for it. */
+    seda_stage_options_t o = { .name = "codel", .handler = settle, .ctx = &c,
+                               .drop = settle_drop, .thread_manager = SEDA_THREADS_DEDICATED,
+                               .batch_max = 1, .queue_capacity = 2,
+                               .discipline = SEDA_DISCIPLINE_CODEL,
+                               .codel_target_ns = 5000000, .codel_interval_ns = 100000000 };
+    CHECK_OK(seda_stage_create(rt, &o, &c.next));
+    seda_stage_t *work = make_stage(rt, "work", work_then_forward, &c, sender_manager, 1, 1);
+    enum { N = 200 };
+    for (uint64_t i = 0; i < N; i++)
+        enqueue_retry(work, ev_new(i, 0));
+    WAIT_UNTIL(atomic_load(&c.settled) == N);
+    seda_stage_stats_t st;
+    seda_stage_stats(c.next, &st);
+    CHECK_EQ(atomic_load(&c.dropped), 0);
+    CHECK_EQ(st.dropped, 0);
+    CHECK_EQ(st.processed, N);
+    CHECK(st.queue_delay.max_ns < 5000000);
+    CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_DRAIN, -1));
+    seda_stage_release(work);
+    seda_stage_release(c.next);
+    seda_runtime_destroy(rt);
+    seda_clock_destroy(c.clock);
+    CHECK_EQ(atomic_load(&freed), N);
+}
+
 int main(void)
 {
+    test_stamp_is_enqueue_time(SEDA_THREADS_DEDICATED);
+    test_stamp_is_enqueue_time(SEDA_THREADS_SHARED);
     test_codel();
     puts("codel: ok");
     return 0;

@@ -189,8 +189,15 @@ void seda_stage_release(seda_stage_t *s);
  * Enqueues one event. Returns 0; -EAGAIN (full; counted); -EPIPE (stage
  * destroyed or runtime stopping; counted). On failure the event still belongs
  * to the caller. The stage is scheduled if it was idle. When called from a
- * handler, records the edge "calling stage -> this stage" for the stage graph
- * and stamps the event with the batch's start time (no clock read).
+ * handler, records the edge "calling stage -> this stage" for the stage graph.
+ *
+ * The event is stamped with the time it entered the queue (the runtime's
+ * clock, in microseconds), from which CoDel decides and the queue-delay
+ * histogram is kept. One exception saves a clock read on the shared threads'
+ * hot path: a handler on the shared threads enqueueing into a FIFO stage of
+ * its own runtime stamps the start of its batch, which is early by at most
+ * the time the handler ran before the enqueue (short, by the shared threads'
+ * contract); the delay recorded downstream may include that much.
  */
 int seda_stage_enqueue(seda_stage_t *s, void *event);
 

@@ -55,7 +55,7 @@ typedef struct seda_stage_stats {
     uint32_t concurrency;     /* how many threads may run the handler at once */
     uint32_t batch_max;       /* the largest batch the handler gets now */
     uint32_t clogged;         /* 1 while clogged (an enqueue found the queue full, not yet drained) */
-    seda_histogram_snapshot_t queue_delay;  /* enqueue -> handler start, per event */
+    seda_histogram_snapshot_t queue_delay;  /* enqueue -> handler start, per event (see seda_stage_enqueue) */
     seda_histogram_snapshot_t service_time; /* handler time per event (batch time / batch size) */
 } seda_stage_stats_t;
 
