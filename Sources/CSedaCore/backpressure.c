@@ -122,9 +122,25 @@ void seda__set_clogged(seda_stage_t *s, bool clogged)
 
 void seda__check_drained(seda_stage_t *s)
 {
-    if (SEDA__UNLIKELY(atomic_load_explicit(&s->clogged, memory_order_relaxed)) &&
+    /* seq_cst load after the dequeue's seq_cst head CAS: pairs with
+     * seda__note_full (see there). A plain load on x86. */
+    if (SEDA__UNLIKELY(atomic_load_explicit(&s->clogged, memory_order_seq_cst)) &&
         seda__stage_size(s) <= seda_queue_capacity(s->queues[0]) / 4)
         seda__set_clogged(s, false);
+}
+
+void seda__note_full(seda_stage_t *s)
+{
+    if (!atomic_load_explicit(&s->clogged, memory_order_relaxed))
+        seda__set_clogged(s, true);
+    /* The stage's threads may have drained the queue completely between our
+     * failed enqueue and the flag: their drained check read the flag before
+     * we set it, and with the queue empty they will not run (nor check)
+     * again. So check here too. Store-load on both sides: our seq_cst CAS
+     * of the flag, then our seq_cst read of the size; their seq_cst head CAS
+     * (dequeue), then their seq_cst read of the flag. Either we see the
+     * drained queue, or they see the flag. */
+    seda__check_drained(s);
 }
 
 int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx)

@@ -11,8 +11,13 @@ void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uin
     uint32_t start_us = seda__us_stamp(t0);
     if (s->discipline == SEDA_DISCIPLINE_CODEL)
         k = seda__codel_filter(s, events, stamps, k, t0);
-    if (k == 0)
-        return; /* everything dropped: the handler is not called */
+    if (k == 0) {
+        /* Everything dropped: the handler is not called, but the queue did
+         * shrink; a clogged stage draining through such batches must still
+         * report it, or its parked upstream waits for ever. */
+        seda__check_drained(s);
+        return;
+    }
 
     /* Queueing delay per event; stamps come in runs (one per producer
      * batch), so record each run once. */

@@ -63,8 +63,7 @@ static inline int after_enqueue(seda_stage_t *s, int r)
     seda_stage_t *from = w ? w->stage : NULL;
     if (SEDA__UNLIKELY(r < 0)) {
         if (r == -EAGAIN) {
-            if (!atomic_load_explicit(&s->clogged, memory_order_relaxed))
-                seda__set_clogged(s, true);
+            seda__note_full(s);
             if (from && from != s && from->pause_when_clogged && !w->blocked_by) {
                 seda_stage_retain(s);
                 w->blocked_by = s;

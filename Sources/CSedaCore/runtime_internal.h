@@ -283,8 +283,11 @@ void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uin
 
 /* ---- backpressure.c ---- */
 void seda__set_clogged(seda_stage_t *s, bool clogged);
-/* After a turn: a clogged stage whose queue fell to a quarter has drained. */
+/* After a batch: a clogged stage whose queue fell to a quarter has drained. */
 void seda__check_drained(seda_stage_t *s);
+/* After an enqueue into s found it full: marks it clogged (reporting the
+ * transition), then checks whether it drained meanwhile. */
+void seda__note_full(seda_stage_t *s);
 /* Parks this turn's instance of `up` on `down` if `down` is still clogged
  * (not where it would close a cycle). Returns whether it parked. */
 bool seda__park_upstream(seda_stage_t *up, seda_stage_t *down);

@@ -113,8 +113,88 @@ static void test_cycle_under_overload(void)
     CHECK_EQ(atomic_load(&freed), N);
 }
 
+/* ---- a clogged CoDel stage that drops whole batches still drains --------- */
+
+/* Downstream of a stage that pauses while it is clogged: a CoDel stage of one
+ * event per batch whose queue filled while its thread was held. Once CoDel
+ * drops, it drops every event it meets, so the queue falls from full to empty
+ * through batches that are dropped whole; the drained check must run after
+ * those too, or the stage goes idle still clogged and its upstream stays
+ * parked for ever. */
+#define GATE_EVENT UINT64_MAX
+
+struct dropper_ctx {
+    seda_clock_t *clock;
+    struct gate_ctx gate;
+    _Atomic uint64_t handled;
+};
+
+static int handle_after_gate(void *ctx, void **events, size_t count)
+{
+    struct dropper_ctx *c = ctx;
+    for (size_t i = 0; i < count; i++) {
+        struct ev *e = events[i];
+        if (e->n == GATE_EVENT) {
+            atomic_store(&c->gate.entered, 1);
+            while (!atomic_load(&c->gate.open))
+                sched_yield();
+        }
+        ev_free(e);
+        atomic_fetch_add(&c->handled, 1);
+        seda_clock_manual_advance(c->clock, 1000); /* 1 us of work */
+    }
+    return 0;
+}
+
+static void test_codel_drops_whole_batches_while_clogged(void)
+{
+    reset_counts();
+    struct dropper_ctx d = { 0 };
+    CHECK_OK(seda_clock_manual_create(&d.clock, 1000000000));
+    seda_runtime_t *rt;
+    seda_runtime_options_t ro = { .clock = d.clock, .cpu_threads = 2 };
+    CHECK_OK(seda_runtime_create(&rt, &ro));
+    seda_stage_options_t o = { .name = "down", .handler = handle_after_gate, .ctx = &d,
+                               .drop = drop_cb, .thread_manager = SEDA_THREADS_DEDICATED,
+                               .batch_max = 1, .queue_capacity = 8,
+                               .discipline = SEDA_DISCIPLINE_CODEL, .codel_target_ns = 1,
+                               .codel_interval_ns = 1 };
+    seda_stage_t *down;
+    CHECK_OK(seda_stage_create(rt, &o, &down));
+    CHECK_OK(seda_stage_enqueue(down, ev_new(GATE_EVENT, 0)));
+    WAIT_UNTIL(atomic_load(&d.gate.entered)); /* down's thread is held */
+
+    struct pause_ctx up = { .next = down };
+    seda_stage_options_t uo = { .name = "up", .handler = forward_or_keep, .ctx = &up,
+                                .drop = drop_cb, .batch_max = 8, .queue_capacity = 4096,
+                                .pause_when_clogged = 1 };
+    CHECK_OK(seda_stage_create(rt, &uo, &up.self));
+    enum { N = 1000 };
+    for (uint64_t i = 0; i < N; i++)
+        enqueue_retry(up.self, ev_new(i, 1));
+    /* "up" filled down's queue, found it full and waits for it to drain. */
+    seda_stage_stats_t su;
+    WAIT_UNTIL((seda_stage_stats(up.self, &su), su.pauses > 0));
+    CHECK_EQ(seda_stage_queue_length(down), 8);
+    seda_clock_manual_advance(d.clock, 1000000000); /* they have waited 1 s */
+    atomic_store(&d.gate.open, 1);
+    /* Every event is handled or dropped by down: "up" ran again each time. */
+    WAIT_UNTIL(atomic_load(&d.handled) + atomic_load(&dropped) == N + 1);
+    seda_stage_stats_t sd;
+    seda_stage_stats(down, &sd);
+    CHECK(sd.dropped > 0);
+    CHECK_EQ(atomic_load(&up.shed), 0);
+    CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_DRAIN, -1));
+    seda_stage_release(up.self);
+    seda_stage_release(down);
+    seda_runtime_destroy(rt);
+    seda_clock_destroy(d.clock);
+    CHECK_EQ(atomic_load(&freed), N + 1);
+}
+
 int main(void)
 {
+    test_codel_drops_whole_batches_while_clogged();
     test_pause_upstream_of_clogged();
     test_cycle_under_overload();
     puts("backpressure: ok");
