@@ -128,8 +128,59 @@ static void test_bad_options(void)
     seda_runtime_destroy(rt);
 }
 
+/* ---- two handlers destroying each other's stages: one is refused --------- */
+
+struct mutual_ctx {
+    seda_stage_t *other;
+    _Atomic int *inside; /* both handlers count in, then both destroy */
+    _Atomic int result, done;
+};
+
+static int destroy_the_other(void *ctx, void **events, size_t count)
+{
+    struct mutual_ctx *m = ctx;
+    for (size_t i = 0; i < count; i++)
+        ev_free(events[i]);
+    atomic_fetch_add(m->inside, 1);
+    while (atomic_load(m->inside) < 2)
+        sched_yield();
+    atomic_store(&m->result, seda_stage_destroy(m->other, SEDA_SHUTDOWN_DRAIN));
+    atomic_store(&m->done, 1);
+    return 0;
+}
+
+static void test_mutual_destroy(int manager_a, int manager_b)
+{
+    reset_counts();
+    seda_runtime_t *rt;
+    CHECK_OK(seda_runtime_create(&rt, NULL));
+    _Atomic int inside = 0;
+    struct mutual_ctx ma = { .inside = &inside }, mb = { .inside = &inside };
+    seda_stage_t *a = make_stage(rt, "a", destroy_the_other, &ma, manager_a, 1, 1);
+    seda_stage_t *b = make_stage(rt, "b", destroy_the_other, &mb, manager_b, 1, 1);
+    ma.other = b;
+    mb.other = a;
+    enqueue_retry(a, ev_new(0, 0));
+    enqueue_retry(b, ev_new(1, 0));
+    /* Each destroy waits for the other handler to return: without the check
+     * both would wait for ever. One of them is refused and returns. */
+    WAIT_UNTIL(atomic_load(&ma.done) && atomic_load(&mb.done));
+    int ra = atomic_load(&ma.result), rb = atomic_load(&mb.result);
+    CHECK((ra == 0 && rb == -EDEADLK) || (ra == -EDEADLK && rb == 0));
+    seda_stage_t *survivor = ra == 0 ? a : b;
+    CHECK(seda_runtime_find_stage(rt, ra == 0 ? "b" : "a") == NULL);
+    CHECK_OK(seda_stage_destroy(survivor, SEDA_SHUTDOWN_DRAIN));
+    seda_stage_release(a);
+    seda_stage_release(b);
+    seda_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&freed), 2);
+}
+
 int main(void)
 {
+    test_mutual_destroy(SEDA_THREADS_DEDICATED, SEDA_THREADS_DEDICATED);
+    test_mutual_destroy(SEDA_THREADS_DEDICATED, SEDA_THREADS_SHARED);
+    test_mutual_destroy(SEDA_THREADS_SHARED, SEDA_THREADS_DEDICATED);
     test_bad_options();
     test_destroy_under_traffic(SEDA_THREADS_SHARED, SEDA_SHUTDOWN_DRAIN);
     test_destroy_under_traffic(SEDA_THREADS_SHARED, SEDA_SHUTDOWN_HAND_BACK);

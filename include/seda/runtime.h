@@ -234,10 +234,13 @@ int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count);
  * gives it to the drop callback; waits for running handlers, joins a
  * dedicated pool, calls the destroy callback, and unregisters the name.
  * Returns 0; -EPIPE if already destroyed; -EINVAL for an unknown mode;
- * -EDEADLK from the stage's own handler, or for a shared-thread stage from a
- * handler on the shared threads (it would wait for its own thread; destroy
- * from another thread or a dedicated stage). The caller's reference stays
- * valid until released.
+ * -EDEADLK where the wait could never end: from the stage's own handler; for
+ * a shared-thread stage, from a handler on the shared threads (it would wait
+ * for its own thread; destroy from another thread or a dedicated stage); and
+ * from a handler of a stage that the stage being destroyed waits for through
+ * destroys in progress (A's handler destroying B while B's handler destroys
+ * A: one of the two gets -EDEADLK, the other proceeds), across runtimes too.
+ * The caller's reference stays valid until released.
  */
 int seda_stage_destroy(seda_stage_t *s, int mode);
 
