@@ -52,7 +52,16 @@
 #define SEDA__BATCH_LIMIT 1024
 #define SEDA__INLINE_EDGES 8
 
-enum { SEDA__RT_RUNNING = 0, SEDA__RT_DRAINING = 1, SEDA__RT_STOPPING = 2, SEDA__RT_STOPPED = 3 };
+/* The runtime's life: RUNNING; DRAINING (shutdown's drain); STOPPING (queues
+ * closed, threads stopping); STOPPED (shared threads joined); DONE (every
+ * stage finished: shutdown has returned or is returning). */
+enum {
+    SEDA__RT_RUNNING = 0,
+    SEDA__RT_DRAINING = 1,
+    SEDA__RT_STOPPING = 2,
+    SEDA__RT_STOPPED = 3,
+    SEDA__RT_DONE = 4,
+};
 
 /*
  * What a thread of the runtime (a shared thread or a pool thread) keeps for
@@ -130,7 +139,12 @@ struct seda_stage {
     int pin_cpu;
     char name[SEDA__NAME_MAX_LEN + 1];
     struct seda_stage *next; /* runtime's list, under rt->lock */
+    /* Set by whoever takes the stage down (destroy or shutdown), once. */
     _Atomic bool destroyed;
+    /* Set (release) when that is done: its threads are done with the handler
+     * and the destroy callback has returned. Read (acquire) by a shutdown
+     * that found the stage already being destroyed by another thread. */
+    _Atomic bool finished;
 
     /* Producers read this on every enqueue; workers write it per turn. */
     alignas(SEDA__CACHELINE) _Atomic uint32_t active;

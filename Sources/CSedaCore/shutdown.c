@@ -64,6 +64,8 @@ void seda__stage_finish(seda_stage_t *s, int mode)
     seda__hand_back_all(s);
     if (s->destroy_ctx)
         s->destroy_ctx(s->ctx);
+    /* Release: pairs with the acquire in seda_runtime_shutdown. */
+    atomic_store_explicit(&s->finished, true, memory_order_release);
 }
 
 /* One collection for the quiescence check: fills sig[] with every stage's
@@ -166,10 +168,19 @@ int seda_runtime_shutdown(seda_runtime_t *rt, int mode, int64_t timeout_ns)
             seda__stage_finish(s, SEDA_SHUTDOWN_HAND_BACK);
             seda__unregister(s);
             seda_stage_release(s); /* the runtime's reference */
+        } else {
+            /* A seda_stage_destroy on another thread is taking it down: its
+             * handler may still run and its destroy callback is still to
+             * come. The promise is that both are over when we return. That
+             * destroy cannot be waiting for us: it waits only for the
+             * stage's threads, which see its closed queue and stop. */
+            while (!atomic_load_explicit(&s->finished, memory_order_acquire))
+                seda__sleep_briefly();
         }
         seda_stage_release(s);
     }
     free(all);
+    atomic_store(&rt->state, SEDA__RT_DONE);
     return r;
 }
 
@@ -182,8 +193,9 @@ void seda_runtime_destroy(seda_runtime_t *rt)
         abort(); /* it would free what this thread runs on */
     }
     seda_runtime_shutdown(rt, SEDA_SHUTDOWN_HAND_BACK, 0);
-    /* A shutdown running on another thread: wait until it is done with rt. */
-    while (atomic_load(&rt->state) != SEDA__RT_STOPPED)
+    /* A shutdown running on another thread: wait until it is done with rt,
+     * every stage finished. */
+    while (atomic_load(&rt->state) != SEDA__RT_DONE)
         seda__sleep_briefly();
     /* Freed now, or when the last stage handle still held elsewhere goes. */
     seda__runtime_release(rt);
