@@ -59,7 +59,11 @@ static inline int admit(seda_stage_t *s)
 
 static inline int after_enqueue(seda_stage_t *s, int r)
 {
-    struct seda__worker *w = seda__worker_tls;
+    /* The calling handler's stage, if it belongs to s's runtime. A handler
+     * of another runtime is an outside producer here: stage ids are per
+     * runtime (an edge would name the wrong stage) and parking upstream of
+     * s would take the other runtime's park lock for s's lists. */
+    struct seda__worker *w = seda__worker_of(s->rt);
     seda_stage_t *from = w ? w->stage : NULL;
     if (SEDA__UNLIKELY(r < 0)) {
         if (r == -EAGAIN) {

@@ -17,6 +17,14 @@
  * Thread rules: every function here may be called from any thread, including
  * from inside a handler, except where a comment says otherwise
  * (seda_runtime_shutdown, seda_runtime_destroy, seda_stage_destroy).
+ *
+ * Several runtimes in one process: a handler of runtime A may enqueue into a
+ * stage of runtime B. To B it is an outside producer: the event is stamped
+ * with B's clock, no edge is recorded (each runtime's stage graph holds its
+ * own stages), a stage of A with pause_when_clogged does not wait for B's
+ * stages, and once B shuts down the enqueue fails with -EPIPE as any outside
+ * enqueue does. Destroying each other's stages is checked for deadlock
+ * across runtimes (seda_stage_destroy).
  */
 #ifndef SEDA_RUNTIME_H
 #define SEDA_RUNTIME_H
@@ -143,8 +151,9 @@ typedef struct seda_stage_options {
      * class 1's only when class 0 is empty, and so on. Plain enqueues go to
      * the last (lowest) class, control events to class 0. */
     uint32_t classes;
-    /* SHARED only: while a stage this stage's handler feeds is clogged (an
-     * enqueue into it found it full), do not schedule this stage: its
+    /* SHARED only: while a stage this stage's handler feeds (in the same
+     * runtime) is clogged (an enqueue into it found it full), do not
+     * schedule this stage: its
      * events wait in its own queue (backpressure travels upstream) until
      * that stage drains to a quarter. Where waiting would close a cycle
      * (that stage waits, through a chain of waiting stages, for this one),
