@@ -108,6 +108,8 @@ size_t seda_runtime_each_stage(seda_runtime_t *rt, void (*fn)(void *ctx, seda_st
 
 seda_stage_t *seda_runtime_find_stage(seda_runtime_t *rt, const char *name)
 {
+    if (!rt || !name)
+        return NULL;
     seda_stage_t *found = NULL;
     pthread_mutex_lock(&rt->lock);
     for (seda_stage_t *s = rt->stages; s; s = s->next) {

@@ -125,6 +125,9 @@ static void test_bad_options(void)
     o.batch_max = 0;
     o.concurrency = 70000; /* more than the run queue can carry */
     CHECK_RC(seda_stage_create(rt, &o, &s), -ENOSPC);
+    /* Looking up no name finds nothing (it used to crash). */
+    CHECK(seda_runtime_find_stage(rt, NULL) == NULL);
+    CHECK(seda_runtime_find_stage(NULL, "x") == NULL);
     seda_runtime_destroy(rt);
 }
 

@@ -185,7 +185,8 @@ typedef struct seda_stage_options {
 int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *opts, seda_stage_t **out);
 
 /*
- * Looks a stage up by name. Returns a new reference (release it) or NULL.
+ * Looks a stage up by name. Returns a new reference (release it) or NULL
+ * (no such stage; NULL rt or name).
  */
 seda_stage_t *seda_runtime_find_stage(seda_runtime_t *rt, const char *name);
 
