@@ -1,6 +1,7 @@
 /* Version, error strings and the kernel feature probe. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,20 +21,38 @@ const char *seda_version(void)
     return SEDA_VERSION_STRING;
 }
 
+/* The errno value of a code of either sign; -1 for INT_MIN, which has no
+ * positive counterpart (negating it overflows). */
+static int errno_of(int code)
+{
+    if (code == INT_MIN)
+        return -1;
+    return code < 0 ? -code : code;
+}
+
 const char *seda_strerror(int code)
 {
-    if (code < 0)
-        code = -code;
-    switch (code) {
+    int e = errno_of(code);
+    switch (e) {
     case 0: return "success";
-    case EAGAIN: return "queue full or empty (try again)";
-    case EPIPE: return "queue closed";
-    case EINVAL: return "invalid argument";
-    case ETIMEDOUT: return "timed wait expired";
-    case ENOMEM: return "out of memory";
-    case EINTR: return "interrupted by a signal";
-    case EBADF: return "no such file descriptor";
-    default: return strerror(code); /* glibc: thread-safe for known codes */
+#define SEDA_MESSAGE(name, message) case name: return message;
+    SEDA_ERRNO_MAP(SEDA_MESSAGE)
+#undef SEDA_MESSAGE
+    default: break;
+    }
+    /* glibc's own table: static strings, NULL for an unknown code. */
+    const char *d = e > 0 ? strerrordesc_np(e) : NULL;
+    return d ? d : "unknown error";
+}
+
+const char *seda_err_name(int code)
+{
+    switch (errno_of(code)) {
+    case 0: return "OK";
+#define SEDA_NAME(name, message) case name: return #name;
+    SEDA_ERRNO_MAP(SEDA_NAME)
+#undef SEDA_NAME
+    default: return "UNKNOWN";
     }
 }
 

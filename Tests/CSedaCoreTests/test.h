@@ -36,9 +36,9 @@
     do {                                                                                  \
         int check_rc_ = (expr);                                                           \
         if (check_rc_ != (want)) {                                                        \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), wanted %d (%s)\n", __FILE__,     \
-                    __LINE__, #expr, check_rc_, seda_strerror(check_rc_), (int)(want),    \
-                    seda_strerror(want));                                                 \
+            fprintf(stderr, "%s:%d: %s returned %d (%s: %s), wanted %d (%s)\n", __FILE__, \
+                    __LINE__, #expr, check_rc_, seda_err_name(check_rc_),                 \
+                    seda_strerror(check_rc_), (int)(want), seda_err_name(want));          \
             exit(1);                                                                      \
         }                                                                                 \
     } while (0)
