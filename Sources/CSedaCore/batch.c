@@ -1,6 +1,27 @@
 /* Running one batch through a stage's handler, and what it records: queueing
  * delay per event, service time, batches, errors, the queue's peak depth. */
+#include <errno.h>
+#include <stdlib.h>
+
 #include "runtime_internal.h"
+
+int seda__worker_alloc(struct seda__worker *w)
+{
+    w->buf = malloc(SEDA__BATCH_LIMIT * sizeof(void *));
+    w->stamps = malloc(SEDA__BATCH_LIMIT * sizeof(uint32_t));
+    if (w->buf && w->stamps)
+        return 0;
+    seda__worker_free(w);
+    return -ENOMEM;
+}
+
+void seda__worker_free(struct seda__worker *w)
+{
+    free(w->buf);
+    free(w->stamps);
+    w->buf = NULL;
+    w->stamps = NULL;
+}
 
 void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uint32_t *stamps,
                      size_t k, bool sample_depth)

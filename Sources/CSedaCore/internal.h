@@ -73,6 +73,12 @@ void seda__notifier_wake_slow(seda_notifier_t *n, int32_t count);
 /* Allocates `size` bytes aligned to a cache line, zeroed; NULL on failure. */
 void *seda__alloc_aligned(size_t size);
 
+/* pthread_create with default attributes, returning Seda's code for a thread
+ * that cannot be started: -ENOMEM for pthread's EAGAIN ("no resources", not
+ * Seda's "full, try again"), the negated error otherwise (thread.c). */
+#include <pthread.h>
+int seda__thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
 
 
 /* ---- statistics (stats.c) ---------------------------------------------- */

@@ -33,12 +33,7 @@ static void *pool_thread(void *p)
     struct seda__pool_thread *self = p;
     seda_stage_t *s = self->stage;
     struct seda__worker *w = &self->worker;
-    w->rt = s->rt;
     seda__worker_tls = w;
-    w->buf = malloc(SEDA__BATCH_LIMIT * sizeof(void *));
-    w->stamps = malloc(SEDA__BATCH_LIMIT * sizeof(uint32_t));
-    if (!w->buf || !w->stamps)
-        abort();
     seda_notifier_t *n = s->notifier;
     unsigned since_sample = 0;
     for (;;) {
@@ -68,12 +63,14 @@ static void *pool_thread(void *p)
         }
         seda_notifier_park(n, epoch, -1);
     }
-    free(w->buf);
-    free(w->stamps);
-    w->buf = NULL;
-    w->stamps = NULL;
     atomic_store_explicit(&self->exited, true, memory_order_release);
     return NULL;
+}
+
+static void pool_thread_free(struct seda__pool_thread *t)
+{
+    seda__worker_free(&t->worker);
+    free(t);
 }
 
 void seda__reap_pool(seda_stage_t *s, bool all)
@@ -84,7 +81,7 @@ void seda__reap_pool(seda_stage_t *s, bool all)
         if (all || atomic_load_explicit(&t->exited, memory_order_acquire)) {
             pthread_join(t->tid, NULL);
             *pp = t->next;
-            free(t);
+            pool_thread_free(t);
         } else {
             pp = &t->next;
         }
@@ -97,13 +94,18 @@ int seda__start_pool_thread(seda_stage_t *s)
     if (!t)
         return -ENOMEM;
     t->stage = s;
-    atomic_fetch_add_explicit(&s->live_threads, 1, memory_order_acq_rel);
-    int r = pthread_create(&t->tid, NULL, pool_thread, t);
-    if (r != 0) {
-        atomic_fetch_sub_explicit(&s->live_threads, 1, memory_order_acq_rel);
+    t->worker.rt = s->rt;
+    int r = seda__worker_alloc(&t->worker);
+    if (r < 0) {
         free(t);
-        /* pthread's EAGAIN means "no resources": not our "full". */
-        return r == EAGAIN ? -ENOMEM : -r;
+        return r;
+    }
+    atomic_fetch_add_explicit(&s->live_threads, 1, memory_order_acq_rel);
+    r = seda__thread_start(&t->tid, pool_thread, t);
+    if (r < 0) {
+        atomic_fetch_sub_explicit(&s->live_threads, 1, memory_order_acq_rel);
+        pool_thread_free(t);
+        return r;
     }
     seda__name_thread(t->tid, s->name);
     if (s->pin_cpu >= 0)
@@ -127,7 +129,7 @@ void seda__pool_join(seda_stage_t *s)
         struct seda__pool_thread *t = threads;
         threads = t->next;
         pthread_join(t->tid, NULL);
-        free(t);
+        pool_thread_free(t);
     }
 }
 

@@ -290,6 +290,10 @@ void seda__reap_pool(seda_stage_t *s, bool all);
 void seda__pool_join(seda_stage_t *s);
 
 /* ---- batch.c ---- */
+/* Allocates a worker's batch buffers (before its thread starts, so that a
+ * failure is a return code, not an abort). Returns 0 or -ENOMEM. */
+int seda__worker_alloc(struct seda__worker *w);
+void seda__worker_free(struct seda__worker *w);
 /* Runs one dequeued batch through the handler on the calling runtime thread
  * (worker w) and records its statistics. */
 void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uint32_t *stamps,

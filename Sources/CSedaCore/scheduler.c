@@ -139,10 +139,6 @@ static void *cpu_thread(void *p)
     struct seda__worker *w = p;
     seda_runtime_t *rt = w->rt;
     seda__worker_tls = w;
-    w->buf = malloc(SEDA__BATCH_LIMIT * sizeof(void *));
-    w->stamps = malloc(SEDA__BATCH_LIMIT * sizeof(uint32_t));
-    if (!w->buf || !w->stamps)
-        abort(); /* 12 KB at thread start; nothing sensible to do without it */
     unsigned next_runs = 0;
     for (;;) {
         if (w->next) {
@@ -176,10 +172,6 @@ static void *cpu_thread(void *p)
         if (r >= 0)
             run_turn(w, item);
     }
-    free(w->buf);
-    free(w->stamps);
-    w->buf = NULL;
-    w->stamps = NULL;
     return NULL;
 }
 
@@ -198,9 +190,11 @@ int seda__scheduler_start(seda_runtime_t *rt, uint32_t threads)
         w->index = i;
         w->cpu_thread = true;
         rt->workers[i] = w;
-        int e = pthread_create(&rt->cpu[i], NULL, cpu_thread, w);
-        if (e != 0)
-            return -e;
+        int r = seda__worker_alloc(w);
+        if (r == 0)
+            r = seda__thread_start(&rt->cpu[i], cpu_thread, w);
+        if (r < 0)
+            return r;
         rt->cpu_threads = i + 1;
         char name[24];
         snprintf(name, sizeof name, "seda-cpu%u", i);
@@ -220,8 +214,11 @@ void seda__scheduler_stop(seda_runtime_t *rt)
 
 void seda__scheduler_free(seda_runtime_t *rt)
 {
-    for (uint32_t i = 0; i < rt->workers_len; i++)
+    for (uint32_t i = 0; i < rt->workers_len; i++) {
+        if (rt->workers[i])
+            seda__worker_free(rt->workers[i]);
         free(rt->workers[i]);
+    }
     free(rt->workers);
     free(rt->cpu);
     rt->workers = NULL;

@@ -1,11 +1,20 @@
-/* Naming and pinning the runtime's threads. */
+/* Starting, naming and pinning the core's threads. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "runtime_internal.h"
+
+int seda__thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    int r = pthread_create(t, NULL, fn, arg);
+    if (r == 0)
+        return 0;
+    return r == EAGAIN ? -ENOMEM : -r;
+}
 
 void seda__name_thread(pthread_t t, const char *name)
 {

@@ -683,11 +683,11 @@ int seda_timers_start(seda_timers_t *t, const char *thread_name)
     }
     snprintf(t->thread_name, sizeof t->thread_name, "%s", thread_name ? thread_name : "seda-timers");
     /* Created under the lock: the thread's first act is to take it. */
-    int r = pthread_create(&t->thread, NULL, timer_thread, t);
+    int r = seda__thread_start(&t->thread, timer_thread, t);
     if (r == 0)
         t->started = true;
     pthread_mutex_unlock(&t->mu);
-    return -r;
+    return r;
 }
 
 /* ---- create, destroy, add, cancel ------------------------------------------ */

@@ -53,7 +53,8 @@ typedef struct seda_runtime_options {
 
 /*
  * Creates a runtime and starts its shared threads. opts may be NULL for
- * defaults. Returns 0, -EINVAL, -ENOMEM or a thread creation error.
+ * defaults. Returns 0, -EINVAL, or -ENOMEM (memory, or a thread that could
+ * not be started; nothing is left running).
  */
 int seda_runtime_create(seda_runtime_t **out, const seda_runtime_options_t *opts);
 

@@ -112,7 +112,8 @@ size_t seda_timers_destroy(seda_timers_t *t, seda_timer_hand_back_fn hand_back, 
  * anyone, the thread polls every resolution (real time) while timers are
  * pending. thread_name: at most 15 characters are kept; NULL for
  * "seda-timers". Returns 0; -EALREADY if started before; -EINVAL (NULL t);
- * or a pthread error. The thread stops in seda_timers_destroy.
+ * -ENOMEM (the thread could not be started). The thread stops in
+ * seda_timers_destroy.
  */
 int seda_timers_start(seda_timers_t *t, const char *thread_name);
 
