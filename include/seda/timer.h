@@ -14,7 +14,9 @@
  * nanoseconds. Time is cut into ticks of `resolution` ns (default 1 ms),
  * counted from the facility's creation: a timer is due at the first tick
  * boundary at or after its deadline, so it is delivered at most one resolution
- * late (plus scheduling delay) and never before its deadline.
+ * late (plus scheduling delay) and never before its deadline. A deadline past
+ * the last tick boundary the clock can reach (within one resolution of
+ * INT64_MAX) falls due when the clock reads INT64_MAX, its end.
  *
  * Order. Due timers are delivered in deadline order; timers with equal
  * deadlines in the order they were added. A timer deferred because its target
