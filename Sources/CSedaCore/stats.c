@@ -31,7 +31,7 @@ uint64_t seda_histogram_quantile(const seda_histogram_snapshot_t *h, double q)
         total += h->buckets[b];
     if (total == 0)
         return 0;
-    if (q < 0)
+    if (!(q >= 0)) /* below 0, or NaN (every comparison with NaN is false) */
         q = 0;
     if (q > 1)
         q = 1;

@@ -33,7 +33,8 @@ uint64_t seda_histogram_bucket_max(uint32_t bucket);
 
 /*
  * The value at quantile q (0 <= q <= 1) of a snapshot: the upper bound of the
- * bucket holding it, capped at max_ns. 0 for an empty snapshot.
+ * bucket holding it, capped at max_ns. 0 for an empty snapshot. q below 0
+ * (or NaN) counts as 0, above 1 as 1.
  */
 uint64_t seda_histogram_quantile(const seda_histogram_snapshot_t *h, double q);
 
