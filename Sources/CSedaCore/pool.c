@@ -109,7 +109,7 @@ int seda__start_pool_thread(seda_stage_t *s)
     }
     seda__name_thread(t->tid, s->name);
     if (s->pin_cpu >= 0)
-        seda__pin_thread(t->tid, s->pin_cpu);
+        seda__pin_thread(s->rt, t->tid, s->pin_cpu);
     t->next = s->threads;
     s->threads = t;
     return 0;

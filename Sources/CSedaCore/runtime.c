@@ -30,14 +30,16 @@ int seda_runtime_create(seda_runtime_t **out, const seda_runtime_options_t *opts
         o = *opts;
     if (!out)
         return -EINVAL;
-    uint32_t threads = o.cpu_threads;
-    if (threads == 0) {
-        cpu_set_t set;
-        threads = sched_getaffinity(0, sizeof set, &set) == 0 ? (uint32_t)CPU_COUNT(&set) : 1;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+        CPU_ZERO(&allowed);
+        CPU_SET(0, &allowed);
     }
+    uint32_t threads = o.cpu_threads ? o.cpu_threads : (uint32_t)CPU_COUNT(&allowed);
     seda_runtime_t *rt = seda__alloc_aligned(sizeof *rt);
     if (!rt)
         return -ENOMEM;
+    rt->allowed_cpus = allowed;
     rt->clock = o.clock ? o.clock : seda_clock_monotonic();
     rt->run_queue_capacity = o.run_queue_capacity ? o.run_queue_capacity : 65536;
     rt->pin = o.pin_threads != 0;

@@ -38,6 +38,7 @@
 #define SEDA_RUNTIME_INTERNAL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -202,6 +203,9 @@ struct seda_runtime {
     struct seda__worker **workers; /* one per shared thread */
     uint32_t workers_len;          /* entries in workers (some may be NULL) */
     bool pin;
+    /* The CPUs the creating thread may run on (its affinity mask, which a
+     * cpuset container restricts): pinning picks among these. */
+    cpu_set_t allowed_cpus;
     alignas(SEDA__CACHELINE) _Atomic int state;
 
     /* The owner's reference plus one per stage still in memory: a stage
@@ -328,6 +332,11 @@ void seda__sleep_briefly(void);
 
 /* ---- thread.c ---- */
 void seda__name_thread(pthread_t t, const char *name);
-void seda__pin_thread(pthread_t t, int cpu);
+/* The CPU number of the index-th CPU (wrapping around) set in `allowed`,
+ * or -1 when none is. */
+int seda__nth_allowed_cpu(const cpu_set_t *allowed, int index);
+/* Pins t to the index-th CPU (wrapping) of the CPUs the runtime's creator
+ * was allowed (rt->allowed_cpus). */
+void seda__pin_thread(const seda_runtime_t *rt, pthread_t t, int index);
 
 #endif /* SEDA_RUNTIME_INTERNAL_H */

@@ -200,7 +200,7 @@ int seda__scheduler_start(seda_runtime_t *rt, uint32_t threads)
         snprintf(name, sizeof name, "seda-cpu%u", i);
         seda__name_thread(rt->cpu[i], name);
         if (rt->pin)
-            seda__pin_thread(rt->cpu[i], (int)i);
+            seda__pin_thread(rt, rt->cpu[i], (int)i);
     }
     return 0;
 }

@@ -4,7 +4,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "runtime_internal.h"
 
@@ -27,13 +26,25 @@ void seda__name_thread(pthread_t t, const char *name)
     pthread_setname_np(t, buf);
 }
 
-void seda__pin_thread(pthread_t t, int cpu)
+int seda__nth_allowed_cpu(const cpu_set_t *allowed, int index)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cpu < 0 || n <= 0)
+    int count = CPU_COUNT(allowed);
+    if (index < 0 || count == 0)
+        return -1;
+    int want = index % count;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET(cpu, allowed) && want-- == 0)
+            return cpu;
+    return -1;
+}
+
+void seda__pin_thread(const seda_runtime_t *rt, pthread_t t, int index)
+{
+    int cpu = seda__nth_allowed_cpu(&rt->allowed_cpus, index);
+    if (cpu < 0)
         return;
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(cpu % n, &set);
+    CPU_SET(cpu, &set);
     pthread_setaffinity_np(t, sizeof set, &set);
 }

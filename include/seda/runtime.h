@@ -45,8 +45,11 @@ typedef struct seda_stage seda_stage_t;
 /* ---- runtime ---------------------------------------------------------- */
 
 typedef struct seda_runtime_options {
-    uint32_t cpu_threads;        /* shared thread manager size; 0: one per CPU */
-    int pin_threads;             /* nonzero: pin shared thread i to CPU i */
+    /* Shared thread manager size; 0: one per CPU the creating thread may run
+     * on (its affinity mask, as a cpuset container restricts it). */
+    uint32_t cpu_threads;
+    /* Nonzero: pin shared thread i to the i-th of those CPUs (wrapping). */
+    int pin_threads;
     uint32_t run_queue_capacity; /* bounds the sum of stage concurrencies; 0: 65536 */
     const seda_clock_t *clock;   /* NULL: the monotonic clock */
 } seda_runtime_options_t;
@@ -134,7 +137,10 @@ typedef struct seda_stage_options {
     uint32_t concurrency;    /* SHARED: handler runs at once (0: 1).
                               * DEDICATED: initial threads (0: 1) */
     uint32_t max_threads;    /* DEDICATED: upper bound for seda_stage_set_threads (0: concurrency) */
-    int pin_to_cpu;          /* DEDICATED: nonzero pins the pool to CPU pin_cpu */
+    /* DEDICATED: nonzero pins the pool to the pin_cpu-th (wrapping) of the
+     * CPUs the runtime's creator may run on (CPU pin_cpu on a machine with
+     * no affinity restriction). */
+    int pin_to_cpu;
     int pin_cpu;
     seda_handler_fn handler; /* required */
     void *ctx;               /* passed to every callback */
