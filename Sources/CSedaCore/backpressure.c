@@ -68,22 +68,25 @@ bool seda__park_upstream(seda_stage_t *up, seda_stage_t *down)
     seda_runtime_t *rt = up->rt;
     if (down == up)
         return false;
-    enum { CHAIN_MAX = 64 };
-    seda_stage_t *chain[CHAIN_MAX];
-    size_t n_chain = 0;
     bool parked = false, cycle = false;
+    /* The parked stages of the chain, linked through chain_next. */
+    seda_stage_t *chain = NULL;
     pthread_mutex_lock(&rt->park_lock);
-    for (seda_stage_t *x = down; x && n_chain < CHAIN_MAX; x = x->parked_on) {
+    /* The whole chain, however long: parked_on links never form a cycle (a
+     * park that would close one is refused right here), so the walk ends. */
+    for (seda_stage_t *x = down; x; x = x->parked_on) {
         if (x == up) {
             cycle = true;
             break;
         }
-        if (x->parked_on)
-            chain[n_chain++] = x;
     }
     if (cycle) {
-        for (size_t i = 0; i < n_chain; i++)
-            unlink_parked(chain[i]);
+        for (seda_stage_t *x = down, *next; x != up; x = next) {
+            next = x->parked_on;
+            unlink_parked(x);
+            x->chain_next = chain;
+            chain = x;
+        }
     } else if (atomic_load(&down->clogged) && !atomic_load(&down->destroyed) &&
                atomic_load(&rt->state) < SEDA__RT_STOPPING) {
         if (down->n_paused == down->cap_paused) {
@@ -102,9 +105,11 @@ bool seda__park_upstream(seda_stage_t *up, seda_stage_t *down)
         }
     }
     pthread_mutex_unlock(&rt->park_lock);
-    if (cycle)
-        for (size_t i = 0; i < n_chain; i++)
-            seda__push_stage(chain[i], false); /* their parked instances run again */
+    while (chain) { /* their parked instances run again */
+        seda_stage_t *x = chain;
+        chain = x->chain_next;
+        seda__push_stage(x, false);
+    }
     return parked;
 }
 

@@ -174,6 +174,7 @@ struct seda_stage {
      * stage's `paused` list; both fields under rt->park_lock. */
     bool pause_when_clogged;
     struct seda_stage *parked_on;
+    struct seda_stage *chain_next; /* a cycle being unparked, under park_lock */
     struct seda_stage **paused;
     size_t n_paused, cap_paused;
     seda_stage_state_fn on_state;

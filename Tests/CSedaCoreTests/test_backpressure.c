@@ -192,8 +192,74 @@ static void test_codel_drops_whole_batches_while_clogged(void)
     CHECK_EQ(atomic_load(&freed), N + 1);
 }
 
+/* ---- a cycle longer than any fixed bound still never parks for ever ------ */
+
+/* A ring of RING stages that pause when clogged, overloaded: every stage
+ * finds its successor full and would wait for it. The last to park must see
+ * that its successor waits, through RING - 1 others, for itself; a cycle
+ * check that gave up after 64 stages let the whole ring park for ever. */
+static void test_long_cycle_under_overload(void)
+{
+    enum { RING = 100, N = 4000 };
+    reset_counts();
+    seda_runtime_t *rt;
+    seda_runtime_options_t ro = { .cpu_threads = 2 };
+    CHECK_OK(seda_runtime_create(&rt, &ro));
+    static struct pause_ctx ring[RING];
+    memset(ring, 0, sizeof ring);
+    seda_stage_options_t o = { .handler = forward_or_keep, .drop = drop_cb, .batch_max = 4,
+                               .queue_capacity = 4, .pause_when_clogged = 1 };
+    for (int i = 0; i < RING; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "ring%d", i);
+        o.name = name;
+        o.ctx = &ring[i];
+        CHECK_OK(seda_stage_create(rt, &o, &ring[i].self));
+    }
+    for (int i = 0; i < RING; i++)
+        ring[i].next = ring[(i + 1) % RING].self;
+    uint64_t accepted = 0;
+    for (uint64_t i = 0; i < N; i++) {
+        struct ev *e = ev_new(i, 1000);
+        if (seda_stage_enqueue(ring[i % RING].self, e) == 0)
+            accepted++;
+        else
+            ev_free(e);
+    }
+    uint64_t pauses = 0;
+    for (;;) {
+        uint64_t finished = 0, shed = 0;
+        for (int i = 0; i < RING; i++) {
+            finished += atomic_load(&ring[i].finished);
+            shed += atomic_load(&ring[i].shed);
+        }
+        if (finished + shed == accepted)
+            break;
+        /* Liveness guard: the ring must keep moving until every event is
+         * finished or shed. */
+        static int64_t deadline;
+        if (!deadline)
+            deadline = seda_clock_now(NULL) + 20000000000LL;
+        CHECK(seda_clock_now(NULL) < deadline);
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < RING; i++) {
+        seda_stage_stats_t st;
+        seda_stage_stats(ring[i].self, &st);
+        pauses += st.pauses;
+    }
+    CHECK(pauses > 0);
+    CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_DRAIN, -1));
+    for (int i = 0; i < RING; i++)
+        seda_stage_release(ring[i].self);
+    seda_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&freed), N);
+}
+
 int main(void)
 {
+    test_long_cycle_under_overload();
     test_codel_drops_whole_batches_while_clogged();
     test_pause_upstream_of_clogged();
     test_cycle_under_overload();
