@@ -119,8 +119,10 @@ void seda__set_clogged(seda_stage_t *s, bool clogged)
     /* One thread wins each transition and reports it. */
     if (!atomic_compare_exchange_strong(&s->clogged, &was, clogged))
         return;
-    if (s->on_state)
-        s->on_state(s->state_ctx, s, clogged ? SEDA_STAGE_CLOGGED : SEDA_STAGE_DRAINED);
+    /* Acquire: pairs with the release in seda_stage_watch (state_ctx). */
+    seda_stage_state_fn fn = atomic_load_explicit(&s->on_state, memory_order_acquire);
+    if (fn)
+        fn(s->state_ctx, s, clogged ? SEDA_STAGE_CLOGGED : SEDA_STAGE_DRAINED);
     if (!clogged)
         seda__unpark_upstream(s); /* after the flag: a parker re-checks it under the lock */
 }
@@ -150,13 +152,20 @@ void seda__note_full(seda_stage_t *s)
 
 int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx)
 {
-    /* Set once, before traffic: a plain pair of stores published by the
-     * caller's later enqueues. */
-    if (s->on_state)
-        return -EBUSY;
-    s->state_ctx = ctx;
-    s->on_state = fn;
-    return 0;
+    if (!fn)
+        return -EINVAL;
+    /* Installs are rare: one lock makes the check and the two stores one
+     * step, so a losing install never touches state_ctx. */
+    pthread_mutex_lock(&s->rt->park_lock);
+    int r = -EBUSY;
+    if (!atomic_load_explicit(&s->on_state, memory_order_relaxed)) {
+        s->state_ctx = ctx;
+        /* Release: pairs with the acquire in seda__set_clogged. */
+        atomic_store_explicit(&s->on_state, fn, memory_order_release);
+        r = 0;
+    }
+    pthread_mutex_unlock(&s->rt->park_lock);
+    return r;
 }
 
 int seda_stage_is_clogged(const seda_stage_t *s)

@@ -177,7 +177,10 @@ struct seda_stage {
     struct seda_stage *chain_next; /* a cycle being unparked, under park_lock */
     struct seda_stage **paused;
     size_t n_paused, cap_paused;
-    seda_stage_state_fn on_state;
+    /* The watcher, installed once at any time: state_ctx is written (under
+     * rt->park_lock, which serialises installs) before on_state is stored
+     * with release; a reader loads on_state with acquire, then state_ctx. */
+    _Atomic(seda_stage_state_fn) on_state;
     void *state_ctx;
     _Atomic uint32_t refs;
 

@@ -257,8 +257,79 @@ static void test_long_cycle_under_overload(void)
     CHECK_EQ(atomic_load(&freed), N);
 }
 
+/* ---- a watcher installed while the stage clogs and drains ---------------- */
+
+/* seda_stage_watch published the callback with plain stores that producers
+ * (CLOGGED) and the stage's threads (DRAINED) read unsynchronised: a data
+ * race for ThreadSanitizer, and two racing installs could both succeed. */
+struct watch_ctx {
+    seda_stage_t *stage;
+    _Atomic int go, result;
+    _Atomic uint64_t clogged, drained;
+};
+
+static void on_state(void *ctx, seda_stage_t *stage, int state)
+{
+    struct watch_ctx *w = ctx;
+    CHECK(stage == w->stage);
+    atomic_fetch_add(state == SEDA_STAGE_CLOGGED ? &w->clogged : &w->drained, 1);
+}
+
+static void *install_watch(void *p)
+{
+    struct watch_ctx *w = p;
+    while (!atomic_load(&w->go))
+        sched_yield();
+    atomic_store(&w->result, seda_stage_watch(w->stage, on_state, w));
+    return NULL;
+}
+
+static void *overfill(void *p)
+{
+    struct watch_ctx *w = p;
+    for (uint64_t i = 0; i < 20000; i++) {
+        struct ev *e = ev_new(i, 0);
+        if (seda_stage_enqueue(w->stage, e) != 0)
+            ev_free(e); /* full: the point */
+    }
+    return NULL;
+}
+
+static void test_watch_during_traffic(void)
+{
+    reset_counts();
+    seda_runtime_t *rt;
+    CHECK_OK(seda_runtime_create(&rt, NULL));
+    _Atomic uint64_t consumed = 0;
+    next_capacity = 4;
+    seda_stage_t *s = make_stage(rt, "watched", consume_all, &consumed, SEDA_THREADS_SHARED, 1, 1);
+    next_capacity = 256;
+    struct watch_ctx w[2] = { { .stage = s, .result = 1 }, { .stage = s, .result = 1 } };
+    w[1] = w[0];
+    pthread_t producer, installer[2];
+    CHECK_OK(pthread_create(&producer, NULL, overfill, &w[0]));
+    for (int i = 0; i < 2; i++)
+        CHECK_OK(pthread_create(&installer[i], NULL, install_watch, &w[i]));
+    atomic_store(&w[0].go, 1);
+    atomic_store(&w[1].go, 1);
+    for (int i = 0; i < 2; i++)
+        CHECK_OK(pthread_join(installer[i], NULL));
+    CHECK_OK(pthread_join(producer, NULL));
+    /* Exactly one install wins. */
+    int r0 = atomic_load(&w[0].result), r1 = atomic_load(&w[1].result);
+    CHECK((r0 == 0 && r1 == -EBUSY) || (r0 == -EBUSY && r1 == 0));
+    CHECK_RC(seda_stage_watch(s, on_state, &w[0]), -EBUSY);
+    /* Only the winner's context hears transitions. */
+    struct watch_ctx *loser = r0 == 0 ? &w[1] : &w[0];
+    CHECK_EQ(atomic_load(&loser->clogged) + atomic_load(&loser->drained), 0);
+    seda_stage_release(s);
+    seda_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&freed), 20000);
+}
+
 int main(void)
 {
+    test_watch_during_traffic();
     test_long_cycle_under_overload();
     test_codel_drops_whole_batches_while_clogged();
     test_pause_upstream_of_clogged();

@@ -283,8 +283,10 @@ typedef void (*seda_stage_state_fn)(void *ctx, seda_stage_t *stage, int state);
  * per transition: CLOGGED on the producer thread whose enqueue found the
  * queue full, DRAINED on the stage's thread after a batch. fn must be quick
  * and must not block (it may enqueue a control event to another stage).
- * Install it before traffic; one watcher per stage. Returns 0, or -EBUSY if
- * the stage has one.
+ * One watcher per stage, installed at any time (transitions before the
+ * install are not reported), from any thread. Returns 0; -EBUSY if the stage
+ * has one (of two racing installs, exactly one succeeds); -EINVAL for a NULL
+ * fn.
  */
 int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx);
 
