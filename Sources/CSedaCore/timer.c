@@ -854,8 +854,12 @@ int seda_timers_add_at(seda_timers_t *t, int64_t deadline_ns, seda_timer_deliver
     }
     t->pending++;
     t->added++;
-    if (t->started && fire_at < t->wake_at) {
-        t->wake_at = fire_at;
+    /* Wake the thread if this deadline comes first, or if it sleeps with
+     * no deadline at all (it had nothing pending: on a manual clock it must
+     * now look every resolution, even for a deadline at the clock's end). */
+    if (t->started && (fire_at < t->wake_at || t->wake_at == NO_WORK)) {
+        if (fire_at < t->wake_at)
+            t->wake_at = fire_at;
         if (t->sleeping)
             pthread_cond_signal(&t->cv);
     }
