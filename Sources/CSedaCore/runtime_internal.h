@@ -212,9 +212,15 @@ struct seda_runtime {
     cpu_set_t allowed_cpus;
     alignas(SEDA__CACHELINE) _Atomic int state;
 
+    /* Shared threads with nothing to run (spinning on, or parked at, the run
+     * queue). A hint, relaxed both ways: a busy thread reads it to decide
+     * whether to hand its run-next slot to an idle thread. Its own line: it
+     * changes on every idle transition, `state` is read by every enqueue. */
+    alignas(SEDA__CACHELINE) _Atomic uint32_t idle_threads;
+
     /* The owner's reference plus one per stage still in memory: a stage
      * handle may outlive seda_runtime_destroy, and its enqueues read here. */
-    _Atomic uint32_t refs;
+    alignas(SEDA__CACHELINE) _Atomic uint32_t refs;
     pthread_mutex_t lock; /* the stage list and the run queue budget */
     /* Parking stages upstream of clogged ones: rare, so one lock for the
      * whole runtime, which also makes the cycle check race-free. */
