@@ -133,18 +133,27 @@ int seda_stage_enqueue_control(seda_stage_t *s, void *event)
 
 int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns)
 {
-    /* On the shared threads a wait can deadlock the graph: the stage that
-     * would make room may need this very thread (always, in a cycle). */
-    struct seda__worker *w = seda__worker_of(s->rt);
-    if (w && w->cpu_thread)
-        return -EDEADLK;
     int r = admit(s);
-    if (r == 0) {
-        r = seda_queue_enqueue_wait(seda__default_queue(s), event, stamp_now(s), timeout_ns);
-        if (r == -ETIMEDOUT) {
-            atomic_fetch_add_explicit(&s->rejected_full, 1, memory_order_relaxed);
-            return r;
+    if (r < 0)
+        return after_enqueue(s, r);
+    /* On the shared threads (of any runtime) a wait can deadlock the graph:
+     * the stage that would make room may need this very thread (always, in
+     * a cycle). So there it enqueues if there is room, and refuses only
+     * the wait: a full queue is -EDEADLK, counted (and reported clogged)
+     * like any full rejection. */
+    struct seda__worker *w = seda__worker_tls;
+    if (w && w->cpu_thread) {
+        r = seda_queue_enqueue_at(seda__default_queue(s), event, stamp_now(s));
+        if (r == -EAGAIN) {
+            after_enqueue(s, r);
+            return -EDEADLK;
         }
+        return after_enqueue(s, r);
+    }
+    r = seda_queue_enqueue_wait(seda__default_queue(s), event, stamp_now(s), timeout_ns);
+    if (r == -ETIMEDOUT) {
+        atomic_fetch_add_explicit(&s->rejected_full, 1, memory_order_relaxed);
+        return r;
     }
     return after_enqueue(s, r);
 }

@@ -221,11 +221,14 @@ int seda_stage_enqueue(seda_stage_t *s, void *event);
 /*
  * seda_stage_enqueue, waiting while the stage's queue is full for at most
  * timeout_ns (< 0: no limit): backpressure for producers that prefer to
- * wait. Returns 0; -ETIMEDOUT (counted as a full rejection); -EPIPE;
- * -EDEADLK on the runtime's shared threads, where waiting could deadlock
- * the graph (the stage that would make room may need this thread; in a
- * cycle it always does): handlers there must not block. From a dedicated
- * pool in a cyclic graph, give a timeout.
+ * wait. Returns 0; -ETIMEDOUT (counted as a full rejection); -EPIPE.
+ * On a shared thread (a handler of the shared thread manager, of any
+ * runtime) it never waits: waiting there could deadlock the graph (the
+ * stage that would make room may need this thread; in a cycle it always
+ * does), and handlers there must not block. It enqueues when the queue has
+ * room, and returns -EDEADLK (counted as a full rejection) only when it
+ * would have to wait. From a dedicated pool in a cyclic graph, give a
+ * timeout.
  */
 int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns);
 
