@@ -1,9 +1,49 @@
 /* Running one batch through a stage's handler, and what it records: queueing
- * delay per event, service time, batches, errors, the queue's peak depth. */
+ * delay per event, service time, batches, errors, the queue's peak depth,
+ * and batches that stalled the shared threads. */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "runtime_internal.h"
+
+/*
+ * A handler that blocks on the shared threads starves every stage there. A
+ * batch counts as having stalled them when it ran longer than STALL_MIN_NS
+ * and more than STALL_FACTOR times the stage's mean batch time so far, stalls
+ * left out of the mean (any such batch when there is no history). Why these: 100 ms is far above what
+ * a preempted thread loses on a busy machine (tens of ms) yet already a
+ * visible wait for everything queued behind it; 100x the mean keeps a stage
+ * whose batches are steadily heavy (say 5 ms of CPU each) from being flagged
+ * for ordinary variance, while a handler that sleeps or waits on I/O (10 us
+ * usually, seconds now) is caught. Only a time already measured is compared:
+ * no clock read is added.
+ */
+#define STALL_MIN_NS INT64_C(100000000)
+#define STALL_FACTOR 100
+
+static void note_stall(seda_stage_t *s, size_t k, uint64_t took)
+{
+    /* Relaxed: a statistic; concurrent batches (concurrency > 1) may make
+     * the mean a little stale, which a factor of 100 absorbs. */
+    uint64_t batches = atomic_load_explicit(&s->batches, memory_order_relaxed) -
+                       atomic_load_explicit(&s->stalled_batches, memory_order_relaxed);
+    uint64_t ns = atomic_load_explicit(&s->handler_ns, memory_order_relaxed) -
+                  atomic_load_explicit(&s->stalled_ns, memory_order_relaxed);
+    uint64_t mean = batches ? ns / batches : 0;
+    if (mean && took / STALL_FACTOR <= mean)
+        return;
+    atomic_fetch_add_explicit(&s->stalled_batches, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->stalled_ns, took, memory_order_relaxed);
+    if (atomic_exchange_explicit(&s->stall_logged, true, memory_order_relaxed))
+        return; /* once per stage; the count goes on in its statistics */
+    seda__log(s->rt, SEDA_LOG_WARNING, s->name,
+              "a batch of %zu event(s) ran %.1f ms on a shared thread (usually %.3f ms): "
+              "its handler blocked, and every stage on the shared threads waited. "
+              "A handler that blocks (sleeps, waits for I/O or a lock) belongs on a "
+              "dedicated pool (SEDA_THREADS_DEDICATED). Counted as stalled_batches; "
+              "logged once per stage.",
+              k, (double)took / 1e6, (double)mean / 1e6);
+}
 
 int seda__worker_alloc(struct seda__worker *w)
 {
@@ -75,6 +115,8 @@ void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uin
     int64_t t1 = seda__clock_now_fast(rt->clock);
     w->last_end = t1;
     uint64_t took = t1 > t0 ? (uint64_t)(t1 - t0) : 0;
+    if (SEDA__UNLIKELY(took > (uint64_t)STALL_MIN_NS) && w->cpu_thread)
+        note_stall(s, k, took);
     seda__histogram_add(&s->service_time, took / k, k, exclusive);
     seda__bump(&s->batches, 1, exclusive, memory_order_relaxed);
     seda__bump(&s->handler_ns, took, exclusive, memory_order_relaxed);

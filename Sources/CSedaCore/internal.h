@@ -73,6 +73,13 @@ void seda__notifier_wake_slow(seda_notifier_t *n, int32_t count);
 /* Allocates `size` bytes aligned to a cache line, zeroed; NULL on failure. */
 void *seda__alloc_aligned(size_t size);
 
+/* Logs through the runtime's log hook (seda_runtime_options.log), or with
+ * rt NULL or no hook, warnings and errors to stderr. printf-style; the
+ * message is cut at 512 bytes. Any thread (log.c). */
+struct seda_runtime;
+void seda__log(const struct seda_runtime *rt, int level, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* pthread_create with default attributes, returning Seda's code for a thread
  * that cannot be started: -ENOMEM for pthread's EAGAIN ("no resources", not
  * Seda's "full, try again"), the negated error otherwise (thread.c). */

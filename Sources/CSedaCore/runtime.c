@@ -43,6 +43,8 @@ int seda_runtime_create(seda_runtime_t **out, const seda_runtime_options_t *opts
     rt->clock = o.clock ? o.clock : seda_clock_monotonic();
     rt->run_queue_capacity = o.run_queue_capacity ? o.run_queue_capacity : 65536;
     rt->pin = o.pin_threads != 0;
+    rt->log = o.log;
+    rt->log_ctx = o.log_ctx;
     atomic_init(&rt->refs, 1);
     pthread_mutex_init(&rt->lock, NULL);
     pthread_mutex_init(&rt->park_lock, NULL);

@@ -161,6 +161,10 @@ struct seda_stage {
     /* Written by the threads running the handler. */
     alignas(SEDA__CACHELINE) _Atomic uint64_t processed;
     _Atomic uint64_t batches, handler_errors, handler_ns, queue_peak, handed_back, dropped, pauses;
+    /* Batches on the shared threads that ran far longer than usual (a
+     * handler that blocked them; see batch.c), and whether that was logged. */
+    _Atomic uint64_t stalled_batches, stalled_ns;
+    _Atomic bool stall_logged;
     seda__histogram_t queue_delay, service_time;
 
     /* Written by producers, rarely. */
@@ -207,6 +211,8 @@ struct seda_runtime {
     struct seda__worker **workers; /* one per shared thread */
     uint32_t workers_len;          /* entries in workers (some may be NULL) */
     bool pin;
+    seda_log_fn log; /* NULL: warnings and errors to stderr */
+    void *log_ctx;
     /* The CPUs the creating thread may run on (its affinity mask, which a
      * cpuset container restricts): pinning picks among these. */
     cpu_set_t allowed_cpus;

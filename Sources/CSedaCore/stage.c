@@ -77,6 +77,7 @@ void seda_stage_stats(const seda_stage_t *cs, seda_stage_stats_t *out)
     out->batches = atomic_load_explicit(&s->batches, memory_order_relaxed);
     out->handler_errors = atomic_load_explicit(&s->handler_errors, memory_order_relaxed);
     out->handler_ns = atomic_load_explicit(&s->handler_ns, memory_order_relaxed);
+    out->stalled_batches = atomic_load_explicit(&s->stalled_batches, memory_order_relaxed);
     out->queue_length = seda__stage_size(s);
     out->queue_peak = atomic_load_explicit(&s->queue_peak, memory_order_relaxed);
     if (out->queue_peak < out->queue_length)

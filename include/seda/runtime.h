@@ -44,6 +44,25 @@ typedef struct seda_stage seda_stage_t;
 
 /* ---- runtime ---------------------------------------------------------- */
 
+/* How much a log message matters (seda_runtime_options.log). */
+enum seda_log_level {
+    SEDA_LOG_DEBUG = 0,
+    SEDA_LOG_INFO = 1,
+    SEDA_LOG_WARNING = 2, /* something is wrong and the runtime works around it */
+    SEDA_LOG_ERROR = 3,   /* something failed */
+};
+
+/*
+ * Receives the runtime's log messages: a handler that blocked the shared
+ * threads, and from the I/O layer fallbacks (io_uring refused, another
+ * backend used) and resource limits (EMFILE). `stage` names the stage the
+ * message is about, or is NULL; both strings are valid only during the
+ * call. Called on whichever thread noticed (a shared thread after a batch,
+ * an I/O thread), possibly from several at once: it must be thread-safe and
+ * quick, must not block, and must not shut down or destroy the runtime.
+ */
+typedef void (*seda_log_fn)(void *ctx, int level, const char *stage, const char *message);
+
 typedef struct seda_runtime_options {
     /* Shared thread manager size; 0: one per CPU the creating thread may run
      * on (its affinity mask, as a cpuset container restricts it). */
@@ -52,6 +71,10 @@ typedef struct seda_runtime_options {
     int pin_threads;
     uint32_t run_queue_capacity; /* bounds the sum of stage concurrencies; 0: 65536 */
     const seda_clock_t *clock;   /* NULL: the monotonic clock */
+    /* Where log messages go (every level), with log_ctx. NULL: warnings and
+     * errors to stderr ("seda: warning: stage 'x': ..."), the rest dropped. */
+    seda_log_fn log;
+    void *log_ctx;
 } seda_runtime_options_t;
 
 /*
@@ -111,7 +134,11 @@ uint32_t seda_runtime_cpu_threads(const seda_runtime_t *rt);
 typedef int (*seda_handler_fn)(void *ctx, void **events, size_t count);
 
 enum seda_thread_manager {
-    SEDA_THREADS_SHARED = 0,    /* the runtime's per-CPU threads (non-blocking handlers) */
+    /* The runtime's per-CPU threads, for handlers that do not block: one
+     * that does starves every stage there. A batch that runs > 100 ms and
+     * > 100x the stage's mean is counted (stalled_batches) and reported
+     * once per stage through the log hook. */
+    SEDA_THREADS_SHARED = 0,
     SEDA_THREADS_DEDICATED = 1, /* a pool of the stage's own (handlers that block) */
 };
 

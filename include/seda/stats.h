@@ -50,6 +50,11 @@ typedef struct seda_stage_stats {
     uint64_t batches;         /* handler calls */
     uint64_t handler_errors;  /* handler calls that returned an error */
     uint64_t handler_ns;      /* time spent inside the handler */
+    /* Batches on the shared threads that ran > 100 ms and > 100x the stage's
+     * mean batch time (stalls left out): its handler blocked every stage
+     * there (logged once, see seda_runtime_options.log). Always 0 for a
+     * dedicated pool. */
+    uint64_t stalled_batches;
     uint64_t queue_length;    /* events waiting now */
     uint64_t queue_peak;      /* longest queue the stage's threads sampled (at a turn's start) */
     uint32_t threads;         /* dedicated pool: live threads; shared pool: 0 */
