@@ -45,6 +45,25 @@ static void note_stall(seda_stage_t *s, size_t k, uint64_t took)
               k, (double)took / 1e6, (double)mean / 1e6);
 }
 
+int seda_batch_is_control(size_t index)
+{
+    struct seda__worker *w = seda__worker_tls;
+    if (!w || !w->stage || index >= w->batch_len)
+        return -EINVAL;
+    return (w->batch_stamps[index] & SEDA__STAMP_CONTROL) != 0;
+}
+
+int seda_batch_control_count(void)
+{
+    struct seda__worker *w = seda__worker_tls;
+    if (!w || !w->stage)
+        return -EINVAL;
+    int n = 0;
+    for (size_t i = 0; i < w->batch_len; i++)
+        n += (w->batch_stamps[i] & SEDA__STAMP_CONTROL) != 0;
+    return n;
+}
+
 int seda__worker_alloc(struct seda__worker *w)
 {
     w->buf = malloc(SEDA__BATCH_LIMIT * sizeof(void *));
@@ -106,11 +125,17 @@ void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uin
 
     seda_stage_t *outer = w->stage;
     uint32_t outer_us = w->batch_us;
+    const uint32_t *outer_stamps = w->batch_stamps;
+    size_t outer_len = w->batch_len;
     w->stage = s;
     w->batch_us = start_us;
+    w->batch_stamps = stamps;
+    w->batch_len = k;
     int rc = s->handler(s->ctx, events, k);
     w->stage = outer;
     w->batch_us = outer_us;
+    w->batch_stamps = outer_stamps;
+    w->batch_len = outer_len;
 
     int64_t t1 = seda__clock_now_fast(rt->clock);
     w->last_end = t1;

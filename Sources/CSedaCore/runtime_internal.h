@@ -76,6 +76,10 @@ struct seda__worker {
     seda_runtime_t *rt;
     seda_stage_t *stage; /* the stage whose handler runs now, or NULL */
     uint32_t batch_us;   /* that batch's start stamp */
+    /* That batch's stamps (one per event, in the order the handler got
+     * them) and size, for seda_batch_is_control. */
+    const uint32_t *batch_stamps;
+    size_t batch_len;
     /* A thread of the shared thread manager (not a dedicated pool). */
     bool cpu_thread;
     /* A shared thread's "run next" slot: a stage its own handler just fed

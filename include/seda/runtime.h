@@ -276,6 +276,25 @@ int seda_stage_enqueue_control(seda_stage_t *s, void *event);
 int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count);
 
 /*
+ * Inside a handler, about the batch it is running: whether events[index]
+ * (by its position in the array as the handler received it) entered the
+ * queue as a control event (seda_stage_enqueue_control; timers delivered
+ * that way too). Control events bypassed admission control, so a binding
+ * that accounts for admitted events (an admission controller's "left")
+ * must skip them. Returns 1 or 0; -EINVAL for an index beyond the batch, or
+ * when the calling thread is not running a handler. Call it on the
+ * handler's thread, during the handler call.
+ */
+int seda_batch_is_control(size_t index);
+
+/*
+ * Inside a handler: how many events of its batch are control events (0 in
+ * the common case, so a binding can skip asking per event). -EINVAL when
+ * the calling thread is not running a handler. Costs a pass over the batch.
+ */
+int seda_batch_control_count(void);
+
+/*
  * Destroys a stage while others run: closes its queue (later enqueues fail
  * with -EPIPE), then DRAIN lets its threads process what is queued, HAND_BACK
  * gives it to the drop callback; waits for running handlers, joins a
