@@ -1,4 +1,8 @@
-/* Version, error strings and the kernel feature probe. */
+/*
+ * Version, error strings and the kernel feature probe. The probe asks the
+ * kernel directly (io_uring_setup, io_setup): it needs neither liburing nor
+ * libaio, which only the files that drive rings and AIO link (CMakeLists).
+ */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
@@ -10,8 +14,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <libaio.h>
-#include <liburing.h>
+#include <linux/aio_abi.h>
+#include <linux/io_uring.h>
 
 #include "internal.h"
 #include "seda/seda.h"
@@ -78,15 +82,17 @@ static uint32_t probe_features(void)
         f |= SEDA_FEATURE_EVENTFD;
         close(fd);
     }
-    struct io_uring ring;
-    if (io_uring_queue_init(2, &ring, 0) == 0) {
+    struct io_uring_params params;
+    memset(&params, 0, sizeof params);
+    fd = (int)syscall(SYS_io_uring_setup, 2, &params);
+    if (fd >= 0) {
         f |= SEDA_FEATURE_IO_URING;
-        io_uring_queue_exit(&ring);
+        close(fd);
     }
-    io_context_t ctx = 0;
-    if (io_setup(1, &ctx) == 0) {
+    aio_context_t ctx = 0;
+    if (syscall(SYS_io_setup, 1, &ctx) == 0) {
         f |= SEDA_FEATURE_LIBAIO;
-        io_destroy(ctx);
+        syscall(SYS_io_destroy, ctx);
     }
     return f;
 }
