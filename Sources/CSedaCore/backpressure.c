@@ -167,8 +167,3 @@ int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx)
     pthread_mutex_unlock(&s->rt->park_lock);
     return r;
 }
-
-int seda_stage_is_clogged(const seda_stage_t *s)
-{
-    return atomic_load_explicit(&((seda_stage_t *)s)->clogged, memory_order_relaxed);
-}

@@ -66,8 +66,8 @@ int seda_batch_control_count(void)
 
 int seda__worker_alloc(struct seda__worker *w)
 {
-    w->buf = malloc(SEDA__BATCH_LIMIT * sizeof(void *));
-    w->stamps = malloc(SEDA__BATCH_LIMIT * sizeof(uint32_t));
+    w->buf = malloc(SEDA_BATCH_MAX * sizeof(void *));
+    w->stamps = malloc(SEDA_BATCH_MAX * sizeof(uint32_t));
     if (w->buf && w->stamps)
         return 0;
     seda__worker_free(w);

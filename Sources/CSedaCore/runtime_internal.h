@@ -49,8 +49,6 @@
 #include "seda/queue.h"
 #include "seda/runtime.h"
 
-#define SEDA__NAME_MAX_LEN 63
-#define SEDA__BATCH_LIMIT 1024
 #define SEDA__INLINE_EDGES 8
 
 /* The runtime's life: RUNNING; DRAINING (shutdown's drain); STOPPING (queues
@@ -142,7 +140,7 @@ struct seda_stage {
     uint32_t concurrency; /* shared: runs at once; dedicated: max threads */
     int manager;
     int pin_cpu;
-    char name[SEDA__NAME_MAX_LEN + 1];
+    char name[SEDA_STAGE_NAME_MAX + 1];
     struct seda_stage *next; /* runtime's list, under rt->lock */
     /* Set by whoever takes the stage down (destroy or shutdown), once. */
     _Atomic bool destroyed;

@@ -52,15 +52,10 @@ size_t seda_stage_queue_length(const seda_stage_t *s)
 
 int seda_stage_set_batch_max(seda_stage_t *s, uint32_t n)
 {
-    if (n < 1 || n > SEDA__BATCH_LIMIT)
+    if (n < 1 || n > SEDA_BATCH_MAX)
         return -EINVAL;
     atomic_store_explicit(&s->batch_max, n, memory_order_relaxed);
     return 0;
-}
-
-uint32_t seda_stage_batch_max(const seda_stage_t *s)
-{
-    return atomic_load_explicit(&((seda_stage_t *)s)->batch_max, memory_order_relaxed);
 }
 
 void seda_stage_stats(const seda_stage_t *cs, seda_stage_stats_t *out)
@@ -177,8 +172,8 @@ int seda_stage_destroy(seda_stage_t *s, int mode)
 
 int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_stage_t **out)
 {
-    if (!rt || !o || !out || !o->name || !o->name[0] || strlen(o->name) > SEDA__NAME_MAX_LEN ||
-        !o->handler || !o->drop || o->batch_max > SEDA__BATCH_LIMIT ||
+    if (!rt || !o || !out || !o->name || !o->name[0] || strlen(o->name) > SEDA_STAGE_NAME_MAX ||
+        !o->handler || !o->drop || o->batch_max > SEDA_BATCH_MAX ||
         (o->thread_manager != SEDA_THREADS_SHARED && o->thread_manager != SEDA_THREADS_DEDICATED))
         return -EINVAL;
     uint32_t conc = o->concurrency ? o->concurrency : 1;

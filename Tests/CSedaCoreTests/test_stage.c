@@ -125,6 +125,27 @@ static void test_bad_options(void)
     o.batch_max = 0;
     o.concurrency = 70000; /* more than the run queue can carry */
     CHECK_RC(seda_stage_create(rt, &o, &s), -ENOSPC);
+    /* The exported limits are the ones enforced. */
+    char name[SEDA_STAGE_NAME_MAX + 2];
+    memset(name, 'n', sizeof name);
+    name[SEDA_STAGE_NAME_MAX + 1] = '\0';
+    o.concurrency = 0;
+    o.name = name;
+    CHECK_RC(seda_stage_create(rt, &o, &s), -EINVAL);
+    name[SEDA_STAGE_NAME_MAX] = '\0';
+    o.batch_max = SEDA_BATCH_MAX + 1;
+    CHECK_RC(seda_stage_create(rt, &o, &s), -EINVAL);
+    o.batch_max = SEDA_BATCH_MAX;
+    CHECK_OK(seda_stage_create(rt, &o, &s));
+    CHECK(strcmp(seda_stage_name(s), name) == 0);
+    CHECK_RC(seda_stage_set_batch_max(s, SEDA_BATCH_MAX + 1), -EINVAL);
+    CHECK_RC(seda_stage_set_batch_max(s, 0), -EINVAL);
+    CHECK_OK(seda_stage_set_batch_max(s, 1));
+    seda_stage_stats_t st;
+    seda_stage_stats(s, &st);
+    CHECK_EQ(st.batch_max, 1);
+    seda_stage_release(s);
+    o.name = "x";
     /* Looking up no name finds nothing (it used to crash). */
     CHECK(seda_runtime_find_stage(rt, NULL) == NULL);
     CHECK(seda_runtime_find_stage(NULL, "x") == NULL);

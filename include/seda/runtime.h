@@ -156,10 +156,17 @@ enum seda_discipline {
 /* The most priority classes a stage can have. */
 #define SEDA_STAGE_MAX_CLASSES 8
 
+/* The longest stage name, in bytes (without the terminating NUL). */
+#define SEDA_STAGE_NAME_MAX 63
+
+/* The largest batch a handler can be given (seda_stage_options.batch_max,
+ * seda_stage_set_batch_max). */
+#define SEDA_BATCH_MAX 1024
+
 typedef struct seda_stage_options {
-    const char *name;        /* unique within the runtime; copied */
+    const char *name;        /* unique within the runtime, 1..SEDA_STAGE_NAME_MAX bytes; copied */
     size_t queue_capacity;   /* rounded up to a power of two; 0: 1024 */
-    uint32_t batch_max;      /* events per handler call, at most; 0: 64 */
+    uint32_t batch_max;      /* events per handler call, at most (<= SEDA_BATCH_MAX); 0: 64 */
     int thread_manager;      /* enum seda_thread_manager */
     uint32_t concurrency;    /* SHARED: handler runs at once (0: 1).
                               * DEDICATED: initial threads (0: 1) */
@@ -208,7 +215,8 @@ typedef struct seda_stage_options {
  * handle in *out that the caller owns (release it with seda_stage_release);
  * the runtime keeps its own reference until the stage is destroyed.
  * Returns 0; -EINVAL (no name, handler or drop; bad thread manager; name
- * longer than 63 bytes; batch_max above 1024; max_threads below
+ * longer than SEDA_STAGE_NAME_MAX bytes; batch_max above SEDA_BATCH_MAX;
+ * max_threads below
  * concurrency; more than SEDA_STAGE_MAX_CLASSES classes; unknown
  * discipline or negative CoDel times; pause_when_clogged on a dedicated
  * pool); -EEXIST (name taken); -ENOSPC (the run queue cannot take the
@@ -343,18 +351,12 @@ int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx);
  * per class), for admission policies that run on every enqueue. */
 size_t seda_stage_queue_length(const seda_stage_t *s);
 
-/* 1 while the stage is clogged, else 0. */
-int seda_stage_is_clogged(const seda_stage_t *s);
-
 /*
- * Sets the largest batch the handler gets (1..1024) while the stage runs
+ * Sets the largest batch the handler gets (1..SEDA_BATCH_MAX) while the stage runs
  * (Sandstorm's batching controller turns this knob); the next dequeue uses
  * it. Returns 0 or -EINVAL.
  */
 int seda_stage_set_batch_max(seda_stage_t *s, uint32_t n);
-
-/* The current largest batch. */
-uint32_t seda_stage_batch_max(const seda_stage_t *s);
 
 /* The stage's name (valid while a reference is held). */
 const char *seda_stage_name(const seda_stage_t *s);
