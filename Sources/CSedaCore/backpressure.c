@@ -113,7 +113,7 @@ bool seda__park_upstream(seda_stage_t *up, seda_stage_t *down)
     return parked;
 }
 
-void seda__set_clogged(seda_stage_t *s, bool clogged)
+static void set_clogged(seda_stage_t *s, bool clogged)
 {
     bool was = !clogged;
     /* One thread wins each transition and reports it. */
@@ -133,13 +133,13 @@ void seda__check_drained(seda_stage_t *s)
      * seda__note_full (see there). A plain load on x86. */
     if (SEDA__UNLIKELY(atomic_load_explicit(&s->clogged, memory_order_seq_cst)) &&
         seda__stage_size(s) <= seda_queue_capacity(s->queues[0]) / 4)
-        seda__set_clogged(s, false);
+        set_clogged(s, false);
 }
 
 void seda__note_full(seda_stage_t *s)
 {
     if (!atomic_load_explicit(&s->clogged, memory_order_relaxed))
-        seda__set_clogged(s, true);
+        set_clogged(s, true);
     /* The stage's threads may have drained the queue completely between our
      * failed enqueue and the flag: their drained check read the flag before
      * we set it, and with the queue empty they will not run (nor check)
@@ -160,7 +160,7 @@ int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx)
     int r = -EBUSY;
     if (!atomic_load_explicit(&s->on_state, memory_order_relaxed)) {
         s->state_ctx = ctx;
-        /* Release: pairs with the acquire in seda__set_clogged. */
+        /* Release: pairs with the acquire in set_clogged. */
         atomic_store_explicit(&s->on_state, fn, memory_order_release);
         r = 0;
     }

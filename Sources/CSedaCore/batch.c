@@ -6,6 +6,15 @@
 
 #include "runtime_internal.h"
 
+/* A counter bump: a plain load + store when the caller is its only writer. */
+static inline void bump(_Atomic uint64_t *c, uint64_t by, bool exclusive, memory_order mo)
+{
+    if (exclusive)
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by, mo);
+    else
+        atomic_fetch_add_explicit(c, by, mo);
+}
+
 /*
  * A handler that blocks on the shared threads starves every stage there. A
  * batch counts as having stalled them when it ran longer than STALL_MIN_NS
@@ -143,12 +152,12 @@ void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uin
     if (SEDA__UNLIKELY(took > (uint64_t)STALL_MIN_NS) && w->cpu_thread)
         note_stall(s, k, took);
     seda__histogram_add(&s->service_time, took / k, k, exclusive);
-    seda__bump(&s->batches, 1, exclusive, memory_order_relaxed);
-    seda__bump(&s->handler_ns, took, exclusive, memory_order_relaxed);
+    bump(&s->batches, 1, exclusive, memory_order_relaxed);
+    bump(&s->handler_ns, took, exclusive, memory_order_relaxed);
     if (rc < 0)
         atomic_fetch_add_explicit(&s->handler_errors, 1, memory_order_relaxed);
     /* Release, last: pairs with the acquire in collect(); everything the
      * handler enqueued is visible to whoever sees this count. */
-    seda__bump(&s->processed, k, exclusive, memory_order_release);
+    bump(&s->processed, k, exclusive, memory_order_release);
     seda__check_drained(s);
 }

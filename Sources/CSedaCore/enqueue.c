@@ -9,6 +9,17 @@
 
 #include "runtime_internal.h"
 
+/* The lowest class: where events without a class go. */
+static inline seda_queue_t *default_queue(const seda_stage_t *s)
+{
+    return s->queues[s->classes - 1];
+}
+
+static inline uint32_t now_us(const seda_runtime_t *rt)
+{
+    return seda__us_stamp(seda__clock_now_fast(rt->clock));
+}
+
 static void note_edge(seda_stage_t *from, seda_stage_t *to)
 {
     uint64_t id = to->id;
@@ -102,14 +113,14 @@ static inline uint32_t stamp_now(const seda_stage_t *s)
     if (w && w->stage && w->cpu_thread && w->rt == s->rt &&
         s->discipline != SEDA_DISCIPLINE_CODEL)
         return w->batch_us;
-    return seda__now_us(s->rt);
+    return now_us(s->rt);
 }
 
 int seda_stage_enqueue(seda_stage_t *s, void *event)
 {
     int r = admit(s);
     if (r == 0)
-        r = seda_queue_enqueue_at(seda__default_queue(s), event, stamp_now(s));
+        r = seda_queue_enqueue_at(default_queue(s), event, stamp_now(s));
     return after_enqueue(s, r);
 }
 
@@ -143,14 +154,14 @@ int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns)
      * like any full rejection. */
     struct seda__worker *w = seda__worker_tls;
     if (w && w->cpu_thread) {
-        r = seda_queue_enqueue_at(seda__default_queue(s), event, stamp_now(s));
+        r = seda_queue_enqueue_at(default_queue(s), event, stamp_now(s));
         if (r == -EAGAIN) {
             after_enqueue(s, r);
             return -EDEADLK;
         }
         return after_enqueue(s, r);
     }
-    r = seda_queue_enqueue_wait(seda__default_queue(s), event, stamp_now(s), timeout_ns);
+    r = seda_queue_enqueue_wait(default_queue(s), event, stamp_now(s), timeout_ns);
     if (r == -ETIMEDOUT) {
         atomic_fetch_add_explicit(&s->rejected_full, 1, memory_order_relaxed);
         return r;
@@ -164,7 +175,7 @@ int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count)
         return 0;
     int r = admit(s);
     if (r == 0)
-        r = seda_queue_enqueue_many_at(seda__default_queue(s), events, count, stamp_now(s));
+        r = seda_queue_enqueue_many_at(default_queue(s), events, count, stamp_now(s));
     return after_enqueue(s, r);
 }
 

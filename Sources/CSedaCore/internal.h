@@ -67,8 +67,6 @@ struct seda_notifier {
 /* Initialises an embedded futex notifier (no eventfd; nothing to free). */
 void seda__notifier_init(seda_notifier_t *n);
 
-/* The notifier's slow path: at least one thread is parked. */
-void seda__notifier_wake_slow(seda_notifier_t *n, int32_t count);
 
 /* Allocates `size` bytes aligned to a cache line, zeroed; NULL on failure. */
 void *seda__alloc_aligned(size_t size);

@@ -172,7 +172,8 @@ int seda_notifier_park(seda_notifier_t *n, uint32_t epoch, int64_t timeout_ns)
     return r;
 }
 
-void seda__notifier_wake_slow(seda_notifier_t *n, int32_t count)
+/* The slow path of a wake: at least one thread is parked. */
+static void wake_slow(seda_notifier_t *n, int32_t count)
 {
     /* Bump before the syscall: a thread that has prepared but not yet entered
      * futex_wait (or ppoll) sees the new epoch there and does not sleep. */
@@ -204,7 +205,7 @@ void seda_notifier_wake(seda_notifier_t *n, int32_t count)
      * with the RMW in seda_notifier_prepare. The whole fast path. */
     if (SEDA__LIKELY(atomic_load_explicit(&n->waiters, memory_order_seq_cst) == 0))
         return;
-    seda__notifier_wake_slow(n, count);
+    wake_slow(n, count);
 }
 
 int seda_notifier_fd(const seda_notifier_t *n)

@@ -10,6 +10,14 @@
 
 #include "runtime_internal.h"
 
+struct seda__pool_thread {
+    struct seda__pool_thread *next;
+    struct seda_stage *stage;
+    pthread_t tid;
+    _Atomic bool exited;
+    struct seda__worker worker;
+};
+
 static bool should_exit(seda_stage_t *s)
 {
     uint32_t live = atomic_load_explicit(&s->live_threads, memory_order_seq_cst);

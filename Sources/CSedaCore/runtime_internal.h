@@ -15,7 +15,8 @@
  *   backpressure.c  clogged/drained, parking stages upstream of clogged ones
  *   codel.c         the CoDel queue discipline
  *   shutdown.c      hand back, drain, stage finish, runtime shutdown/destroy
- *   thread.c        naming and pinning threads
+ *   thread.c        starting, naming and pinning threads
+ *   log.c           the log hook (seda_runtime_options.log)
  *
  * Scheduling on the shared thread manager. A stage's `active` counts its
  * instances that are on the run queue or running (at most its concurrency).
@@ -106,20 +107,8 @@ static inline struct seda__worker *seda__worker_of(const seda_runtime_t *rt)
     return w && w->rt == rt ? w : NULL;
 }
 
-/* The stage whose handler this thread runs now, or NULL. */
-static inline seda_stage_t *seda__current_stage(void)
-{
-    struct seda__worker *w = seda__worker_tls;
-    return w ? w->stage : NULL;
-}
-
-struct seda__pool_thread {
-    struct seda__pool_thread *next;
-    struct seda_stage *stage;
-    pthread_t tid;
-    _Atomic bool exited;
-    struct seda__worker worker;
-};
+/* A dedicated pool's thread (pool.c). */
+struct seda__pool_thread;
 
 struct seda_stage {
     /* Read-only after create. */
@@ -250,20 +239,6 @@ static inline uint32_t seda__us_stamp(int64_t ns)
     return (uint32_t)(ns / 1000) & SEDA__STAMP_TIME;
 }
 
-static inline uint32_t seda__now_us(const seda_runtime_t *rt)
-{
-    return seda__us_stamp(seda__clock_now_fast(rt->clock));
-}
-
-/* A counter bump: a plain load + store when the caller is its only writer. */
-static inline void seda__bump(_Atomic uint64_t *c, uint64_t by, bool exclusive, memory_order mo)
-{
-    if (exclusive)
-        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by, mo);
-    else
-        atomic_fetch_add_explicit(c, by, mo);
-}
-
 /* ---- runtime.c ---- */
 void seda__runtime_release(seda_runtime_t *rt);
 /* References to every live stage, in creation order; the caller frees the
@@ -283,12 +258,6 @@ uint64_t seda__stage_accepted(const seda_stage_t *s);
 void seda__stage_close(seda_stage_t *s);
 bool seda__stage_is_closed(const seda_stage_t *s);
 void seda__stage_free_queues(seda_stage_t *s);
-
-/* The lowest class: where events without a class go. */
-static inline seda_queue_t *seda__default_queue(const seda_stage_t *s)
-{
-    return s->queues[s->classes - 1];
-}
 
 /* ---- scheduler.c ---- */
 /* Puts one instance of s on the run queue; the instance owns a reference
@@ -322,7 +291,6 @@ void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uin
                      size_t k, bool sample_depth);
 
 /* ---- backpressure.c ---- */
-void seda__set_clogged(seda_stage_t *s, bool clogged);
 /* After a batch: a clogged stage whose queue fell to a quarter has drained. */
 void seda__check_drained(seda_stage_t *s);
 /* After an enqueue into s found it full: marks it clogged (reporting the
@@ -342,11 +310,8 @@ void seda__unpark_self(seda_stage_t *s);
 size_t seda__codel_filter(seda_stage_t *s, void **events, uint32_t *stamps, size_t k, int64_t now);
 
 /* ---- shutdown.c ---- */
-/* Gives every queued event of s to its drop callback (counted). */
-void seda__hand_back_all(seda_stage_t *s);
 /* Finishes a stage whose `destroyed` flag the caller set. */
 void seda__stage_finish(seda_stage_t *s, int mode);
-void seda__sleep_briefly(void);
 
 /* ---- thread.c ---- */
 void seda__name_thread(pthread_t t, const char *name);

@@ -10,6 +10,13 @@
 
 #include "runtime_internal.h"
 
+/* The stage whose handler this thread runs now, or NULL. */
+static inline seda_stage_t *current_stage(void)
+{
+    struct seda__worker *w = seda__worker_tls;
+    return w ? w->stage : NULL;
+}
+
 static void stage_free(seda_stage_t *s)
 {
     seda_runtime_t *rt = s->rt;
@@ -133,7 +140,7 @@ int seda_stage_destroy(seda_stage_t *s, int mode)
         return -EDEADLK;
     /* A handler destroying s waits for s's handlers: refused if one of them
      * waits (through other destroys) for this handler, s's own included. */
-    seda_stage_t *me = seda__current_stage();
+    seda_stage_t *me = current_stage();
     struct destroy_wait wait = { .from = me, .to = s };
     pthread_mutex_lock(&destroy_lock);
     if (me) {
