@@ -39,7 +39,7 @@ static inline int64_t seda__now_ns(void)
 
 /* a + b, saturated at INT64_MAX / INT64_MIN instead of overflowing: every
  * "now + a caller's interval" in the core goes through here, so that "a very
- * long time" never becomes the past (STYLE: time arithmetic saturates). */
+ * long time" never becomes the past. */
 static inline int64_t seda__add_sat(int64_t a, int64_t b)
 {
     int64_t r;
