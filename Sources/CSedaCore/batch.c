@@ -115,7 +115,8 @@ void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uin
         while (j < k && stamps[j] == stamps[i])
             j++;
         uint64_t delay_us = (start_us - stamps[i]) & SEDA__STAMP_TIME;
-        if (delay_us > SEDA__STAMP_TIME / 2) /* a stamp from "the future": clock skew between threads */
+        if (delay_us >
+            SEDA__STAMP_TIME / 2) /* a stamp from "the future": clock skew between threads */
             delay_us = 0;
         seda__histogram_add(&s->queue_delay, delay_us * 1000, j - i, exclusive);
         i = j;
@@ -127,9 +128,9 @@ void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uin
     if (sample_depth) /* the caller's batch was full: a deep queue */
         depth += seda__stage_size(s);
     uint64_t peak = atomic_load_explicit(&s->queue_peak, memory_order_relaxed);
-    while (depth > peak && !atomic_compare_exchange_weak_explicit(&s->queue_peak, &peak, depth,
-                                                                  memory_order_relaxed,
-                                                                  memory_order_relaxed)) {
+    while (depth > peak &&
+           !atomic_compare_exchange_weak_explicit(&s->queue_peak, &peak, depth,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
     }
 
     seda_stage_t *outer = w->stage;

@@ -66,7 +66,8 @@ size_t seda__codel_filter(seda_stage_t *s, void **events, uint32_t *stamps, size
         } else if (ok_to_drop) {
             /* Resume near the last drop rate if we were dropping recently. */
             uint32_t delta = s->codel_count - s->codel_last_count;
-            int64_t recently = s->codel_interval > INT64_MAX / 16 ? INT64_MAX : 16 * s->codel_interval;
+            int64_t recently =
+                s->codel_interval > INT64_MAX / 16 ? INT64_MAX : 16 * s->codel_interval;
             s->codel_count = delta > 1 && now - s->codel_drop_next < recently ? delta : 1;
             s->codel_last_count = s->codel_count;
             s->codel_drop_next = codel_next(s, now, s->codel_count);

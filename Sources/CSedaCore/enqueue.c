@@ -28,9 +28,8 @@ static void note_edge(seda_stage_t *from, seda_stage_t *to)
         if (e == id)
             return;
         if (e == 0) {
-            if (atomic_compare_exchange_strong_explicit(&from->edges[i], &e, id,
-                                                        memory_order_relaxed,
-                                                        memory_order_relaxed) ||
+            if (atomic_compare_exchange_strong_explicit(
+                    &from->edges[i], &e, id, memory_order_relaxed, memory_order_relaxed) ||
                 e == id)
                 return;
         }
@@ -110,8 +109,7 @@ static inline int after_enqueue(seda_stage_t *s, int r)
 static inline uint32_t stamp_now(const seda_stage_t *s)
 {
     struct seda__worker *w = seda__worker_tls;
-    if (w && w->stage && w->cpu_thread && w->rt == s->rt &&
-        s->discipline != SEDA_DISCIPLINE_CODEL)
+    if (w && w->stage && w->cpu_thread && w->rt == s->rt && s->discipline != SEDA_DISCIPLINE_CODEL)
         return w->batch_us;
     return now_us(s->rt);
 }

@@ -85,7 +85,6 @@ void seda__log(const struct seda_runtime *rt, int level, const char *stage, cons
 int seda__thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 
-
 /* ---- statistics (stats.c) ---------------------------------------------- */
 #include <stdatomic.h>
 #include <stdbool.h>

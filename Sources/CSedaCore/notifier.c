@@ -187,9 +187,8 @@ static void wake_slow(seda_notifier_t *n, int32_t count)
             if (w == 0)
                 return; /* all withdrew, having found work themselves */
             k = w < want ? w : want;
-        } while (!atomic_compare_exchange_weak_explicit(&n->waiters, &w, w - k,
-                                                        memory_order_seq_cst,
-                                                        memory_order_seq_cst));
+        } while (!atomic_compare_exchange_weak_explicit(
+            &n->waiters, &w, w - k, memory_order_seq_cst, memory_order_seq_cst));
         uint64_t units = k;
         atomic_fetch_add_explicit(&n->wake_syscalls, 1, memory_order_relaxed);
         (void)!write(n->efd, &units, sizeof units);

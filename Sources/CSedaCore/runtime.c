@@ -98,7 +98,8 @@ seda_stage_t **seda__snapshot_stages(seda_runtime_t *rt, size_t *n)
     return all;
 }
 
-size_t seda_runtime_each_stage(seda_runtime_t *rt, void (*fn)(void *ctx, seda_stage_t *s), void *ctx)
+size_t seda_runtime_each_stage(seda_runtime_t *rt, void (*fn)(void *ctx, seda_stage_t *s),
+                               void *ctx)
 {
     size_t n;
     seda_stage_t **all = seda__snapshot_stages(rt, &n);

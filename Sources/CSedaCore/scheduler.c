@@ -86,9 +86,8 @@ static void run_turn(struct seda__worker *w, seda_stage_t *s)
             /* More waiting: let another thread take the next batch now. */
             uint32_t a = atomic_load_explicit(&s->active, memory_order_relaxed);
             while (a < s->concurrency) {
-                if (atomic_compare_exchange_weak_explicit(&s->active, &a, a + 1,
-                                                          memory_order_seq_cst,
-                                                          memory_order_relaxed)) {
+                if (atomic_compare_exchange_weak_explicit(
+                        &s->active, &a, a + 1, memory_order_seq_cst, memory_order_relaxed)) {
                     seda__push_stage(s, true);
                     break;
                 }

@@ -39,8 +39,9 @@ const char *seda_strerror(int code)
     int e = errno_of(code);
     switch (e) {
     case 0: return "success";
-#define SEDA_MESSAGE(name, message) case name: return message;
-    SEDA_ERRNO_MAP(SEDA_MESSAGE)
+#define SEDA_MESSAGE(name, message) \
+    case name: return message;
+        SEDA_ERRNO_MAP(SEDA_MESSAGE)
 #undef SEDA_MESSAGE
     default: break;
     }
@@ -53,8 +54,9 @@ const char *seda_err_name(int code)
 {
     switch (errno_of(code)) {
     case 0: return "OK";
-#define SEDA_NAME(name, message) case name: return #name;
-    SEDA_ERRNO_MAP(SEDA_NAME)
+#define SEDA_NAME(name, message) \
+    case name: return #name;
+        SEDA_ERRNO_MAP(SEDA_NAME)
 #undef SEDA_NAME
     default: return "UNKNOWN";
     }

@@ -193,7 +193,8 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
         return -EINVAL;
     if (o->pause_when_clogged && o->thread_manager != SEDA_THREADS_SHARED)
         return -EINVAL;
-    if (o->discipline == SEDA_DISCIPLINE_CODEL && (o->codel_target_ns < 0 || o->codel_interval_ns < 0))
+    if (o->discipline == SEDA_DISCIPLINE_CODEL &&
+        (o->codel_target_ns < 0 || o->codel_interval_ns < 0))
         return -EINVAL;
 
     uint32_t classes = o->classes ? o->classes : 1;

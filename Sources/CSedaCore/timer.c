@@ -162,8 +162,14 @@ struct seda_timers {
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static inline unsigned state_of(uint32_t gs) { return gs & STATE_MASK; }
-static inline uint32_t gen_of(uint32_t gs) { return gs >> STATE_BITS; }
+static inline unsigned state_of(uint32_t gs)
+{
+    return gs & STATE_MASK;
+}
+static inline uint32_t gen_of(uint32_t gs)
+{
+    return gs >> STATE_BITS;
+}
 
 /* Under the lock. A plain store cannot lose a race: the only lock-free write
  * is the poller's CAS on INFLIGHT entries between collecting and settling,
@@ -179,13 +185,19 @@ static inline unsigned load_state(struct entry *e)
     return state_of(atomic_load_explicit(&e->gs, memory_order_relaxed));
 }
 
-static inline void list_init(struct link *s) { s->next = s->prev = s; }
+static inline void list_init(struct link *s)
+{
+    s->next = s->prev = s;
+}
 static inline void list_unlink(struct link *l)
 {
     l->prev->next = l->next;
     l->next->prev = l->prev;
 }
-static inline bool list_empty(const struct link *s) { return s->next == s; }
+static inline bool list_empty(const struct link *s)
+{
+    return s->next == s;
+}
 
 static inline void list_push(struct link *s, struct link *l)
 {
@@ -406,8 +418,8 @@ static uint64_t next_point(const seda_timers_t *t, uint32_t *levels)
         if (!above)
             continue;
         unsigned hi = shift + LEVEL_BITS;
-        uint64_t p = (hi >= 64 ? 0 : (now >> hi) << hi) |
-                     ((uint64_t)__builtin_ctzll(above) << shift);
+        uint64_t p =
+            (hi >= 64 ? 0 : (now >> hi) << hi) | ((uint64_t)__builtin_ctzll(above) << shift);
         if (p < best) {
             best = p;
             mask = 1u << k;
@@ -707,7 +719,8 @@ int seda_timers_start(seda_timers_t *t, const char *thread_name)
         pthread_mutex_unlock(&t->mu);
         return -EALREADY;
     }
-    snprintf(t->thread_name, sizeof t->thread_name, "%s", thread_name ? thread_name : "seda-timers");
+    snprintf(t->thread_name, sizeof t->thread_name, "%s",
+             thread_name ? thread_name : "seda-timers");
     /* Created under the lock: the thread's first act is to take it. */
     int r = seda__thread_start(&t->thread, timer_thread, t);
     if (r == 0)
@@ -900,29 +913,20 @@ int seda_timers_cancel(seda_timers_t *t, seda_timer_id_t id, void **event)
         r = -ENOENT;
     } else {
         switch (state_of(gs)) {
-        case ST_WHEEL:
-            wheel_unlink(t, e);
-            break;
-        case ST_DUE:
-            list_unlink(&e->link);
-            break;
+        case ST_WHEEL: wheel_unlink(t, e); break;
+        case ST_DUE: list_unlink(&e->link); break;
         case ST_INFLIGHT: {
             /* Race the poller for it (see the top of the file). The entry
              * stays in the poller's batch; the poller frees it. */
             uint32_t expect = (gs & ~STATE_MASK) | ST_INFLIGHT;
-            if (!atomic_compare_exchange_strong_explicit(&e->gs, &expect,
-                                                         (gs & ~STATE_MASK) | ST_CANCELLED,
-                                                         memory_order_relaxed,
-                                                         memory_order_relaxed))
+            if (!atomic_compare_exchange_strong_explicit(
+                    &e->gs, &expect, (gs & ~STATE_MASK) | ST_CANCELLED, memory_order_relaxed,
+                    memory_order_relaxed))
                 r = -EBUSY; /* the poller took it first */
             break;
         }
-        case ST_DELIVERING:
-            r = -EBUSY;
-            break;
-        default:
-            r = -ENOENT;
-            break;
+        case ST_DELIVERING: r = -EBUSY; break;
+        default: r = -ENOENT; break;
         }
     }
     void *ev = NULL;

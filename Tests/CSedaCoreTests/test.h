@@ -13,22 +13,22 @@
 
 #define TEST_SKIP 77
 
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);      \
-            exit(1);                                                                      \
-        }                                                                                 \
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+            exit(1);                                                                 \
+        }                                                                            \
     } while (0)
 
-#define CHECK_EQ(a, b)                                                                    \
-    do {                                                                                  \
-        long long check_a_ = (long long)(a), check_b_ = (long long)(b);                   \
-        if (check_a_ != check_b_) {                                                       \
-            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, \
-                    #a, #b, check_a_, check_b_);                                          \
-            exit(1);                                                                      \
-        }                                                                                 \
+#define CHECK_EQ(a, b)                                                                            \
+    do {                                                                                          \
+        long long check_a_ = (long long)(a), check_b_ = (long long)(b);                           \
+        if (check_a_ != check_b_) {                                                               \
+            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b, \
+                    check_a_, check_b_);                                                          \
+            exit(1);                                                                              \
+        }                                                                                         \
     } while (0)
 
 /* Checks a Seda return code, naming the error on failure. */

@@ -58,14 +58,16 @@ static void test_pause_upstream_of_clogged(void)
     up.next = down.self;
     o.thread_manager = SEDA_THREADS_DEDICATED;
     CHECK_RC(seda_stage_create(rt, &o, &up.self), -EINVAL); /* shared threads only */
-    enum { N = 2000 };
+    enum {
+        N = 2000
+    };
     for (uint64_t i = 0; i < N; i++)
         enqueue_retry(up.self, ev_new(i, 1));
     WAIT_UNTIL(atomic_load(&down.finished) + atomic_load(&up.shed) == N);
     seda_stage_stats_t su, sd;
     seda_stage_stats(up.self, &su);
     seda_stage_stats(down.self, &sd);
-    CHECK(su.pauses > 0);               /* "up" waited for "down" to drain */
+    CHECK(su.pauses > 0); /* "up" waited for "down" to drain */
     CHECK(sd.queue_peak <= 8);
     CHECK_EQ(atomic_load(&up.shed), 0); /* its own queue had room: nothing lost */
     CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_DRAIN, -1));
@@ -82,8 +84,11 @@ static void test_cycle_under_overload(void)
     seda_runtime_options_t ro = { .cpu_threads = 2 };
     CHECK_OK(seda_runtime_create(&rt, &ro));
     struct pause_ctx a = { 0 }, b = { 0 };
-    seda_stage_options_t o = { .handler = forward_or_keep, .drop = drop_cb, .batch_max = 4,
-                               .queue_capacity = 16, .pause_when_clogged = 1 };
+    seda_stage_options_t o = { .handler = forward_or_keep,
+                               .drop = drop_cb,
+                               .batch_max = 4,
+                               .queue_capacity = 16,
+                               .pause_when_clogged = 1 };
     o.name = "ping";
     o.ctx = &a;
     CHECK_OK(seda_stage_create(rt, &o, &a.self));
@@ -93,7 +98,9 @@ static void test_cycle_under_overload(void)
     a.next = b.self;
     b.next = a.self;
     /* Far more events than the cycle holds: both stages clog at once. */
-    enum { N = 2000 };
+    enum {
+        N = 2000
+    };
     uint64_t accepted = 0;
     for (uint64_t i = 0; i < N; i++) {
         struct ev *e = ev_new(i, 50);
@@ -154,10 +161,15 @@ static void test_codel_drops_whole_batches_while_clogged(void)
     seda_runtime_t *rt;
     seda_runtime_options_t ro = { .clock = d.clock, .cpu_threads = 2 };
     CHECK_OK(seda_runtime_create(&rt, &ro));
-    seda_stage_options_t o = { .name = "down", .handler = handle_after_gate, .ctx = &d,
-                               .drop = drop_cb, .thread_manager = SEDA_THREADS_DEDICATED,
-                               .batch_max = 1, .queue_capacity = 8,
-                               .discipline = SEDA_DISCIPLINE_CODEL, .codel_target_ns = 1,
+    seda_stage_options_t o = { .name = "down",
+                               .handler = handle_after_gate,
+                               .ctx = &d,
+                               .drop = drop_cb,
+                               .thread_manager = SEDA_THREADS_DEDICATED,
+                               .batch_max = 1,
+                               .queue_capacity = 8,
+                               .discipline = SEDA_DISCIPLINE_CODEL,
+                               .codel_target_ns = 1,
                                .codel_interval_ns = 1 };
     seda_stage_t *down;
     CHECK_OK(seda_stage_create(rt, &o, &down));
@@ -165,11 +177,17 @@ static void test_codel_drops_whole_batches_while_clogged(void)
     WAIT_UNTIL(atomic_load(&d.gate.entered)); /* down's thread is held */
 
     struct pause_ctx up = { .next = down };
-    seda_stage_options_t uo = { .name = "up", .handler = forward_or_keep, .ctx = &up,
-                                .drop = drop_cb, .batch_max = 8, .queue_capacity = 4096,
+    seda_stage_options_t uo = { .name = "up",
+                                .handler = forward_or_keep,
+                                .ctx = &up,
+                                .drop = drop_cb,
+                                .batch_max = 8,
+                                .queue_capacity = 4096,
                                 .pause_when_clogged = 1 };
     CHECK_OK(seda_stage_create(rt, &uo, &up.self));
-    enum { N = 1000 };
+    enum {
+        N = 1000
+    };
     for (uint64_t i = 0; i < N; i++)
         enqueue_retry(up.self, ev_new(i, 1));
     /* "up" filled down's queue, found it full and waits for it to drain. */
@@ -200,15 +218,21 @@ static void test_codel_drops_whole_batches_while_clogged(void)
  * check that gave up after 64 stages let the whole ring park for ever. */
 static void test_long_cycle_under_overload(void)
 {
-    enum { RING = 100, N = 4000 };
+    enum {
+        RING = 100,
+        N = 4000
+    };
     reset_counts();
     seda_runtime_t *rt;
     seda_runtime_options_t ro = { .cpu_threads = 2 };
     CHECK_OK(seda_runtime_create(&rt, &ro));
     static struct pause_ctx ring[RING];
     memset(ring, 0, sizeof ring);
-    seda_stage_options_t o = { .handler = forward_or_keep, .drop = drop_cb, .batch_max = 4,
-                               .queue_capacity = 4, .pause_when_clogged = 1 };
+    seda_stage_options_t o = { .handler = forward_or_keep,
+                               .drop = drop_cb,
+                               .batch_max = 4,
+                               .queue_capacity = 4,
+                               .pause_when_clogged = 1 };
     for (int i = 0; i < RING; i++) {
         char name[16];
         snprintf(name, sizeof name, "ring%d", i);

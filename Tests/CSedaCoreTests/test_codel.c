@@ -34,10 +34,16 @@ static void run_codel(int discipline, int64_t interval_ns, uint64_t *out_handled
     seda_runtime_t *rt;
     seda_runtime_options_t ro = { .clock = c.clock };
     CHECK_OK(seda_runtime_create(&rt, &ro));
-    seda_stage_options_t o = { .name = "codel", .handler = takes_10ms, .ctx = &c, .drop = drop_cb,
-                               .thread_manager = SEDA_THREADS_DEDICATED, .batch_max = 1,
-                               .queue_capacity = 512, .discipline = discipline,
-                               .codel_target_ns = 5000000, .codel_interval_ns = interval_ns };
+    seda_stage_options_t o = { .name = "codel",
+                               .handler = takes_10ms,
+                               .ctx = &c,
+                               .drop = drop_cb,
+                               .thread_manager = SEDA_THREADS_DEDICATED,
+                               .batch_max = 1,
+                               .queue_capacity = 512,
+                               .discipline = discipline,
+                               .codel_target_ns = 5000000,
+                               .codel_interval_ns = interval_ns };
     seda_stage_t *s;
     void *batch[200];
     for (int i = 0; i < 200; i++)
@@ -141,14 +147,21 @@ static void test_stamp_is_enqueue_time(int sender_manager)
     CHECK_OK(seda_runtime_create(&rt, &ro));
     /* A dedicated receiver: a shared one could sit in the sender's run-next
      * slot while the sender waits for it. */
-    seda_stage_options_t o = { .name = "codel", .handler = settle, .ctx = &c,
-                               .drop = settle_drop, .thread_manager = SEDA_THREADS_DEDICATED,
-                               .batch_max = 1, .queue_capacity = 2,
+    seda_stage_options_t o = { .name = "codel",
+                               .handler = settle,
+                               .ctx = &c,
+                               .drop = settle_drop,
+                               .thread_manager = SEDA_THREADS_DEDICATED,
+                               .batch_max = 1,
+                               .queue_capacity = 2,
                                .discipline = SEDA_DISCIPLINE_CODEL,
-                               .codel_target_ns = 5000000, .codel_interval_ns = 100000000 };
+                               .codel_target_ns = 5000000,
+                               .codel_interval_ns = 100000000 };
     CHECK_OK(seda_stage_create(rt, &o, &c.next));
     seda_stage_t *work = make_stage(rt, "work", work_then_forward, &c, sender_manager, 1, 1);
-    enum { N = 200 };
+    enum {
+        N = 200
+    };
     for (uint64_t i = 0; i < N; i++)
         enqueue_retry(work, ev_new(i, 0));
     WAIT_UNTIL(atomic_load(&c.settled) == N);

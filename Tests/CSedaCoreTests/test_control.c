@@ -46,12 +46,19 @@ static void run(int manager, int discipline)
     }
     seda_runtime_t *rt;
     CHECK_OK(seda_runtime_create(&rt, &ro));
-    seda_stage_options_t o = { .name = "mixed", .handler = check_controls, .ctx = &c,
-                               .drop = drop_cb, .thread_manager = manager, .batch_max = 16,
-                               .queue_capacity = 1024, .discipline = discipline };
+    seda_stage_options_t o = { .name = "mixed",
+                               .handler = check_controls,
+                               .ctx = &c,
+                               .drop = drop_cb,
+                               .thread_manager = manager,
+                               .batch_max = 16,
+                               .queue_capacity = 1024,
+                               .discipline = discipline };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &o, &s));
-    enum { N = 600 };
+    enum {
+        N = 600
+    };
     for (uint64_t i = 0; i < N; i++) {
         struct ev *e = ev_new(i, 0);
         CHECK_OK(CONTROL(i) ? seda_stage_enqueue_control(s, e) : seda_stage_enqueue(s, e));

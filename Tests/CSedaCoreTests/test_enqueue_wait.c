@@ -24,8 +24,12 @@ static void test_enqueue_wait(void)
     seda_runtime_t *rt;
     CHECK_OK(seda_runtime_create(&rt, NULL));
     struct gate_ctx g = { 0 };
-    seda_stage_options_t o = { .name = "gated", .handler = gated, .ctx = &g, .drop = drop_cb,
-                               .batch_max = 1, .queue_capacity = 2 };
+    seda_stage_options_t o = { .name = "gated",
+                               .handler = gated,
+                               .ctx = &g,
+                               .drop = drop_cb,
+                               .batch_max = 1,
+                               .queue_capacity = 2 };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &o, &s));
     enqueue_retry(s, ev_new(0, 0));
@@ -41,7 +45,8 @@ static void test_enqueue_wait(void)
     /* A handler on the shared threads may not wait: with the queue full,
      * -EDEADLK (counted as a full rejection). */
     struct destroyer_ctx d = { .victim = s };
-    seda_stage_t *waiter = make_stage(rt, "waiter", try_wait_enqueue, &d, SEDA_THREADS_SHARED, 1, 1);
+    seda_stage_t *waiter =
+        make_stage(rt, "waiter", try_wait_enqueue, &d, SEDA_THREADS_SHARED, 1, 1);
     enqueue_retry(waiter, ev_new(4, 0));
     WAIT_UNTIL(atomic_load(&d.done));
     CHECK_RC(atomic_load(&d.result), -EDEADLK);
@@ -52,7 +57,8 @@ static void test_enqueue_wait(void)
     _Atomic uint64_t roomy_n = 0;
     seda_stage_t *roomy = make_stage(rt, "roomy", consume_all, &roomy_n, SEDA_THREADS_SHARED, 1, 8);
     struct destroyer_ctx d2 = { .victim = roomy };
-    seda_stage_t *waiter2 = make_stage(rt, "waiter2", try_wait_enqueue, &d2, SEDA_THREADS_SHARED, 1, 1);
+    seda_stage_t *waiter2 =
+        make_stage(rt, "waiter2", try_wait_enqueue, &d2, SEDA_THREADS_SHARED, 1, 1);
     enqueue_retry(waiter2, ev_new(5, 0));
     WAIT_UNTIL(atomic_load(&d2.done));
     CHECK_OK(atomic_load(&d2.result));

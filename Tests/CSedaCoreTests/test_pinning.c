@@ -89,8 +89,11 @@ static void check_pinning(const cpu_set_t *allowed)
         CHECK_EQ(CPU_COUNT(&got), 1);
         CHECK(CPU_ISSET(seda__nth_allowed_cpu(allowed, i), &got));
     }
-    seda_stage_options_t o = { .name = "pinned-pool", .handler = handle, .drop = drop,
-                               .thread_manager = SEDA_THREADS_DEDICATED, .pin_to_cpu = 1,
+    seda_stage_options_t o = { .name = "pinned-pool",
+                               .handler = handle,
+                               .drop = drop,
+                               .thread_manager = SEDA_THREADS_DEDICATED,
+                               .pin_to_cpu = 1,
                                .pin_cpu = 1 };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &o, &s));

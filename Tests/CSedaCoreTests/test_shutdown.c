@@ -40,8 +40,9 @@ static void test_shutdown_drains_cycle(void)
     seda_runtime_t *rt;
     CHECK_OK(seda_runtime_create(&rt, NULL));
     struct ping_ctx pa = { 0 }, pb = { 0 };
-    seda_stage_options_t o = { .handler = ping, .drop = drop_cb, .batch_max = 16,
-                               .queue_capacity = 4096 };
+    seda_stage_options_t o = {
+        .handler = ping, .drop = drop_cb, .batch_max = 16, .queue_capacity = 4096
+    };
     seda_stage_t *a, *b;
     o.name = "ping";
     o.ctx = &pa;
@@ -51,7 +52,10 @@ static void test_shutdown_drains_cycle(void)
     CHECK_OK(seda_stage_create(rt, &o, &b));
     pa.other = b;
     pb.other = a;
-    enum { N = 1000, TTL = 200 };
+    enum {
+        N = 1000,
+        TTL = 200
+    };
     for (uint64_t i = 0; i < N; i++)
         enqueue_retry(a, ev_new(i, TTL));
     /* The graph has the cycle as soon as each side has forwarded once. */
@@ -179,9 +183,13 @@ static void test_shutdown_waits_for_concurrent_destroy(int manager)
     seda_runtime_t *rt;
     CHECK_OK(seda_runtime_create(&rt, NULL));
     struct racing_destroy r = { 0 };
-    seda_stage_options_t o = { .name = "held", .handler = gated_then_check, .ctx = &r,
-                               .drop = drop_cb, .destroy = note_destroy,
-                               .thread_manager = manager, .batch_max = 1 };
+    seda_stage_options_t o = { .name = "held",
+                               .handler = gated_then_check,
+                               .ctx = &r,
+                               .drop = drop_cb,
+                               .destroy = note_destroy,
+                               .thread_manager = manager,
+                               .batch_max = 1 };
     CHECK_OK(seda_stage_create(rt, &o, &r.stage));
     CHECK_OK(seda_stage_enqueue(r.stage, ev_new(0, 0)));
     WAIT_UNTIL(atomic_load(&r.gate.entered));

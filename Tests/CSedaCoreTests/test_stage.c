@@ -12,9 +12,14 @@ static void test_destroy_under_traffic(int manager, int mode)
     seda_runtime_t *rt;
     CHECK_OK(seda_runtime_create(&rt, NULL));
     _Atomic uint64_t consumed = 0, accepted = 0;
-    seda_stage_options_t o = { .name = "victim", .handler = consume_all, .ctx = &consumed,
-                               .drop = drop_cb, .destroy = count_destroy,
-                               .thread_manager = manager, .concurrency = 2, .batch_max = 8,
+    seda_stage_options_t o = { .name = "victim",
+                               .handler = consume_all,
+                               .ctx = &consumed,
+                               .drop = drop_cb,
+                               .destroy = count_destroy,
+                               .thread_manager = manager,
+                               .concurrency = 2,
+                               .batch_max = 8,
                                .queue_capacity = 64 };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &o, &s));
@@ -76,22 +81,29 @@ static void test_destroy_from_handlers(void)
     _Atomic uint64_t n = 0;
     seda_stage_t *victim = make_stage(rt, "victim", consume_all, &n, SEDA_THREADS_SHARED, 1, 8);
     struct destroyer_ctx d = { .victim = victim };
-    seda_stage_t *killer = make_stage(rt, "killer", destroy_from_handler, &d, SEDA_THREADS_SHARED, 1, 8);
+    seda_stage_t *killer =
+        make_stage(rt, "killer", destroy_from_handler, &d, SEDA_THREADS_SHARED, 1, 8);
     enqueue_retry(killer, ev_new(0, 0));
     WAIT_UNTIL(atomic_load(&d.done));
     CHECK_RC(atomic_load(&d.result), -EDEADLK);
     /* From a dedicated stage's handler it works. */
     atomic_store(&d.done, 0);
-    seda_stage_t *dkiller = make_stage(rt, "dkiller", destroy_from_handler, &d, SEDA_THREADS_DEDICATED, 1, 8);
+    seda_stage_t *dkiller =
+        make_stage(rt, "dkiller", destroy_from_handler, &d, SEDA_THREADS_DEDICATED, 1, 8);
     enqueue_retry(dkiller, ev_new(1, 0));
     WAIT_UNTIL(atomic_load(&d.done));
     CHECK_OK(atomic_load(&d.result));
 
     /* A pool whose handler resizes it, destroyed while draining. */
     seda_stage_t *self = NULL;
-    seda_stage_options_t o = { .name = "resizer", .handler = resize_self, .ctx = &self,
-                               .drop = drop_cb, .thread_manager = SEDA_THREADS_DEDICATED,
-                               .concurrency = 1, .max_threads = 2, .batch_max = 1,
+    seda_stage_options_t o = { .name = "resizer",
+                               .handler = resize_self,
+                               .ctx = &self,
+                               .drop = drop_cb,
+                               .thread_manager = SEDA_THREADS_DEDICATED,
+                               .concurrency = 1,
+                               .max_threads = 2,
+                               .batch_max = 1,
                                .queue_capacity = 1024 };
     CHECK_OK(seda_stage_create(rt, &o, &self));
     for (uint64_t i = 0; i < 500; i++)

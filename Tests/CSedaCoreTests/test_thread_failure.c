@@ -67,8 +67,11 @@ int main(void)
     threads_fail(0);
     CHECK_OK(seda_runtime_create(&rt, &ro));
     threads_fail(1);
-    seda_stage_options_t o = { .name = "pool", .handler = handle, .drop = drop,
-                               .thread_manager = SEDA_THREADS_DEDICATED, .max_threads = 4 };
+    seda_stage_options_t o = { .name = "pool",
+                               .handler = handle,
+                               .drop = drop,
+                               .thread_manager = SEDA_THREADS_DEDICATED,
+                               .max_threads = 4 };
     seda_stage_t *s;
     CHECK_RC(seda_stage_create(rt, &o, &s), -ENOMEM);
     CHECK(seda_runtime_find_stage(rt, "pool") == NULL);

@@ -352,14 +352,25 @@ static void test_levels(void)
     struct log l;
     log_init(&l, c, 64);
     const int64_t d[] = {
-        1 * MS,         63 * MS,         64 * MS,         65 * MS,
-        70 * MS,        4095 * MS,       4096 * MS,       4097 * MS,
-        5 * SEC,        262144 * MS,     10 * 60 * SEC,   3 * 86400 * SEC,
-        ((INT64_C(1) << 50) / MS) * MS,  /* 13 days */
+        1 * MS,
+        63 * MS,
+        64 * MS,
+        65 * MS,
+        70 * MS,
+        4095 * MS,
+        4096 * MS,
+        4097 * MS,
+        5 * SEC,
+        262144 * MS,
+        10 * 60 * SEC,
+        3 * 86400 * SEC,
+        ((INT64_C(1) << 50) / MS) * MS, /* 13 days */
         20 * 86400 * SEC,
         ((INT64_MAX - START) / MS - 1) * MS, /* 292 years: the top levels */
     };
-    enum { N = sizeof d / sizeof d[0] };
+    enum {
+        N = sizeof d / sizeof d[0]
+    };
     struct rec r[N];
     memset(r, 0, sizeof r);
     /* Added from the latest down, so add order differs from deadline order. */
@@ -619,7 +630,8 @@ static void random_run(size_t n, int64_t res, int64_t span, int64_t big_step)
             r[i].deadline = START + (int64_t)(rnd() % (uint64_t)span);
         plan[i].r = &r[i];
         /* Half are there from the start, half are added along the way. */
-        plan[i].add_at = x % 2 ? START : START + (int64_t)(rnd() % (uint64_t)(r[i].deadline - START + 1));
+        plan[i].add_at =
+            x % 2 ? START : START + (int64_t)(rnd() % (uint64_t)(r[i].deadline - START + 1));
         sorted[i] = &r[i];
     }
     qsort(sorted, n, sizeof *sorted, by_deadline);
@@ -723,8 +735,8 @@ static void test_deadline_at_clock_end(int64_t res, int64_t start)
 
 int main(void)
 {
-    test_deadline_at_clock_end(MS, START);   /* no tick boundary at INT64_MAX */
-    test_deadline_at_clock_end(1, START);    /* a boundary at every nanosecond */
+    test_deadline_at_clock_end(MS, START); /* no tick boundary at INT64_MAX */
+    test_deadline_at_clock_end(1, START);  /* a boundary at every nanosecond */
     test_deadline_at_clock_end(7 * MS, 0);
     test_arguments();
     test_order();

@@ -50,12 +50,15 @@ static void test_short_timers_in_order(void)
     CHECK_OK(seda_timers_start(t, "test-timers"));
     CHECK_RC(seda_timers_start(t, NULL), -EALREADY);
     const int64_t delays[] = { 30 * MS, 5 * MS, 20 * MS, 10 * MS, 25 * MS, 15 * MS, 12 * MS };
-    enum { N = sizeof delays / sizeof delays[0] };
+    enum {
+        N = sizeof delays / sizeof delays[0]
+    };
     struct item it[N];
     int64_t now = seda_clock_now(NULL);
     for (int i = 0; i < N; i++) {
         it[i].deadline = now + delays[i];
-        CHECK_OK(seda_timers_add_at(t, it[i].deadline, seda_timer_deliver_to_queue, q, &it[i], NULL));
+        CHECK_OK(
+            seda_timers_add_at(t, it[i].deadline, seda_timer_deliver_to_queue, q, &it[i], NULL));
     }
     int64_t last = 0;
     for (int i = 0; i < N; i++) {
@@ -255,7 +258,8 @@ static void test_concurrent_add_cancel(int threads, int per_thread)
     struct adder ad[8];
     CHECK_EQ(pthread_create(&consumer, NULL, consumer_main, &sh), 0);
     for (int i = 0; i < threads; i++) {
-        ad[i] = (struct adder){ .sh = &sh, .index = i, .rng = 0x9e3779b97f4a7c15u * (uint64_t)(i + 1) };
+        ad[i] =
+            (struct adder){ .sh = &sh, .index = i, .rng = 0x9e3779b97f4a7c15u * (uint64_t)(i + 1) };
         CHECK_EQ(pthread_create(&th[i], NULL, adder_main, &ad[i]), 0);
     }
     /* A cancel-all in the middle of it all. */

@@ -47,12 +47,18 @@ static void test_enqueue_across_runtimes(void)
     seda_stage_t *b0 = make_stage(b, "b0", consume_all, &consumed, SEDA_THREADS_SHARED, 1, 1);
     next_capacity = 256;
     struct cross_ctx c = { .target = b0 };
-    seda_stage_options_t o = { .name = "a0", .handler = forward_across, .ctx = &c,
-                               .drop = drop_cb, .batch_max = 8, .queue_capacity = 4096,
+    seda_stage_options_t o = { .name = "a0",
+                               .handler = forward_across,
+                               .ctx = &c,
+                               .drop = drop_cb,
+                               .batch_max = 8,
+                               .queue_capacity = 4096,
                                .pause_when_clogged = 1 };
     seda_stage_t *a0;
     CHECK_OK(seda_stage_create(a, &o, &a0));
-    enum { N = 5000 };
+    enum {
+        N = 5000
+    };
     for (uint64_t i = 0; i < N; i++)
         enqueue_retry(a0, ev_new(i, 0));
     WAIT_UNTIL(atomic_load(&consumed) == N);

@@ -11,7 +11,10 @@
 
 #include <seda/seda.h>
 
-enum { EVENTS = 100000, BATCH = 16 };
+enum {
+    EVENTS = 100000,
+    BATCH = 16
+};
 
 static void *producer(void *arg)
 {

@@ -144,7 +144,7 @@ enum seda_thread_manager {
 
 /* How a stage's queue behaves under overload. */
 enum seda_discipline {
-    SEDA_DISCIPLINE_FIFO = 0,  /* oldest first, nothing dropped */
+    SEDA_DISCIPLINE_FIFO = 0, /* oldest first, nothing dropped */
     /* CoDel (RFC 8289): once events have waited longer than codel_target_ns
      * for a whole codel_interval_ns, drop the oldest ones at an increasing
      * rate until the waiting time falls below target. Keeps queueing delay
@@ -164,13 +164,13 @@ enum seda_discipline {
 #define SEDA_BATCH_MAX 1024
 
 typedef struct seda_stage_options {
-    const char *name;        /* unique within the runtime, 1..SEDA_STAGE_NAME_MAX bytes; copied */
-    size_t queue_capacity;   /* rounded up to a power of two; 0: 1024 */
-    uint32_t batch_max;      /* events per handler call, at most (<= SEDA_BATCH_MAX); 0: 64 */
-    int thread_manager;      /* enum seda_thread_manager */
-    uint32_t concurrency;    /* SHARED: handler runs at once (0: 1).
+    const char *name;      /* unique within the runtime, 1..SEDA_STAGE_NAME_MAX bytes; copied */
+    size_t queue_capacity; /* rounded up to a power of two; 0: 1024 */
+    uint32_t batch_max;    /* events per handler call, at most (<= SEDA_BATCH_MAX); 0: 64 */
+    int thread_manager;    /* enum seda_thread_manager */
+    uint32_t concurrency;  /* SHARED: handler runs at once (0: 1).
                               * DEDICATED: initial threads (0: 1) */
-    uint32_t max_threads;    /* DEDICATED: upper bound for seda_stage_set_threads (0: concurrency) */
+    uint32_t max_threads;  /* DEDICATED: upper bound for seda_stage_set_threads (0: concurrency) */
     /* DEDICATED: nonzero pins the pool to the pin_cpu-th (wrapping) of the
      * CPUs the runtime's creator may run on (CPU pin_cpu on a machine with
      * no affinity restriction). */
@@ -371,7 +371,8 @@ void seda_stage_stats(const seda_stage_t *s, seda_stage_stats_t *out);
  * call), in creation order. Returns how many. Do not create or destroy stages
  * from fn.
  */
-size_t seda_runtime_each_stage(seda_runtime_t *rt, void (*fn)(void *ctx, seda_stage_t *s), void *ctx);
+size_t seda_runtime_each_stage(seda_runtime_t *rt, void (*fn)(void *ctx, seda_stage_t *s),
+                               void *ctx);
 
 /*
  * The live stages this stage's handler has enqueued into, learned at run

@@ -35,38 +35,38 @@ const char *seda_version(void);
  * checks that every code the core's sources return is in it. The codes after
  * the core's own are the ones the I/O layer (sockets, disk) returns.
  */
-#define SEDA_ERRNO_MAP(X)                                                                          \
-    X(EAGAIN, "would block: the queue is full (enqueue) or empty (dequeue); try again")           \
-    X(EPIPE, "closed: the queue, stage or runtime no longer accepts events")                       \
-    X(EINVAL, "invalid argument")                                                                  \
-    X(ETIMEDOUT, "timed out")                                                                      \
-    X(ENOMEM, "out of memory, or no thread could be started")                                      \
-    X(EEXIST, "already exists (a stage of that name)")                                             \
-    X(ENOTSUP, "not supported by this kind of object")                                             \
-    X(EDEADLK, "would deadlock: the call would wait for the calling thread itself")                \
-    X(ENOSPC, "no room left (the run queue's stage budget, or the device)")                        \
-    X(EBUSY, "busy: taken already, or in use at this instant; try again")                          \
-    X(ENOENT, "not found (no such pending timer, stage or file)")                                  \
-    X(EALREADY, "already done (started before)")                                                   \
-    X(EINTR, "interrupted by a signal")                                                            \
-    X(EBADF, "bad file descriptor")                                                                \
-    X(EPERM, "operation not permitted")                                                            \
-    X(EMFILE, "too many open files in this process")                                               \
-    X(ENFILE, "too many open files in the system")                                                 \
-    X(ENOSYS, "not implemented by this kernel")                                                    \
-    X(ECONNREFUSED, "connection refused")                                                          \
-    X(ECONNRESET, "connection reset by peer")                                                      \
-    X(ECONNABORTED, "connection aborted")                                                          \
-    X(ENOTCONN, "not connected")                                                                   \
-    X(EADDRINUSE, "address already in use")                                                        \
-    X(EADDRNOTAVAIL, "address not available")                                                      \
-    X(ENETUNREACH, "network unreachable")                                                          \
-    X(EHOSTUNREACH, "host unreachable")                                                            \
-    X(ENOBUFS, "no buffer space available")                                                        \
-    X(ECANCELED, "cancelled")                                                                      \
-    X(EIO, "input/output error")                                                                   \
-    X(EACCES, "permission denied")                                                                 \
-    X(EISDIR, "is a directory")                                                                    \
+#define SEDA_ERRNO_MAP(X)                                                               \
+    X(EAGAIN, "would block: the queue is full (enqueue) or empty (dequeue); try again") \
+    X(EPIPE, "closed: the queue, stage or runtime no longer accepts events")            \
+    X(EINVAL, "invalid argument")                                                       \
+    X(ETIMEDOUT, "timed out")                                                           \
+    X(ENOMEM, "out of memory, or no thread could be started")                           \
+    X(EEXIST, "already exists (a stage of that name)")                                  \
+    X(ENOTSUP, "not supported by this kind of object")                                  \
+    X(EDEADLK, "would deadlock: the call would wait for the calling thread itself")     \
+    X(ENOSPC, "no room left (the run queue's stage budget, or the device)")             \
+    X(EBUSY, "busy: taken already, or in use at this instant; try again")               \
+    X(ENOENT, "not found (no such pending timer, stage or file)")                       \
+    X(EALREADY, "already done (started before)")                                        \
+    X(EINTR, "interrupted by a signal")                                                 \
+    X(EBADF, "bad file descriptor")                                                     \
+    X(EPERM, "operation not permitted")                                                 \
+    X(EMFILE, "too many open files in this process")                                    \
+    X(ENFILE, "too many open files in the system")                                      \
+    X(ENOSYS, "not implemented by this kernel")                                         \
+    X(ECONNREFUSED, "connection refused")                                               \
+    X(ECONNRESET, "connection reset by peer")                                           \
+    X(ECONNABORTED, "connection aborted")                                               \
+    X(ENOTCONN, "not connected")                                                        \
+    X(EADDRINUSE, "address already in use")                                             \
+    X(EADDRNOTAVAIL, "address not available")                                           \
+    X(ENETUNREACH, "network unreachable")                                               \
+    X(EHOSTUNREACH, "host unreachable")                                                 \
+    X(ENOBUFS, "no buffer space available")                                             \
+    X(ECANCELED, "cancelled")                                                           \
+    X(EIO, "input/output error")                                                        \
+    X(EACCES, "permission denied")                                                      \
+    X(EISDIR, "is a directory")                                                         \
     X(ENOTDIR, "not a directory")
 
 /*
@@ -85,10 +85,10 @@ const char *seda_err_name(int code);
 
 /* Kernel facilities the core can use, probed at run time (see seda_features). */
 enum seda_feature {
-    SEDA_FEATURE_EPOLL    = 1u << 0, /* epoll_create1 works */
+    SEDA_FEATURE_EPOLL = 1u << 0,    /* epoll_create1 works */
     SEDA_FEATURE_IO_URING = 1u << 1, /* an io_uring instance can be set up */
-    SEDA_FEATURE_LIBAIO   = 1u << 2, /* io_setup (kernel AIO) works */
-    SEDA_FEATURE_EVENTFD  = 1u << 3, /* eventfd works */
+    SEDA_FEATURE_LIBAIO = 1u << 2,   /* io_setup (kernel AIO) works */
+    SEDA_FEATURE_EVENTFD = 1u << 3,  /* eventfd works */
 };
 
 /*

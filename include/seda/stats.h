@@ -55,13 +55,14 @@ typedef struct seda_stage_stats {
      * there (logged once, see seda_runtime_options.log). Always 0 for a
      * dedicated pool. */
     uint64_t stalled_batches;
-    uint64_t queue_length;    /* events waiting now */
-    uint64_t queue_peak;      /* longest queue the stage's threads sampled (at a turn's start) */
-    uint32_t threads;         /* dedicated pool: live threads; shared pool: 0 */
-    uint32_t concurrency;     /* how many threads may run the handler at once */
-    uint32_t batch_max;       /* the largest batch the handler gets now */
-    uint32_t clogged;         /* 1 while clogged (an enqueue found the queue full, not yet drained) */
-    seda_histogram_snapshot_t queue_delay;  /* enqueue -> handler start, per event (see seda_stage_enqueue) */
+    uint64_t queue_length; /* events waiting now */
+    uint64_t queue_peak;   /* longest queue the stage's threads sampled (at a turn's start) */
+    uint32_t threads;      /* dedicated pool: live threads; shared pool: 0 */
+    uint32_t concurrency;  /* how many threads may run the handler at once */
+    uint32_t batch_max;    /* the largest batch the handler gets now */
+    uint32_t clogged;      /* 1 while clogged (an enqueue found the queue full, not yet drained) */
+    seda_histogram_snapshot_t
+        queue_delay; /* enqueue -> handler start, per event (see seda_stage_enqueue) */
     seda_histogram_snapshot_t service_time; /* handler time per event (batch time / batch size) */
 } seda_stage_stats_t;
 
