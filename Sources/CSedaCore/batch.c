@@ -59,7 +59,7 @@ int seda_batch_is_control(size_t index)
     struct seda__worker *w = seda__worker_tls;
     if (!w || !w->stage || index >= w->batch_len)
         return -EINVAL;
-    return (w->batch_stamps[index] & SEDA__STAMP_CONTROL) != 0;
+    return (w->stamps[index] & SEDA__STAMP_CONTROL) != 0;
 }
 
 int seda_batch_control_count(void)
@@ -69,7 +69,7 @@ int seda_batch_control_count(void)
         return -EINVAL;
     int n = 0;
     for (size_t i = 0; i < w->batch_len; i++)
-        n += (w->batch_stamps[i] & SEDA__STAMP_CONTROL) != 0;
+        n += (w->stamps[i] & SEDA__STAMP_CONTROL) != 0;
     return n;
 }
 
@@ -91,10 +91,11 @@ void seda__worker_free(struct seda__worker *w)
     w->stamps = NULL;
 }
 
-void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uint32_t *stamps,
-                     size_t k, bool sample_depth)
+void seda__run_batch(struct seda__worker *w, seda_stage_t *s, size_t k, bool sample_depth)
 {
     seda_runtime_t *rt = s->rt;
+    void **events = w->buf;
+    uint32_t *stamps = w->stamps;
     bool exclusive = s->concurrency == 1;
     int64_t t0 = w->last_end ? w->last_end : seda__clock_now_fast(rt->clock);
     uint32_t start_us = seda__us_stamp(t0);
@@ -135,16 +136,13 @@ void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uin
 
     seda_stage_t *outer = w->stage;
     uint32_t outer_us = w->batch_us;
-    const uint32_t *outer_stamps = w->batch_stamps;
     size_t outer_len = w->batch_len;
     w->stage = s;
     w->batch_us = start_us;
-    w->batch_stamps = stamps;
     w->batch_len = k;
     int rc = s->handler(s->ctx, events, k);
     w->stage = outer;
     w->batch_us = outer_us;
-    w->batch_stamps = outer_stamps;
     w->batch_len = outer_len;
 
     int64_t t1 = seda__clock_now_fast(rt->clock);

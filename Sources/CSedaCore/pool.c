@@ -51,8 +51,7 @@ static void *pool_thread(void *p)
         int k = seda__stage_dequeue(s, w->buf, w->stamps, batch_max);
         if (k > 0) {
             /* Sample the depth on the first batch after a wait and every 16th. */
-            seda__run_batch(w, s, w->buf, w->stamps, (size_t)k,
-                            since_sample++ % 16 == 0 && (uint32_t)k == batch_max);
+            seda__run_batch(w, s, (size_t)k, since_sample++ % 16 == 0 && (uint32_t)k == batch_max);
             continue;
         }
         since_sample = 0;

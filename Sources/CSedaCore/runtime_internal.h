@@ -75,9 +75,8 @@ struct seda__worker {
     seda_runtime_t *rt;
     seda_stage_t *stage; /* the stage whose handler runs now, or NULL */
     uint32_t batch_us;   /* that batch's start stamp */
-    /* That batch's stamps (one per event, in the order the handler got
-     * them) and size, for seda_batch_is_control. */
-    const uint32_t *batch_stamps;
+    /* That batch's size; its stamps are in `stamps` (one per event, in the
+     * order the handler got them), for seda_batch_is_control. */
     size_t batch_len;
     /* A thread of the shared thread manager (not a dedicated pool). */
     bool cpu_thread;
@@ -286,10 +285,10 @@ void seda__pool_join(seda_stage_t *s);
  * failure is a return code, not an abort). Returns 0 or -ENOMEM. */
 int seda__worker_alloc(struct seda__worker *w);
 void seda__worker_free(struct seda__worker *w);
-/* Runs one dequeued batch through the handler on the calling runtime thread
- * (worker w) and records its statistics. */
-void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uint32_t *stamps,
-                     size_t k, bool sample_depth);
+/* Runs the batch of k events the calling runtime thread (worker w) has
+ * dequeued into w->buf / w->stamps through the handler, and records its
+ * statistics. */
+void seda__run_batch(struct seda__worker *w, seda_stage_t *s, size_t k, bool sample_depth);
 
 /* ---- backpressure.c ---- */
 /* After a batch: a clogged stage whose queue fell to a quarter has drained. */

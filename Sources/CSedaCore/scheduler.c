@@ -94,7 +94,7 @@ static void run_turn(struct seda__worker *w, seda_stage_t *s)
             }
         }
         /* The queue's depth is sampled once per turn, at its first batch. */
-        seda__run_batch(w, s, buf, stamps, (size_t)k, batches == 0 && (uint32_t)k == batch_max);
+        seda__run_batch(w, s, (size_t)k, batches == 0 && (uint32_t)k == batch_max);
         done += (uint32_t)k;
         if (done >= budget || batches + 1 == TURN_BATCHES_MAX || w->blocked_by) {
             more = true;
