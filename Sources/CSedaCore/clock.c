@@ -106,13 +106,7 @@ void seda_clock_destroy(seda_clock_t *c)
 
 /* FAST_BUSY: one thread is taking a calibration sample; others read the
  * clock the slow way meanwhile. */
-enum {
-    FAST_UNKNOWN = 0,
-    FAST_BUSY,
-    FAST_CALIBRATING,
-    FAST_READY,
-    FAST_UNAVAILABLE
-};
+enum { FAST_UNKNOWN = 0, FAST_BUSY, FAST_CALIBRATING, FAST_READY, FAST_UNAVAILABLE };
 
 static _Atomic int fast_state;
 static uint64_t fast_tsc0, fast_tsc_base; /* written before FAST_CALIBRATING / FAST_READY */

@@ -58,9 +58,7 @@ static void test_pause_upstream_of_clogged(void)
     up.next = down.self;
     o.thread_manager = SEDA_THREADS_DEDICATED;
     CHECK_RC(seda_stage_create(rt, &o, &up.self), -EINVAL); /* shared threads only */
-    enum {
-        N = 2000
-    };
+    enum { N = 2000 };
     for (uint64_t i = 0; i < N; i++)
         enqueue_retry(up.self, ev_new(i, 1));
     WAIT_UNTIL(atomic_load(&down.finished) + atomic_load(&up.shed) == N);
@@ -98,9 +96,7 @@ static void test_cycle_under_overload(void)
     a.next = b.self;
     b.next = a.self;
     /* Far more events than the cycle holds: both stages clog at once. */
-    enum {
-        N = 2000
-    };
+    enum { N = 2000 };
     uint64_t accepted = 0;
     for (uint64_t i = 0; i < N; i++) {
         struct ev *e = ev_new(i, 50);
@@ -185,9 +181,7 @@ static void test_codel_drops_whole_batches_while_clogged(void)
                                 .queue_capacity = 4096,
                                 .pause_when_clogged = 1 };
     CHECK_OK(seda_stage_create(rt, &uo, &up.self));
-    enum {
-        N = 1000
-    };
+    enum { N = 1000 };
     for (uint64_t i = 0; i < N; i++)
         enqueue_retry(up.self, ev_new(i, 1));
     /* "up" filled down's queue, found it full and waits for it to drain. */
@@ -218,10 +212,7 @@ static void test_codel_drops_whole_batches_while_clogged(void)
  * check that gave up after 64 stages let the whole ring park for ever. */
 static void test_long_cycle_under_overload(void)
 {
-    enum {
-        RING = 100,
-        N = 4000
-    };
+    enum { RING = 100, N = 4000 };
     reset_counts();
     seda_runtime_t *rt;
     seda_runtime_options_t ro = { .cpu_threads = 2 };

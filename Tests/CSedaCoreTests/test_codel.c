@@ -159,9 +159,7 @@ static void test_stamp_is_enqueue_time(int sender_manager)
                                .codel_interval_ns = 100000000 };
     CHECK_OK(seda_stage_create(rt, &o, &c.next));
     seda_stage_t *work = make_stage(rt, "work", work_then_forward, &c, sender_manager, 1, 1);
-    enum {
-        N = 200
-    };
+    enum { N = 200 };
     for (uint64_t i = 0; i < N; i++)
         enqueue_retry(work, ev_new(i, 0));
     WAIT_UNTIL(atomic_load(&c.settled) == N);

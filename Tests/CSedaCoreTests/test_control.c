@@ -56,9 +56,7 @@ static void run(int manager, int discipline)
                                .discipline = discipline };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &o, &s));
-    enum {
-        N = 600
-    };
+    enum { N = 600 };
     for (uint64_t i = 0; i < N; i++) {
         struct ev *e = ev_new(i, 0);
         CHECK_OK(CONTROL(i) ? seda_stage_enqueue_control(s, e) : seda_stage_enqueue(s, e));

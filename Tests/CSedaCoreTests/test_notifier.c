@@ -71,9 +71,7 @@ static void test_enqueue_wakes_parked_consumer(void)
 
 static void test_close_wakes_all(void)
 {
-    enum {
-        N = 4
-    };
+    enum { N = 4 };
     seda_queue_t *q;
     CHECK_OK(seda_queue_create(&q, 8, NULL));
     struct waiter w[N];
@@ -234,11 +232,7 @@ static void test_enqueue_waits_for_room(void)
  * prepares, finds work and cancels must take back a wake-up meant for it,
  * or units pile up in the eventfd: once the traffic stops the consumers keep
  * waking for nothing, and the descriptor stays readable for an epoll loop. */
-enum {
-    FAN_QUEUES = 64,
-    FAN_CONSUMERS = 8,
-    FAN_PRODUCERS = 2
-};
+enum { FAN_QUEUES = 64, FAN_CONSUMERS = 8, FAN_PRODUCERS = 2 };
 
 struct fanin {
     seda_notifier_t *n;

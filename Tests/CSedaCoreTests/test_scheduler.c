@@ -51,9 +51,7 @@ static void test_pipeline_order(int manager)
     ca.next = b;
     seda_stage_t *a = make_stage(rt, "a", forward, &ca, manager, 1, 64);
     next_capacity = 256;
-    enum {
-        N = 100000
-    };
+    enum { N = 100000 };
     for (uint64_t i = 0; i < N; i++)
         enqueue_retry(a, ev_new(i, 0));
     WAIT_UNTIL(atomic_load(&cc.done) == N);
@@ -139,9 +137,7 @@ static void test_concurrency(uint32_t conc)
     CHECK_EQ(seda_runtime_cpu_threads(rt), 3);
     struct exclusive_ctx x = { 0 };
     seda_stage_t *s = make_stage(rt, "exclusive", count_inside, &x, SEDA_THREADS_SHARED, conc, 4);
-    enum {
-        N = 20000
-    };
+    enum { N = 20000 };
     pthread_t t[2];
     struct producer_arg pa = { .stage = s, .count = N };
     for (int i = 0; i < 2; i++)
@@ -260,9 +256,7 @@ static void test_run_next_handed_to_idle_thread(void)
     seda_stage_t *a = make_stage(rt, "a", forward_first_then_wait, &c, SEDA_THREADS_SHARED, 1, 1);
     /* Both shared threads asleep: idle, with nothing to run. */
     WAIT_UNTIL(cpu_threads_sleeping() == 2);
-    enum {
-        N = 20
-    };
+    enum { N = 20 };
     void *batch[N];
     for (int i = 0; i < N; i++)
         batch[i] = ev_new((uint64_t)i, 0);

@@ -52,10 +52,7 @@ static void test_shutdown_drains_cycle(void)
     CHECK_OK(seda_stage_create(rt, &o, &b));
     pa.other = b;
     pb.other = a;
-    enum {
-        N = 1000,
-        TTL = 200
-    };
+    enum { N = 1000, TTL = 200 };
     for (uint64_t i = 0; i < N; i++)
         enqueue_retry(a, ev_new(i, TTL));
     /* The graph has the cycle as soon as each side has forwarded once. */

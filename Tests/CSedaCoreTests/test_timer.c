@@ -368,9 +368,7 @@ static void test_levels(void)
         20 * 86400 * SEC,
         ((INT64_MAX - START) / MS - 1) * MS, /* 292 years: the top levels */
     };
-    enum {
-        N = sizeof d / sizeof d[0]
-    };
+    enum { N = sizeof d / sizeof d[0] };
     struct rec r[N];
     memset(r, 0, sizeof r);
     /* Added from the latest down, so add order differs from deadline order. */

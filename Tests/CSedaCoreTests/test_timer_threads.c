@@ -50,9 +50,7 @@ static void test_short_timers_in_order(void)
     CHECK_OK(seda_timers_start(t, "test-timers"));
     CHECK_RC(seda_timers_start(t, NULL), -EALREADY);
     const int64_t delays[] = { 30 * MS, 5 * MS, 20 * MS, 10 * MS, 25 * MS, 15 * MS, 12 * MS };
-    enum {
-        N = sizeof delays / sizeof delays[0]
-    };
+    enum { N = sizeof delays / sizeof delays[0] };
     struct item it[N];
     int64_t now = seda_clock_now(NULL);
     for (int i = 0; i < N; i++) {

@@ -56,9 +56,7 @@ static void test_enqueue_across_runtimes(void)
                                .pause_when_clogged = 1 };
     seda_stage_t *a0;
     CHECK_OK(seda_stage_create(a, &o, &a0));
-    enum {
-        N = 5000
-    };
+    enum { N = 5000 };
     for (uint64_t i = 0; i < N; i++)
         enqueue_retry(a0, ev_new(i, 0));
     WAIT_UNTIL(atomic_load(&consumed) == N);

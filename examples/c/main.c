@@ -11,10 +11,7 @@
 
 #include <seda/seda.h>
 
-enum {
-    EVENTS = 100000,
-    BATCH = 16
-};
+enum { EVENTS = 100000, BATCH = 16 };
 
 static void *producer(void *arg)
 {

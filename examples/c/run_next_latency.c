@@ -18,11 +18,7 @@
 
 #include <seda/seda.h>
 
-enum {
-    BURST = 32,
-    WORK_NS = 20000,
-    MAX_SAMPLES = 1 << 16
-};
+enum { BURST = 32, WORK_NS = 20000, MAX_SAMPLES = 1 << 16 };
 
 struct ev {
     int64_t sent;
