@@ -126,8 +126,15 @@ void seda__run_batch(struct seda__worker *w, seda_stage_t *s, size_t k, bool sam
      * full (a deep queue), otherwise this batch drained it. Reading the size
      * touches the producers' line, so callers sample it once in a while. */
     uint64_t depth = k;
-    if (sample_depth) /* the caller's batch was full: a deep queue */
+    if (sample_depth) { /* the caller's batch was full: a deep queue */
         depth += seda__stage_size(s);
+        /* Producers may have refilled the queue since this batch was taken
+         * (the stage runs while its feeders do): what was taken plus what
+         * is there now can exceed what the queues can hold at once. */
+        uint64_t room = (uint64_t)seda_queue_capacity(s->queues[0]) * s->classes;
+        if (depth > room)
+            depth = room;
+    }
     uint64_t peak = atomic_load_explicit(&s->queue_peak, memory_order_relaxed);
     while (depth > peak &&
            !atomic_compare_exchange_weak_explicit(&s->queue_peak, &peak, depth,

@@ -11,6 +11,7 @@
 
 struct control_ctx {
     seda_clock_t *clock; /* NULL: leave the clock alone */
+    _Atomic int go;      /* the gate event (ttl -1) waits for it */
     _Atomic uint64_t seen, controls;
 };
 
@@ -20,6 +21,12 @@ static int check_controls(void *ctx, void **events, size_t count)
     int expected = 0;
     for (size_t i = 0; i < count; i++) {
         struct ev *e = events[i];
+        if (e->ttl == -1) { /* the gate: a plain event */
+            while (!atomic_load(&c->go))
+                sched_yield();
+            CHECK_EQ(seda_batch_is_control(i), 0);
+            continue;
+        }
         int control = CONTROL(e->n);
         CHECK_EQ(seda_batch_is_control(i), control);
         expected += control;
@@ -56,12 +63,16 @@ static void run(int manager, int discipline)
                                .discipline = discipline };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &o, &s));
+    /* The stage's thread waits at a gate until every event is queued, so
+     * that, with CoDel, they all wait while the clock moves. */
+    CHECK_OK(seda_stage_enqueue(s, ev_new(1, -1)));
     enum { N = 600 };
     for (uint64_t i = 0; i < N; i++) {
         struct ev *e = ev_new(i, 0);
         CHECK_OK(CONTROL(i) ? seda_stage_enqueue_control(s, e) : seda_stage_enqueue(s, e));
     }
-    WAIT_UNTIL(atomic_load(&c.seen) + atomic_load(&dropped) == N);
+    atomic_store(&c.go, 1);
+    WAIT_UNTIL(atomic_load(&c.seen) + atomic_load(&dropped) == N + 1);
     CHECK_EQ(atomic_load(&c.controls), N / 3); /* never dropped, each seen as one */
     if (discipline == SEDA_DISCIPLINE_CODEL)
         CHECK(atomic_load(&dropped) > 0);
@@ -70,7 +81,7 @@ static void run(int manager, int discipline)
     seda_runtime_destroy(rt);
     if (c.clock)
         seda_clock_destroy(c.clock);
-    CHECK_EQ(atomic_load(&freed), N);
+    CHECK_EQ(atomic_load(&freed), N + 1);
 }
 
 int main(void)
