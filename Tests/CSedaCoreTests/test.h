@@ -5,9 +5,11 @@
 #ifndef SEDA_TEST_H
 #define SEDA_TEST_H
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "seda/seda.h"
 
@@ -44,5 +46,36 @@
     } while (0)
 
 #define CHECK_OK(expr) CHECK_RC(expr, 0)
+
+/* How many of this process's threads whose name starts with `prefix` are
+ * asleep (state S in /proc: blocked in the kernel, e.g. in futex or ppoll),
+ * as opposed to running or about to block. */
+static inline int threads_sleeping(const char *prefix)
+{
+    int n = 0;
+    size_t len = strlen(prefix);
+    DIR *d = opendir("/proc/self/task");
+    CHECK(d != NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t got = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[got] = '\0';
+        /* "tid (comm) S ...": the state follows the last ')'. */
+        char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+        if (open && close && strncmp(open + 1, prefix, len) == 0 && close[1] == ' ' &&
+            close[2] == 'S')
+            n++;
+    }
+    closedir(d);
+    return n;
+}
 
 #endif /* SEDA_TEST_H */

@@ -3,6 +3,7 @@
  * woken by an enqueue, close wakes every parked thread, one notifier serves
  * several queues, and the eventfd kind is readable when it should be.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -267,6 +268,7 @@ static int fan_any(struct fanin *f)
 static void *fan_consumer(void *arg)
 {
     struct fanin *f = arg;
+    pthread_setname_np(pthread_self(), "fan-consumer");
     for (;;) {
         if (fan_scan(f))
             continue;
@@ -323,12 +325,16 @@ static void test_eventfd_no_stale_wakeups(uint64_t events)
         CHECK_OK(pthread_join(p[i], NULL));
     while (atomic_load(&f.consumed) < f.total)
         sched_yield();
-    /* Idle: every consumer parked with no wake-up pending. Units still in
-     * the eventfd keep the consumers cycling through them until none is
-     * left; count those wake-ups. */
+    /* Idle: every consumer asleep in park, none claimed by a wake, no unit
+     * pending. (A consumer between prepare and park when the last wake
+     * bumped the epoch returns from park once more without sleeping: it is
+     * not asleep yet, so this waits for it.) Units still in the eventfd
+     * keep the consumers cycling through them until none is left; count
+     * those wake-ups. */
     struct pollfd pfd = { .fd = seda_notifier_fd(f.n), .events = POLLIN };
     int64_t deadline = seda_clock_now(NULL) + 20000000000LL; /* liveness guard */
-    while (seda_notifier_waiters(f.n) != FAN_CONSUMERS || poll(&pfd, 1, 0) != 0) {
+    while (seda_notifier_waiters(f.n) != FAN_CONSUMERS || poll(&pfd, 1, 0) != 0 ||
+           threads_sleeping("fan-consumer") != FAN_CONSUMERS) {
         CHECK(seda_clock_now(NULL) < deadline);
         sched_yield();
     }

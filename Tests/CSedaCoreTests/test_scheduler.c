@@ -179,34 +179,6 @@ static void test_tiny_run_queue(void)
 
 /* ---- the run-next slot does not hold an event while a thread idles -------- */
 
-/* How many of this process's "seda-cpu*" threads are asleep (state S). */
-static int cpu_threads_sleeping(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
-    CHECK(d != NULL);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        /* "tid (comm) S ...": the state follows the last ')'. */
-        char *open = strchr(buf, '('), *close = strrchr(buf, ')');
-        if (open && close && strncmp(open + 1, "seda-cpu", 8) == 0 && close[1] == ' ' &&
-            close[2] == 'S')
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
 /* A's first event goes on to B; A's next events wait (in A's handler) until
  * B has handled it. B lands in the run-next slot of A's thread, and A's turn
  * goes on for several batches, while the second shared thread sleeps with
@@ -255,7 +227,7 @@ static void test_run_next_handed_to_idle_thread(void)
     c.b = make_stage(rt, "b", count_handled, &c, SEDA_THREADS_SHARED, 1, 64);
     seda_stage_t *a = make_stage(rt, "a", forward_first_then_wait, &c, SEDA_THREADS_SHARED, 1, 1);
     /* Both shared threads asleep: idle, with nothing to run. */
-    WAIT_UNTIL(cpu_threads_sleeping() == 2);
+    WAIT_UNTIL(threads_sleeping("seda-cpu") == 2);
     enum { N = 20 };
     void *batch[N];
     for (int i = 0; i < N; i++)
