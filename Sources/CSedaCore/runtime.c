@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loop.h"
 #include "runtime_internal.h"
 
 void seda__runtime_release(seda_runtime_t *rt)
@@ -52,7 +53,7 @@ int seda_runtime_create(seda_runtime_t **out, const seda_runtime_options_t *opts
     if (r < 0)
         goto fail;
     rt->run_queue_capacity = (uint32_t)seda_queue_capacity(rt->run_queue);
-    r = seda__scheduler_start(rt, threads);
+    r = seda__scheduler_start(rt, threads, &o);
     if (r < 0)
         goto fail_threads;
     *out = rt;
@@ -77,6 +78,22 @@ const seda_clock_t *seda_runtime_clock(const seda_runtime_t *rt)
 uint32_t seda_runtime_cpu_threads(const seda_runtime_t *rt)
 {
     return rt->cpu_threads;
+}
+
+int seda_runtime_thread_index(const seda_runtime_t *rt)
+{
+    struct seda__loop *l = seda__loop_current();
+    return l && l->rt == rt ? (int)l->index : -1;
+}
+
+int seda_runtime_poller(const seda_runtime_t *rt)
+{
+    return seda_poller_backend_of(rt->workers[0]->loop->poller);
+}
+
+const char *seda_runtime_poller_describe(const seda_runtime_t *rt)
+{
+    return seda_poller_describe(rt->workers[0]->loop->poller);
 }
 
 seda_stage_t **seda__snapshot_stages(seda_runtime_t *rt, size_t *n)

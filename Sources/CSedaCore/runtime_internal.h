@@ -8,7 +8,9 @@
  *   stage.c         the stage object: create, references, accessors, destroy
  *   classes.c       a stage's queues, one per priority class
  *   scheduler.c     the shared thread manager: run queue, run-next slot,
- *                   turns, the CPU threads' loop and their idle/park path
+ *                   turns, starting and stopping the shared threads
+ *   loop.c          the worker loop of each shared thread: stages, posted
+ *                   work, its timers, its poller, sleeping (loop.h)
  *   pool.c          dedicated pools: their threads, resizing
  *   batch.c         running one batch through a handler, its statistics
  *   enqueue.c       the enqueue paths and the stage graph they record
@@ -96,6 +98,10 @@ struct seda__worker {
     void **buf;
     uint32_t *stamps;
     uint32_t index; /* shared threads: 0..cpu_threads-1 */
+    /* Shared threads: the worker loop (loop.h); NULL on pool threads. */
+    struct seda__loop *loop;
+    /* While the thread starts: how the creating thread learns the outcome. */
+    struct start_sync *start;
 };
 
 extern _Thread_local struct seda__worker *seda__worker_tls;
@@ -130,6 +136,9 @@ struct seda_stage {
     int manager;
     int pin_cpu;
     char name[SEDA_STAGE_NAME_MAX + 1];
+    /* A stage bound to one shared thread: that thread's loop (only it runs
+     * the stage); NULL for any shared thread or a dedicated pool. */
+    struct seda__loop *home;
     struct seda_stage *next; /* runtime's list, under rt->lock */
     /* Set by whoever takes the stage down (destroy or shutdown), once. */
     _Atomic bool destroyed;
@@ -265,8 +274,11 @@ void seda__stage_free_queues(seda_stage_t *s);
 void seda__push_stage(seda_stage_t *s, bool take_ref);
 /* Schedules s on the shared threads if it is idle (after an enqueue). */
 void seda__schedule(seda_stage_t *s);
-/* Starts the shared threads; rt->cpu_threads counts those started. */
-int seda__scheduler_start(seda_runtime_t *rt, uint32_t threads);
+/* Starts the shared threads, each creating its loop from opts (NULL:
+ * defaults); rt->cpu_threads counts those started. */
+int seda__scheduler_start(seda_runtime_t *rt, uint32_t threads, const seda_runtime_options_t *opts);
+/* One turn of a shared thread (worker w) on an instance of s. */
+void seda__run_turn(struct seda__worker *w, seda_stage_t *s);
 /* Closes the run queue and joins the shared threads. */
 void seda__scheduler_stop(seda_runtime_t *rt);
 /* Frees what seda__scheduler_start allocated (the threads are joined). */

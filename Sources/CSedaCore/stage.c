@@ -2,12 +2,14 @@
  * The stage object (include/seda/runtime.h): creation and registration,
  * references, accessors, statistics, and destroy.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "loop.h"
 #include "runtime_internal.h"
 
 /* The stage whose handler this thread runs now, or NULL. */
@@ -196,6 +198,9 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
     if (o->discipline == SEDA_DISCIPLINE_CODEL &&
         (o->codel_target_ns < 0 || o->codel_interval_ns < 0))
         return -EINVAL;
+    if (o->bind_to_thread && (o->thread_manager != SEDA_THREADS_SHARED || conc != 1 ||
+                              o->thread_index >= rt->cpu_threads))
+        return -EINVAL;
 
     uint32_t classes = o->classes ? o->classes : 1;
     if (classes > SEDA_STAGE_MAX_CLASSES)
@@ -224,6 +229,7 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
     s->manager = o->thread_manager;
     s->concurrency = o->thread_manager == SEDA_THREADS_DEDICATED ? maxt : conc;
     s->pin_cpu = o->thread_manager == SEDA_THREADS_DEDICATED && o->pin_to_cpu ? o->pin_cpu : -1;
+    s->home = o->bind_to_thread ? seda__loop_of(rt, o->thread_index) : NULL;
     snprintf(s->name, sizeof s->name, "%s", o->name);
     s->pause_when_clogged = o->pause_when_clogged != 0;
     s->discipline = o->discipline;

@@ -71,6 +71,12 @@ typedef struct seda_runtime_options {
     int pin_threads;
     uint32_t run_queue_capacity; /* bounds the sum of stage concurrencies; 0: 65536 */
     const seda_clock_t *clock;   /* NULL: the monotonic clock */
+    /* The poller every shared thread's loop waits in (enum
+     * seda_poller_backend, seda/poller.h): 0 (SEDA_POLLER_DEFAULT) takes the
+     * SEDA_POLLER environment variable, else the built-in default. io_uring
+     * falls back to epoll with a logged warning when the kernel refuses it. */
+    int poller;
+    uint32_t uring_entries; /* io_uring submission queue size; 0: the poller's default */
     /* Where log messages go (every level), with log_ctx. NULL: warnings and
      * errors to stderr ("seda: warning: stage 'x': ..."), the rest dropped. */
     seda_log_fn log;
@@ -78,9 +84,11 @@ typedef struct seda_runtime_options {
 } seda_runtime_options_t;
 
 /*
- * Creates a runtime and starts its shared threads. opts may be NULL for
- * defaults. Returns 0, -EINVAL, or -ENOMEM (memory, or a thread that could
- * not be started; nothing is left running).
+ * Creates a runtime and starts its shared threads, each with its worker loop
+ * and poller (created on that thread). opts may be NULL for defaults.
+ * Returns 0, -EINVAL (a bad poller, or SEDA_POLLER naming no backend),
+ * -ENOMEM (memory, or a thread that could not be started; nothing is left
+ * running), or the poller's error (-EMFILE...).
  */
 int seda_runtime_create(seda_runtime_t **out, const seda_runtime_options_t *opts);
 
@@ -122,6 +130,28 @@ const seda_clock_t *seda_runtime_clock(const seda_runtime_t *rt);
 
 /* Threads in the shared thread manager. */
 uint32_t seda_runtime_cpu_threads(const seda_runtime_t *rt);
+
+/* The index of the shared thread calling (0..cpu_threads-1) if it is one of
+ * rt's, else -1 (a dedicated pool, an outside thread). Any thread. */
+int seda_runtime_thread_index(const seda_runtime_t *rt);
+
+/* The poller backend the shared threads' loops run (after an io_uring
+ * fallback, SEDA_POLLER_EPOLL), and a one-line description of it. */
+int seda_runtime_poller(const seda_runtime_t *rt);
+const char *seda_runtime_poller_describe(const seda_runtime_t *rt);
+
+/* What one shared thread's worker loop has done (relaxed counters). */
+typedef struct seda_loop_stats {
+    uint64_t polls;       /* waits in the poller, blocking or not */
+    uint64_t poll_events; /* readiness events and completions they returned */
+    uint64_t sleeps;      /* waits that could block (nothing to run) */
+    uint64_t wakeups;     /* times another thread woke this loop (eventfd writes) */
+    uint64_t tasks;       /* work posted to this loop by any thread */
+    uint64_t turns;       /* stage turns run */
+} seda_loop_stats_t;
+
+/* Fills *out for shared thread i. Returns 0 or -EINVAL. Any thread. */
+int seda_runtime_loop_stats(const seda_runtime_t *rt, uint32_t i, seda_loop_stats_t *out);
 
 /* ---- stages ----------------------------------------------------------- */
 
@@ -176,6 +206,13 @@ typedef struct seda_stage_options {
      * no affinity restriction). */
     int pin_to_cpu;
     int pin_cpu;
+    /* SHARED: nonzero binds the stage to shared thread thread_index: only
+     * that thread runs it (other threads' enqueues put it on that thread's
+     * own list and wake it), so its handler, and the stages it feeds on the
+     * same thread, never leave it. Concurrency must be 1. Replicate a stage
+     * per thread (one bound stage each) to keep each thread's work local. */
+    int bind_to_thread;
+    uint32_t thread_index;
     seda_handler_fn handler; /* required */
     void *ctx;               /* passed to every callback */
     /* Receives each event the stage gives back instead of processing
@@ -216,8 +253,9 @@ typedef struct seda_stage_options {
  * the runtime keeps its own reference until the stage is destroyed.
  * Returns 0; -EINVAL (no name, handler or drop; bad thread manager; name
  * longer than SEDA_STAGE_NAME_MAX bytes; batch_max above SEDA_BATCH_MAX;
- * max_threads below
- * concurrency; more than SEDA_STAGE_MAX_CLASSES classes; unknown
+ * max_threads below concurrency; more than SEDA_STAGE_MAX_CLASSES classes;
+ * bind_to_thread on a dedicated pool, with concurrency above 1 or a
+ * thread_index that is not a shared thread; unknown
  * discipline or negative CoDel times; pause_when_clogged on a dedicated
  * pool); -EEXIST (name taken); -ENOSPC (the run queue cannot take the
  * stage's concurrency); -EPIPE (runtime shut down); -ENOMEM (memory or

@@ -102,7 +102,9 @@ uint32_t seda_features(void);
 #endif
 
 #include "clock.h"
+#include "file.h"
 #include "notifier.h"
+#include "poller.h"
 #include "queue.h"
 #include "runtime.h"
 #include "stats.h"
