@@ -137,7 +137,9 @@ size_t seda__file_stage_reap(struct seda_file_stage *fs, size_t max)
      * seda__file_kernel_done: pairs with submit_backlog's store of
      * backlog_waiting and its capacity check. */
     if (n && atomic_load(&fs->backlog_waiting) && atomic_exchange(&fs->backlog_waiting, false))
-        seda_stage_enqueue_control(fs->submit, &kick_token); /* full or closed: the handler runs anyway, or destroy cleans up */
+        seda_stage_enqueue_control(
+            fs->submit,
+            &kick_token); /* full or closed: the handler runs anyway, or destroy cleans up */
     return n;
 }
 
@@ -237,8 +239,9 @@ static void flush(struct seda_file_stage *fs, int prepped)
         /* The kernel is short of something (-EAGAIN, -ENOMEM): the requests
          * stay prepared; come back after what is queued. */
         if (!fs->flush_failed)
-            seda__file_log(fs, SEDA_FILE_LOG_WARNING, "file stage %s: submission failed (%s); retrying",
-                           fs->name, strerror(-e));
+            seda__file_log(fs, SEDA_FILE_LOG_WARNING,
+                           "file stage %s: submission failed (%s); retrying", fs->name,
+                           strerror(-e));
         fs->flush_failed = true;
         seda_stage_enqueue_control(fs->submit, &kick_token);
     } else {
@@ -365,7 +368,8 @@ static int requested_engine(struct seda_file_stage *fs)
             int e = seda_disk_engine_parse(env);
             if (e < 0)
                 seda__file_log(fs, SEDA_FILE_LOG_WARNING,
-                               "SEDA_DISK=%s is not io_uring, libaio or threads; using the default", env);
+                               "SEDA_DISK=%s is not io_uring, libaio or threads; using the default",
+                               env);
             else
                 engine = e;
         }
@@ -376,10 +380,12 @@ static int requested_engine(struct seda_file_stage *fs)
 /* Tears down what create built, in the order destroy uses. */
 static void teardown(struct seda_file_stage *fs);
 
-int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *opts, seda_file_stage_t **out)
+int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *opts,
+                           seda_file_stage_t **out)
 {
-    if (!rt || !opts || !out || !opts->name || !*opts->name || strlen(opts->name) > NAME_MAX_BYTES ||
-        opts->queue_depth > MAX_DEPTH || opts->engine < SEDA_DISK_DEFAULT || opts->engine > SEDA_DISK_THREADS ||
+    if (!rt || !opts || !out || !opts->name || !*opts->name ||
+        strlen(opts->name) > NAME_MAX_BYTES || opts->queue_depth > MAX_DEPTH ||
+        opts->engine < SEDA_DISK_DEFAULT || opts->engine > SEDA_DISK_THREADS ||
         (opts->max_threads && opts->max_threads < opts->threads))
         return -EINVAL;
     struct seda_file_stage *fs = calloc(1, sizeof *fs);
@@ -404,7 +410,8 @@ int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *
     if (!fs->opts.max_threads)
         fs->opts.max_threads = fs->opts.threads > 64 ? fs->opts.threads : 64;
 
-    int e = seda__file_buffers_init(&fs->buffers, opts->buffer_pool_bytes ? opts->buffer_pool_bytes : DEFAULT_ARENA);
+    int e = seda__file_buffers_init(&fs->buffers, opts->buffer_pool_bytes ? opts->buffer_pool_bytes
+                                                                          : DEFAULT_ARENA);
     if (e < 0) {
         seda__file_stage_unref(fs);
         return e;
@@ -424,15 +431,18 @@ int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *
         e = fs->ops->create(fs, &fs->engine);
         if (e == 0)
             break;
-        seda__file_log(fs, SEDA_FILE_LOG_WARNING, "file stage %s: the %s engine is unavailable (%s); trying %s",
-                       fs->name, seda_disk_engine_name(engine), strerror(-e), seda_disk_engine_name(engine + 1));
+        seda__file_log(fs, SEDA_FILE_LOG_WARNING,
+                       "file stage %s: the %s engine is unavailable (%s); trying %s", fs->name,
+                       seda_disk_engine_name(engine), strerror(-e),
+                       seda_disk_engine_name(engine + 1));
     }
     e = 0;
     if (!fs->ops->any_thread)
-        e = make_stage(fs, "", SEDA_THREADS_SHARED, SUBMIT_BATCH, fs->opts.max_pending, submit_handler,
-                       submit_drop, &fs->submit);
+        e = make_stage(fs, "", SEDA_THREADS_SHARED, SUBMIT_BATCH, fs->opts.max_pending,
+                       submit_handler, submit_drop, &fs->submit);
     if (e == 0)
-        e = make_stage(fs, ".reap", SEDA_THREADS_DEDICATED, 1, 16, reap_handler, reap_drop, &fs->reap);
+        e = make_stage(fs, ".reap", SEDA_THREADS_DEDICATED, 1, 16, reap_handler, reap_drop,
+                       &fs->reap);
     if (e < 0) {
         teardown(fs);
         seda__file_stage_unref(fs);
@@ -443,9 +453,10 @@ int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *
         if (e == 0)
             fs->buffers_registered = 1;
         else
-            seda__file_log(fs, fs->opts.register_buffers > 0 ? SEDA_FILE_LOG_WARNING : SEDA_FILE_LOG_INFO,
-                           "file stage %s: could not register the buffer arena (%s); unregistered buffers",
-                           fs->name, strerror(-e));
+            seda__file_log(
+                fs, fs->opts.register_buffers > 0 ? SEDA_FILE_LOG_WARNING : SEDA_FILE_LOG_INFO,
+                "file stage %s: could not register the buffer arena (%s); unregistered buffers",
+                fs->name, strerror(-e));
     }
     *out = fs;
     return 0;

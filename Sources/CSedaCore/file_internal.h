@@ -44,12 +44,12 @@ typedef struct seda__file_req {
     struct seda__file_req *next; /* backlog or retry list */
     struct seda_file_stage *fs;
     seda_file_sink_t sink;
-    char *path;                  /* OPEN */
-    int open_flags;              /* OPEN */
-    mode_t mode;                 /* OPEN */
+    char *path;                   /* OPEN */
+    int open_flags;               /* OPEN */
+    mode_t mode;                  /* OPEN */
     struct seda_file *owned_file; /* CLOSE: the closed file, freed with the event */
-    bool holds_file_ref;         /* ev.file's reference, dropped after delivery */
-    bool prechecked;             /* passed seda__file_precheck (left in the backlog) */
+    bool holds_file_ref;          /* ev.file's reference, dropped after delivery */
+    bool prechecked;              /* passed seda__file_precheck (left in the backlog) */
     /* Engine scratch (libaio's struct iocb lives here, see file_libaio.c). */
     _Alignas(16) unsigned char engine_area[64];
 } seda__file_req_t;
@@ -70,7 +70,7 @@ struct seda_file {
     /* Set once the close is accepted or processed: requests not yet in the
      * kernel are cancelled. Read by the threads that hand requests over. */
     _Atomic bool closing;
-    seda__file_req_t *close_req; /* the CLOSE, delivered by the last reference */
+    seda__file_req_t *close_req;   /* the CLOSE, delivered by the last reference */
     struct seda_file *prev, *next; /* the stage's open files, under files_lock */
 };
 
@@ -79,7 +79,7 @@ struct seda_file {
  * submission side (prep, flush, cancel_fd) by the submission stage's
  * handler, the completion side (reap) by the reaper; the two run at once. */
 struct seda__file_engine_ops {
-    int kind;          /* enum seda_disk_engine */
+    int kind; /* enum seda_disk_engine */
     /* 1: prep may be called from any thread (requests go straight to the
      * engine, without the submission stage) and the engine completes them on
      * its own threads (no completion fd). */
@@ -123,8 +123,8 @@ extern const struct seda__file_engine_ops seda__file_threads_ops;
 struct seda__file_buffers {
     unsigned char *base; /* the arena (mmap), NULL if none */
     size_t size;
-    size_t used;         /* bump pointer, under lock */
-    uint8_t *class_of;   /* per 4 KiB page of the arena: class + 1 at a buffer's start, else 0 */
+    size_t used;       /* bump pointer, under lock */
+    uint8_t *class_of; /* per 4 KiB page of the arena: class + 1 at a buffer's start, else 0 */
     void *free_list[SEDA__FILE_CLASSES]; /* next pointer in each free buffer's first word */
     pthread_mutex_t lock;
     _Atomic uint64_t outstanding, heap;
@@ -151,10 +151,10 @@ struct seda_file_stage {
 
     const struct seda__file_engine_ops *ops; /* the stage's engine */
     struct seda__file_engine *engine;
-    struct seda__file_engine *pool;          /* the threads engine (open, close, fallbacks) */
-    seda_stage_t *submit;                    /* NULL on the threads engine */
+    struct seda__file_engine *pool; /* the threads engine (open, close, fallbacks) */
+    seda_stage_t *submit;           /* NULL on the threads engine */
     seda_stage_t *reap;
-    seda_stage_t *pool_stage;                /* set by the threads engine */
+    seda_stage_t *pool_stage; /* set by the threads engine */
 
     struct seda__file_buffers buffers;
     int buffers_registered;
@@ -171,7 +171,7 @@ struct seda_file_stage {
      * seq_cst, paired with reaper_armed (file.c, arm_reaper). */
     _Atomic int64_t in_kernel;
     _Atomic bool reaper_armed;
-    bool flush_failed;           /* submitter only: a flush is owed */
+    bool flush_failed; /* submitter only: a flush is owed */
 
     /* Completions whose sink was full, retried by the reaper. */
     pthread_mutex_t retry_lock;

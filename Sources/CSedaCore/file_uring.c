@@ -40,7 +40,7 @@ struct seda__file_engine {
     struct seda_file_stage *fs;
     struct io_uring ring;
     int efd;
-    uint32_t depth;      /* requests in the kernel, at most */
+    uint32_t depth; /* requests in the kernel, at most */
     uint32_t cq_entries;
     unsigned unsubmitted; /* SQEs prepared since the last flush (submitter only) */
     /* Cancel SQEs not yet reaped: raised by the submitter, lowered by the
@@ -181,7 +181,8 @@ static size_t uring_reap(struct seda__file_engine *e, size_t max)
 static void uring_cancel_fd(struct seda__file_engine *e, int fd)
 {
     /* Best effort: only while the CQ has room for the cancel's own CQE. */
-    int64_t busy = atomic_load(&e->fs->in_kernel) + atomic_load_explicit(&e->cancels, memory_order_relaxed);
+    int64_t busy =
+        atomic_load(&e->fs->in_kernel) + atomic_load_explicit(&e->cancels, memory_order_relaxed);
     if (busy + 1 > (int64_t)e->cq_entries)
         return;
     struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);

@@ -94,7 +94,7 @@ static void close_queued(int engine, const char *dir)
     CHECK_OK(seda_stage_create(rt, &so, &b));
     set_gate(0);
     static char token;
-    CHECK_OK(seda_stage_enqueue(b, &token));     /* holds the shared thread */
+    CHECK_OK(seda_stage_enqueue(b, &token)); /* holds the shared thread */
     ft_collector_t fifo_c;
     ft_collector_init(&fifo_c);
     CHECK_OK(seda_file_open(fs, fifo, O_RDONLY, 0, &fifo_c.sink, NULL)); /* holds the pool */
