@@ -80,15 +80,9 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     /// ``Prioritized/priority`` (the C core has no class-aware timed enqueue).
     public func enqueue(_ event: consuming Event, timeout: Duration?) throws(SedaError) {
         let ns = timeoutNanoseconds(timeout)
-        try admitAndEnqueue(event) { p in
-            let r = seda_stage_enqueue_wait(stage.pointer, p, ns)
-            // -EDEADLK: a shared thread, where the C core refuses any wait
-            // before trying. Room needs no wait: a plain enqueue takes it,
-            // and a full queue is refused (and counted) as such.
-            guard r == -EDEADLK else { return r }
-            let plain = seda_stage_enqueue(stage.pointer, p)
-            return plain == -EAGAIN ? -EDEADLK : plain
-        }
+        // On a shared thread the C core enqueues when there is room and
+        // returns -EDEADLK (counted as full) only when it would have to wait.
+        try admitAndEnqueue(event) { seda_stage_enqueue_wait(stage.pointer, $0, ns) }
     }
 
     /// The `async` variant of ``enqueue(_:timeout:)``: while the queue is
