@@ -199,7 +199,7 @@ static void on_completion(void *ctx, const struct seda__poller_completion *c)
 static int poll_io(struct seda__loop *l, int64_t timeout_ns)
 {
     seda_poller_event_t ev[EVENTS_MAX];
-    int n = seda_poller_wait(l->poller, ev, EVENTS_MAX, timeout_ns);
+    int n = seda__poller_wait_once(l->poller, ev, EVENTS_MAX, timeout_ns);
     atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed);
     count(&l->polls, 1);
     if (n > 0)
@@ -300,7 +300,7 @@ static seda_stage_t *next_stage(struct seda__loop *l, bool *closed)
 
 /* Nothing to run: spin a little if no descriptor is watched, then sleep in
  * the poller until I/O, a wake or the next timer. */
-static void idle(struct seda__loop *l)
+static void idle_wait(struct seda__loop *l)
 {
     if (l->io_more) { /* input waits for its turn: poll, but do not block */
         poll_io(l, 0);
@@ -334,6 +334,16 @@ static void idle(struct seda__loop *l)
     }
     count(&l->sleeps, 1);
     poll_io(l, timeout);
+}
+
+/* idle_wait, counted in the runtime's idle_threads meanwhile: a busy thread
+ * hands its run-next slot to the run queue while some thread idles
+ * (seda__run_turn). Relaxed both ways: a hint. */
+static void idle(struct seda__loop *l)
+{
+    atomic_fetch_add_explicit(&l->rt->idle_threads, 1, memory_order_relaxed);
+    idle_wait(l);
+    atomic_fetch_sub_explicit(&l->rt->idle_threads, 1, memory_order_relaxed);
 }
 
 void seda__loop_run(struct seda__loop *l)
@@ -403,6 +413,11 @@ void seda__loop_run(struct seda__loop *l)
 
 /* ---- creation ------------------------------------------------------------------- */
 
+static void poller_log(void *ctx, const char *message)
+{
+    seda__log(ctx, SEDA_LOG_WARNING, NULL, "%s", message);
+}
+
 int seda__loop_create(struct seda__worker *w, const seda_runtime_options_t *o,
                       struct seda__loop **out)
 {
@@ -429,6 +444,8 @@ int seda__loop_create(struct seda__worker *w, const seda_runtime_options_t *o,
     }
     seda_poller_options_t po = { 0 };
     po.uring_entries = o ? o->uring_entries : 0;
+    po.log = poller_log; /* the io_uring fallback warning, through the runtime's hook */
+    po.log_ctx = rt;
     r = seda_poller_create(&l->poller, o ? o->poller : SEDA_POLLER_DEFAULT, &po);
     if (r < 0)
         goto fail;

@@ -16,10 +16,8 @@
 #include "poller.h"
 
 static const char *const backend_names[SEDA_POLLER_BACKEND_END] = {
-    [SEDA_POLLER_DEFAULT] = "default",
-    [SEDA_POLLER_SELECT] = "select",
-    [SEDA_POLLER_POLL] = "poll",
-    [SEDA_POLLER_EPOLL] = "epoll",
+    [SEDA_POLLER_DEFAULT] = "default",   [SEDA_POLLER_SELECT] = "select",
+    [SEDA_POLLER_POLL] = "poll",         [SEDA_POLLER_EPOLL] = "epoll",
     [SEDA_POLLER_IO_URING] = "io_uring",
 };
 
@@ -251,13 +249,10 @@ int seda_poller_wait(seda_poller_t *p, seda_poller_event_t *out, int max, int64_
         deadline = INT64_MAX; /* "a very long time" stays in the future */
     int64_t left = timeout_ns;
     for (;;) {
-        p->completed = 0;
         int n = p->ops->wait(p, out, max, left);
-        /* A backend returns 0 early when it saw nothing to report (io_uring:
-         * a stale completion): wait for the time that is left; but not when
-         * it handed completions to the handler, which the caller must act on
-         * (a completion may have made work for it). */
-        if (n != 0 || timeout_ns == 0 || p->completed)
+        /* A backend returns 0 early only when it saw nothing to report
+         * (io_uring: a stale completion): wait for the time that is left. */
+        if (n != 0 || timeout_ns == 0)
             return n;
         if (timeout_ns > 0) {
             int64_t now = seda__now_ns();

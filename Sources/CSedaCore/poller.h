@@ -33,8 +33,7 @@ struct msghdr;
 
 /* Interest bits a registration may carry; ERR and HUP are always implied. */
 #define SEDA__POLLER_INTEREST (SEDA_POLLER_IN | SEDA_POLLER_OUT | SEDA_POLLER_RDHUP)
-#define SEDA__POLLER_ALL                                                                   \
-    (SEDA__POLLER_INTEREST | SEDA_POLLER_ERR | SEDA_POLLER_HUP)
+#define SEDA__POLLER_ALL (SEDA__POLLER_INTEREST | SEDA_POLLER_ERR | SEDA_POLLER_HUP)
 
 /* One slot per descriptor number, owned by poller.c, read by the backends. */
 struct seda__poller_fd {
@@ -51,9 +50,9 @@ struct seda__poller_fd {
 /* ---- completion operations (io_uring; NULL elsewhere) ------------------- */
 
 enum seda__poller_op_kind {
-    SEDA__POLLER_OP_ACCEPT = 1, /* multishot accept on a listener */
-    SEDA__POLLER_OP_RECV = 2,   /* multishot recv into a buffer ring */
-    SEDA__POLLER_OP_SEND = 3,   /* one send */
+    SEDA__POLLER_OP_ACCEPT = 1,  /* multishot accept on a listener */
+    SEDA__POLLER_OP_RECV = 2,    /* multishot recv into a buffer ring */
+    SEDA__POLLER_OP_SEND = 3,    /* one send */
     SEDA__POLLER_OP_SENDMSG = 4, /* one sendmsg (several iovecs) */
 };
 
@@ -61,15 +60,15 @@ enum seda__poller_op_kind {
 #define SEDA__POLLER_MORE 1u /* the operation stays armed: more completions follow */
 
 struct seda__poller_completion {
-    void *udata;   /* as given when the operation was started */
-    uint64_t op;   /* its handle */
-    int kind;      /* enum seda__poller_op_kind */
-    int fd;        /* the descriptor it runs on */
-    int32_t res;   /* ACCEPT: the new descriptor (non-blocking, close-on-exec);
+    void *udata;    /* as given when the operation was started */
+    uint64_t op;    /* its handle */
+    int kind;       /* enum seda__poller_op_kind */
+    int fd;         /* the descriptor it runs on */
+    int32_t res;    /* ACCEPT: the new descriptor (non-blocking, close-on-exec);
                     * RECV: bytes received, 0 at end of stream; SEND: bytes
                     * sent (may be short: send the rest again); or -errno */
-    uint32_t flags;  /* SEDA__POLLER_MORE */
-    void *buf;       /* RECV with res > 0: the bytes, in buffer buf_id of the
+    uint32_t flags; /* SEDA__POLLER_MORE */
+    void *buf;      /* RECV with res > 0: the bytes, in buffer buf_id of the
                       * operation's ring; owned by the handler until it hands
                       * the buffer back (buffer_put) */
     uint16_t buf_id;
@@ -85,6 +84,8 @@ typedef void (*seda__poller_completion_fn)(void *ctx, const struct seda__poller_
 /* Provided buffers for multishot recv: `count` buffers of `size` bytes. */
 struct seda__poller_bufring;
 
+/* Every operation below runs on the poller's owner thread only: they share
+ * the ring with add, mod, del and wait. */
 struct seda__poller_completion_ops {
     /* Sets the completion handler (NULL: completions are dropped, buffers
      * put back). Before starting any operation. */
@@ -170,8 +171,8 @@ struct seda__poller_completion_ops {
 /* ---- the backend interface ---------------------------------------------- */
 
 struct seda__poller_ops {
-    int backend;          /* enum seda_poller_backend */
-    int trigger;          /* enum seda_poller_trigger */
+    int backend; /* enum seda_poller_backend */
+    int trigger; /* enum seda_poller_trigger */
     /* Sets up p->impl and p->describe. Returns 0 or -errno. */
     int (*init)(struct seda_poller *p, const seda_poller_options_t *opts);
     /* Frees what init made. Registered descriptors are not closed. */
@@ -200,14 +201,11 @@ extern const struct seda__poller_ops seda__poller_uring_ops;
 
 struct seda_poller {
     const struct seda__poller_ops *ops;
-    void *impl;                   /* the backend's state */
-    struct seda__poller_fd *fds;  /* indexed by descriptor number */
-    uint32_t fds_cap;             /* slots in fds */
-    int count;                    /* registered descriptors */
-    int fallback_error;           /* io_uring's refusal, or 0 */
-    /* Completions the last ops->wait handed to the completion handler (the
-     * backend sets it): wait returns then even with no readiness event. */
-    uint32_t completed;
+    void *impl;                  /* the backend's state */
+    struct seda__poller_fd *fds; /* indexed by descriptor number */
+    uint32_t fds_cap;            /* slots in fds */
+    int count;                   /* registered descriptors */
+    int fallback_error;          /* io_uring's refusal, or 0 */
     char describe[96];
 };
 
@@ -222,6 +220,20 @@ seda__poller_completion(const struct seda_poller *p)
 static inline int seda__poller_enter(struct seda_poller *p)
 {
     return p->ops->enter ? p->ops->enter(p) : 0;
+}
+
+/*
+ * One wait for the worker loop, without seda_poller_wait's checks and
+ * without its loop: may return 0 before the timeout (a stale io_uring
+ * completion, or only completions delivered to the handler), which a loop
+ * that checks its timers and queues anyway does not mind. out != NULL,
+ * max >= 1, timeout_ns < 0 (no limit), 0, or a relative time.
+ */
+static inline int seda__poller_wait_once(struct seda_poller *p, seda_poller_event_t *out, int max,
+                                         int64_t timeout_ns)
+{
+    int rc = seda__poller_enter(p);
+    return rc < 0 ? rc : p->ops->wait(p, out, max, timeout_ns < 0 ? -1 : timeout_ns);
 }
 
 /* poll(2)'s bits for an interest, and Seda's for poll(2)'s revents (masked

@@ -314,9 +314,8 @@ void seda__conn_close_now(seda_conn_t *c, int error)
         seda_listener_release(ls);
     }
     /* A connect that never completed ends with CONNECT_FAILED instead. */
-    struct seda__io_event *ev =
-        seda__io_event_new(io, was_connecting ? SEDA_IO_CONNECT_FAILED : SEDA_IO_CLOSED,
-                           was_connecting ? NULL : c);
+    struct seda__io_event *ev = seda__io_event_new(
+        io, was_connecting ? SEDA_IO_CONNECT_FAILED : SEDA_IO_CLOSED, was_connecting ? NULL : c);
     if (ev) {
         ev->pub.error = error;
         if (was_connecting) {
@@ -410,16 +409,24 @@ static int read_ctl(seda_conn_t *c, bool start)
 /* ---- calls from other threads: posted to the owner, in order ------------------------------ */
 
 enum req_op {
-    REQ_WRITE, REQ_COPY, REQ_FILE, REQ_MARK, REQ_SHUTDOWN, REQ_CLOSE, REQ_READ, REQ_SINK, REQ_IDLE,
+    REQ_WRITE,
+    REQ_COPY,
+    REQ_FILE,
+    REQ_MARK,
+    REQ_SHUTDOWN,
+    REQ_CLOSE,
+    REQ_READ,
+    REQ_SINK,
+    REQ_IDLE,
 };
 
 struct req {
     struct seda__task task;
     seda_conn_t *c;
     int op;
-    int mode;           /* CLOSE: the mode; READ: start */
+    int mode; /* CLOSE: the mode; READ: start */
     const void *buf;
-    uint64_t len, off;  /* WRITE, COPY, FILE */
+    uint64_t len, off; /* WRITE, COPY, FILE */
     int fd;
     seda_write_release_fn release;
     void *ctx;

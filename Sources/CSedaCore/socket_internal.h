@@ -61,7 +61,7 @@ struct seda__listen_part;
 /* ---- events --------------------------------------------------------------- */
 
 struct seda__io_event {
-    seda_io_event_t pub; /* first: the public pointer is this one */
+    seda_io_event_t pub;    /* first: the public pointer is this one */
     struct seda__task task; /* a release from another thread, posted to the owner */
     struct seda__io *io;
     struct seda__io_event *next; /* free list, or a connection's pending list */
@@ -70,8 +70,8 @@ struct seda__io_event {
     /* The connection reference the event holds: pub.conn, or for
      * CONNECT_FAILED (pub.conn NULL) the connection that failed. */
     seda_conn_t *hold;
-    void *buf;          /* a pooled buffer (readiness PACKET), or NULL */
-    int32_t ring_id;    /* an io_uring provided buffer (PACKET), or -1 */
+    void *buf;       /* a pooled buffer (readiness PACKET), or NULL */
+    int32_t ring_id; /* an io_uring provided buffer (PACKET), or -1 */
 };
 
 static inline struct seda__io_event *seda__io_event_of(seda_io_event_t *ev)
@@ -95,48 +95,48 @@ struct seda__out {
     /* COPY, REF: the bytes still to send. COPY appends after ptr + len. */
     const uint8_t *ptr;
     size_t len;
-    void *base;                     /* COPY: the pooled buffer; REF: the caller's */
-    seda_write_release_fn release;  /* REF, FILE */
+    void *base;                    /* COPY: the pooled buffer; REF: the caller's */
+    seda_write_release_fn release; /* REF, FILE */
     void *ctx;
-    int fd;                         /* FILE */
-    uint64_t off, flen;             /* FILE: where, and bytes left */
-    uint64_t tag;                   /* MARK */
+    int fd;             /* FILE */
+    uint64_t off, flen; /* FILE: where, and bytes left */
+    uint64_t tag;       /* MARK */
 };
 
 /* ---- connections ------------------------------------------------------------- */
 
 enum seda__conn_flag {
-    SEDA__C_READING = 1u << 0,      /* the application wants input */
-    SEDA__C_STALLED = 1u << 1,      /* events wait for a full sink: input paused */
-    SEDA__C_EOF = 1u << 2,          /* end of stream read (or input failed) */
-    SEDA__C_RDHUP = 1u << 3,        /* the poller saw the peer's FIN: read to the end */
-    SEDA__C_READY = 1u << 4,        /* on the loop's ready list */
-    SEDA__C_STARVED = 1u << 5,      /* on the loop's starved list (no read buffer) */
-    SEDA__C_FLUSH = 1u << 6,        /* a flush is deferred */
-    SEDA__C_OUT_WAIT = 1u << 7,     /* output waits for writability */
-    SEDA__C_UNWRITABLE = 1u << 8,   /* above the high watermark (UNWRITABLE sent) */
-    SEDA__C_CLOGGED = 1u << 9,      /* refused a write past the hard limit (NOTIFY) */
-    SEDA__C_WR_SHUT = 1u << 10,     /* no more writes (shutdown queued or done) */
-    SEDA__C_CLOSING = 1u << 11,     /* close after flush */
-    SEDA__C_CLOSED = 1u << 12,      /* closed: no socket; events may still wait */
+    SEDA__C_READING = 1u << 0,    /* the application wants input */
+    SEDA__C_STALLED = 1u << 1,    /* events wait for a full sink: input paused */
+    SEDA__C_EOF = 1u << 2,        /* end of stream read (or input failed) */
+    SEDA__C_RDHUP = 1u << 3,      /* the poller saw the peer's FIN: read to the end */
+    SEDA__C_READY = 1u << 4,      /* on the loop's ready list */
+    SEDA__C_STARVED = 1u << 5,    /* on the loop's starved list (no read buffer) */
+    SEDA__C_FLUSH = 1u << 6,      /* a flush is deferred */
+    SEDA__C_OUT_WAIT = 1u << 7,   /* output waits for writability */
+    SEDA__C_UNWRITABLE = 1u << 8, /* above the high watermark (UNWRITABLE sent) */
+    SEDA__C_CLOGGED = 1u << 9,    /* refused a write past the hard limit (NOTIFY) */
+    SEDA__C_WR_SHUT = 1u << 10,   /* no more writes (shutdown queued or done) */
+    SEDA__C_CLOSING = 1u << 11,   /* close after flush */
+    SEDA__C_CLOSED = 1u << 12,    /* closed: no socket; events may still wait */
     SEDA__C_CONNECTING = 1u << 13,
-    SEDA__C_WATCHED = 1u << 14,     /* registered in the poller */
-    SEDA__C_STALL_LISTED = 1u << 15,/* on the loop's stalled list */
-    SEDA__C_OPEN = 1u << 16,        /* counted in connections_open, on io->conns */
-    SEDA__C_FINISHING = 1u << 17,   /* io_uring: closed, waiting for its operations' ends */
-    SEDA__C_DONE = 1u << 18,        /* finished: the loop's reference is gone (or going) */
-    SEDA__C_INPUT_ON = 1u << 19,    /* edge backends: input was active at the last update */
+    SEDA__C_WATCHED = 1u << 14,       /* registered in the poller */
+    SEDA__C_STALL_LISTED = 1u << 15,  /* on the loop's stalled list */
+    SEDA__C_OPEN = 1u << 16,          /* counted in connections_open, on io->conns */
+    SEDA__C_FINISHING = 1u << 17,     /* io_uring: closed, waiting for its operations' ends */
+    SEDA__C_DONE = 1u << 18,          /* finished: the loop's reference is gone (or going) */
+    SEDA__C_INPUT_ON = 1u << 19,      /* edge backends: input was active at the last update */
     SEDA__C_RECV_STOPPING = 1u << 20, /* io_uring: the recv was stopped, its end is due */
-    SEDA__C_COUNTED = 1u << 21,     /* io_uring: counted in the loop's watchers */
+    SEDA__C_COUNTED = 1u << 21,       /* io_uring: counted in the loop's watchers */
     /* io_uring: delivered its budget of packets this poll; more are held on
      * the pending list and the recv is stopped until the ready list's turn. */
     SEDA__C_BUDGET = 1u << 22,
 };
 
 struct seda_conn {
-    struct seda__watcher w;   /* w.fd: the socket (-1 once closed) */
+    struct seda__watcher w; /* w.fd: the socket (-1 once closed) */
     struct seda__loop *loop;
-    struct seda__io *io;      /* the owner loop's state */
+    struct seda__io *io; /* the owner loop's state */
     /* References: the loop's while open or while operations run, one per
      * event, one per posted request, the application's. */
     _Atomic uint32_t refs;
@@ -155,11 +155,11 @@ struct seda_conn {
     int close_error;           /* for CLOSED */
 
     /* Lists of the loop (owner). */
-    struct seda_conn *prev, *next;     /* io->conns */
+    struct seda_conn *prev, *next; /* io->conns */
     /* io->ready or io->starved (a reference each; a closed connection is
      * skipped when its turn comes). */
     struct seda_conn *ready_next;
-    struct seda_conn *stall_next;      /* io->stalled */
+    struct seda_conn *stall_next; /* io->stalled */
 
     /* Events waiting for a full (or unset) sink, or held past the receive
      * budget, oldest first; pend_out of them are output events. */
@@ -171,20 +171,20 @@ struct seda_conn {
     struct seda__task flush_task;
 
     /* io_uring. */
-    uint64_t recv_op;          /* 0: none armed */
-    uint64_t recv_poll;        /* the loop's poll count at the last receive */
-    uint32_t recv_turn;        /* receives in that poll */
-    uint64_t send_op;          /* 0: no send in flight */
-    size_t send_len;           /* bytes the send in flight carries */
-    struct iovec *iov;         /* the send's iovecs (SEDA__IO_IOV) */
+    uint64_t recv_op;   /* 0: none armed */
+    uint64_t recv_poll; /* the loop's poll count at the last receive */
+    uint32_t recv_turn; /* receives in that poll */
+    uint64_t send_op;   /* 0: no send in flight */
+    size_t send_len;    /* bytes the send in flight carries */
+    struct iovec *iov;  /* the send's iovecs (SEDA__IO_IOV) */
     struct msghdr msg;
 
     /* Timers. */
     struct seda__loop_timer idle_timer;
-    int64_t idle_deadline;     /* pushed by activity (one store) */
+    int64_t idle_deadline; /* pushed by activity (one store) */
     struct seda__loop_timer connect_timer;
     uint64_t connect_tag;
-    int64_t connect_ns;        /* the connect's timeout, 0: none */
+    int64_t connect_ns; /* the connect's timeout, 0: none */
 
     /* Setup on the owner loop (hand-off, connect), and the loop's reference
      * dropped after the current iteration (never under a dispatch). */
@@ -192,7 +192,7 @@ struct seda_conn {
     struct seda__task release_task;
     struct sockaddr_storage peer;
     socklen_t peer_len;
-    uint32_t thread;           /* the owner loop's index */
+    uint32_t thread; /* the owner loop's index */
 };
 
 /* ---- listeners ------------------------------------------------------------- */
@@ -200,42 +200,42 @@ struct seda_conn {
 /* One listening socket and the loop that accepts on it (owner: that loop,
  * except resume_posted). */
 struct seda__listen_part {
-    struct seda__watcher w;       /* w.fd: the listening socket */
+    struct seda__watcher w; /* w.fd: the listening socket */
     seda_listener_t *ls;
     struct seda__loop *loop;
-    struct seda__io *io;          /* a reference once started */
-    struct seda__listen_part *next; /* io->parts */
+    struct seda__io *io;                 /* a reference once started */
+    struct seda__listen_part *next;      /* io->parts */
     struct seda__loop_timer pause_timer; /* EMFILE */
-    uint64_t accept_op;           /* io_uring multishot accept armed, 0: none */
-    uint32_t live_ops;            /* accept operations whose last completion is due */
-    bool started;                 /* its start ran on its loop */
-    bool watching;                /* readiness: registered in the poller */
-    bool suspended;               /* by the application */
+    uint64_t accept_op;                  /* io_uring multishot accept armed, 0: none */
+    uint32_t live_ops;                   /* accept operations whose last completion is due */
+    bool started;                        /* its start ran on its loop */
+    bool watching;                       /* readiness: registered in the poller */
+    bool suspended;                      /* by the application */
     bool paused_emfile;
     bool paused_max;
     bool closed;
-    bool finishing;               /* counted in io->finishing */
-    bool done;                    /* its listener reference is gone */
-    bool logged;                  /* this EMFILE episode was logged */
-    bool multishot;               /* io_uring accept operation, not readiness */
-    _Atomic bool resume_posted;   /* a resume after the limit is on its way */
+    bool finishing;             /* counted in io->finishing */
+    bool done;                  /* its listener reference is gone */
+    bool logged;                /* this EMFILE episode was logged */
+    bool multishot;             /* io_uring accept operation, not readiness */
+    _Atomic bool resume_posted; /* a resume after the limit is on its way */
 };
 
 struct seda_listener {
     _Atomic uint32_t refs;
     seda_runtime_t *rt;
     uint16_t port;
-    int mode;                     /* enum seda_accept_mode */
-    seda_stage_t *accept_sink;    /* references */
-    seda_stage_t **read_sinks;    /* one per loop (the same one repeated), or NULL */
+    int mode;                  /* enum seda_accept_mode */
+    seda_stage_t *accept_sink; /* references */
+    seda_stage_t **read_sinks; /* one per loop (the same one repeated), or NULL */
     seda_conn_options_t conn;
-    uint32_t max;                 /* 0: no limit */
+    uint32_t max; /* 0: no limit */
     seda_io_log_fn log;
     void *log_ctx;
     /* Connections open now (pairs with max_paused: see socket_listen.c). */
     _Atomic uint32_t open;
-    _Atomic uint32_t max_paused;  /* parts paused at the limit */
-    _Atomic uint32_t next_loop;   /* hand-off: round robin */
+    _Atomic uint32_t max_paused; /* parts paused at the limit */
+    _Atomic uint32_t next_loop;  /* hand-off: round robin */
     _Atomic bool closed;
     uint32_t nparts;
     struct seda__listen_part parts[];
@@ -244,9 +244,8 @@ struct seda_listener {
 /* ---- the per-loop state ------------------------------------------------------ */
 
 struct seda__io_counters {
-    _Atomic uint64_t accepted, refused, emfile_episodes, connects, connect_failed,
-        connections_open, packets_in, bytes_in, bytes_out, reads, writes, timeouts, clogged,
-        stalls;
+    _Atomic uint64_t accepted, refused, emfile_episodes, connects, connect_failed, connections_open,
+        packets_in, bytes_in, bytes_out, reads, writes, timeouts, clogged, stalls;
 };
 
 struct seda__slab {
@@ -262,29 +261,29 @@ struct seda__io {
      * releases an event: under this lock. `stopped` is written under it. */
     pthread_mutex_t lock;
     bool stopped;
-    bool edge;                 /* the poller is edge-triggered */
+    bool edge;                                       /* the poller is edge-triggered */
     const struct seda__poller_completion_ops *uring; /* or NULL */
     struct seda__poller_bufring *ring;
 
     /* Pools (owner; under lock once stopped). */
     struct seda__io_event *free_events;
-    void *free_bufs;           /* a free buffer holds the next one's address */
+    void *free_bufs; /* a free buffer holds the next one's address */
     struct seda__out *free_outs;
-    struct seda__slab *slabs;  /* everything allocated, freed with the state */
-    uint32_t read_bufs_out;    /* readiness read buffers lent out */
-    uint32_t finishing;        /* closed connections and listening sockets
+    struct seda__slab *slabs; /* everything allocated, freed with the state */
+    uint32_t read_bufs_out;   /* readiness read buffers lent out */
+    uint32_t finishing;       /* closed connections and listening sockets
                                 * waiting for their io_uring operations' ends */
 
     /* Lists (owner). */
-    struct seda_conn *conns;                 /* open connections */
+    struct seda_conn *conns;                       /* open connections */
     struct seda_conn *ready_head, *ready_tail;     /* input left for the next turn */
     struct seda_conn *starved_head, *starved_tail; /* waiting for a read buffer */
-    struct seda_conn *stalled;               /* events waiting for full sinks */
+    struct seda_conn *stalled;                     /* events waiting for full sinks */
     struct seda__loop_timer stall_timer;
     struct seda__listen_part *parts;
 
-    int64_t now;               /* the clock, read once per poll */
-    uint64_t polls;            /* polls so far (receive budgets are per poll) */
+    int64_t now;    /* the clock, read once per poll */
+    uint64_t polls; /* polls so far (receive budgets are per poll) */
     struct seda__io_counters st;
 };
 
@@ -375,8 +374,7 @@ void seda__conn_maybe_finish(seda_conn_t *c);
 static inline bool seda__conn_wants_input(const seda_conn_t *c)
 {
     return (c->flags & (SEDA__C_READING | SEDA__C_STALLED | SEDA__C_EOF | SEDA__C_CLOSING |
-                        SEDA__C_CLOSED | SEDA__C_CONNECTING | SEDA__C_BUDGET)) ==
-               SEDA__C_READING &&
+                        SEDA__C_CLOSED | SEDA__C_CONNECTING | SEDA__C_BUDGET)) == SEDA__C_READING &&
            c->sink != NULL;
 }
 /* Readiness: reads what c has, within the budget. Owner. */
@@ -404,8 +402,8 @@ void seda__conn_send_complete(seda_conn_t *c, const struct seda__poller_completi
 /* Drops every queued item (release callbacks get `status`). Owner. */
 void seda__conn_drop_output(seda_conn_t *c, int status);
 /* The owner-thread halves of the public calls. */
-int seda__conn_write_ref(seda_conn_t *c, const void *buf, size_t len,
-                         seda_write_release_fn release, void *ctx);
+int seda__conn_write_ref(seda_conn_t *c, const void *buf, size_t len, seda_write_release_fn release,
+                         void *ctx);
 int seda__conn_write_copy(seda_conn_t *c, const void *buf, size_t len);
 int seda__conn_write_file(seda_conn_t *c, int fd, uint64_t off, uint64_t len,
                           seda_write_release_fn release, void *ctx);

@@ -160,8 +160,7 @@ static void release_owned(struct seda__io *io, struct seda__io_event *ev)
     /* The application is done with READ_EOF (and so with the packets before
      * it): a connection that does not allow half-closure closes now, after
      * its flush. */
-    if (ev->pub.type == SEDA_IO_READ_EOF && ev->hold && !ev->hold->o.half_close &&
-        !io->stopped)
+    if (ev->pub.type == SEDA_IO_READ_EOF && ev->hold && !ev->hold->o.half_close && !io->stopped)
         seda__conn_close_after_flush(ev->hold);
     if (io->stopped) { /* the final inbox run after the stop */
         pthread_mutex_lock(&io->lock);
@@ -176,7 +175,8 @@ static void release_owned(struct seda__io *io, struct seda__io_event *ev)
 static void release_task(struct seda__loop *l, struct seda__task *t)
 {
     (void)l;
-    struct seda__io_event *ev = (struct seda__io_event *)((char *)t - offsetof(struct seda__io_event, task));
+    struct seda__io_event *ev =
+        (struct seda__io_event *)((char *)t - offsetof(struct seda__io_event, task));
     release_owned(ev->io, ev);
 }
 
@@ -207,11 +207,11 @@ void seda_io_event_release(seda_io_event_t *pub)
 const char *seda_io_event_name(uint32_t type)
 {
     static const char *const names[] = {
-        [SEDA_IO_ACCEPTED] = "ACCEPTED",       [SEDA_IO_PACKET] = "PACKET",
-        [SEDA_IO_READ_EOF] = "READ_EOF",       [SEDA_IO_CLOSED] = "CLOSED",
-        [SEDA_IO_CONNECTED] = "CONNECTED",     [SEDA_IO_CONNECT_FAILED] = "CONNECT_FAILED",
-        [SEDA_IO_WRITABLE] = "WRITABLE",       [SEDA_IO_UNWRITABLE] = "UNWRITABLE",
-        [SEDA_IO_WRITE_DONE] = "WRITE_DONE",   [SEDA_IO_CLOGGED] = "CLOGGED",
+        [SEDA_IO_ACCEPTED] = "ACCEPTED",     [SEDA_IO_PACKET] = "PACKET",
+        [SEDA_IO_READ_EOF] = "READ_EOF",     [SEDA_IO_CLOSED] = "CLOSED",
+        [SEDA_IO_CONNECTED] = "CONNECTED",   [SEDA_IO_CONNECT_FAILED] = "CONNECT_FAILED",
+        [SEDA_IO_WRITABLE] = "WRITABLE",     [SEDA_IO_UNWRITABLE] = "UNWRITABLE",
+        [SEDA_IO_WRITE_DONE] = "WRITE_DONE", [SEDA_IO_CLOGGED] = "CLOGGED",
     };
     return type < sizeof names / sizeof names[0] ? names[type] : NULL;
 }
@@ -241,7 +241,8 @@ static bool try_send(seda_conn_t *c, struct seda__io_event *ev)
 static void stall_arm(struct seda__io *io)
 {
     if (io->stall_timer.id == 0)
-        seda__loop_timer_start(io->loop, &io->stall_timer, seda__io_now(io) + SEDA__IO_STALL_RETRY_NS);
+        seda__loop_timer_start(io->loop, &io->stall_timer,
+                               seda__io_now(io) + SEDA__IO_STALL_RETRY_NS);
 }
 
 /* Events about output: they need not wait behind held input. */
@@ -386,7 +387,7 @@ static void io_stop(struct seda__loop *l)
     int64_t deadline = seda__now_ns() + 1000000000;
     seda_poller_event_t ev[64];
     while (io->finishing > 0 && seda__now_ns() < deadline)
-        seda_poller_wait(l->poller, ev, 64, 10000000);
+        seda__poller_wait_once(l->poller, ev, 64, 10000000);
     /* Events still waiting for full sinks: the sinks are closed now. */
     retry_stalled(io);
     seda__loop_timer_stop(l, &io->stall_timer);
@@ -444,8 +445,8 @@ struct seda__io *seda__io_get(struct seda__loop *l)
     io->edge = l->trigger == SEDA_POLLER_EDGE;
     io->stall_timer.fire = stall_fire;
     io->now = seda__clock_now_fast(l->rt->clock);
-    if (l->completion &&
-        l->completion->bufring_create(l->poller, SEDA__IO_RING_BUFS, SEDA__IO_BUF_SIZE, &io->ring) == 0)
+    if (l->completion && l->completion->bufring_create(l->poller, SEDA__IO_RING_BUFS,
+                                                       SEDA__IO_BUF_SIZE, &io->ring) == 0)
         io->uring = l->completion;
     /* A send to a reset peer must not kill the process: sendmsg passes
      * MSG_NOSIGNAL, but sendfile(2) has no such flag, so this thread

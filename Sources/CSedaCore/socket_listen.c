@@ -24,7 +24,9 @@
  * pattern on two seq_cst variables: the pausing part increments max_paused
  * and then re-reads open; a closing connection decrements open and then
  * reads max_paused. Either the part sees the freed slot and goes on, or the
- * closer sees the paused part and posts it a resume.
+ * closer sees the paused part and posts it a resume. A reservation that
+ * ends unused (accept4 found nothing) is given back the same way: another
+ * part may have paused on seeing that slot taken.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -370,7 +372,9 @@ static void part_ready(struct seda__loop *l, struct seda__watcher *w, uint32_t e
             continue;
         }
         int err = -errno;
-        atomic_fetch_sub_explicit(&ls->open, 1, memory_order_seq_cst); /* not used */
+        /* The slot was not used: give it back like a closed connection's, so
+         * that a part that paused on seeing it taken is resumed. */
+        seda__listener_conn_closed(ls);
         if (err == -EAGAIN || err == -EWOULDBLOCK)
             return;
         if (err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM) {

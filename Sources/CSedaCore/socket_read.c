@@ -74,7 +74,7 @@ static void starve(struct seda__io *io, seda_conn_t *c)
 static void serve_budget(struct seda__io *io, seda_conn_t *c)
 {
     if (!(c->flags & SEDA__C_BUDGET) || (c->flags & SEDA__C_STALLED))
-        return; /* the stalled list has it now */
+        return;                              /* the stalled list has it now */
     bool closed = c->flags & SEDA__C_CLOSED; /* no more input: all of it now */
     if (!closed && !(c->flags & SEDA__C_READING))
         return; /* read_stop: what was received waits for read_start */

@@ -153,8 +153,8 @@ int seda__conn_write_copy(seda_conn_t *c, const void *buf, size_t len)
     return 0;
 }
 
-int seda__conn_write_ref(seda_conn_t *c, const void *buf, size_t len,
-                         seda_write_release_fn release, void *ctx)
+int seda__conn_write_ref(seda_conn_t *c, const void *buf, size_t len, seda_write_release_fn release,
+                         void *ctx)
 {
     int r = admit(c, len);
     if (r < 0)
@@ -327,8 +327,7 @@ static void wait_writable(seda_conn_t *c)
     struct seda__io *io = c->io;
     if (io->uring) {
         /* Only sendfile meets EAGAIN here: watch readiness from now on. */
-        if (!(c->flags & SEDA__C_WATCHED) &&
-            seda__loop_watch(c->loop, &c->w, SEDA_POLLER_OUT) == 0)
+        if (!(c->flags & SEDA__C_WATCHED) && seda__loop_watch(c->loop, &c->w, SEDA_POLLER_OUT) == 0)
             c->flags |= SEDA__C_WATCHED;
     } else if (!io->edge) {
         seda__conn_update_interest(c);

@@ -90,15 +90,12 @@ static inline int echo_handler(void *ctx, void **events, size_t n)
         case SEDA_IO_UNWRITABLE: /* the peer reads slower than it writes */
             seda_conn_read_stop(ev->conn);
             break;
-        case SEDA_IO_WRITABLE:
-            seda_conn_read_start(ev->conn);
-            break;
+        case SEDA_IO_WRITABLE: seda_conn_read_start(ev->conn); break;
         case SEDA_IO_CLOSED:
             atomic_store(&s->last_close_error, ev->error);
             atomic_fetch_add(&s->closed, 1);
             break;
-        default:
-            break;
+        default: break;
         }
         seda_io_event_release(ev);
     }
@@ -114,9 +111,13 @@ static inline void echo_start(struct echo_server *s, seda_runtime_t *rt,
     for (int i = 0; i < THREADS; i++) {
         char name[24];
         snprintf(name, sizeof name, "echo%d", i);
-        seda_stage_options_t so = { .name = name, .handler = echo_handler, .ctx = s,
-                                    .drop = release_event_cb, .queue_capacity = 4096,
-                                    .bind_to_thread = 1, .thread_index = (uint32_t)i };
+        seda_stage_options_t so = { .name = name,
+                                    .handler = echo_handler,
+                                    .ctx = s,
+                                    .drop = release_event_cb,
+                                    .queue_capacity = 4096,
+                                    .bind_to_thread = 1,
+                                    .thread_index = (uint32_t)i };
         CHECK_OK(seda_stage_create(rt, &so, &s->stages[i]));
     }
     seda_listen_options_t lo = { 0 };
@@ -158,9 +159,13 @@ static inline void serve(struct server *s, seda_runtime_t *rt, seda_handler_fn h
     for (int i = 0; i < THREADS; i++) {
         char name[32];
         snprintf(name, sizeof name, "srv%d.%d", k, i);
-        seda_stage_options_t so = { .name = name, .handler = handler, .ctx = ctx,
-                                    .drop = release_event_cb, .queue_capacity = 4096,
-                                    .bind_to_thread = 1, .thread_index = (uint32_t)i };
+        seda_stage_options_t so = { .name = name,
+                                    .handler = handler,
+                                    .ctx = ctx,
+                                    .drop = release_event_cb,
+                                    .queue_capacity = 4096,
+                                    .bind_to_thread = 1,
+                                    .thread_index = (uint32_t)i };
         CHECK_OK(seda_stage_create(rt, &so, &s->stages[i]));
     }
     seda_listen_options_t lo = { 0 };
@@ -186,7 +191,8 @@ static inline int dial(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(fd >= 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons(port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
     struct timeval tv = { .tv_sec = 20 }; /* a hang fails the test, it does not block it */
@@ -214,7 +220,8 @@ static inline void read_exact(int fd, void *buf, size_t len)
     while (len) {
         ssize_t n = recv(fd, p, len, 0);
         if (n <= 0)
-            fprintf(stderr, "read_exact: %zd (%s), %zu bytes missing\n", n, n < 0 ? strerror(errno) : "EOF", len);
+            fprintf(stderr, "read_exact: %zd (%s), %zu bytes missing\n", n,
+                    n < 0 ? strerror(errno) : "EOF", len);
         CHECK(n > 0);
         p += n;
         len -= (size_t)n;
@@ -262,8 +269,11 @@ static inline seda_stage_t *make_recorder(seda_runtime_t *rt, const char *name, 
 {
     memset(r, 0, sizeof *r);
     r->rt = rt;
-    seda_stage_options_t so = { .name = name, .handler = record_handler, .ctx = r,
-                                .drop = release_event_cb, .queue_capacity = 4096 };
+    seda_stage_options_t so = { .name = name,
+                                .handler = record_handler,
+                                .ctx = r,
+                                .drop = release_event_cb,
+                                .queue_capacity = 4096 };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &so, &s));
     return s;
@@ -305,19 +315,19 @@ static inline uint64_t io_stat(seda_runtime_t *rt, size_t offset)
 #define IO_STAT(rt, field) io_stat(rt, offsetof(seda_io_stats_t, field))
 
 /* Runs `body` for every backend, or the one named on the command line. */
-#define FOR_EACH_BACKEND(argc, argv, body)                                               \
-    do {                                                                                 \
-        const char *only_ = (argc) > 1 ? (argv)[1] : NULL;                               \
-        int tested_ = 0;                                                                 \
-        for (int b_ = SEDA_POLLER_SELECT; b_ < SEDA_POLLER_BACKEND_END; b_++) {          \
-            if (only_ && seda_poller_backend_parse(only_) != b_)                         \
-                continue;                                                                \
-            backend = b_;                                                                \
-            fprintf(stderr, "%s: %s\n", (argv)[0], seda_poller_backend_name(b_));        \
-            body;                                                                        \
-            tested_++;                                                                   \
-        }                                                                                \
-        CHECK(tested_ > 0);                                                              \
+#define FOR_EACH_BACKEND(argc, argv, body)                                        \
+    do {                                                                          \
+        const char *only_ = (argc) > 1 ? (argv)[1] : NULL;                        \
+        int tested_ = 0;                                                          \
+        for (int b_ = SEDA_POLLER_SELECT; b_ < SEDA_POLLER_BACKEND_END; b_++) {   \
+            if (only_ && seda_poller_backend_parse(only_) != b_)                  \
+                continue;                                                         \
+            backend = b_;                                                         \
+            fprintf(stderr, "%s: %s\n", (argv)[0], seda_poller_backend_name(b_)); \
+            body;                                                                 \
+            tested_++;                                                            \
+        }                                                                         \
+        CHECK(tested_ > 0);                                                       \
     } while (0)
 
 #endif /* SEDA_SOCKET_TEST_H */

@@ -67,7 +67,7 @@ static void wait_log(seda_poller_t *p, struct log *log, int want)
 {
     seda_poller_event_t ev[8];
     for (int round = 0; round < 200 && log->n < want; round++) {
-        int rc = p->ops->wait(p, ev, 8, LONG_NS / 100);
+        int rc = seda__poller_wait_once(p, ev, 8, LONG_NS / 100);
         CHECK(rc >= 0);
     }
     CHECK(log->n >= want);
@@ -79,7 +79,7 @@ static void idle(seda_poller_t *p, int64_t ns)
     seda_poller_event_t ev[8];
     int64_t end = seda_clock_now(NULL) + ns;
     for (int64_t now; (now = seda_clock_now(NULL)) < end;)
-        CHECK(p->ops->wait(p, ev, 8, end - now) >= 0);
+        CHECK(seda__poller_wait_once(p, ev, 8, end - now) >= 0);
 }
 
 static seda_poller_t *make(struct log *log)

@@ -99,7 +99,8 @@ static void test_emfile(void)
     while (nd < DUMMIES_MAX && (dummy[nd] = dup(0)) >= 0)
         nd++;
     CHECK(errno == EMFILE);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(s.port),
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons(s.port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     for (int i = 0; i < CLIENTS; i++) {
         CHECK(connect(c[i], (struct sockaddr *)&a, sizeof a) == 0); /* the backlog takes it */
@@ -306,8 +307,11 @@ static void test_accept_sink(void)
     seda_runtime_t *rt = make_runtime_on(backend);
     struct echo_server s;
     struct assigner as = { .echo = &s };
-    seda_stage_options_t so = { .name = "assign", .handler = assign_handler, .ctx = &as,
-                                .drop = release_event_cb, .thread_manager = SEDA_THREADS_DEDICATED };
+    seda_stage_options_t so = { .name = "assign",
+                                .handler = assign_handler,
+                                .ctx = &as,
+                                .drop = release_event_cb,
+                                .thread_manager = SEDA_THREADS_DEDICATED };
     seda_stage_t *assign;
     CHECK_OK(seda_stage_create(rt, &so, &assign));
     /* echo_start creates the stages; the listener has only the accept sink. */
@@ -316,9 +320,13 @@ static void test_accept_sink(void)
     for (int i = 0; i < THREADS; i++) {
         char name[24];
         snprintf(name, sizeof name, "echo%d", i);
-        seda_stage_options_t eo = { .name = name, .handler = echo_handler, .ctx = &s,
-                                    .drop = release_event_cb, .queue_capacity = 4096,
-                                    .bind_to_thread = 1, .thread_index = (uint32_t)i };
+        seda_stage_options_t eo = { .name = name,
+                                    .handler = echo_handler,
+                                    .ctx = &s,
+                                    .drop = release_event_cb,
+                                    .queue_capacity = 4096,
+                                    .bind_to_thread = 1,
+                                    .thread_index = (uint32_t)i };
         CHECK_OK(seda_stage_create(rt, &eo, &s.stages[i]));
     }
     seda_listen_options_t lo = { .host = "127.0.0.1", .accept_sink = assign };
@@ -373,7 +381,8 @@ static void test_listen_arguments(void)
      * share it: a second listener on it joins the group). A plain socket
      * cannot bind it. */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons(port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno == EADDRINUSE);
     close(fd);

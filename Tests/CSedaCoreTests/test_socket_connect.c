@@ -35,7 +35,8 @@ static void test_connect_and_talk(void)
     struct recorder r;
     seda_stage_t *cs = client_stage(rt, &r);
     seda_connect_options_t co = { .host = "127.0.0.1", .port = s.port, .sink = cs, .tag = 77 };
-    CHECK_RC(seda_connect(rt, &(seda_connect_options_t){ .host = "127.0.0.1", .port = 1 }), -EINVAL);
+    CHECK_RC(seda_connect(rt, &(seda_connect_options_t){ .host = "127.0.0.1", .port = 1 }),
+             -EINVAL);
     CHECK_OK(seda_connect(rt, &co));
     seda_io_event_t *ev = recorder_wait(&r, SEDA_IO_CONNECTED);
     CHECK_EQ(ev->tag, 77);
@@ -129,8 +130,11 @@ static void test_connect_timeout(void)
     seda_runtime_t *rt = make_runtime_on(backend);
     struct recorder r;
     seda_stage_t *cs = client_stage(rt, &r);
-    seda_connect_options_t co = { .host = "127.0.0.1", .port = ntohs(a.sin_port), .sink = cs,
-                                  .tag = 9, .timeout_ns = 200000000 };
+    seda_connect_options_t co = { .host = "127.0.0.1",
+                                  .port = ntohs(a.sin_port),
+                                  .sink = cs,
+                                  .tag = 9,
+                                  .timeout_ns = 200000000 };
     CHECK_OK(seda_connect(rt, &co));
     seda_io_event_t *ev = recorder_wait(&r, SEDA_IO_CONNECT_FAILED);
     CHECK_EQ(ev->error, -ETIMEDOUT);

@@ -67,14 +67,16 @@ static void bulk(int fd, size_t total)
             if (w > 0)
                 sent += (size_t)w;
             else if (errno != EAGAIN)
-                fprintf(stderr, "bulk: send: %s after %zu sent, %zu received\n", strerror(errno), sent, got);
+                fprintf(stderr, "bulk: send: %s after %zu sent, %zu received\n", strerror(errno),
+                        sent, got);
             CHECK(w > 0 || errno == EAGAIN);
         }
         if (p.revents & POLLIN) {
             ssize_t r = recv(fd, in, sizeof in, 0);
             CHECK(r > 0);
             for (ssize_t k = 0; k < r; k++)
-                CHECK_EQ((uint8_t)in[k], (uint8_t)((got + (size_t)k) * 7 + ((got + (size_t)k) >> 13)));
+                CHECK_EQ((uint8_t)in[k],
+                         (uint8_t)((got + (size_t)k) * 7 + ((got + (size_t)k) >> 13)));
             got += (size_t)r;
         }
     }
@@ -168,9 +170,13 @@ static void test_foreign_thread(void)
     int fds = count_fds();
     seda_runtime_t *rt = make_runtime_on(backend);
     struct far f = { .rt = rt };
-    seda_stage_options_t so = { .name = "far", .handler = far_handler, .ctx = &f,
-                                .drop = release_event_cb, .queue_capacity = 1024,
-                                .thread_manager = SEDA_THREADS_DEDICATED, .concurrency = 2 };
+    seda_stage_options_t so = { .name = "far",
+                                .handler = far_handler,
+                                .ctx = &f,
+                                .drop = release_event_cb,
+                                .queue_capacity = 1024,
+                                .thread_manager = SEDA_THREADS_DEDICATED,
+                                .concurrency = 2 };
     seda_stage_t *st;
     CHECK_OK(seda_stage_create(rt, &so, &st));
     seda_listen_options_t lo = { .host = "127.0.0.1", .read_sink = st };
@@ -231,8 +237,12 @@ static void test_full_sink_waits(void)
     int fds = count_fds();
     seda_runtime_t *rt = make_runtime_on(backend);
     struct slow_sink k = { 0 };
-    seda_stage_options_t so = { .name = "slow", .handler = slow_handler, .ctx = &k,
-                                .drop = release_event_cb, .queue_capacity = 4, .batch_max = 2,
+    seda_stage_options_t so = { .name = "slow",
+                                .handler = slow_handler,
+                                .ctx = &k,
+                                .drop = release_event_cb,
+                                .queue_capacity = 4,
+                                .batch_max = 2,
                                 .thread_manager = SEDA_THREADS_DEDICATED };
     seda_stage_t *st;
     CHECK_OK(seda_stage_create(rt, &so, &st));

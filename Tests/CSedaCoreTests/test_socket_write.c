@@ -21,7 +21,7 @@ struct seen {
     _Atomic uint64_t max_queued;
     _Atomic int refused, accepted_writes;
     _Atomic int released, release_status, release_wrong_thread;
-    _Atomic int after_shutdown; /* packets read after shutdown_write */
+    _Atomic int after_shutdown;       /* packets read after shutdown_write */
     _Atomic int write_after_shutdown; /* its return */
     int file_fd;
     size_t file_len;
@@ -174,8 +174,8 @@ static int file_handler(void *ctx, void **events, size_t n)
         note(ev);
         if (ev->type == SEDA_IO_PACKET) {
             CHECK_OK(seda_conn_write_copy(ev->conn, "HEAD", 4));
-            CHECK_OK(seda_conn_sendfile(ev->conn, seen.file_fd, 100, seen.file_len - 100,
-                                        released, NULL));
+            CHECK_OK(seda_conn_sendfile(ev->conn, seen.file_fd, 100, seen.file_len - 100, released,
+                                        NULL));
             CHECK_OK(seda_conn_write_copy(ev->conn, "TAIL", 4));
             CHECK_OK(seda_conn_write_mark(ev->conn, 42));
         } else if (ev->type == SEDA_IO_READ_EOF) {
@@ -286,7 +286,8 @@ static void test_slow_reader_notified(void)
     reset_seen(rt);
     seen.burst = 256u << 10;
     struct server s;
-    seda_listen_options_t lo = { .conn = { .hard_limit = 1u << 20, .clog_policy = SEDA_CLOG_NOTIFY } };
+    seda_listen_options_t lo = { .conn = { .hard_limit = 1u << 20,
+                                           .clog_policy = SEDA_CLOG_NOTIFY } };
     serve(&s, rt, flood_handler, NULL, &lo);
     int c = dial(s.port);
     /* One byte per request, until the server refuses a write (once the
@@ -478,7 +479,12 @@ int main(int argc, char **argv)
 {
     for (size_t i = 0; i < sizeof big; i++)
         big[i] = (uint8_t)(i * 131 + (i >> 11));
-#define RUN(t) do { int64_t t0_ = seda_clock_now(NULL); t(); fprintf(stderr, "  %s: %.0f ms\n", #t, (seda_clock_now(NULL) - t0_) / 1e6); } while (0)
+#define RUN(t)                                                                      \
+    do {                                                                            \
+        int64_t t0_ = seda_clock_now(NULL);                                         \
+        t();                                                                        \
+        fprintf(stderr, "  %s: %.0f ms\n", #t, (seda_clock_now(NULL) - t0_) / 1e6); \
+    } while (0)
     FOR_EACH_BACKEND(argc, argv, {
         RUN(test_coalesce_and_mark);
         RUN(test_zero_copy_release);

@@ -47,11 +47,8 @@ static int echo(void *ctx, void **events, size_t n)
         case SEDA_IO_UNWRITABLE: /* the client reads slower than it writes */
             seda_conn_read_stop(ev->conn);
             break;
-        case SEDA_IO_WRITABLE:
-            seda_conn_read_start(ev->conn);
-            break;
-        default: /* READ_EOF: its release closes the connection after the flush */
-            break;
+        case SEDA_IO_WRITABLE: seda_conn_read_start(ev->conn); break;
+        default: /* READ_EOF: its release closes the connection after the flush */ break;
         }
         seda_io_event_release(ev);
     }
@@ -69,7 +66,8 @@ static void drop(void *ctx, void *event)
 static int client(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons(port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
         return -1;
@@ -133,8 +131,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--self-test"))
             test = 1;
         else {
-            fprintf(stderr, "usage: %s [--port N] [--poller NAME] [--threads N] [--seconds N] "
-                            "[--self-test]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--port N] [--poller NAME] [--threads N] [--seconds N] "
+                    "[--self-test]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -157,8 +157,11 @@ int main(int argc, char **argv)
     for (uint32_t i = 0; i < n; i++) {
         char name[32];
         snprintf(name, sizeof name, "echo%u", i);
-        seda_stage_options_t so = { .name = name, .handler = echo, .drop = drop,
-                                    .queue_capacity = 4096, .bind_to_thread = 1,
+        seda_stage_options_t so = { .name = name,
+                                    .handler = echo,
+                                    .drop = drop,
+                                    .queue_capacity = 4096,
+                                    .bind_to_thread = 1,
                                     .thread_index = i };
         if ((r = seda_stage_create(rt, &so, &stages[i])) < 0) {
             fprintf(stderr, "seda_stage_create: %s\n", seda_strerror(r));

@@ -30,7 +30,8 @@
  * Events reported: those registered, plus ERR and HUP always (as poll(2) and
  * epoll do), except that select(2) cannot tell ERR, HUP or RDHUP apart from
  * readiness: on the select backend a closed or failed peer shows as IN (and
- * OUT), and the read or write that follows tells which.
+ * OUT), and the read or write that follows tells which; a registration
+ * without IN or OUT is never reported there.
  *
  * Threads: a poller has one owner thread, the first thread that calls add,
  * mod, del or wait on it; only that thread may call those four afterwards.
@@ -82,7 +83,7 @@ enum seda_poller_trigger {
 
 /* One reported descriptor. */
 typedef struct seda_poller_event {
-    void *udata;     /* as given to add or the last mod */
+    void *udata; /* as given to add or the last mod */
     int fd;
     uint32_t events; /* enum seda_poller_events */
 } seda_poller_event_t;
@@ -209,9 +210,7 @@ int seda_poller_del(seda_poller_t *p, int fd);
  * passes (< 0: no limit; 0: do not block, just collect what is ready), and
  * stores up to `max` events in out, at most one per descriptor. Returns the
  * number stored (>= 1), or 0 when the timeout expired with nothing to report
- * (never earlier, never for timeout_ns < 0, except inside the core, where
- * the io_uring backend's completion operations count as something to report:
- * 0 then means completions were handed to their handler); -EINVAL (NULL out, max < 1);
+ * (never earlier, never for timeout_ns < 0); -EINVAL (NULL out, max < 1);
  * -EINTR when a signal handler ran during the wait and nothing was collected
  * (no backend restarts the wait: the caller decides, usually by calling
  * again); -EBUSY from a thread that is not the owner (io_uring); or the

@@ -108,8 +108,8 @@ enum seda_io_event_type {
  * until seda_io_event_release.
  */
 typedef struct seda_io_event {
-    uint32_t type;  /* enum seda_io_event_type */
-    int32_t error;  /* CLOSED, CONNECT_FAILED: 0 or a negative errno */
+    uint32_t type; /* enum seda_io_event_type */
+    int32_t error; /* CLOSED, CONNECT_FAILED: 0 or a negative errno */
     /* The connection (NULL for CONNECT_FAILED). The event holds a
      * reference: the pointer stays valid until the event is released
      * (seda_conn_retain to keep it longer). */
@@ -156,7 +156,7 @@ typedef struct seda_conn_options {
      * would pass it triggers the clog policy. A slow reader can therefore
      * never hold more than this much of the server's memory. */
     size_t hard_limit;
-    int clog_policy;           /* enum seda_clog_policy */
+    int clog_policy; /* enum seda_clog_policy */
     /* Close the connection (CLOSED, -ETIMEDOUT) after this long without a
      * byte received or sent; 0: never. */
     int64_t idle_timeout_ns;
@@ -178,10 +178,10 @@ enum seda_accept_mode {
 typedef void (*seda_io_log_fn)(void *ctx, const char *message);
 
 typedef struct seda_listen_options {
-    const char *host;   /* numeric IPv4 or IPv6 address; NULL: "0.0.0.0" */
-    uint16_t port;      /* 0: an ephemeral port (seda_listener_port) */
-    int backlog;        /* listen(2) backlog; 0: 511 */
-    int accept_mode;    /* enum seda_accept_mode */
+    const char *host; /* numeric IPv4 or IPv6 address; NULL: "0.0.0.0" */
+    uint16_t port;    /* 0: an ephemeral port (seda_listener_port) */
+    int backlog;      /* listen(2) backlog; 0: 511 */
+    int accept_mode;  /* enum seda_accept_mode */
     /* ACCEPTED events go here; NULL: none. */
     seda_stage_t *accept_sink;
     /* Where each accepted connection's events go, so that reading starts at
@@ -197,7 +197,7 @@ typedef struct seda_listen_options {
      * in the kernel's backlog (and are refused by the kernel only when it
      * overflows), and accepting resumes as connections close. */
     uint32_t max_connections;
-    seda_conn_options_t conn;   /* for accepted connections */
+    seda_conn_options_t conn; /* for accepted connections */
     /* Warnings (out of descriptors: once per episode per loop). NULL: stderr. */
     seda_io_log_fn log;
     void *log_ctx;
@@ -244,11 +244,11 @@ uint32_t seda_listener_connections(const seda_listener_t *ls);
 /* ---- connecting ------------------------------------------------------------ */
 
 typedef struct seda_connect_options {
-    const char *host;        /* numeric IPv4 or IPv6 address (required) */
+    const char *host; /* numeric IPv4 or IPv6 address (required) */
     uint16_t port;
-    seda_stage_t *sink;      /* CONNECTED / CONNECT_FAILED and every later event (required) */
-    uint64_t tag;            /* echoed in CONNECTED / CONNECT_FAILED */
-    int64_t timeout_ns;      /* CONNECT_FAILED with -ETIMEDOUT after this; 0: none (the kernel's) */
+    seda_stage_t *sink; /* CONNECTED / CONNECT_FAILED and every later event (required) */
+    uint64_t tag;       /* echoed in CONNECTED / CONNECT_FAILED */
+    int64_t timeout_ns; /* CONNECT_FAILED with -ETIMEDOUT after this; 0: none (the kernel's) */
     /* The owner loop: a shared thread index, or -1: the caller's loop if it
      * is a shared thread, else the loops in turn. */
     int thread;
@@ -356,19 +356,19 @@ int seda_conn_peer(const seda_conn_t *c, char *buf, size_t size);
 
 /* What one loop's socket layer has done (relaxed counters). */
 typedef struct seda_io_stats {
-    uint64_t accepted;        /* connections accepted */
-    uint64_t refused;         /* accepted then closed at once (max_connections on a race) */
-    uint64_t emfile_episodes; /* times accepting paused for lack of descriptors */
-    uint64_t connects;        /* CONNECTED */
-    uint64_t connect_failed;  /* CONNECT_FAILED */
-    uint64_t connections_open;/* open now (owned by this loop) */
-    uint64_t packets_in;      /* PACKET events */
+    uint64_t accepted;         /* connections accepted */
+    uint64_t refused;          /* accepted then closed at once (max_connections on a race) */
+    uint64_t emfile_episodes;  /* times accepting paused for lack of descriptors */
+    uint64_t connects;         /* CONNECTED */
+    uint64_t connect_failed;   /* CONNECT_FAILED */
+    uint64_t connections_open; /* open now (owned by this loop) */
+    uint64_t packets_in;       /* PACKET events */
     uint64_t bytes_in, bytes_out;
-    uint64_t reads;           /* receive system calls (or recv completions) */
-    uint64_t writes;          /* send/sendmsg/sendfile calls (or send SQEs) */
-    uint64_t timeouts;        /* idle timeouts */
-    uint64_t clogged;         /* hard limit episodes */
-    uint64_t stalls;          /* a sink was full: the connection waited */
+    uint64_t reads;    /* receive system calls (or recv completions) */
+    uint64_t writes;   /* send/sendmsg/sendfile calls (or send SQEs) */
+    uint64_t timeouts; /* idle timeouts */
+    uint64_t clogged;  /* hard limit episodes */
+    uint64_t stalls;   /* a sink was full: the connection waited */
 } seda_io_stats_t;
 
 /* Fills *out for shared thread i (zeros before any socket work there).

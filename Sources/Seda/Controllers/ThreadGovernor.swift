@@ -85,14 +85,17 @@ public final class ThreadGovernor: @unchecked Sendable {
 
     /// A governor that governs no stage yet (see ``govern(_:settings:)``).
     /// - Parameters:
+    ///   - runtime: the runtime whose stages it governs (kept alive by it).
     ///   - settings: `delay` is the sampling interval and `autoMaxDetect`
     ///     applies to every stage; the rest are the defaults of
     ///     ``govern(_:settings:)``. `enabled` is not read.
     ///   - logger: where decisions go at debug level (default: the runtime's,
     ///     with `controller: governor` metadata).
     ///   - historyLimit: how many decisions ``decisions`` keeps.
-    public init(runtime: Runtime, settings: GovernorSettings = GovernorSettings(),
-                logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
+    public init(
+        runtime: Runtime, settings: GovernorSettings = GovernorSettings(),
+        logger: Logger? = nil, historyLimit: Int = 256
+    ) throws(SedaError) {
         guard settings.delay > .zero else {
             throw .invalidConfiguration("thread governor: delay \(settings.delay) must be positive")
         }
@@ -107,41 +110,16 @@ public final class ThreadGovernor: @unchecked Sendable {
         state = Lock(State(history: DecisionHistory(limit: historyLimit)))
     }
 
-    /// A governor for every dedicated stage of `runtime` whose configuration
-    /// enables it (`threadPool.sizeController.enable`), each with its own
-    /// resolved settings; the interval and `autoMaxDetect` come from
-    /// `seda.global.threadPool.sizeController`. Stages added later are
-    /// governed by calling ``govern(_:settings:)`` with
-    /// `configuration.settings(forStage:).governor`.
-    public convenience init(runtime: Runtime, configuration: SedaConfiguration,
-                            logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
-        var enabled: [(String, GovernorSettings)] = []
-        var global: GovernorSettings?
-        for name in runtime.stageNames where !name.contains(".") {
-            guard let options = runtime.registeredOptions(name) else { continue }
-            let g = try configuration.settings(forStage: name, defaults: options).governor
-            global = global ?? g
-            if g.enabled, case .dedicated = options.threadManager { enabled.append((name, g)) }
-        }
-        // delay and autoMaxDetect are runtime-wide keys: any stage's
-        // resolution has them; with no stage, resolve an unconfigured name.
-        let runtimeWide: GovernorSettings
-        if let global { runtimeWide = global } else {
-            runtimeWide = try configuration.settings(forStage: "seda-governor").governor
-        }
-        var settings = GovernorSettings()
-        settings.delay = runtimeWide.delay
-        settings.autoMaxDetect = runtimeWide.autoMaxDetect
-        try self.init(runtime: runtime, settings: settings, logger: logger, historyLimit: historyLimit)
-        for (name, g) in enabled { try govern(name, settings: g) }
-    }
-
     deinit { loop.stop() }
 
     private static func validate(_ s: GovernorSettings, stage: String?) throws(SedaError) {
         let at = stage.map { "thread governor, stage '\($0)'" } ?? "thread governor"
-        guard s.threshold >= 1 else { throw .invalidConfiguration("\(at): threshold \(s.threshold) must be at least 1") }
-        guard s.minThreads >= 1 else { throw .invalidConfiguration("\(at): minThreads \(s.minThreads) must be at least 1") }
+        guard s.threshold >= 1 else {
+            throw .invalidConfiguration("\(at): threshold \(s.threshold) must be at least 1")
+        }
+        guard s.minThreads >= 1 else {
+            throw .invalidConfiguration("\(at): minThreads \(s.minThreads) must be at least 1")
+        }
         guard s.idleTimeThreshold > .zero else {
             throw .invalidConfiguration("\(at): idleTimeThreshold \(s.idleTimeThreshold) must be positive")
         }
@@ -168,10 +146,12 @@ public final class ThreadGovernor: @unchecked Sendable {
             if st.stages[name] == nil { st.order.append(name) }
             st.stages[name] = GovernorPolicy(settings: s, autoMaxDetect: autoMaxDetect)
         }
-        logger.debug("governing stage", metadata: [
-            "stage": "\(name)", "threshold": "\(s.threshold)", "minThreads": "\(s.minThreads)",
-            "maxThreads": "\(maxThreads)", "idleTimeThreshold": "\(s.idleTimeThreshold)",
-        ])
+        logger.debug(
+            "governing stage",
+            metadata: [
+                "stage": "\(name)", "threshold": "\(s.threshold)", "minThreads": "\(s.minThreads)",
+                "maxThreads": "\(maxThreads)", "idleTimeThreshold": "\(s.idleTimeThreshold)",
+            ])
     }
 
     /// Stops governing stage `name`; its pool keeps its size.
@@ -197,18 +177,23 @@ public final class ThreadGovernor: @unchecked Sendable {
             var made: [ControllerDecision] = []
             for name in st.order {
                 guard let s = snap[stage: name], let options = runtime.registeredOptions(name),
-                      case .dedicated(let t, let m) = options.threadManager else { continue }
-                let sample = GovernorSample(time: snap.takenAtNanoseconds, queueLength: Int(s.queueLength),
-                                            processed: s.processed, handlerNanoseconds: s.handlerNanoseconds,
-                                            threads: s.concurrency)
+                    case .dedicated(let t, let m) = options.threadManager
+                else { continue }
+                let sample = GovernorSample(
+                    time: snap.takenAtNanoseconds, queueLength: Int(s.queueLength),
+                    processed: s.processed, handlerNanoseconds: s.handlerNanoseconds,
+                    threads: s.concurrency)
                 guard let change = st.stages[name]!.decide(sample, maxThreads: m ?? t) else { continue }
-                let d = ControllerDecision(timeNanoseconds: sample.time, stage: name, knob: .threads,
-                                           old: sample.threads, new: change.threads, reason: change.reason)
-                if let d = applyDecision(d, history: &st.history, logger: logger,
-                                         extra: ["queueLength": "\(sample.queueLength)"],
-                                         set: { () throws(SedaError) in
-                                             try runtime.setThreads(change.threads, forStage: name)
-                                         }) {
+                let d = ControllerDecision(
+                    timeNanoseconds: sample.time, stage: name, knob: .threads,
+                    old: sample.threads, new: change.threads, reason: change.reason)
+                if let d = applyDecision(
+                    d, history: &st.history, logger: logger,
+                    extra: ["queueLength": "\(sample.queueLength)"],
+                    set: { () throws(SedaError) in
+                        try runtime.setThreads(change.threads, forStage: name)
+                    })
+                {
                     made.append(d)
                 }
             }
@@ -231,6 +216,25 @@ public final class ThreadGovernor: @unchecked Sendable {
     public func stop() {
         loop.stop()
     }
+}
+
+/// The thread governor's settings for a dedicated stage: Sandstorm's thread
+/// pool size controller (`threadPool.minThreads`, `threadPool.sizeController.*`).
+/// Accepted and validated; the controllers issue will use them.
+public struct GovernorSettings: Sendable, Equatable {
+    public var enabled = false
+    /// The pool never shrinks below this.
+    public var minThreads = 1
+    /// A queue at least this long adds a thread.
+    public var threshold = 1000
+    /// A thread idle this long goes away.
+    public var idleTimeThreshold: Duration = .milliseconds(1000)
+    /// How often the governor samples (one value for the whole runtime).
+    public var delay: Duration = .milliseconds(2000)
+    /// Look for the pool size with the best throughput (one value for the whole runtime).
+    public var autoMaxDetect = false
+
+    public init() {}
 }
 
 // MARK: - The decision logic, apart from the runtime
@@ -292,9 +296,11 @@ struct GovernorPolicy {
         if let p = prev, s.time > p.time {
             if s.processed >= p.processed, s.handlerNanoseconds >= p.handlerNanoseconds {
                 let dt = Double(s.time - p.time)
-                interval = (Double(s.processed - p.processed) * 1e9 / dt,
-                            Double(s.handlerNanoseconds - p.handlerNanoseconds) / dt)
-            } else { // the counters restarted: start over
+                interval = (
+                    Double(s.processed - p.processed) * 1e9 / dt,
+                    Double(s.handlerNanoseconds - p.handlerNanoseconds) / dt
+                )
+            } else {  // the counters restarted: start over
                 idleSince = nil
                 probe = nil
             }
@@ -308,8 +314,9 @@ struct GovernorPolicy {
                 learnedMax = p.threads
                 learnedMaxSamplesLeft = ThreadGovernor.autoMaxHoldSamples
                 idleSince = nil
-                return Change(threads: p.threads,
-                              reason: .noThroughputGain(threads: p.threads, before: p.rate, after: iv.rate))
+                return Change(
+                    threads: p.threads,
+                    reason: .noThroughputGain(threads: p.threads, before: p.rate, after: iv.rate))
             }
         }
 
@@ -325,13 +332,14 @@ struct GovernorPolicy {
 
         // Shrink a thread idle for the idle timeout.
         guard let iv = interval, let p = prev, n > settings.minThreads,
-              iv.busyThreads <= Double(n - 1) * ThreadGovernor.surplusUtilization else {
+            iv.busyThreads <= Double(n - 1) * ThreadGovernor.surplusUtilization
+        else {
             idleSince = nil
             return nil
         }
         let since = idleSince ?? p.time
         idleSince = since
-        guard s.time - since >= controllerNanoseconds(settings.idleTimeThreshold) else { return nil }
+        guard s.time - since >= settings.idleTimeThreshold.saturatingNanoseconds else { return nil }
         idleSince = s.time
         return Change(threads: n - 1, reason: .idle(for: .nanoseconds(s.time - since), busyThreads: iv.busyThreads))
     }
@@ -339,7 +347,7 @@ struct GovernorPolicy {
 
 extension Runtime {
     /// The options stage `name` was added with, if it is live.
-    func registeredOptions(_ name: String) -> StageOptions? {
+    package func registeredOptions(_ name: String) -> StageOptions? {
         registry.withLock { $0[name]?.options }
     }
 }
