@@ -172,8 +172,10 @@ static void test_suspend_resume(void)
     }
     close(a);
     WAIT_UNTIL(atomic_load(&s.closed) == 5);
-    echo_stop(&s);
+    seda_listener_retain(s.ls);
+    echo_stop(&s); /* closes the listener */
     CHECK_RC(seda_listener_suspend(s.ls), -EPIPE);
+    seda_listener_release(s.ls);
     seda_runtime_destroy(rt);
     CHECK_EQ(count_fds(), fds);
 }
@@ -281,6 +283,7 @@ static void test_handoff(void)
 
 struct assigner {
     struct echo_server *echo;
+    _Atomic(seda_listener_t *) ls; /* what ACCEPTED should name */
     _Atomic int accepted, listener_ok;
 };
 
@@ -291,7 +294,7 @@ static int assign_handler(void *ctx, void **events, size_t n)
         seda_io_event_t *ev = events[i];
         if (ev->type == SEDA_IO_ACCEPTED) {
             atomic_fetch_add(&a->accepted, 1);
-            if (ev->listener == a->echo->ls)
+            if (ev->listener == atomic_load(&a->ls))
                 atomic_fetch_add(&a->listener_ok, 1);
             CHECK_OK(seda_conn_set_sink(ev->conn, a->echo->stages[seda_conn_thread(ev->conn)]));
             CHECK_OK(seda_conn_read_start(ev->conn));
@@ -307,13 +310,6 @@ static void test_accept_sink(void)
     seda_runtime_t *rt = make_runtime_on(backend);
     struct echo_server s;
     struct assigner as = { .echo = &s };
-    seda_stage_options_t so = { .name = "assign",
-                                .handler = assign_handler,
-                                .ctx = &as,
-                                .drop = release_event_cb,
-                                .thread_manager = SEDA_THREADS_DEDICATED };
-    seda_stage_t *assign;
-    CHECK_OK(seda_stage_create(rt, &so, &assign));
     /* echo_start creates the stages; the listener has only the accept sink. */
     memset(&s, 0, sizeof s);
     s.rt = rt;
@@ -329,8 +325,17 @@ static void test_accept_sink(void)
                                     .thread_index = (uint32_t)i };
         CHECK_OK(seda_stage_create(rt, &eo, &s.stages[i]));
     }
+    /* After the echo stages: its thread starts knowing them. */
+    seda_stage_options_t so = { .name = "assign",
+                                .handler = assign_handler,
+                                .ctx = &as,
+                                .drop = release_event_cb,
+                                .thread_manager = SEDA_THREADS_DEDICATED };
+    seda_stage_t *assign;
+    CHECK_OK(seda_stage_create(rt, &so, &assign));
     seda_listen_options_t lo = { .host = "127.0.0.1", .accept_sink = assign };
     CHECK_OK(seda_listen(rt, &lo, &s.ls));
+    atomic_store(&as.ls, s.ls);
     s.port = seda_listener_port(s.ls);
     int c[6];
     for (int i = 0; i < 6; i++) {
