@@ -67,6 +67,9 @@ void seda_conn_release(seda_conn_t *c)
      * no list, no timer, no operation is left. */
     if (c->sink)
         seda_stage_release(c->sink);
+    void *user = atomic_load_explicit(&c->user, memory_order_acquire);
+    if (user && c->user_destroy)
+        c->user_destroy(user);
     free(c->iov);
     struct seda__io *io = c->io;
     free(c);
@@ -644,10 +647,14 @@ int seda_conn_set_idle_timeout(seda_conn_t *c, int64_t timeout_ns)
 
 /* ---- accessors ------------------------------------------------------------------------- */
 
-void seda_conn_set_user(seda_conn_t *c, void *user)
+void seda_conn_set_user(seda_conn_t *c, void *user, void (*destroy)(void *user))
 {
+    void (*old_destroy)(void *) = c->user_destroy;
+    c->user_destroy = destroy;
     /* Release: what user points to is visible to a thread that loads it. */
-    atomic_store_explicit(&c->user, user, memory_order_release);
+    void *old = atomic_exchange_explicit(&c->user, user, memory_order_acq_rel);
+    if (old && old_destroy)
+        old_destroy(old);
 }
 
 void *seda_conn_user(const seda_conn_t *c)

@@ -142,6 +142,7 @@ struct seda_conn {
     _Atomic uint32_t refs;
     uint64_t id;
     _Atomic(void *) user;
+    void (*user_destroy)(void *user);
     /* Bytes of memory queued for output (owner writes; others read relaxed). */
     _Atomic size_t queued;
 

@@ -26,6 +26,15 @@ static uint16_t free_port(void)
 
 /* ---- connect and talk ------------------------------------------------------------------ */
 
+static _Atomic int user_destroyed;
+static int user_token;
+
+static void destroy_user(void *user)
+{
+    CHECK(user == &user_token);
+    atomic_fetch_add(&user_destroyed, 1);
+}
+
 static void test_connect_and_talk(void)
 {
     int fds = count_fds();
@@ -75,6 +84,9 @@ static void test_connect_and_talk(void)
         snprintf(line, sizeof line, "<%02d>", i);
         CHECK(memcmp(got + i * 4, line, 4) == 0);
     }
+    atomic_store(&user_destroyed, 0);
+    seda_conn_set_user(c, &user_token, destroy_user);
+    CHECK(seda_conn_user(c) == &user_token);
     CHECK_OK(seda_conn_close(c, SEDA_CLOSE_NOW));
     seda_io_event_t *closed = recorder_wait(&r, SEDA_IO_CLOSED);
     CHECK_EQ(closed->error, 0);
@@ -84,6 +96,7 @@ static void test_connect_and_talk(void)
     echo_stop(&s);
     seda_stage_release(cs);
     seda_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&user_destroyed), 1); /* with the connection's memory */
     CHECK_EQ(count_fds(), fds);
 }
 

@@ -332,9 +332,13 @@ int seda_conn_set_sink(seda_conn_t *c, seda_stage_t *sink);
 /* Changes the idle timeout (0: none). Returns 0, -EINVAL or -EPIPE. */
 int seda_conn_set_idle_timeout(seda_conn_t *c, int64_t timeout_ns);
 
-/* The application's pointer for this connection (NULL at first). Any
- * thread; the layer never reads it. Release-store / acquire-load. */
-void seda_conn_set_user(seda_conn_t *c, void *user);
+/* The application's pointer for this connection (NULL at first), and what
+ * frees it: destroy(user) runs when the pointer is replaced (on the caller's
+ * thread) or when the connection's memory goes (the last reference, on the
+ * thread that drops it); NULL destroy: nothing is freed. Set it from one
+ * thread at a time (the connection's handler, typically); read it from any
+ * (release-store / acquire-load). */
+void seda_conn_set_user(seda_conn_t *c, void *user, void (*destroy)(void *user));
 void *seda_conn_user(const seda_conn_t *c);
 
 /* The owner loop's shared thread index. Any thread. */
