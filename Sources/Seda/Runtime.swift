@@ -42,7 +42,7 @@ public final class Runtime: @unchecked Sendable {
     /// (logged once each), and how many times.
     let blockedHandlers = Lock<[String: Int]>([:])
     /// Creation order of the stages, for snapshots taken from the registry.
-    private let stagesAdded = AtomicInt()
+    let stagesAdded = AtomicInt()
 
     /// How long a runtime released without ``shutdown(_:timeout:)`` drains
     /// before it gives back what is left (and logs it).
@@ -65,9 +65,12 @@ public final class Runtime: @unchecked Sendable {
     ///   - clock: the clock to read (``SedaClock/manual(startingAt:)`` in tests).
     ///   - logger: where the runtime and its stages log (each stage's
     ///     messages carry `stage` metadata).
+    ///   - poller: the poller every shared thread's loop waits in (sockets,
+    ///     see ``PollerBackend``); `.default` takes the `SEDA_POLLER`
+    ///     environment variable, else the built-in default.
     public init(
         cpuThreads: Int? = nil, pinThreads: Bool = false, clock: SedaClock = .monotonic,
-        logger: Logger = Logger(label: "seda")
+        logger: Logger = Logger(label: "seda"), poller: PollerBackend = .default
     ) throws(SedaError) {
         if let n = cpuThreads, n < 1 || n > SedaLimits.threads {
             throw .invalidConfiguration("cpuThreads \(n) is not in 1...\(SedaLimits.threads)")
@@ -76,6 +79,7 @@ public final class Runtime: @unchecked Sendable {
         opts.cpu_threads = UInt32(cpuThreads ?? 0)
         opts.pin_threads = pinThreads ? 1 : 0
         opts.clock = clock.pointer
+        opts.poller = poller.cValue
         var rt: OpaquePointer?
         _ = try SedaError.check(seda_runtime_create(&rt, &opts))
         handle = rt!
