@@ -93,7 +93,8 @@ extension Runtime {
                 if registry.withLock({ $0[stageName] != nil }) { throw SedaError.stageExists(stageName) }
                 let handler = try makeHandler(i)
                 handles.append(
-                    try addIOReplica(stageName, handler: handler, options: options, bound: replicas == .perThread ? i : nil))
+                    try addIOReplica(
+                        stageName, handler: handler, options: options, bound: replicas == .perThread ? i : nil))
                 names.append(stageName)
             }
         } catch {
