@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <seda/seda.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -152,6 +154,35 @@ int seda_bench_poll_run(seda_bench_poll_t *b, int backend, uint32_t n, uint64_t 
 
 /* FD_SETSIZE, for the report (Swift cannot import the macro). */
 int seda_bench_poll_fd_setsize(void);
+
+/* ---- seda-bench echo / asocket: Seda servers on the C API (server_bench.c) -- */
+
+typedef struct seda_bench_server seda_bench_server_t;
+
+enum seda_bench_server_app {
+    SEDA_BENCH_SERVER_ECHO = 0,    /* every packet written back, zero copy */
+    SEDA_BENCH_SERVER_ASOCKET = 1, /* ack_size bytes per packet_size bytes received */
+};
+
+typedef struct seda_bench_server_options {
+    int app;                 /* enum seda_bench_server_app */
+    int poller;              /* enum seda_poller_backend */
+    uint32_t threads;        /* shared threads; 0: one per CPU */
+    uint16_t port;           /* 0: an ephemeral one */
+    int accept_mode;         /* enum seda_accept_mode */
+    int64_t idle_timeout_ns; /* per connection; 0: none */
+    uint32_t packet_size, ack_size; /* asocket */
+} seda_bench_server_options_t;
+
+/* Starts a server on 127.0.0.1: a runtime, one bound stage per shared
+ * thread, a listener. Returns 0 or a negative errno. */
+int seda_bench_server_start(const seda_bench_server_options_t *o, seda_bench_server_t **out);
+uint16_t seda_bench_server_port(const seda_bench_server_t *s);
+const char *seda_bench_server_describe(const seda_bench_server_t *s);
+/* The socket layer's counters summed over the threads. */
+void seda_bench_server_stats(const seda_bench_server_t *s, seda_io_stats_t *total);
+/* Stops the server (closes every connection) and frees it. NULL is ignored. */
+void seda_bench_server_stop(seda_bench_server_t *s);
 
 #ifdef __cplusplus
 }
