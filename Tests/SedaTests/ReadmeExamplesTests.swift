@@ -30,6 +30,15 @@ private struct Alarms: EventHandler {
     func handle(_ batch: inout EventBatch<StageStateEvent>) throws {}
 }
 
+private struct Echo: IOHandler {
+    func handle(_ batch: inout IOEventBatch) throws {
+        for i in 0..<batch.count where batch[i]?.kind == .packet {
+            let connection = batch[i]!.connection!
+            try connection.write(packet: batch.take(i)!)   // its own bytes back, no copy
+        }
+    }
+}
+
 @Suite("README examples")
 struct ReadmeExamplesTests {
     @Test func eventQueue() throws {
@@ -76,5 +85,15 @@ struct ReadmeExamplesTests {
         try runtime.watch(stage: "work", notify: alarms)
         governor.stop()
         try runtime.shutdown()
+    }
+
+    @Test func sockets() throws {
+        let runtime = try Runtime(cpuThreads: 2)
+        let server = try SocketServer(runtime: runtime, name: "echo", port: 0) { _ in Echo() }
+        let client = TestClient(port: server.port)
+        client.send(Array("ping".utf8))
+        #expect(client.receive(4) == Array("ping".utf8))
+        server.close()
+        try runtime.shutdown(.drain, timeout: .seconds(10))
     }
 }

@@ -39,14 +39,14 @@
  * events are released.
  *
  * Accepting: one SO_REUSEPORT socket per loop (SEDA_ACCEPT_REUSEPORT, the
- * default). Measured on the echo benchmark (seda-bench echo, 2 loops, 100
- * connections, 64-byte echo, epoll) against one socket accepted on loop 0
- * and handed to the loops in turn (SEDA_ACCEPT_HANDOFF): see
- * docs/design/io.md section 3 for the figures; the kernel's spreading costs
- * nothing per connection and keeps every loop accepting for itself (no post,
- * no wake-up per accept), while a hand-off costs a post and a wake-up per
- * connection and serialises accepts on one loop. Hand-off is kept for
- * comparison and for kernels where SO_REUSEPORT is refused.
+ * default), each loop accepting for itself, in parallel, with no post and no
+ * wake-up per connection. The alternative, one socket on loop 0 handing
+ * connections out in turn (SEDA_ACCEPT_HANDOFF), serialises accepting and
+ * costs a cross-thread post per connection. On seda-bench echo (C server,
+ * epoll, 2 threads, 64 B, five alternating runs on a shared 2-CPU machine)
+ * the two were equal within the noise: medians 61.6k vs 46.6k messages/s at
+ * 100 connections, 27.3k vs 28.0k at 1,000 (docs/design/io.md section 3), so
+ * the choice rests on that structure. Hand-off stays for comparison.
  *
  * Errors are negative errno values; success is 0 or a count. If a call that
  * takes a callback fails, the callback is never called.
