@@ -296,8 +296,82 @@ final class ClientSide: IOHandler, @unchecked Sendable {
     }
 }
 
+/// Serves a file region between two copies on "f", then closes after the
+/// flush; on "p" pauses reading (resumed from outside).
+final class FileServer: IOHandler, @unchecked Sendable {
+    // @unchecked: the fd never changes; the handle is set under a lock.
+    let fd: Int32
+    let size: UInt64
+    let released = Counter()
+    let paused = Mutex<ConnectionHandle?>(nil)
+    let packets = Counter()
+
+    init(fd: Int32, size: UInt64) {
+        self.fd = fd
+        self.size = size
+    }
+
+    final class Token: Sendable {
+        let released: Counter
+        init(_ c: Counter) { released = c }
+        deinit { released.add(1) }
+    }
+
+    func handle(_ batch: inout IOEventBatch) throws {
+        try batch.forEach { ev throws in
+            guard ev.kind == .packet, let c = ev.connection else { return }
+            packets.add(1)
+            switch ev.bytes.first {
+            case 0x66:  // "f"
+                try c.write("<")
+                try c.write(file: fd, offset: 10, count: size - 10, retaining: Token(released))
+                try c.write(">")
+                c.closeAfterFlush()
+            case 0x70:  // "p"
+                c.pauseReading()
+                paused.withLock { $0 = c.retained() }
+            default:
+                try c.write(Array(ev.bytes))
+            }
+        }
+    }
+}
+
 @Suite("Connection")
 struct ConnectionTests {
+    @Test func fileRegionsPauseAndCloseAfterFlush() throws {
+        var name = Array("/tmp/seda-swift-file-XXXXXX".utf8CString)
+        let fd = mkstemp(&name)
+        #expect(fd >= 0)
+        unlink(name)
+        defer { Glibc.close(fd) }
+        let content = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        _ = content.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let runtime = try Runtime(cpuThreads: 2)
+        let files = FileServer(fd: fd, size: UInt64(content.count))
+        let server = try SocketServer(runtime: runtime, name: "files") { _ in files }
+
+        let reader = TestClient(port: server.port)
+        reader.send([0x66])
+        let got = reader.receive(1 + content.count - 10 + 1)
+        #expect(got.first == 0x3c && got.last == 0x3e)
+        #expect(Array(got[1..<got.count - 1]) == Array(content[10...]))
+        #expect(reader.receivesEOF())  // closed after the flush
+        waitUntil("the file's owner released") { files.released.value == 1 }
+
+        let paused = TestClient(port: server.port)
+        paused.send([0x70])
+        waitUntil("paused") { files.paused.withLock { $0 != nil } }
+        paused.send([0x61, 0x62])
+        usleep(50_000)
+        #expect(files.packets.value == 2)  // "ab" is not read while paused
+        files.paused.withLock { $0!.connection.resumeReading() }
+        #expect(paused.receive(2) == [0x61, 0x62])
+        files.paused.withLock { $0 = nil }
+        server.close()
+        try runtime.shutdown(.drain, timeout: .seconds(10))
+    }
+
     @Test func userStateAndZeroCopyWrites() throws {
         let runtime = try Runtime(cpuThreads: 2)
         let pages = Counter()
