@@ -98,8 +98,10 @@ static void on_ready(struct seda__loop *l, struct seda__watcher *w, uint32_t eve
     if (events & (SEDA_POLLER_RDHUP | SEDA_POLLER_HUP))
         c->flags |= SEDA__C_RDHUP;
     bool acted = false;
+    /* io_uring reads through its recv operation: readiness (registered for
+     * sendfile's writability only) never reads. */
     if ((events & (SEDA_POLLER_IN | SEDA_POLLER_RDHUP | SEDA_POLLER_HUP | SEDA_POLLER_ERR)) &&
-        seda__conn_wants_input(c)) {
+        !c->io->uring && seda__conn_wants_input(c)) {
         seda__conn_read(c); /* may close c: the loop's reference lives until
                              * this iteration's deferred work */
         acted = true;
