@@ -152,6 +152,7 @@ public final class Runtime: @unchecked Sendable {
         o.handler = runHandler
         o.ctx = ctx
         o.drop = dropEvent
+        o.drop_control = dropControlEvent
         o.destroy = destroyHandler
         var stage: OpaquePointer?
         let r = name.withCString { cname in
@@ -275,6 +276,12 @@ class AnyHandlerBox: @unchecked Sendable {
         Unmanaged<AnyObject>.fromOpaque(event).release()
     }
 
+    /// A control event given back: it never passed admission, so admission
+    /// does not hear of it.
+    final func dropControl(_ event: UnsafeMutableRawPointer) {
+        Unmanaged<AnyObject>.fromOpaque(event).release()
+    }
+
     func tearDown() {}
 }
 
@@ -292,8 +299,11 @@ final class HandlerBox<H: EventHandler>: AnyHandlerBox, @unchecked Sendable {
 
     override func run(_ events: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ count: Int) -> Int32 {
         if let admission {
-            for i in 0..<count {
-                admission.left(Unmanaged<H.Event>.fromOpaque(events[i]!).takeUnretainedValue())
+            // Control events (timers, stage-state notices, enqueueControl)
+            // bypassed admission: the C core knows which ones they are.
+            let controls = seda_batch_control_count()
+            for i in 0..<count where controls == 0 || seda_batch_is_control(i) == 0 {
+                admission.controller.left(Unmanaged<H.Event>.fromOpaque(events[i]!).takeUnretainedValue())
             }
         }
         var batch = EventBatch<H.Event>(base: events, count: count)
@@ -308,7 +318,7 @@ final class HandlerBox<H: EventHandler>: AnyHandlerBox, @unchecked Sendable {
 
     override func drop(_ event: UnsafeMutableRawPointer) {
         let e = Unmanaged<H.Event>.fromOpaque(event)
-        admission?.left(e.takeUnretainedValue())
+        admission?.controller.left(e.takeUnretainedValue())
         e.release()
     }
 
@@ -326,6 +336,11 @@ private let runHandler:
 
 private let dropEvent: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { ctx, event in
     Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().drop(event!)
+}
+
+private let dropControlEvent: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = {
+    ctx, event in
+    Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().dropControl(event!)
 }
 
 private let destroyHandler: @convention(c) (UnsafeMutableRawPointer?) -> Void = { ctx in

@@ -140,7 +140,7 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     public func enqueueControl(_ event: consuming Event) throws(SedaError) {
         let e = event
         let p = Unmanaged.passRetained(e).toOpaque()
-        let r = stage.enqueueControl(p, e)
+        let r = seda_stage_enqueue_control(stage.pointer, p)
         if r < 0 {
             Unmanaged<Event>.fromOpaque(p).release()
             throw SedaError(code: r)

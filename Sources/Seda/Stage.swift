@@ -127,8 +127,8 @@ public enum ShutdownMode: Sendable {
 }
 
 /// Owns one reference to a C stage, with what every sink of the stage
-/// shares: its admission controller, its rejection counts, the control
-/// events in its queue and how events find their priority class.
+/// shares: its admission controller, its rejection counts and how events
+/// find their priority class.
 @usableFromInline
 final class StageHandle: @unchecked Sendable {
     // @unchecked: the C stage is safe for concurrent use; every field is
@@ -160,20 +160,6 @@ final class StageHandle: @unchecked Sendable {
     deinit { seda_stage_release(pointer) }
 
     var name: String { String(cString: seda_stage_name(pointer)) }
-
-    /// The control events in the queue, when admission must not hear of them.
-    var controlLedger: ControlEventLedger? { admission?.ledger }
-
-    /// Enqueues `retained` (a +1 reference to `event`) as a control event,
-    /// noted in the ledger first. Returns the C result; on failure the
-    /// reference is still the caller's.
-    func enqueueControl(_ retained: UnsafeMutableRawPointer, _ event: AnyObject) -> Int32 {
-        let ledger = controlLedger
-        ledger?.add(event)
-        let r = seda_stage_enqueue_control(pointer, retained)
-        if r < 0 { ledger?.remove(event) }
-        return r
-    }
 }
 
 /// How a stage with several priority classes finds an event's class: from

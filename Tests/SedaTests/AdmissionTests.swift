@@ -367,7 +367,9 @@ extension AdmissionTests {
     /// Bug 7: control and timer events never passed admission, but the
     /// runtime told the admission controller they left: one control event
     /// of 50 bytes made ByteLimit.bytesHeld -50, loosening the cap for good.
-    @Test func controlEventsNeverReachLeft() throws {
+    /// Handled in batches that mix both kinds, and handed back by a shutdown
+    /// or a stage destroy: the controller hears only of what it admitted.
+    @Test(arguments: [false, true]) func controlEventsNeverReachLeft(handBackByDestroy: Bool) throws {
         let clock = SedaClock.manual()
         let runtime = try Runtime(clock: clock)
         let limit = ByteLimit<Parcel>(cap: 100)
@@ -375,7 +377,7 @@ extension AdmissionTests {
         let sink = try runtime.addStage(
             "bytes", handler: gate,
             options: StageOptions(
-                threadManager: .dedicated(threads: 1), batchSize: 1), admission: limit)
+                threadManager: .dedicated(threads: 1), batchSize: 8), admission: limit)
         let timers = try Timers(clock: clock, startThread: false)
 
         try sink.enqueueControl(Parcel(50))
@@ -389,10 +391,11 @@ extension AdmissionTests {
         #expect(limit.bytesHeld == 0, "never negative: the control events took nothing back")
         #expect(throws: SedaError.rejected(.bytes)) { try sink.enqueue(Parcel(101)) }
 
-        // Handed back at shutdown: the same rule.
+        // Handed back at shutdown or destroy: the same rule.
         gate.open.add(-1)
+        let batches = gate.entered.value
         try sink.enqueue(Parcel(10))
-        waitUntil("held") { gate.entered.value == 4 }
+        waitUntil("held") { gate.entered.value == batches + 1 }
         try sink.enqueueControl(Parcel(40))
         try sink.enqueue(Parcel(20))
         #expect(limit.bytesHeld == 20)
@@ -400,9 +403,14 @@ extension AdmissionTests {
             waitUntil("given back") { StageStatistics(stage: sink.stage.pointer).handedBack == 2 }
             gate.open.add(1)
         }
-        try runtime.shutdown(.handBack)
+        if handBackByDestroy {
+            try runtime.destroyStage(named: "bytes", mode: .handBack)
+        } else {
+            try runtime.shutdown(.handBack)
+        }
         opener.join()
         #expect(limit.bytesHeld == 0)
+        if handBackByDestroy { try runtime.shutdown() }
     }
 
     /// One notion of priority: on a stage with priority classes, a
