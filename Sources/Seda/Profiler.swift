@@ -47,6 +47,13 @@ public struct StageSnapshot: Sendable, Equatable {
     public var handlerErrors: UInt64
     /// Time spent inside the handler.
     public var handlerNanoseconds: UInt64
+    /// Batches on the shared threads that ran far longer than the stage's
+    /// usual (over 100 ms and 100 times its mean): its handler blocked,
+    /// and every stage on the shared threads waited behind it. The first
+    /// is logged (a warning with the stage's name, once per stage); give
+    /// such a stage a dedicated pool (see <doc:ThreadRules>). Always 0 on
+    /// a dedicated pool.
+    public var stalledBatches: UInt64
     public var queueLength: UInt64
     /// The longest queue the stage's threads found at a batch start.
     public var queuePeak: UInt64
@@ -109,6 +116,7 @@ public struct RuntimeSnapshot: Sendable {
             label += "\\np90 wait \(formatNanos(s.queueDelay.p90Nanoseconds))"
             if s.threads > 0 { label += "\\n\(s.threads) threads" }
             if s.clogged { label += "\\nCLOGGED" }
+            if s.stalledBatches > 0 { label += "\\n\(s.stalledBatches) stalled batches" }
             if let d = decisions.last(where: { $0.stage == s.name }) {
                 label += "\\n\(d.knob.rawValue) \(d.old) → \(d.new)"
             }
@@ -203,6 +211,7 @@ extension StageSnapshot {
             pauses: s.pauses, clogged: s.clogged,
             rejectedFull: s.rejectedFull, rejectedClosed: s.rejectedClosed, rejectedByReason: [:],
             batches: s.batches, handlerErrors: s.handlerErrors, handlerNanoseconds: s.handlerNanoseconds,
+            stalledBatches: s.stalledBatches,
             queueLength: s.queueLength, queuePeak: s.queuePeak,
             threads: s.threads, concurrency: s.concurrency, batchSize: s.batchSize,
             queueDelay: LatencySummary(s.queueDelay), serviceTime: LatencySummary(s.serviceTime),

@@ -38,9 +38,8 @@ public final class Runtime: @unchecked Sendable {
     let watchers = Lock<[StageWatcher]>([])
     /// Every stage's counters as the shutdown left them (see ``snapshot()``).
     let finalSnapshot = Lock<RuntimeSnapshot?>(nil)
-    /// Stages whose handler the C core reported blocking a shared thread
-    /// (logged once each), and how many times.
-    let blockedHandlers = Lock<[String: Int]>([:])
+    /// Where the C core's log messages go (``logger``), kept alive with the runtime.
+    let coreLog: CoreLog
     /// Creation order of the stages, for snapshots taken from the registry.
     private let stagesAdded = AtomicInt()
 
@@ -76,11 +75,16 @@ public final class Runtime: @unchecked Sendable {
         opts.cpu_threads = UInt32(cpuThreads ?? 0)
         opts.pin_threads = pinThreads ? 1 : 0
         opts.clock = clock.pointer
+        let coreLog = CoreLog(logger)
+        opts.log = CoreLog.hook
+        opts.log_ctx = coreLog.context
         var rt: OpaquePointer?
-        _ = try SedaError.check(seda_runtime_create(&rt, &opts))
+        // Creation may log (a poller fallback): the hook's target must live.
+        _ = try SedaError.check(withExtendedLifetime(coreLog) { seda_runtime_create(&rt, &opts) })
         handle = rt!
         self.clock = clock
         self.logger = logger
+        self.coreLog = coreLog
         LiveRuntimes.add(self)
     }
 
