@@ -392,7 +392,7 @@ struct BackpressureTests {
         waitUntil("handled") { results.withLock { $0.count } == 2 }
         #expect(results.withLock { $0 } == [nil, .wouldDeadlock], "full: would have to wait")
         #expect(runtime.snapshot()[stage: "other"]?.rejectedFull == 1)
-        #expect("\(SedaError.wouldDeadlock)".contains("must not wait for room"))
+        #expect("\(SedaError.wouldDeadlock)".contains("handler waiting for room in a queue"))
         gate.open.add(1)
         target.withLock { $0 = nil }
         try runtime.shutdown()
@@ -535,7 +535,7 @@ extension BackpressureTests {
                 threadManager: .dedicated(threads: 1), batchSize: 1,
                 queueCapacity: 8))
         try runtime.watch(stage: "slow", notify: watcher)
-        #expect(throws: SedaError.system(errno: EBUSY)) { try runtime.watch(stage: "slow", notify: watcher) }
+        #expect(throws: SedaError.stageAlreadyWatched("slow")) { try runtime.watch(stage: "slow", notify: watcher) }
         try sink.enqueue(Job(0, life))
         waitUntil("held") { gate.entered.value == 1 }
         for i in 1...8 { try sink.enqueue(Job(i, life)) }
@@ -674,7 +674,9 @@ extension RuntimeTests {
         try runtime.addStage("watched", handler: Recorder())
         try runtime.watch(stage: "watched", notify: states)
         for _ in 0..<3 {
-            #expect(throws: SedaError.system(errno: EBUSY)) { try runtime.watch(stage: "watched", notify: states) }
+            #expect(throws: SedaError.stageAlreadyWatched("watched")) {
+                try runtime.watch(stage: "watched", notify: states)
+            }
         }
         #expect(runtime.watchers.withLock { $0.count } == 1)
         try runtime.shutdown()
