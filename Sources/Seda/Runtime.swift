@@ -170,7 +170,7 @@ public final class Runtime: @unchecked Sendable {
             throw r == -EEXIST ? SedaError.stageExists(name) : SedaError(code: r)
         }
         let sh = StageHandle(
-            adopting: stage!, clock: clock, options: options, admission: admissionBox,
+            adopting: stage!, clock: clock, admission: admissionBox,
             priority: PriorityRouting(H.Event.self, classes: options.priorityClasses))
         let order = stagesAdded.add(1)
         registry.withLock {
@@ -235,8 +235,9 @@ public final class Runtime: @unchecked Sendable {
         _ = try SedaError.check(seda_stage_set_threads(reg.stage.pointer, UInt32(n)))
     }
 
-    /// Sets the largest batch a stage's handler gets (1...1024) while it
-    /// runs: the knob a batching controller turns.
+    /// Sets the largest batch a stage's handler gets (1 to
+    /// ``SedaLimits/batchSize``) while it runs: the knob a batching
+    /// controller turns.
     public func setBatchSize(_ n: Int, forStage name: String) throws(SedaError) {
         let reg = registry.withLock { $0[name] }
         guard let reg else { throw .noSuchStage(name) }

@@ -1,15 +1,17 @@
 import CSedaCore
 
 /// The limits on stages and the runtime, in one place (configuration and
-/// validation read them here).
+/// validation read them here), taken from the C core's headers where it
+/// sets them.
 public enum SedaLimits {
-    /// The longest stage name, in UTF-8 bytes.
-    public static let stageNameBytes = 63
-    /// The largest batch a handler can be given.
-    public static let batchSize = 1024
-    /// The largest queue capacity.
+    /// The longest stage name, in UTF-8 bytes (`SEDA_STAGE_NAME_MAX`).
+    public static let stageNameBytes = Int(SEDA_STAGE_NAME_MAX)
+    /// The largest batch a handler can be given (`SEDA_BATCH_MAX`).
+    public static let batchSize = Int(SEDA_BATCH_MAX)
+    /// The largest queue capacity (`SEDA_QUEUE_MAX_CAPACITY`).
     public static let queueCapacity = Int(SEDA_QUEUE_MAX_CAPACITY)
-    /// The most strict priority classes a stage can have.
+    /// The most strict priority classes a stage can have
+    /// (`SEDA_STAGE_MAX_CLASSES`).
     public static let priorityClasses = Int(SEDA_STAGE_MAX_CLASSES)
     /// The most threads of one pool, of the shared thread manager, or
     /// handler calls at once on the shared threads.
@@ -138,23 +140,21 @@ final class StageHandle: @unchecked Sendable {
     /// An `AdmissionBox<Event>` for the stage's event type, or nil.
     let admission: (any AdmissionBoxing)?
     let rejections = RejectionCounts()
-    /// Events one queue holds: the capacity asked for, rounded up to a power
-    /// of two (at least 2), as the C queue does.
+    /// Events one queue holds (each priority class has one), as the C core
+    /// rounded the capacity asked for.
     let queueCapacity: Int
     /// Events of a `Prioritized` type go to the class their priority names.
     let priority: PriorityRouting?
 
     init(
-        adopting pointer: OpaquePointer, clock: SedaClock, options: StageOptions = StageOptions(),
+        adopting pointer: OpaquePointer, clock: SedaClock,
         admission: (any AdmissionBoxing)? = nil, priority: PriorityRouting? = nil
     ) {
         self.pointer = pointer
         self.clock = clock
         self.admission = admission
         self.priority = priority
-        var c = 2
-        while c < options.queueCapacity { c <<= 1 }
-        queueCapacity = c
+        queueCapacity = seda_stage_queue_capacity(pointer)
     }
 
     deinit { seda_stage_release(pointer) }

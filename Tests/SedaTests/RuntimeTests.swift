@@ -1,3 +1,4 @@
+import CSedaCore
 import Glibc
 import Synchronization
 import Testing
@@ -735,5 +736,29 @@ final class SharedThreadBlocker: EventHandler, Sendable {
         released.add(1)
         // The stall is noted (and logged) before the batch is counted.
         waitUntil("handled") { runtime.snapshot()[stage: sink.name]?.batches == before + 1 }
+    }
+}
+
+extension RuntimeTests {
+    /// SedaLimits are the C core's: a name and a batch size at the limit are
+    /// accepted by the core, one more is refused by both; the capacity a
+    /// batch is checked against is the one the core rounded to (1 → 2).
+    @Test func theLimitsAreTheCoresOwn() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let longest = String(repeating: "n", count: SedaLimits.stageNameBytes)
+        try runtime.addStage(longest, handler: DiscardJobs())
+        try runtime.setBatchSize(SedaLimits.batchSize, forStage: longest)
+        let stage = try runtime.sink(named: longest, of: Job.self).stage.pointer
+        #expect(seda_stage_set_batch_max(stage, UInt32(SedaLimits.batchSize + 1)) == -EINVAL)
+        #expect(throws: SedaError.invalidArgument) {
+            try runtime.setBatchSize(SedaLimits.batchSize + 1, forStage: longest)
+        }
+        let tiny = try runtime.addStage("tiny", handler: DiscardJobs(), options: StageOptions(queueCapacity: 1))
+        #expect(throws: SedaError.batchTooLarge(count: 3, capacity: 2)) {
+            try tiny.enqueueMany((0..<3).map { Job($0, life) })
+        }
+        try runtime.shutdown()
+        #expect(life.balanced)
     }
 }
