@@ -39,9 +39,9 @@ final class CoreLog: Sendable {
     }
 
     /// The C function the runtime's options point at.
-    static let hook: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) ->
-        Void = { ctx, level, stage, message in
-            guard let ctx, let message else { return }
-            Unmanaged<CoreLog>.fromOpaque(ctx).takeUnretainedValue().log(level: level, stage: stage, message: message)
-        }
+    static let hook: seda_log_fn = { ctx, level, stage, message in
+        guard let ctx, let message else { return }
+        let log = Unmanaged<CoreLog>.fromOpaque(ctx).takeUnretainedValue()
+        log.log(level: level, stage: stage, message: message)
+    }
 }
