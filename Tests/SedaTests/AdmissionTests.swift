@@ -442,6 +442,60 @@ extension AdmissionTests {
         try runtime.shutdown()
     }
 
+    /// The timed enqueue, enqueueMany and EventBatch.forward honour
+    /// Prioritized too: a timed enqueue goes to its event's class; a batch
+    /// goes whole, in order, to the most urgent class among its events.
+    @Test func timedAndBatchEnqueuesFindTheirClass() throws {
+        let runtime = try Runtime()
+        let seen = Lock<[Int]>([])
+        struct Log: EventHandler {
+            let seen: Lock<[Int]>
+            let gate: Counter
+            func handle(_ batch: inout EventBatch<Order>) throws {
+                while gate.value == 0 { usleep(200) }
+                batch.forEach { o in seen.withLock { $0.append(o.priority) } }
+            }
+        }
+        /// Holds its thread on the first event (priority -100) until opened,
+        /// then forwards each batch whole.
+        struct Relay: EventHandler {
+            let next: Sink<Order>
+            let gate: Counter
+            func handle(_ batch: inout EventBatch<Order>) throws {
+                if batch[0]?.priority == -100 {
+                    while gate.value == 0 { usleep(200) }
+                    return
+                }
+                try batch.forward(to: next)
+            }
+        }
+        let gate = Counter()
+        let orders = try runtime.addStage(
+            "orders", handler: Log(seen: seen, gate: gate),
+            options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1, priorityClasses: 3))
+        let relayGate = Counter()
+        let relay = try runtime.addStage(
+            "relay", handler: Relay(next: orders, gate: relayGate),
+            options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 8))
+        try orders.enqueue(Order(priority: 1))  // taken at once; the handler waits
+        waitUntil("taken") { orders.count == 0 }
+        try relay.enqueue(Order(priority: -100))
+        waitUntil("relay held") { relay.count == 0 }
+
+        try orders.enqueue(Order(priority: 2), timeout: .seconds(5))  // class 2
+        try orders.enqueueMany([Order(priority: 1), Order(priority: 2)])  // class 1, whole
+        try orders.enqueueMany([Order(priority: 2), Order(priority: 0)])  // class 0, whole
+        try relay.enqueueMany([Order(priority: 2), Order(priority: 1)])
+        waitUntil("queued at the relay") { relay.count == 2 }
+        relayGate.add(1)
+        waitUntil("forwarded") { orders.count == 7 }  // class 1, whole
+        try orders.enqueueMany([Order(priority: 2)])  // class 2
+        gate.add(1)
+        waitUntil("all seen") { seen.withLock { $0.count } == 9 }
+        #expect(seen.withLock { $0 } == [1, 2, 0, 1, 2, 2, 1, 2, 2])
+        try runtime.shutdown()
+    }
+
     @Test func responseTimeStateIsInTheSnapshotAndTheGraph() throws {
         let runtime = try Runtime(clock: .manual())
         let rtc = ResponseTimeController<Job>(target: .milliseconds(50))
