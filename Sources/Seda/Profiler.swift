@@ -139,7 +139,8 @@ extension Runtime {
     /// Every live stage's counters and histograms, in creation order. After
     /// ``shutdown(_:timeout:)``, every stage that was live then, with its
     /// final counters (what it processed, handed back, dropped...) and the
-    /// graph as it last was; the clock reading is the shutdown's.
+    /// final graph (edges first used while draining included); the clock
+    /// reading is the shutdown's.
     public func snapshot() -> RuntimeSnapshot {
         if let last = finalSnapshot.withLock({ $0 }) { return last }
         return liveSnapshot()
@@ -168,12 +169,13 @@ extension Runtime {
 
     /// Keeps the stages' final counters, read after the shutdown through the
     /// handles the registry held (the C core has unlisted them by then), with
-    /// the stage graph `graph` learned while they ran.
-    func keepFinalSnapshot(_ stages: [Registration], graph: RuntimeSnapshot) {
+    /// the final stage graph: the C core resolves the edges against the
+    /// stages the shutdown took down until the runtime is destroyed, so the
+    /// edges first used while draining are there too.
+    func keepFinalSnapshot(_ stages: [Registration]) {
         var out: [StageSnapshot] = []
         for reg in stages {
             var s = StageSnapshot(stage: reg.stage.pointer)
-            s.downstream = graph[stage: s.name]?.downstream ?? []
             s.rejectedByReason = reg.stage.rejections.snapshot
             s.responseTime = reg.stage.admission?.responseTimeState
             out.append(s)

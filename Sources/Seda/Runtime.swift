@@ -254,15 +254,13 @@ public final class Runtime: @unchecked Sendable {
     public func shutdown(_ mode: ShutdownMode = .drain, timeout: Duration? = nil) throws(SedaError) {
         let ns = timeoutNanoseconds(timeout)
         logger.debug("runtime shutting down", metadata: ["mode": "\(mode)"])
-        // The stage graph is learned while stages live: read it first.
-        let live = liveSnapshot()
         let r = seda_runtime_shutdown(handle, mode.cValue, ns)
         if r != -EPIPE && r != -EDEADLK && r != -EINVAL {  // this call stopped the runtime
             let stages = registry.withLock { regs in
                 defer { regs.removeAll() }
                 return regs.values.sorted { $0.order < $1.order }
             }
-            keepFinalSnapshot(stages, graph: live)
+            keepFinalSnapshot(stages)
         }
         _ = try SedaError.check(r)
     }

@@ -210,7 +210,6 @@ struct RuntimeTests {
         toPong.withLock { $0 = pong }
         toPing.withLock { $0 = ping }
         for i in 0..<1000 { try ping.enqueue(Job(i, ttl: 100, life)) }
-        // The graph kept after the shutdown is the one learned before it.
         waitUntil("bouncing") { runtime.snapshot().stages.allSatisfy { $0.downstream.count == 1 } }
         try runtime.shutdown(.drain)
         #expect(finished.value == 1000, "every job ran its course before shutdown returned")
@@ -223,6 +222,50 @@ struct RuntimeTests {
         #expect(runtime.stageNames.isEmpty, "no stage is live any more")
         toPong.withLock { $0 = nil }
         toPing.withLock { $0 = nil }
+        #expect(life.balanced)
+    }
+
+    /// The final graph has the edges first used while draining: `first`
+    /// forwards nothing until the shutdown has begun.
+    @Test func theFinalGraphHasTheEdgesOfTheDrain() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        struct GatedForward: EventHandler {
+            let gate: PoolGate
+            let next: Sink<Job>
+            func handle(_ batch: inout EventBatch<Job>) throws {
+                while !gate.isOpen { usleep(200) }
+                for i in 0..<batch.count {
+                    if let job = batch.take(i) { try enqueueRetrying(next, job) }
+                }
+            }
+        }
+        let gate = PoolGate()
+        let second = try runtime.addStage("second", handler: DiscardJobs())
+        let first = try runtime.addStage(
+            "first", handler: GatedForward(gate: gate, next: second),
+            options: StageOptions(threadManager: .dedicated(threads: 1)))
+        let probe = try runtime.addStage("probe", handler: DiscardJobs())
+        for i in 0..<10 { try first.enqueue(Job(i, life)) }
+        #expect(runtime.snapshot()[stage: "first"]?.downstream == [])
+        // Outside enqueues fail with .closed from the shutdown's start on.
+        let opener = startThread(name: "opener") {
+            waitUntil("stopping") {
+                do throws(SedaError) {
+                    try probe.enqueue(Job(-1, life))
+                    return false
+                } catch {
+                    return error == .closed
+                }
+            }
+            gate.open()
+        }
+        try runtime.shutdown(.drain)
+        opener.join()
+        let final = runtime.snapshot()
+        #expect(final[stage: "second"]?.processed == 10)
+        #expect(final[stage: "first"]?.downstream == ["second"])
+        #expect(final[stage: "second"]?.downstream == [])
         #expect(life.balanced)
     }
 
