@@ -63,7 +63,14 @@ public struct StageSnapshot: Sendable, Equatable {
     public var concurrency: Int
     /// The largest batch the handler gets now.
     public var batchSize: Int
-    /// Enqueue to handler start, per event.
+    /// Per event, from entering this stage's queue to the start of the
+    /// handler's batch that got it. One exception saves a clock read on the
+    /// shared threads' hop: an event a handler on the shared threads sends
+    /// to a FIFO stage of its own runtime is stamped with the start of the
+    /// sender's batch, so its delay here may include the time that handler
+    /// ran before the enqueue (short: handlers there do not block). A CoDel
+    /// stage, a dedicated pool's or an outside thread's enqueue, and
+    /// another runtime's handler stamp the moment of entry.
     public var queueDelay: LatencySummary
     /// Handler time per event.
     public var serviceTime: LatencySummary

@@ -59,8 +59,11 @@ public final class Runtime: @unchecked Sendable {
 
     /// Creates a runtime and starts its shared threads.
     /// - Parameters:
-    ///   - cpuThreads: threads in the shared thread manager (`nil`: one per CPU).
-    ///   - pinThreads: pin shared thread *i* to CPU *i*.
+    ///   - cpuThreads: threads in the shared thread manager (`nil`: one per
+    ///     CPU the process may run on: its affinity mask, as a cpuset
+    ///     container restricts it).
+    ///   - pinThreads: pin shared thread *i* to the *i*-th CPU the process
+    ///     may run on (wrapping), not to CPU number *i*.
     ///   - clock: the clock to read (``SedaClock/manual(startingAt:)`` in tests).
     ///   - logger: where the runtime and its stages log (each stage's
     ///     messages carry `stage` metadata).

@@ -38,7 +38,9 @@ public enum QueueDiscipline: Sendable, Equatable {
     /// the waiting time falls below `target`. Queueing delay stays bounded
     /// under overload; a burst that drains within `interval` loses nothing.
     /// Dropped events are released and counted (``StageSnapshot/dropped``);
-    /// control events (``Sink/enqueueControl(_:)``, timers) never are.
+    /// control events (``Sink/enqueueControl(_:)``, timers) never are. The
+    /// waiting time is an event's own in this queue: a CoDel stage stamps
+    /// each event when it enters (see ``StageSnapshot/queueDelay``).
     case codel(target: Duration = .milliseconds(5), interval: Duration = .milliseconds(100))
 }
 
@@ -51,7 +53,10 @@ public struct StageOptions: Sendable, Equatable {
     /// The queue's capacity (rounded up to a power of two): enqueues beyond it
     /// fail with ``SedaError/full`` (Sandstorm's `queueThreshold`).
     public var queueCapacity: Int = 1024
-    /// For a dedicated pool: pin its threads to this CPU.
+    /// For a dedicated pool: pin its threads to the `pinCPU`-th CPU the
+    /// process may run on (counting from 0 in its affinity mask, wrapping
+    /// around), which is CPU number `pinCPU` only on a machine with no
+    /// affinity restriction (a cpuset container has one).
     public var pinCPU: Int? = nil
     /// How the queue behaves under overload.
     public var discipline: QueueDiscipline = .fifo
