@@ -33,8 +33,7 @@ let package = Package(
         // The applications, as libraries with thin executables (when they land):
         //   .library(name: "SedaHTTP", targets: ["SedaHTTP"]),
         //   .executable(name: "seda-httpd", targets: ["seda-httpd"]),
-        //   .library(name: "SedaGnutella", targets: ["SedaGnutella"]),
-        //   .executable(name: "seda-gnutella", targets: ["seda-gnutella"]),
+        .library(name: "SedaGnutella", targets: ["SedaGnutella"]),
     ],
     dependencies: [
         // The core's only Swift dependency.
@@ -44,6 +43,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The applications' command lines only (never a library target).
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // MARK: The C core
@@ -107,8 +108,7 @@ let package = Package(
         // MARK: Applications (when they land): the stages as a library, a thin executable
         //   .target(name: "SedaHTTP", dependencies: ["Seda"]),
         //   .executableTarget(name: "seda-httpd", dependencies: ["SedaHTTP", "SedaConfiguration"]),
-        //   .target(name: "SedaGnutella", dependencies: ["Seda"]),
-        //   .executableTarget(name: "seda-gnutella", dependencies: ["SedaGnutella", "SedaConfiguration"]),
+        .target(name: "SedaGnutella", dependencies: ["Seda"]),
         // with tests in Tests/SedaHTTPTests and Tests/SedaGnutellaTests.
 
         // MARK: Tests
@@ -122,6 +122,7 @@ let package = Package(
                 "SedaServiceLifecycle",
             ]
         ),
+        .testTarget(name: "SedaGnutellaTests", dependencies: ["SedaGnutella"]),
     ],
     swiftLanguageModes: [.v6]
 )
