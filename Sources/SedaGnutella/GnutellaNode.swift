@@ -12,6 +12,26 @@ public enum RouterAdmission: Sendable, Equatable {
     /// Application-specific filtering: refuse queries while the queue holds
     /// this many, admit every other type (an ``AdmissionPredicate``).
     case queryFilter(Int)
+
+    /// The admission controller this setting puts on the router's sink.
+    public func controller() -> (any AdmissionController<GnutellaEvent>)? {
+        switch self {
+        case .none:
+            return nil
+        case .threshold(let n):
+            return QueueThreshold<GnutellaEvent>(n)
+        case .queryFilter(let n):
+            return AdmissionPredicate<GnutellaEvent> { e, stage in
+                guard e.kind == .descriptor, unsafeDowncast(e, to: Descriptor.self).type == .query else { return nil }
+                return stage.queueLength >= n ? .queryFilter : nil
+            }
+        }
+    }
+}
+
+extension RejectionReason {
+    /// A query refused by ``RouterAdmission/queryFilter(_:)``.
+    public static let queryFilter = RejectionReason("queryFilter")
 }
 
 /// Everything a node's stages are built from.
@@ -112,24 +132,12 @@ public final class GnutellaNode: Sendable {
 
         router = RouterHandler(policy: c.routing, neighbours: neighbours, statistics: statistics,
                                logger: loggerSink, catcher: catcherSink)
-        let admission: (any AdmissionController<GnutellaEvent>)?
-        switch c.routerAdmission {
-        case .none:
-            admission = nil
-        case .threshold(let n):
-            admission = QueueThreshold<GnutellaEvent>(n)
-        case .queryFilter(let n):
-            admission = AdmissionPredicate<GnutellaEvent> { e, stage in
-                guard e.kind == .descriptor, unsafeDowncast(e, to: Descriptor.self).type == .query else { return nil }
-                return stage.queueLength >= n ? RejectionReason("queryFilter") : nil
-            }
-        }
         routerSink = try runtime.addStage(
             routerStage, handler: router,
             options: StageOptions(queueCapacity: c.routerQueueCapacity,
                                   priorityClasses: c.routerPriorityClasses ? 2 : 1,
                                   pauseWhenDownstreamClogged: c.routerPausesWhenLoggerClogged),
-            admission: admission)
+            admission: c.routerAdmission.controller())
 
         server = GnutellaServer(settings: c.server, statistics: statistics, neighbours: neighbours,
                                 clock: runtime.clock, router: routerSink, routerClasses: c.routerPriorityClasses,
