@@ -1,5 +1,4 @@
 import Seda
-import Synchronization
 
 /// How the router's queue is guarded (its admission controller).
 public enum RouterAdmission: Sendable, Equatable {

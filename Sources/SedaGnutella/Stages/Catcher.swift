@@ -1,5 +1,4 @@
 import Seda
-import Synchronization
 
 /// What the catcher hears.
 public final class CatcherEvent: Sendable {
@@ -71,11 +70,11 @@ public final class Catcher: EventHandler, Sendable {
     }
 
     public let settings: Settings
-    private let state = Mutex(State())
+    private let state = Lock(State())
     private let neighbours: Neighbours
     private let clock: SedaClock
-    private let connector = Mutex<(any PeerConnector)?>(nil)
-    private let router = Mutex<Sink<GnutellaEvent>?>(nil)
+    private let connector = Lock<(any PeerConnector)?>(nil)
+    private let router = Lock<Sink<GnutellaEvent>?>(nil)
 
     init(settings: Settings, neighbours: Neighbours, clock: SedaClock) {
         self.settings = settings

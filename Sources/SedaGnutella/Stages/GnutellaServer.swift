@@ -1,5 +1,4 @@
 import Seda
-import Synchronization
 
 /// The server: Sandstorm's GnuServer. Owns every connection's session
 /// (the handshake, then the framer), parses what arrives, checks it and
@@ -45,9 +44,10 @@ public final class GnutellaServer: Sendable {
 
     /// One connection's protocol state.
     private final class Session: @unchecked Sendable {
-        // @unchecked: touched only by calls for this connection, which the
-        // transport serialises (see the thread rules); the sessions lock
-        // publishes it.
+        // @unchecked: `handshake` and `framer` are touched only by calls for
+        // this connection, which the transport serialises (see the thread
+        // rules); `closing` only under the sessions lock (closeAll comes
+        // from any thread).
         let link: any PeerLink
         var handshake: Handshake
         var framer: DescriptorFramer
@@ -64,7 +64,12 @@ public final class GnutellaServer: Sendable {
     public let statistics: GnutellaStatistics
     public let neighbours: Neighbours
     private let clock: SedaClock
-    private let sessions = Mutex<[PeerID: Session]>([:])
+    private let sessions = Lock<[PeerID: Session]>([:])
+
+    /// The session of a connection that is not closing.
+    private func live(_ peer: PeerID) -> Session? {
+        sessions.withLock { m in m[peer].flatMap { $0.closing == nil ? $0 : nil } }
+    }
     private let router: Sink<GnutellaEvent>
     private let routerClasses: Bool
     private let catcher: Sink<CatcherEvent>?
@@ -106,7 +111,7 @@ public final class GnutellaServer: Sendable {
 
     /// Bytes arrived on `link`, valid only during the call.
     public func received(_ link: any PeerLink, _ bytes: UnsafeRawBufferPointer) {
-        guard let s = sessions.withLock({ $0[link.peer] }), s.closing == nil else { return }
+        guard let s = live(link.peer) else { return }
         statistics.bytesIn(bytes.count)
         var rest = bytes
         if !s.handshake.isComplete {
@@ -141,7 +146,7 @@ public final class GnutellaServer: Sendable {
     /// The peer sent end of stream: fine between descriptors, truncation
     /// inside one (or inside the handshake).
     public func readEOF(_ link: any PeerLink) {
-        guard let s = sessions.withLock({ $0[link.peer] }), s.closing == nil else { return }
+        guard let s = live(link.peer) else { return }
         let cut = s.framer.isMidDescriptor || !s.handshake.isComplete
         close(s, cut ? .truncated : .peerClosed, flush: !cut)
     }
@@ -149,8 +154,9 @@ public final class GnutellaServer: Sendable {
     /// The connection is gone (the transport's last report for it).
     /// `reason` is the transport's; a close this server started keeps its own.
     public func closed(_ link: any PeerLink, reason: CloseReason) {
-        guard let s = sessions.withLock({ $0.removeValue(forKey: link.peer) }) else { return }
-        if s.closing == nil {
+        guard let (s, closing) = sessions.withLock({ m in m.removeValue(forKey: link.peer).map { ($0, $0.closing) } })
+        else { return }
+        if closing == nil {
             // The transport closed it (the peer reset it, or it clogged):
             // a stream cut inside a descriptor is truncated whatever the cause.
             let r: CloseReason = reason == .peerClosed && (s.framer.isMidDescriptor || !s.handshake.isComplete)
@@ -163,7 +169,7 @@ public final class GnutellaServer: Sendable {
     /// The connection's outgoing queue passed its hard limit: the peer is
     /// not reading. Close it (the seed's socket queue thresholding).
     public func clogged(_ link: any PeerLink) {
-        guard let s = sessions.withLock({ $0[link.peer] }), s.closing == nil else { return }
+        guard let s = live(link.peer) else { return }
         close(s, .clogged)
     }
 
@@ -175,15 +181,21 @@ public final class GnutellaServer: Sendable {
 
     /// Closes every connection (shutdown).
     public func closeAll() {
-        for s in sessions.withLock({ Array($0.values) }) where s.closing == nil {
+        for s in sessions.withLock({ Array($0.values) }) {
             close(s, .local, flush: true)
         }
     }
 
     // MARK: Inside
 
+    /// Closes once: a second close of the same session does nothing.
     private func close(_ s: Session, _ reason: CloseReason, flush: Bool = false) {
-        s.closing = reason
+        let first = sessions.withLock { _ in
+            if s.closing != nil { return false }
+            s.closing = reason
+            return true
+        }
+        guard first else { return }
         statistics.closed(reason)
         if neighbours.remove(s.link.peer) { statistics.handshakenClosed() }
         s.link.close(flush: flush)

@@ -1,5 +1,4 @@
 import Seda
-import Synchronization
 
 /// The router stage (GnuRouter): applies ``RoutingCore`` to each
 /// descriptor and acts on the decision: pings are flooded here, queries go
@@ -12,7 +11,7 @@ import Synchronization
 public final class RouterHandler: EventHandler, Sendable {
     public typealias Event = GnutellaEvent
 
-    private let core: Mutex<RoutingCore>
+    private let core: Lock<RoutingCore>
     private let forwarding: Forwarding
     private let statistics: GnutellaStatistics
     private let logger: Sink<GnutellaEvent>?
@@ -23,7 +22,7 @@ public final class RouterHandler: EventHandler, Sendable {
     ///   - catcher: told of addresses found in pongs (nil: nobody).
     init(policy: RoutingPolicy, neighbours: Neighbours, statistics: GnutellaStatistics,
          logger: Sink<GnutellaEvent>?, catcher: Sink<CatcherEvent>?) {
-        core = Mutex(RoutingCore(policy: policy))
+        core = Lock(RoutingCore(policy: policy))
         forwarding = Forwarding(neighbours: neighbours, statistics: statistics)
         self.statistics = statistics
         self.logger = logger

@@ -1,5 +1,4 @@
 import Seda
-import Synchronization
 
 /// How the router's route cleanup ticks reach it.
 public enum CleanupDelivery: Sendable, Equatable {
@@ -29,7 +28,7 @@ final class TickerHandler: EventHandler, Sendable {
 
     private let timers: Timers
     private let jobs: [Tick.Job: Job]
-    private let me = Mutex<Sink<Tick>?>(nil)
+    private let me = Lock<Sink<Tick>?>(nil)
 
     init(timers: Timers, jobs: [Tick.Job: Job]) {
         self.timers = timers

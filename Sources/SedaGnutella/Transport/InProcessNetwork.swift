@@ -39,8 +39,8 @@ public final class InProcessNetwork: Sendable {
 
     public let options: Options
     private let nextID = Atomic<UInt64>(1)
-    private let nodes = Mutex<[PeerAddress: Sink<LinkEvent>]>([:])
-    private let pipes = Mutex<[ObjectIdentifier: Pipe]>([:])
+    private let nodes = Lock<[PeerAddress: Sink<LinkEvent>]>([:])
+    private let pipes = Lock<[ObjectIdentifier: Pipe]>([:])
     private let nextEphemeral = Atomic<UInt32>(40_000)
 
     public init(options: Options = Options()) {
@@ -128,7 +128,7 @@ public final class InProcessNetwork: Sendable {
 
         let network: InProcessNetwork
         let endpoints: [Endpoint]
-        private let state = Mutex(State())
+        private let state = Lock(State())
 
         init(network: InProcessNetwork, endpoints: [Endpoint], ids: (PeerID, PeerID), remotes: [PeerAddress]) {
             self.network = network
@@ -282,7 +282,7 @@ public final class Probe: @unchecked Sendable {
         var closed = false
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     fileprivate init() {}
 

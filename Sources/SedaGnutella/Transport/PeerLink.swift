@@ -1,4 +1,4 @@
-import Synchronization
+import Seda
 
 /// What a write did.
 public enum SendOutcome: Sendable, Equatable {
@@ -50,7 +50,7 @@ public final class Neighbours: Sendable {
         var all: [any PeerLink] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     public init() {}
 
