@@ -34,6 +34,7 @@ let package = Package(
         //   .library(name: "SedaHTTP", targets: ["SedaHTTP"]),
         //   .executable(name: "seda-httpd", targets: ["seda-httpd"]),
         .library(name: "SedaGnutella", targets: ["SedaGnutella"]),
+        .executable(name: "seda-gnutella", targets: ["seda-gnutella"]),
     ],
     dependencies: [
         // The core's only Swift dependency.
@@ -109,6 +110,14 @@ let package = Package(
         //   .target(name: "SedaHTTP", dependencies: ["Seda"]),
         //   .executableTarget(name: "seda-httpd", dependencies: ["SedaHTTP", "SedaConfiguration"]),
         .target(name: "SedaGnutella", dependencies: ["Seda"]),
+        .executableTarget(
+            name: "seda-gnutella",
+            dependencies: [
+                "SedaGnutella",
+                "Seda",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // with tests in Tests/SedaHTTPTests and Tests/SedaGnutellaTests.
 
         // MARK: Tests
