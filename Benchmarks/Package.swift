@@ -43,6 +43,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Seda", package: "Seda"),
                 "CSedaBench",
+                "CSedaLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
