@@ -203,12 +203,17 @@ struct SedaGnutellaCommand: ParsableCommand {
         gov?.stop()
         node.stop()
         transport.shutdown()
-        try? runtime.shutdown(.handBack, timeout: .seconds(10))
+        // Queued queries may each cost the logger's delay: give them back;
+        // then drain the rest, so that every connection's last report
+        // (its close, and why) is counted.
+        try? runtime.destroyStage(named: node.loggerStage, mode: .handBack)
+        try? runtime.shutdown(.drain, timeout: .seconds(10))
         log?.close()
         let s = node.statistics.snapshot()
         FileHandleStderr.write("seda-gnutella: stopped (\(String(cString: strsignal(sig)))): "
             + "\(s.accepted) accepted, \(s.connectedOut) dialled, \(s.receivedTotal) descriptors in, "
-            + "\(s.forwardedTotal) out; \(s.statusLine(since: nil, seconds: 0))\n")
+            + "\(s.forwardedTotal) out, \(s.closed[.clogged] ?? 0) closed clogged, \(s.badInputCloses) closed for bad input; "
+            + s.statusLine(since: nil, seconds: 0) + "\n")
     }
 }
 
