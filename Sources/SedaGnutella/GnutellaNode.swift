@@ -161,6 +161,11 @@ public final class GnutellaNode: Sendable {
                 }
             }
         }
+        let server = self.server
+        let clock = runtime.clock
+        jobs[.handshakeSweep] = .init(period: max(c.server.handshakeTimeout / 2, .milliseconds(10))) {
+            server.sweep(now: clock.now)
+        }
         if c.catcher.targetConnections > 0 || !c.catcher.seeds.isEmpty {
             jobs[.catcher] = .init(period: c.catcher.interval) { try? catcherSink.enqueueControl(CatcherEvent(.tick)) }
         }

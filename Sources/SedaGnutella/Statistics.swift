@@ -55,6 +55,8 @@ public enum CloseReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case payloadTooLong
     /// The stream ended inside a descriptor (or inside the handshake).
     case truncated
+    /// No complete handshake in time.
+    case handshakeTimeout
     /// The outgoing queue passed its hard limit: the peer stopped reading.
     case clogged
     /// The peer closed after a complete descriptor (the normal end).
@@ -70,6 +72,7 @@ public enum CloseReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .unknownPayloadType: "unknown-type"
         case .payloadTooLong: "payload-too-long"
         case .truncated: "truncated"
+        case .handshakeTimeout: "handshake-timeout"
         case .clogged: "clogged"
         case .peerClosed: "peer-closed"
         case .error: "error"
@@ -80,7 +83,7 @@ public enum CloseReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     /// Closes that count as bad input from the peer.
     public var isBadInput: Bool {
         switch self {
-        case .badHandshake, .unknownPayloadType, .payloadTooLong, .truncated: true
+        case .badHandshake, .unknownPayloadType, .payloadTooLong, .truncated, .handshakeTimeout: true
         default: false
         }
     }

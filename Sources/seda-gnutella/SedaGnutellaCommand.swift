@@ -47,6 +47,9 @@ struct SedaGnutellaCommand: ParsableCommand {
     @Option(help: "Largest payload accepted, bytes (above it the connection is closed).")
     var maxPayload: Int = 64 * 1024
 
+    @Option(help: "Seconds a connection may take to complete its handshake.")
+    var handshakeTimeout: Double = 10
+
     @Option(help: "Bound on TTL + hops; higher TTLs are lowered to it.")
     var maxTTL: Int = 7
 
@@ -126,7 +129,7 @@ struct SedaGnutellaCommand: ParsableCommand {
             throw ValidationError("--router-threshold and --query-filter are two policies for one queue: pick one")
         }
         guard maxPayload >= 0, (1...255).contains(maxTTL), routeLifetime >= 1, tableCapacity >= 1,
-              maxConnections >= 1, targetConnections >= 0, loggerDelayMs >= 0, statusInterval >= 0,
+              maxConnections >= 1, targetConnections >= 0, handshakeTimeout > 0, loggerDelayMs >= 0, statusInterval >= 0,
               loggerThreads >= 1, loggerMaxThreads >= loggerThreads, governorThreshold >= 1, governorIntervalMs >= 10
         else { throw ValidationError("a numeric option is out of range (see --help)") }
     }
@@ -135,6 +138,7 @@ struct SedaGnutellaCommand: ParsableCommand {
         var c = GnutellaConfiguration()
         c.server.maxPayload = maxPayload
         c.server.maxConnections = maxConnections
+        c.server.handshakeTimeout = .milliseconds(Int64(handshakeTimeout * 1000))
         c.routing = RoutingPolicy(maxTTL: UInt8(maxTTL), tableCapacity: tableCapacity,
                                   routeLifetime: .seconds(routeLifetime))
         if let n = routerThreshold { c.routerAdmission = .threshold(n) }

@@ -74,6 +74,20 @@ struct BadInputTests {
         try expectOthersUnaffected(h, a, g1, g2, closedFor: .truncated)
     }
 
+    @Test func aSilentPeerIsClosedAfterTheHandshakeTimeout() throws {
+        let h = try Harness()
+        let a = try h.node("A", port: 6346) { $0.server.handshakeTimeout = .seconds(4) }
+        let good1 = try h.probe("A"), good2 = try h.probe("A")
+        let silent = try h.network.probe(connectingTo: h.addresses["A"]!)
+        waitUntil("the silent connection is accepted") { a.server.sessionCount == 3 }
+        try h.advance(.seconds(2))
+        settle(h.runtime)
+        #expect(!silent.sawEOF, "2 s of 4: still waiting")
+        try h.advance(.seconds(2))
+        waitUntil("the silent connection closed") { silent.sawEOF }
+        try expectOthersUnaffected(h, a, good1, good2, closedFor: .handshakeTimeout)
+    }
+
     @Test func ttlPlusHopsAboveSevenIsClampedAndTheConnectionStays() throws {
         let (h, a, g1, g2, _) = try setUp()
         g1.send(Descriptor(ttl: 10, hops: 3, .ping(extensions: [])))

@@ -110,6 +110,14 @@ struct RoutingCoreTests {
         #expect(r.route(arriving(ping, from: b)) == .drop(.duplicate), "our ping echoed back")
     }
 
+    @Test func ourOwnRequestsLeaveWithTheirTTL() {
+        var r = RoutingCore()
+        let ping = Descriptor(ttl: 3, .ping(extensions: []))  // origin .local
+        #expect(r.route(ping) == .flood)
+        #expect(ping.ttl == 3 && ping.hops == 0, "no hop taken at home")
+        #expect(r.route(arriving(Descriptor(id: ping.id, .pong(Pong(port: 1, address: .loopback))), from: b)) == .local)
+    }
+
     @Test func routesExpireAfterTwoRotations() {
         var r = RoutingCore()
         let ping = Descriptor(.ping(extensions: []))

@@ -124,3 +124,21 @@ struct TopologyTests {
         try h.shutdown()
     }
 }
+
+extension TopologyTests {
+    @Test func withPriorityClassesEveryTypeStillRoutes() throws {
+        let h = try Harness()
+        try h.node("A", port: 6346) { $0.routerPriorityClasses = true }
+        let p1 = try h.probe("A"), p2 = try h.probe("A")
+        let q = Descriptor(ttl: 7, .query(Query(criteria: "class 1")))
+        let ping = Descriptor(ttl: 7, .ping(extensions: []))
+        p1.send(q)
+        p1.send(ping)
+        let got = p2.waitFor(2)
+        #expect(Set(got.map(\.id)) == [q.id, ping.id])
+        p2.send(Descriptor(id: q.id, .queryHit(QueryHit(port: 1, address: .loopback, speed: 1, results: [],
+                                                         serventID: GUID(low: 3, high: 3)))))
+        #expect(p1.waitFor(1)[0].type == .queryHit)
+        try h.shutdown()
+    }
+}

@@ -38,6 +38,8 @@ public final class Tick: GnutellaEvent, @unchecked Sendable {
         case routeCleanup
         /// The catcher checks its connection count and dials or pings.
         case catcher
+        /// The server closes connections whose handshake is late.
+        case handshakeSweep
     }
 
     public let job: Job

@@ -86,7 +86,9 @@ public struct RoutingCore: Sendable {
     public var routeCount: Int { pings.count + queries.count + pushRoutes.count + pushesSeen.count }
 
     /// Decides what to do with `d`, updating the tables, and TTL and hops
-    /// when it is to be forwarded.
+    /// when it is to be forwarded. A ping or query whose origin is
+    /// ``PeerID/local`` is this servent's own: it is recorded (its answers
+    /// come back as ``RouteDecision/local``) and flooded as made.
     public mutating func route(_ d: Descriptor) -> RouteDecision {
         clampTTL(d)
         switch d.type {
@@ -95,6 +97,8 @@ public struct RoutingCore: Sendable {
             switch r {
             case .present: return .drop(.duplicate)
             case .full: return .drop(.tableFull)
+            // Our own request leaves with the TTL it was made with.
+            case .inserted where d.origin == .local: return d.ttl > 0 ? .flood : .drop(.ttlExpired)
             case .inserted: return advance(d) ? .flood : .drop(.ttlExpired)
             }
         case .pong, .queryHit:

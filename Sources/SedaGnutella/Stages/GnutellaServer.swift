@@ -19,7 +19,10 @@ import Seda
 /// - an unknown payload type: `unknownPayloadType`;
 /// - a payload length above ``GnutellaServer/Settings/maxPayload``: `payloadTooLong`
 ///   (nothing is allocated for it);
-/// - the stream ending inside a descriptor or the handshake: `truncated`.
+/// - the stream ending inside a descriptor or the handshake: `truncated`;
+/// - no complete handshake within ``Settings/handshakeTimeout``:
+///   `handshakeTimeout` (a peer that connects and says nothing would hold
+///   its connection for ever; ``sweep(now:)`` finds it).
 /// A payload that does not parse is dropped and counted
 /// (``DropReason/malformed``) but does not close the connection (the stream
 /// is still in step); TTL + hops above the limit is the router's to clamp.
@@ -35,10 +38,14 @@ public final class GnutellaServer: Sendable {
         public var maxPayload: Int = 64 * 1024
         /// The most handshaken connections; later ones are closed.
         public var maxConnections: Int = 10_000
+        /// How long a connection may take to complete its handshake.
+        public var handshakeTimeout: Duration = .seconds(10)
 
-        public init(maxPayload: Int = 64 * 1024, maxConnections: Int = 10_000) {
+        public init(maxPayload: Int = 64 * 1024, maxConnections: Int = 10_000,
+                    handshakeTimeout: Duration = .seconds(10)) {
             self.maxPayload = maxPayload
             self.maxConnections = maxConnections
+            self.handshakeTimeout = handshakeTimeout
         }
     }
 
@@ -46,15 +53,18 @@ public final class GnutellaServer: Sendable {
     private final class Session: @unchecked Sendable {
         // @unchecked: `handshake` and `framer` are touched only by calls for
         // this connection, which the transport serialises (see the thread
-        // rules); `closing` only under the sessions lock (closeAll comes
-        // from any thread).
+        // rules); `closing` and `handshaken` only under the sessions lock
+        // (closeAll and sweep come from any thread).
         let link: any PeerLink
+        let openedAt: Int64
         var handshake: Handshake
         var framer: DescriptorFramer
         var closing: CloseReason?
+        var handshaken = false
 
-        init(link: any PeerLink, role: Handshake.Role, maxPayload: Int) {
+        init(link: any PeerLink, role: Handshake.Role, maxPayload: Int, openedAt: Int64) {
             self.link = link
+            self.openedAt = openedAt
             handshake = Handshake(role: role)
             framer = DescriptorFramer(maxPayload: maxPayload)
         }
@@ -98,7 +108,8 @@ public final class GnutellaServer: Sendable {
     /// A connection opened: `outbound` when we dialled (we send CONNECT
     /// first), else accepted (we wait for CONNECT).
     public func opened(_ link: any PeerLink, outbound: Bool) {
-        let s = Session(link: link, role: outbound ? .connecting : .accepting, maxPayload: settings.maxPayload)
+        let s = Session(link: link, role: outbound ? .connecting : .accepting, maxPayload: settings.maxPayload,
+                        openedAt: clock.now)
         sessions.withLock { $0[link.peer] = s }
         if outbound {
             statistics.connectedOut()
@@ -128,6 +139,7 @@ public final class GnutellaServer: Sendable {
                     return
                 }
                 neighbours.add(link)
+                sessions.withLock { _ in s.handshaken = true }
                 statistics.handshakeDone()
                 rest = UnsafeRawBufferPointer(rebasing: bytes[consumed...])
             }
@@ -177,6 +189,19 @@ public final class GnutellaServer: Sendable {
     public func connectFailed(_ address: PeerAddress) {
         statistics.connectFailed()
         try? catcher?.enqueueControl(CatcherEvent(.connectFailed(address)))
+    }
+
+    /// Closes the connections that have not completed their handshake
+    /// within the timeout. Any thread (the node's ticker calls it); returns
+    /// how many it closed.
+    @discardableResult
+    public func sweep(now: Int64) -> Int {
+        let limit = nanos(settings.handshakeTimeout)
+        let late = sessions.withLock { m in
+            m.values.filter { !$0.handshaken && $0.closing == nil && now - $0.openedAt >= limit }
+        }
+        for s in late { close(s, .handshakeTimeout) }
+        return late.count
     }
 
     /// Closes every connection (shutdown).
