@@ -157,16 +157,21 @@ struct SocketTests {
     }
 
     @Test func aPeerThatStopsReadingIsClosedAtTheLimit() throws {
-        let n = try Node("A", options: .init(hardLimit: 64 * 1024))
+        // Small kernel buffers: the pile-up reaches the router's limit quickly.
+        let n = try Node("A", options: .init(hardLimit: 64 * 1024, sendBuffer: 16 * 1024))
         let sender = try TCPClient(port: n.transport.port)
         let clogged = try TCPClient(port: n.transport.port, receiveBuffer: 4096)
         #expect(sender.handshake() && clogged.handshake())
         waitUntil("both handshaken") { n.node.neighbours.count == 2 }
-        // 2 KB queries until the router gives up on the peer that never reads
-        // (bounded: 4000 of them, 8 MB, far past any kernel buffer).
+        // 2 KB queries, 20 at a time, each lot taken by the router before
+        // the next, until it gives up on the peer that never reads (bounded:
+        // 4000 queries, 8 MB, far past the buffers).
         let text = String(repeating: "q", count: 2000)
-        for _ in 0..<4000 where n.node.statistics.snapshot().closed[.clogged] == 0 {
-            sender.send(Descriptor(ttl: 7, .query(Query(criteria: text))).bytes)
+        var sent = 0
+        while sent < 4000 && n.node.statistics.snapshot().closed[.clogged] == 0 {
+            for _ in 0..<20 { sender.send(Descriptor(ttl: 7, .query(Query(criteria: text))).bytes) }
+            sent += 20
+            waitUntil("the router took them") { n.node.statistics.snapshot().logged >= UInt64(sent) }
         }
         waitUntil("the clogged peer closed") { n.node.statistics.snapshot().closed[.clogged] == 1 }
         #expect(n.node.neighbours.count == 1)

@@ -40,13 +40,17 @@ public final class PollTransport: PeerConnector, @unchecked Sendable {
         public var maxConnections = 10_000
         /// The address to listen on (127.0.0.1 unless told otherwise).
         public var host: IPv4Address = .loopback
+        /// SO_SNDBUF for every connection (nil: the kernel's autotuning, up
+        /// to several MB a connection, which hides a clogged peer for a while).
+        public var sendBuffer: Int32? = nil
 
         public init(hardLimit: Int? = 1 << 20, clogPolicy: InProcessNetwork.ClogPolicy = .close,
-                    maxConnections: Int = 10_000, host: IPv4Address = .loopback) {
+                    maxConnections: Int = 10_000, host: IPv4Address = .loopback, sendBuffer: Int32? = nil) {
             self.hardLimit = hardLimit
             self.clogPolicy = clogPolicy
             self.maxConnections = maxConnections
             self.host = host
+            self.sendBuffer = sendBuffer
         }
     }
 
@@ -134,8 +138,7 @@ public final class PollTransport: PeerConnector, @unchecked Sendable {
             report(LinkEvent(link: nil, kind: .connectFailed(address)))
             return
         }
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        configure(fd)
         var a = PollTransport.sockaddr(address)
         let r = withUnsafePointer(to: &a) {
             $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) {
@@ -161,6 +164,15 @@ public final class PollTransport: PeerConnector, @unchecked Sendable {
         s.sin_port = a.port.bigEndian
         s.sin_addr.s_addr = a.host.value.bigEndian
         return s
+    }
+
+    /// TCP_NODELAY, and the send buffer if one is set.
+    func configure(_ fd: Int32) {
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if var size = options.sendBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
     }
 
     /// O_NONBLOCK and FD_CLOEXEC (accept4 and pipe2 are not exported to Swift).
@@ -243,8 +255,7 @@ public final class PollTransport: PeerConnector, @unchecked Sendable {
                 Glibc.close(fd)
                 continue
             }
-            var one: Int32 = 1
-            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            configure(fd)
             let remote = PeerAddress(host: IPv4Address(UInt32(bigEndian: a.sin_addr.s_addr)),
                                      port: UInt16(bigEndian: a.sin_port))
             let link = PollLink(transport: self, fd: fd, id: nextID.wrappingAdd(1, ordering: .relaxed).oldValue,
@@ -412,8 +423,6 @@ final class PollLink: PeerLink, @unchecked Sendable {
                     transport.report(LinkEvent(link: nil, kind: .connectFailed(remote)))
                     return
                 }
-                var one: Int32 = 1
-                setsockopt(s.fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
                 s.connecting = false
                 transport.report(LinkEvent(link: self, kind: .opened(outbound: true)))
                 return
