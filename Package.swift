@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Seda", targets: ["Seda"]),
         .library(name: "CSedaCore", targets: ["CSedaCore"]),
         .executable(name: "seda-bench", targets: ["seda-bench"]),
+        .library(name: "SedaHTTP", targets: ["SedaHTTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -70,6 +71,24 @@ let package = Package(
         .testTarget(
             name: "SedaTests",
             dependencies: ["Seda"]
+        ),
+        // Haboob's stages as a library (parse, page cache, file read, respond).
+        .systemLibrary(
+            name: "CHTTPParser",
+            providers: [.apt(["libhttp-parser-dev"])]
+        ),
+        .target(
+            name: "CSedaHTTP",
+            cSettings: [.enableWarning("all"), .enableWarning("extra")]
+        ),
+        .target(
+            name: "SedaHTTP",
+            dependencies: ["Seda", "CHTTPParser", "CSedaHTTP"],
+            linkerSettings: [.linkedLibrary("http_parser")]
+        ),
+        .testTarget(
+            name: "SedaHTTPTests",
+            dependencies: ["SedaHTTP"]
         ),
     ],
     swiftLanguageModes: [.v6]
