@@ -3,11 +3,11 @@ import Glibc
 /// A pthread mutex. Used instead of `Synchronization.Mutex` inside Seda because
 /// ThreadSanitizer sees pthread locks (it does not see the raw futex calls
 /// `Mutex` makes on Linux), and Seda's tests run under TSan.
-final class Lock<State>: @unchecked Sendable {
+package final class Lock<State>: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var state: State
 
-    init(_ state: State) {
+    package init(_ state: State) {
         self.state = state
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
@@ -19,7 +19,7 @@ final class Lock<State>: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
+    package func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&state)

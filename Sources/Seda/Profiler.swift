@@ -1,6 +1,4 @@
 import CSedaCore
-import CoreMetrics
-import Prometheus
 
 /// A latency distribution summarised: count, mean and quantiles, in
 /// nanoseconds (each quantile within 12.5% of the true value).
@@ -173,73 +171,6 @@ extension StageSnapshot {
             serviceTime: withUnsafePointer(to: &st.pointee.service_time) { LatencySummary($0) },
             downstream: downstream.sorted())
     }
-}
-
-/// Publishes stage snapshots through swift-metrics: counters for events
-/// (enqueued, processed, rejected by reason, handed back, handler errors),
-/// gauges for queue length, threads and latency quantiles, each with a
-/// `stage` dimension. Call ``export(_:)`` periodically (e.g. every second).
-public final class StageMetricsExporter: @unchecked Sendable {
-    // @unchecked: `last` is guarded by `lock`.
-    private let factory: any MetricsFactory
-    private let lock = Lock<[String: StageSnapshot]>([:])
-
-    /// `factory`: where metrics go (default: the bootstrapped `MetricsSystem`).
-    public init(factory: any MetricsFactory = MetricsSystem.factory) {
-        self.factory = factory
-    }
-
-    public func export(_ snapshot: RuntimeSnapshot) {
-        lock.withLock { last in
-            for s in snapshot.stages {
-                let prev = last[s.name]
-                let dims = [("stage", s.name)]
-                func count(_ label: String, _ now: UInt64, _ before: UInt64?, _ extra: [(String, String)] = []) {
-                    let delta = now &- (before ?? 0)
-                    if delta > 0, delta < UInt64(Int64.max) {
-                        Counter(label: label, dimensions: dims + extra, factory: factory).increment(by: Int64(delta))
-                    }
-                }
-                count("seda_stage_enqueued_total", s.enqueued, prev?.enqueued)
-                count("seda_stage_processed_total", s.processed, prev?.processed)
-                count("seda_stage_handed_back_total", s.handedBack, prev?.handedBack)
-                count("seda_stage_dropped_total", s.dropped, prev?.dropped)
-                count("seda_stage_rejected_total", s.rejectedFull, prev?.rejectedFull, [("reason", "full")])
-                count("seda_stage_rejected_total", s.rejectedClosed, prev?.rejectedClosed, [("reason", "closed")])
-                for (reason, n) in s.rejectedByReason {
-                    count("seda_stage_rejected_total", n, prev?.rejectedByReason[reason], [("reason", reason)])
-                }
-                count("seda_stage_handler_errors_total", s.handlerErrors, prev?.handlerErrors)
-                Gauge(label: "seda_stage_queue_length", dimensions: dims, factory: factory).record(Double(s.queueLength))
-                Gauge(label: "seda_stage_threads", dimensions: dims, factory: factory).record(Double(s.threads))
-                for (q, qd, st) in [("0.5", s.queueDelay.p50Nanoseconds, s.serviceTime.p50Nanoseconds),
-                                    ("0.9", s.queueDelay.p90Nanoseconds, s.serviceTime.p90Nanoseconds),
-                                    ("0.99", s.queueDelay.p99Nanoseconds, s.serviceTime.p99Nanoseconds)] {
-                    Gauge(label: "seda_stage_queue_delay_seconds", dimensions: dims + [("quantile", q)],
-                          factory: factory).record(Double(qd) / 1e9)
-                    Gauge(label: "seda_stage_service_time_seconds", dimensions: dims + [("quantile", q)],
-                          factory: factory).record(Double(st) / 1e9)
-                }
-                last[s.name] = s
-            }
-        }
-    }
-}
-
-/// A Prometheus registry for an application's metrics endpoint: give
-/// ``factory`` to ``StageMetricsExporter`` (or bootstrap `MetricsSystem`
-/// with it) and serve ``render()`` as `text/plain; version=0.0.4`.
-public final class PrometheusEndpoint: Sendable {
-    public let registry: PrometheusCollectorRegistry
-    public let factory: PrometheusMetricsFactory
-
-    public init() {
-        registry = PrometheusCollectorRegistry()
-        factory = PrometheusMetricsFactory(registry: registry)
-    }
-
-    /// The exposition text of every metric in the registry.
-    public func render() -> String { registry.emitToString() }
 }
 
 func formatNanos(_ ns: UInt64) -> String {

@@ -1,7 +1,6 @@
 import CSedaCore
 import Glibc
 import Logging
-import ServiceLifecycle
 
 /// Sandstorm's system manager: creates stages, looks them up by name,
 /// destroys them while others run, and shuts the whole graph down.
@@ -41,8 +40,8 @@ public final class Runtime: @unchecked Sendable {
     ///   - clock: the clock to read (``SedaClock/manual(startingAt:)`` in tests).
     public init(cpuThreads: Int? = nil, pinThreads: Bool = false, clock: SedaClock = .monotonic,
                 logger: Logger = Logger(label: "seda")) throws(SedaError) {
-        if let n = cpuThreads, n < 1 || n > 1024 {
-            throw .invalidConfiguration("cpuThreads \(n) is not in 1...1024")
+        if let n = cpuThreads, n < 1 || n > SedaLimits.threads {
+            throw .invalidConfiguration("cpuThreads \(n) is not in 1...\(SedaLimits.threads)")
         }
         var opts = seda_runtime_options_t()
         opts.cpu_threads = UInt32(cpuThreads ?? 0)
@@ -72,8 +71,8 @@ public final class Runtime: @unchecked Sendable {
                                           options: StageOptions = StageOptions(),
                                           admission: (any AdmissionController<H.Event>)? = nil) throws -> Sink<H.Event> {
         try options.validate(stage: name)
-        guard !name.isEmpty, name.utf8.count <= 63 else {
-            throw SedaError.invalidConfiguration("stage name '\(name)' must be 1 to 63 bytes")
+        guard !name.isEmpty, name.utf8.count <= SedaLimits.stageNameBytes else {
+            throw SedaError.invalidConfiguration("stage name '\(name)' must be 1 to \(SedaLimits.stageNameBytes) bytes")
         }
         try handler.setUp(StageContext(name: name, options: options, runtime: self))
         var stageLogger = logger
@@ -173,7 +172,7 @@ public final class Runtime: @unchecked Sendable {
     public func setBatchSize(_ n: Int, forStage name: String) throws(SedaError) {
         let reg = registry.withLock { $0[name] }
         guard let reg else { throw .noSuchStage(name) }
-        guard n >= 1, n <= 1024 else { throw .invalidArgument }
+        guard n >= 1, n <= SedaLimits.batchSize else { throw .invalidArgument }
         _ = try SedaError.check(seda_stage_set_batch_max(reg.stage.pointer, UInt32(n)))
     }
 
@@ -189,46 +188,6 @@ public final class Runtime: @unchecked Sendable {
         let r = seda_runtime_shutdown(handle, mode.cValue, ns)
         registry.withLock { $0.removeAll() }
         _ = try SedaError.check(r)
-    }
-}
-
-extension Runtime: Service {
-    /// Runs until a graceful shutdown is requested (a `ServiceGroup` turns
-    /// SIGTERM into one), then drains the graph. The blocking drain runs on
-    /// a thread of its own, not on Swift's cooperative pool.
-    public func run() async throws {
-        try? await gracefulShutdown()
-        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
-            let box = Unmanaged.passRetained(ShutdownJob(runtime: self, continuation: cont))
-            var tid = pthread_t()
-            let rc = pthread_create(&tid, nil, { arg in
-                let job = Unmanaged<ShutdownJob>.fromOpaque(arg!).takeRetainedValue()
-                do throws(SedaError) {
-                    try job.runtime.shutdown(.drain)
-                    job.continuation.resume()
-                } catch .closed {
-                    job.continuation.resume() // someone shut it down already
-                } catch {
-                    job.continuation.resume(throwing: error)
-                }
-                return nil
-            }, box.toOpaque())
-            if rc == 0 {
-                pthread_detach(tid)
-            } else {
-                box.release()
-                cont.resume(throwing: SedaError(code: -rc))
-            }
-        }
-    }
-}
-
-private final class ShutdownJob: @unchecked Sendable {
-    let runtime: Runtime
-    let continuation: CheckedContinuation<Void, any Error>
-    init(runtime: Runtime, continuation: CheckedContinuation<Void, any Error>) {
-        self.runtime = runtime
-        self.continuation = continuation
     }
 }
 

@@ -1,5 +1,21 @@
 import CSedaCore
 
+/// The limits on stages and the runtime, in one place (configuration and
+/// validation read them here).
+public enum SedaLimits {
+    /// The longest stage name, in UTF-8 bytes.
+    public static let stageNameBytes = 63
+    /// The largest batch a handler can be given.
+    public static let batchSize = 1024
+    /// The largest queue capacity.
+    public static let queueCapacity = Int(SEDA_QUEUE_MAX_CAPACITY)
+    /// The most strict priority classes a stage can have.
+    public static let priorityClasses = Int(SEDA_STAGE_MAX_CLASSES)
+    /// The most threads of one pool, of the shared thread manager, or
+    /// handler calls at once on the shared threads.
+    public static let threads = 1024
+}
+
 /// Which threads drive a stage.
 public enum ThreadManager: Sendable, Equatable {
     /// The runtime's per-CPU threads, shared by every non-blocking stage: a
@@ -65,7 +81,9 @@ public struct StageOptions: Sendable, Equatable {
     /// Checks the values, naming the first bad one.
     public func validate(stage: String) throws(SedaError) {
         func bad(_ what: String) -> SedaError { .invalidConfiguration("stage '\(stage)': \(what)") }
-        guard (1...1024).contains(batchSize) else { throw bad("batchSize \(batchSize) is not in 1...1024") }
+        guard (1...SedaLimits.batchSize).contains(batchSize) else {
+            throw bad("batchSize \(batchSize) is not in 1...\(SedaLimits.batchSize)")
+        }
         guard queueCapacity >= 1, queueCapacity <= Int(SEDA_QUEUE_MAX_CAPACITY) else {
             throw bad("queueCapacity \(queueCapacity) is not in 1...\(SEDA_QUEUE_MAX_CAPACITY)")
         }

@@ -309,16 +309,6 @@ struct AdmissionTests {
         try runtime.shutdown()
     }
 
-    @Test func configuredSettingsBecomeOptions() throws {
-        var settings = ResponseTimeControllerSettings()
-        #expect(try ResponseTimeControllerOptions(settings) == nil)
-        settings.enabled = true
-        settings.targetResponseTime = .milliseconds(80)
-        #expect(try ResponseTimeControllerOptions(settings)?.target == .milliseconds(80))
-        settings.type = .pid
-        #expect(throws: SedaError.self) { try ResponseTimeControllerOptions(settings) }
-    }
-
     @Test func manyProducersShareABucket() throws {
         let life = Life()
         let clock = SedaClock.manual()

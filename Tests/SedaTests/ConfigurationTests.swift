@@ -7,6 +7,7 @@ import Glibc
 import Testing
 
 @testable import Seda
+import SedaConfiguration
 
 /// Writes `json` to a file of its own and removes it afterwards.
 private func withFile<T>(_ json: String, _ body: (String) throws -> T) throws -> T {
@@ -435,6 +436,16 @@ private struct Hold: EventHandler {
 
 @Suite("Configuration: load conditioning")
 struct ConditioningConfigurationTests {
+    @Test func configuredSettingsBecomeOptions() throws {
+        var settings = ResponseTimeControllerSettings()
+        #expect(try ResponseTimeControllerOptions(settings) == nil)
+        settings.enabled = true
+        settings.targetResponseTime = .milliseconds(80)
+        #expect(try ResponseTimeControllerOptions(settings)?.target == .milliseconds(80))
+        settings.type = .pid
+        #expect(throws: SedaError.self) { try ResponseTimeControllerOptions(settings) }
+    }
+
     @Test func admissionAndDisciplineComeFromTheFile() throws {
         let json = """
             { "seda": { "stages": {

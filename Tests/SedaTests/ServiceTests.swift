@@ -3,6 +3,7 @@ import ServiceLifecycle
 import Testing
 
 @testable import Seda
+import SedaServiceLifecycle
 
 @Suite("Runtime as a Service")
 struct ServiceTests {

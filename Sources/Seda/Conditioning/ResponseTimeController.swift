@@ -99,21 +99,6 @@ public struct ResponseTimeControllerOptions: Sendable, Equatable {
         self.law = law
     }
 
-    /// The options ``ResponseTimeControllerSettings`` describe (the
-    /// configuration's `rtController.*`), or `nil` when it is not enabled.
-    /// `"direct"` is this controller; throws ``SedaError/invalidConfiguration(_:)``
-    /// for the types Seda does not implement (`"pid"`, `"mm1"`).
-    public init?(_ settings: ResponseTimeControllerSettings) throws(SedaError) {
-        guard settings.enabled else { return nil }
-        guard settings.type == .direct else {
-            throw .invalidConfiguration("rtController.type \"\(settings.type.rawValue)\" is not implemented; use \"direct\"")
-        }
-        guard let target = settings.targetResponseTime else {
-            throw .invalidConfiguration("rtController.enable is true but rtController.targetResponseTime is not set")
-        }
-        self.init(target: target)
-    }
-
     func validate() {
         precondition(target > .zero, "the target response time must be positive")
         precondition(minRate > 0 && minRate <= maxRate, "need 0 < minRate <= maxRate")

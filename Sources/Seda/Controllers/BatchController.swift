@@ -106,23 +106,6 @@ public final class BatchController: @unchecked Sendable {
         state = Lock(State(history: DecisionHistory(limit: historyLimit)))
     }
 
-    /// A controller for every stage of `runtime` whose configuration enables
-    /// it (`batchController.enable`), each with its resolved settings
-    /// (`maxBatch` is the stage's `batchSize`). It ticks at the shortest
-    /// `recalcWindow` among them (1 s if none).
-    public convenience init(runtime: Runtime, configuration: SedaConfiguration,
-                            logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
-        var enabled: [(String, BatchControllerSettings)] = []
-        for name in runtime.stageNames where !name.contains(".") {
-            guard let options = runtime.registeredOptions(name) else { continue }
-            let b = try configuration.settings(forStage: name, defaults: options).batchController
-            if b.enabled { enabled.append((name, b)) }
-        }
-        let shortest = enabled.map(\.1.recalcWindow).min() ?? .seconds(1)
-        try self.init(runtime: runtime, interval: shortest, logger: logger, historyLimit: historyLimit)
-        for (name, b) in enabled { try control(name, settings: b) }
-    }
-
     deinit { loop.stop() }
 
     /// Controls stage `name` (any thread manager) with `settings`
@@ -209,6 +192,20 @@ public final class BatchController: @unchecked Sendable {
     public func stop() {
         loop.stop()
     }
+}
+
+/// The batch controller's settings (Sandstorm's `batchController.*`): it
+/// would vary the batch between `minBatch` and `maxBatch` (the stage's
+/// `batchSize`). Accepted and validated; the controllers issue will use them.
+public struct BatchControllerSettings: Sendable, Equatable {
+    public var enabled = false
+    public var minBatch = 1
+    public var maxBatch: Int
+    public var recalcWindow: Duration = .milliseconds(1000)
+    /// The weight of the old throughput in the running average, in [0, 1).
+    public var smoothConst = 0.7
+
+    public init(maxBatch: Int) { self.maxBatch = maxBatch }
 }
 
 // MARK: - The decision logic, apart from the runtime

@@ -107,35 +107,6 @@ public final class ThreadGovernor: @unchecked Sendable {
         state = Lock(State(history: DecisionHistory(limit: historyLimit)))
     }
 
-    /// A governor for every dedicated stage of `runtime` whose configuration
-    /// enables it (`threadPool.sizeController.enable`), each with its own
-    /// resolved settings; the interval and `autoMaxDetect` come from
-    /// `seda.global.threadPool.sizeController`. Stages added later are
-    /// governed by calling ``govern(_:settings:)`` with
-    /// `configuration.settings(forStage:).governor`.
-    public convenience init(runtime: Runtime, configuration: SedaConfiguration,
-                            logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
-        var enabled: [(String, GovernorSettings)] = []
-        var global: GovernorSettings?
-        for name in runtime.stageNames where !name.contains(".") {
-            guard let options = runtime.registeredOptions(name) else { continue }
-            let g = try configuration.settings(forStage: name, defaults: options).governor
-            global = global ?? g
-            if g.enabled, case .dedicated = options.threadManager { enabled.append((name, g)) }
-        }
-        // delay and autoMaxDetect are runtime-wide keys: any stage's
-        // resolution has them; with no stage, resolve an unconfigured name.
-        let runtimeWide: GovernorSettings
-        if let global { runtimeWide = global } else {
-            runtimeWide = try configuration.settings(forStage: "seda-governor").governor
-        }
-        var settings = GovernorSettings()
-        settings.delay = runtimeWide.delay
-        settings.autoMaxDetect = runtimeWide.autoMaxDetect
-        try self.init(runtime: runtime, settings: settings, logger: logger, historyLimit: historyLimit)
-        for (name, g) in enabled { try govern(name, settings: g) }
-    }
-
     deinit { loop.stop() }
 
     private static func validate(_ s: GovernorSettings, stage: String?) throws(SedaError) {
@@ -231,6 +202,25 @@ public final class ThreadGovernor: @unchecked Sendable {
     public func stop() {
         loop.stop()
     }
+}
+
+/// The thread governor's settings for a dedicated stage: Sandstorm's thread
+/// pool size controller (`threadPool.minThreads`, `threadPool.sizeController.*`).
+/// Accepted and validated; the controllers issue will use them.
+public struct GovernorSettings: Sendable, Equatable {
+    public var enabled = false
+    /// The pool never shrinks below this.
+    public var minThreads = 1
+    /// A queue at least this long adds a thread.
+    public var threshold = 1000
+    /// A thread idle this long goes away.
+    public var idleTimeThreshold: Duration = .milliseconds(1000)
+    /// How often the governor samples (one value for the whole runtime).
+    public var delay: Duration = .milliseconds(2000)
+    /// Look for the pool size with the best throughput (one value for the whole runtime).
+    public var autoMaxDetect = false
+
+    public init() {}
 }
 
 // MARK: - The decision logic, apart from the runtime
@@ -339,7 +329,7 @@ struct GovernorPolicy {
 
 extension Runtime {
     /// The options stage `name` was added with, if it is live.
-    func registeredOptions(_ name: String) -> StageOptions? {
+    package func registeredOptions(_ name: String) -> StageOptions? {
         registry.withLock { $0[name]?.options }
     }
 }

@@ -4,8 +4,8 @@ import FoundationEssentials
 import Foundation
 #endif
 import Configuration
-import CSedaCore
 import Logging
+import Seda
 
 // MARK: - The configuration
 
@@ -571,39 +571,6 @@ public struct AdmissionSettings: Sendable, Equatable {
     }
 }
 
-/// The thread governor's settings for a dedicated stage: Sandstorm's thread
-/// pool size controller (`threadPool.minThreads`, `threadPool.sizeController.*`).
-/// Accepted and validated; the controllers issue will use them.
-public struct GovernorSettings: Sendable, Equatable {
-    public var enabled = false
-    /// The pool never shrinks below this.
-    public var minThreads = 1
-    /// A queue at least this long adds a thread.
-    public var threshold = 1000
-    /// A thread idle this long goes away.
-    public var idleTimeThreshold: Duration = .milliseconds(1000)
-    /// How often the governor samples (one value for the whole runtime).
-    public var delay: Duration = .milliseconds(2000)
-    /// Look for the pool size with the best throughput (one value for the whole runtime).
-    public var autoMaxDetect = false
-
-    public init() {}
-}
-
-/// The batch controller's settings (Sandstorm's `batchController.*`): it
-/// would vary the batch between `minBatch` and `maxBatch` (the stage's
-/// `batchSize`). Accepted and validated; the controllers issue will use them.
-public struct BatchControllerSettings: Sendable, Equatable {
-    public var enabled = false
-    public var minBatch = 1
-    public var maxBatch: Int
-    public var recalcWindow: Duration = .milliseconds(1000)
-    /// The weight of the old throughput in the running average, in [0, 1).
-    public var smoothConst = 0.7
-
-    public init(maxBatch: Int) { self.maxBatch = maxBatch }
-}
-
 /// The response-time controller's settings (Sandstorm's `rtController.*`).
 /// Accepted and validated; the controllers issue will use them.
 public struct ResponseTimeControllerSettings: Sendable, Equatable {
@@ -835,9 +802,9 @@ private enum Keys {
     static func stagePrefix(_ name: String) -> [String] { ["seda", "stages", name] }
 
     static let milliseconds: ValueKind = .int(1...Int(Int32.max))
-    static let threadCount: ValueKind = .int(1...1024)
+    static let threadCount: ValueKind = .int(1...SedaLimits.threads)
 
-    static let cpuThreads = KeySpec("cpuThreads", .int(1...1024))
+    static let cpuThreads = KeySpec("cpuThreads", .int(1...SedaLimits.threads))
     static let pinThreads = KeySpec("pinThreads", .bool)
 
     static let threadManager = KeySpec("threadManager", .choice(
@@ -846,18 +813,18 @@ private enum Keys {
     static let concurrency = KeySpec("concurrency", threadCount)
     static let threads = KeySpec("threads", threadCount, alias: "threadPool.initialThreads")
     static let maxThreads = KeySpec("maxThreads", threadCount, alias: "threadPool.maxThreads")
-    static let batchSize = KeySpec("batchSize", .int(1...1024), alias: "batchController.maxBatch")
-    static let queueCapacity = KeySpec("queueCapacity", .int(1...Int(SEDA_QUEUE_MAX_CAPACITY)), alias: "queueThreshold")
+    static let batchSize = KeySpec("batchSize", .int(1...SedaLimits.batchSize), alias: "batchController.maxBatch")
+    static let queueCapacity = KeySpec("queueCapacity", .int(1...SedaLimits.queueCapacity), alias: "queueThreshold")
     static let pinCPU = KeySpec("pinCPU", .int(0...1023))
     static let minThreads = KeySpec("threadPool.minThreads", threadCount)
     static let sizeControllerEnable = KeySpec("threadPool.sizeController.enable", .bool)
     static let sizeControllerThreshold = KeySpec("threadPool.sizeController.threshold",
-                                                 .int(1...Int(SEDA_QUEUE_MAX_CAPACITY)))
+                                                 .int(1...SedaLimits.queueCapacity))
     static let idleTimeThreshold = KeySpec("threadPool.sizeController.idleTimeThreshold", milliseconds)
     static let sizeControllerDelay = KeySpec("threadPool.sizeController.delay", milliseconds)
     static let autoMaxDetect = KeySpec("threadPool.sizeController.autoMaxDetect", .bool)
     static let batchControllerEnable = KeySpec("batchController.enable", .bool)
-    static let minBatch = KeySpec("batchController.minBatch", .int(1...1024))
+    static let minBatch = KeySpec("batchController.minBatch", .int(1...SedaLimits.batchSize))
     static let recalcWindow = KeySpec("batchController.recalcWindow", milliseconds)
     static let smoothConst = KeySpec("batchController.smoothConst",
                                      .double({ $0 >= 0 && $0 < 1 }, "a number from 0 up to, not including, 1"))
@@ -867,7 +834,7 @@ private enum Keys {
         "\"direct\", \"pid\" or \"mm1\""))
     static let targetResponseTime = KeySpec("rtController.targetResponseTime",
                                             .double({ $0 > 0 && $0.isFinite }, "a number of milliseconds > 0"))
-    static let admissionThreshold = KeySpec("admission.threshold", .int(1...Int(SEDA_QUEUE_MAX_CAPACITY)))
+    static let admissionThreshold = KeySpec("admission.threshold", .int(1...SedaLimits.queueCapacity))
     static let admissionRate = KeySpec("admission.rateLimit",
                                        .double({ $0 > 0 && $0.isFinite }, "events per second > 0"))
     static let admissionBurst = KeySpec("admission.burst", .int(1...Int(Int32.max)))
@@ -875,7 +842,7 @@ private enum Keys {
                                                           "\"fifo\" or \"codel\""))
     static let codelTarget = KeySpec("codel.target", .double({ $0 > 0 && $0.isFinite }, "a number of milliseconds > 0"))
     static let codelInterval = KeySpec("codel.interval", .double({ $0 > 0 && $0.isFinite }, "a number of milliseconds > 0"))
-    static let priorityClasses = KeySpec("priorityClasses", .int(1...Int(SEDA_STAGE_MAX_CLASSES)))
+    static let priorityClasses = KeySpec("priorityClasses", .int(1...SedaLimits.priorityClasses))
     static let profileEnable = KeySpec("profile.enable", .bool)
     static let profileDelay = KeySpec("profile.delay", milliseconds)
 
@@ -971,9 +938,9 @@ private enum Keys {
     }
 
     static func checkStageName(_ name: String, key: String) throws(SedaError) {
-        guard !name.isEmpty, name.utf8.count <= 63, !name.contains(".") else {
+        guard !name.isEmpty, name.utf8.count <= SedaLimits.stageNameBytes, !name.contains(".") else {
             throw .invalidConfiguration(
-                "\(key): stage name '\(name)' must be 1 to 63 bytes without '.' to be configured")
+                "\(key): stage name '\(name)' must be 1 to \(SedaLimits.stageNameBytes) bytes without '.' to be configured")
         }
     }
 

@@ -1,0 +1,49 @@
+// swift-tools-version: 6.2
+//
+// Seda's benchmarks, a package of their own (as swift-nio keeps its
+// benchmarks): their dependencies (swift-argument-parser, hdrhistogram-swift,
+// swift-async-algorithms) never reach an application that depends on Seda.
+// Build and run from the repository root with `script/run`, or here with
+//   swift run -c release seda-bench --help
+//
+// Seda is the package one directory up. A path dependency's identity is its
+// directory's name, which differs between clones (`swift`, `main`, a CI
+// checkout...), so it is named explicitly and products refer to "Seda".
+import PackageDescription
+
+let package = Package(
+    name: "SedaBenchmarks",
+    products: [
+        .executable(name: "seda-bench", targets: ["seda-bench"]),
+        // Later: seda-load (an open-loop HTTP load generator), the baselines
+        // (thread pool, thread per connection) and a SwiftNIO server, each an
+        // executable target here.
+    ],
+    dependencies: [
+        .package(name: "Seda", path: ".."),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-async-algorithms", from: "1.1.4"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // Benchmark kernels in C (queues, timers), so that every queue is
+        // driven by the same compiled loops.
+        .target(
+            name: "CSedaBench",
+            dependencies: [.product(name: "CSedaCore", package: "Seda")],
+            cSettings: [.enableWarning("all"), .enableWarning("extra")],
+            linkerSettings: [.linkedLibrary("ck")]
+        ),
+        .executableTarget(
+            name: "seda-bench",
+            dependencies: [
+                .product(name: "Seda", package: "Seda"),
+                "CSedaBench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,177 @@
+/*
+ * The enqueue paths into a stage (plain, per class, control, waiting, many),
+ * and the stage graph they record: an enqueue from a handler notes the edge
+ * "calling stage -> this stage".
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "runtime_internal.h"
+
+static void note_edge(seda_stage_t *from, seda_stage_t *to)
+{
+    uint64_t id = to->id;
+    for (int i = 0; i < SEDA__INLINE_EDGES; i++) {
+        uint64_t e = atomic_load_explicit(&from->edges[i], memory_order_relaxed);
+        if (e == id)
+            return;
+        if (e == 0) {
+            if (atomic_compare_exchange_strong_explicit(&from->edges[i], &e, id,
+                                                        memory_order_relaxed,
+                                                        memory_order_relaxed) ||
+                e == id)
+                return;
+        }
+    }
+    /* More targets than the inline slots: rare, under a lock, no cap. */
+    pthread_mutex_lock(&from->edge_lock);
+    for (size_t i = 0; i < from->n_more; i++) {
+        if (from->more_edges[i] == id) {
+            pthread_mutex_unlock(&from->edge_lock);
+            return;
+        }
+    }
+    if (from->n_more == from->cap_more) {
+        size_t cap = from->cap_more ? from->cap_more * 2 : 8;
+        uint64_t *m = realloc(from->more_edges, cap * sizeof *m);
+        if (!m) { /* the graph misses an edge; the event itself was delivered */
+            pthread_mutex_unlock(&from->edge_lock);
+            return;
+        }
+        from->more_edges = m;
+        from->cap_more = cap;
+    }
+    from->more_edges[from->n_more++] = id;
+    pthread_mutex_unlock(&from->edge_lock);
+}
+
+static inline int admit(seda_stage_t *s)
+{
+    /* While the runtime stops, only its own threads (handlers draining the
+     * graph) may enqueue. */
+    if (SEDA__UNLIKELY(atomic_load_explicit(&s->rt->state, memory_order_relaxed) !=
+                       SEDA__RT_RUNNING) &&
+        !seda__worker_of(s->rt))
+        return -EPIPE;
+    return 0;
+}
+
+static inline int after_enqueue(seda_stage_t *s, int r)
+{
+    struct seda__worker *w = seda__worker_tls;
+    seda_stage_t *from = w ? w->stage : NULL;
+    if (SEDA__UNLIKELY(r < 0)) {
+        if (r == -EAGAIN) {
+            if (!atomic_load_explicit(&s->clogged, memory_order_relaxed))
+                seda__set_clogged(s, true);
+            if (from && from != s && from->pause_when_clogged && !w->blocked_by) {
+                seda_stage_retain(s);
+                w->blocked_by = s;
+            }
+        }
+        if (r == -EAGAIN || r == -EPIPE)
+            atomic_fetch_add_explicit(r == -EAGAIN ? &s->rejected_full : &s->rejected_closed, 1,
+                                      memory_order_relaxed);
+        return r;
+    }
+    if (from && from != s)
+        note_edge(from, s);
+    if (s->manager == SEDA_THREADS_SHARED)
+        seda__schedule(s);
+    return r;
+}
+
+/* The stamp of an event enqueued now: the calling handler's batch start, or
+ * the clock outside handlers. */
+static inline uint32_t stamp_now(const seda_stage_t *s)
+{
+    struct seda__worker *w = seda__worker_tls;
+    return w && w->stage ? w->batch_us : seda__now_us(s->rt);
+}
+
+int seda_stage_enqueue(seda_stage_t *s, void *event)
+{
+    int r = admit(s);
+    if (r == 0)
+        r = seda_queue_enqueue_at(seda__default_queue(s), event, stamp_now(s));
+    return after_enqueue(s, r);
+}
+
+int seda_stage_enqueue_class(seda_stage_t *s, void *event, uint32_t cls)
+{
+    if (cls >= s->classes)
+        return -EINVAL;
+    int r = admit(s);
+    if (r == 0)
+        r = seda_queue_enqueue_at(s->queues[cls], event, stamp_now(s));
+    return after_enqueue(s, r);
+}
+
+int seda_stage_enqueue_control(seda_stage_t *s, void *event)
+{
+    int r = admit(s);
+    if (r == 0) /* the first class */
+        r = seda_queue_enqueue_at(s->queues[0], event, stamp_now(s) | SEDA__STAMP_CONTROL);
+    return after_enqueue(s, r);
+}
+
+int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns)
+{
+    /* On the shared threads a wait can deadlock the graph: the stage that
+     * would make room may need this very thread (always, in a cycle). */
+    struct seda__worker *w = seda__worker_of(s->rt);
+    if (w && w->cpu_thread)
+        return -EDEADLK;
+    int r = admit(s);
+    if (r == 0) {
+        r = seda_queue_enqueue_wait(seda__default_queue(s), event, stamp_now(s), timeout_ns);
+        if (r == -ETIMEDOUT) {
+            atomic_fetch_add_explicit(&s->rejected_full, 1, memory_order_relaxed);
+            return r;
+        }
+    }
+    return after_enqueue(s, r);
+}
+
+int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count)
+{
+    if (count == 0)
+        return 0;
+    int r = admit(s);
+    if (r == 0)
+        r = seda_queue_enqueue_many_at(seda__default_queue(s), events, count, stamp_now(s));
+    return after_enqueue(s, r);
+}
+
+size_t seda_stage_edges(const seda_stage_t *cs, seda_stage_t **out, size_t max)
+{
+    seda_stage_t *s = (seda_stage_t *)cs;
+    seda_runtime_t *rt = s->rt;
+    size_t n = 0;
+    /* Resolve ids against the live stages; destroyed targets drop out. Lock
+     * order: runtime, then stage. */
+    pthread_mutex_lock(&rt->lock);
+    pthread_mutex_lock(&s->edge_lock);
+    size_t total = SEDA__INLINE_EDGES + s->n_more;
+    for (size_t i = 0; i < total; i++) {
+        uint64_t id = i < SEDA__INLINE_EDGES
+                          ? atomic_load_explicit(&s->edges[i], memory_order_relaxed)
+                          : s->more_edges[i - SEDA__INLINE_EDGES];
+        if (id == 0)
+            continue;
+        for (seda_stage_t *t = rt->stages; t; t = t->next) {
+            if (t->id == id) {
+                if (n < max) {
+                    seda_stage_retain(t);
+                    out[n] = t;
+                }
+                n++;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->edge_lock);
+    pthread_mutex_unlock(&rt->lock);
+    return n;
+}
