@@ -1,4 +1,5 @@
 import Glibc
+import Seda
 
 /// The page cache: a byte-bounded LRU of file contents and their prebuilt
 /// response heads, keyed by normalised request path.
@@ -24,7 +25,7 @@ public final class PageCache: @unchecked Sendable {
     /// How long a hit is trusted before its file is checked again.
     public let revalidateAfter: Duration
     private let revalidateNanoseconds: Int64
-    private let table: HTTPLock<Table>
+    private let table: Lock<Table>
 
     /// What a lookup found.
     public enum Lookup {
@@ -59,7 +60,7 @@ public final class PageCache: @unchecked Sendable {
         self.revalidateAfter = revalidateAfter
         let (s, a) = revalidateAfter.components
         revalidateNanoseconds = s >= Int64.max / 1_000_000_000 ? Int64.max : max(0, s * 1_000_000_000 + a / 1_000_000_000)
-        table = HTTPLock(Table())
+        table = Lock(Table())
     }
 
     /// Finds `key` (a normalised path). `now`: a monotonic time in
@@ -131,6 +132,16 @@ public final class PageCache: @unchecked Sendable {
         table.withLock { t in
             guard let i = t.find(key, hash: h), t.slots[i].page === page else { return }
             t.slots[i].validatedAt = now
+            t.slots[i].revalidating = false
+        }
+    }
+
+    /// The check of a ``Lookup/stale(_:)`` page could not be made (the
+    /// file stage refused the work): the next lookup returns `.stale` again.
+    public func abandonRevalidation(_ key: UnsafeRawBufferPointer, page: CachedPage) {
+        let h = hashKey(key)
+        table.withLock { t in
+            guard let i = t.find(key, hash: h), t.slots[i].page === page else { return }
             t.slots[i].revalidating = false
         }
     }

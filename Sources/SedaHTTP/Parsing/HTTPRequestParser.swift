@@ -9,6 +9,9 @@ public enum HTTPParserAction: Sendable {
     /// (a response is pending elsewhere, so later responses must wait; the
     /// connection should stop reading meanwhile).
     case pause
+    /// Stop for good: the connection closes after this response (the
+    /// callback refused the request, e.g. a path that climbs above the root).
+    case stop
 }
 
 /// Where the parser stands after ``HTTPRequestParser/feed(_:_:)`` or
@@ -149,6 +152,10 @@ public final class HTTPRequestParser {
                     finish()
                     return .finished
                 }
+                if case .stop = action {
+                    finish()
+                    return .finished
+                }
                 requestStart = pos
                 if case .pause = action {
                     paused = true
@@ -186,6 +193,10 @@ public final class HTTPRequestParser {
         _ = onRequest(head)
         finish()
     }
+
+    /// Stops parsing for good (the connection is closing): later feeds
+    /// are ignored and the buffer is freed.
+    public func stop() { finish() }
 
     private func finish() {
         finished = true

@@ -114,6 +114,11 @@ public final class DocumentRoot: @unchecked Sendable {
                 return .failed(e)
             }
             var contentType = ContentType.forPath(relative)
+            if wantsDirectory && (st.st_mode & S_IFMT) != S_IFDIR {
+                // "/file.txt/": not a directory (as open(2) says with ENOTDIR).
+                close(fd)
+                return .notFound
+            }
             if (st.st_mode & S_IFMT) == S_IFDIR {
                 close(fd)
                 if !wantsDirectory { return .redirectToDirectory }
