@@ -20,9 +20,8 @@ public struct HTTPStatus: Sendable, Equatable, Hashable, CustomStringConvertible
 
     /// The reason phrase ("Not Found").
     public var reason: String {
-        let line = statusLine.withUTF8Buffer { String(decoding: $0, as: UTF8.self) }
         // "HTTP/1.1 404 Not Found\r\n": after the code, before the CRLF.
-        return String(line.dropFirst(13).dropLast(2))
+        statusLine.withUTF8Buffer { String(decoding: $0.dropFirst(13).dropLast(2), as: UTF8.self) }
     }
 
     /// Whether the response to this status may carry a body (not 1xx, 204, 304).

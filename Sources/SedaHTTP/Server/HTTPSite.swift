@@ -45,8 +45,15 @@ public final class HTTPSite: Sendable {
     /// dedicated pool doing pread), `/bottleneck` (a dedicated pool burning
     /// CPU) and the status stage (one thread), under the configured names.
     /// Throws ``HTTPConfigurationError`` or the runtime's error (a taken name).
-    public static func install(in runtime: Runtime,
-                               configuration: HTTPServerConfiguration = HTTPServerConfiguration()) throws -> HTTPSite {
+    ///
+    /// Load conditioning: `fileAdmission` and `bottleneckAdmission` guard
+    /// those stages' sinks (e.g. a ``ResponseTimeController`` on
+    /// `/bottleneck`); what they refuse is answered 503 with Retry-After.
+    public static func install(
+        in runtime: Runtime, configuration: HTTPServerConfiguration = HTTPServerConfiguration(),
+        fileAdmission: (any AdmissionController<HTTPDeferredRequest>)? = nil,
+        bottleneckAdmission: (any AdmissionController<HTTPDeferredRequest>)? = nil
+    ) throws -> HTTPSite {
         try configuration.validate()
         let root = try configuration.documentRoot.map { path throws(HTTPConfigurationError) in
             try DocumentRoot(path: path, resolution: configuration.rootResolution)
@@ -63,14 +70,16 @@ public final class HTTPSite: Sendable {
         let file = try runtime.addStage(
             configuration.fileStageName,
             handler: FileReadStage(root: root, cache: cache, clock: runtime.clock),
-            options: StageOptions(threadManager: .dedicated(threads: configuration.fileReadThreads), batchSize: 16))
+            options: StageOptions(threadManager: .dedicated(threads: configuration.fileReadThreads), batchSize: 16),
+            admission: fileAdmission)
         var bottleneck: Sink<HTTPDeferredRequest>? = nil
         if configuration.bottleneckPath != nil {
             bottleneck = try runtime.addStage(
                 configuration.bottleneckStageName,
                 handler: BottleneckStage(page: page, work: configuration.bottleneckWork),
                 options: StageOptions(threadManager: .dedicated(threads: configuration.bottleneckThreads),
-                                      batchSize: 1))
+                                      batchSize: 1),
+                admission: bottleneckAdmission)
         }
         var status: Sink<HTTPDeferredRequest>? = nil
         if configuration.statusPath != nil || configuration.metricsPath != nil {
