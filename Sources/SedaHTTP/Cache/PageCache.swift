@@ -1,5 +1,4 @@
 import Glibc
-import Seda
 
 /// The page cache: a byte-bounded LRU of file contents and their prebuilt
 /// response heads, keyed by normalised request path.
@@ -25,7 +24,10 @@ public final class PageCache: @unchecked Sendable {
     /// How long a hit is trusted before its file is checked again.
     public let revalidateAfter: Duration
     private let revalidateNanoseconds: Int64
-    private let table: Lock<Table>
+    /// The table, behind a pthread mutex (visible to ThreadSanitizer) and a
+    /// pointer (no dynamic exclusivity check: the mutex is the exclusion).
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let tablePointer: UnsafeMutablePointer<Table>
 
     /// What a lookup found.
     public enum Lookup {
@@ -60,7 +62,26 @@ public final class PageCache: @unchecked Sendable {
         self.revalidateAfter = revalidateAfter
         let (s, a) = revalidateAfter.components
         revalidateNanoseconds = s >= Int64.max / 1_000_000_000 ? Int64.max : max(0, s * 1_000_000_000 + a / 1_000_000_000)
-        table = Lock(Table())
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        precondition(pthread_mutex_init(mutex, nil) == 0, "pthread_mutex_init failed")
+        tablePointer = .allocate(capacity: 1)
+        tablePointer.initialize(to: Table())
+    }
+
+    deinit {
+        tablePointer.deinitialize(count: 1)
+        tablePointer.deallocate()
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Runs `body` on the table with the mutex held.
+    @inline(__always)
+    private func withTable<R>(_ body: (inout Table) throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&tablePointer.pointee)
     }
 
     /// Finds `key` (a normalised path). `now`: a monotonic time in
@@ -69,7 +90,7 @@ public final class PageCache: @unchecked Sendable {
     public func lookup(_ key: UnsafeRawBufferPointer, now: Int64) -> Lookup {
         let h = hashKey(key)
         let revalidate = revalidateNanoseconds
-        return table.withLock { t in
+        return withTable { t in
             guard let i = t.find(key, hash: h) else {
                 t.stats.misses += 1
                 return .miss
@@ -105,7 +126,7 @@ public final class PageCache: @unchecked Sendable {
         let capacity = capacityBytes
         // Evicted pages are released after the lock is dropped.
         var evicted: [CachedPage] = []
-        table.withLock { t in
+        withTable { t in
             if let i = t.find(key, hash: h) { evicted.append(t.remove(i)) }
             t.add(key: keyBytes, hash: h, page: page, size: size, now: now, pinned: pinned)
             t.stats.insertions += 1
@@ -129,7 +150,7 @@ public final class PageCache: @unchecked Sendable {
     /// replaced or evicted meanwhile.
     public func revalidated(_ key: UnsafeRawBufferPointer, page: CachedPage, now: Int64) {
         let h = hashKey(key)
-        table.withLock { t in
+        withTable { t in
             guard let i = t.find(key, hash: h), t.slots[i].page === page else { return }
             t.slots[i].validatedAt = now
             t.slots[i].revalidating = false
@@ -140,7 +161,7 @@ public final class PageCache: @unchecked Sendable {
     /// file stage refused the work): the next lookup returns `.stale` again.
     public func abandonRevalidation(_ key: UnsafeRawBufferPointer, page: CachedPage) {
         let h = hashKey(key)
-        table.withLock { t in
+        withTable { t in
             guard let i = t.find(key, hash: h), t.slots[i].page === page else { return }
             t.slots[i].revalidating = false
         }
@@ -149,7 +170,7 @@ public final class PageCache: @unchecked Sendable {
     /// Drops the entry for `key` (a changed or vanished file).
     public func remove(_ key: UnsafeRawBufferPointer) {
         let h = hashKey(key)
-        let page: CachedPage? = table.withLock { t in
+        let page: CachedPage? = withTable { t in
             guard let i = t.find(key, hash: h) else { return nil }
             return t.remove(i)
         }
@@ -158,7 +179,7 @@ public final class PageCache: @unchecked Sendable {
 
     /// Drops every entry that is not pinned.
     public func removeAll() {
-        let pages: [CachedPage] = table.withLock { t in
+        let pages: [CachedPage] = withTable { t in
             var out: [CachedPage] = []
             while let i = t.lruTail { out.append(t.remove(i)) }
             return out
@@ -167,7 +188,7 @@ public final class PageCache: @unchecked Sendable {
     }
 
     /// Counters and occupancy now.
-    public var statistics: Statistics { table.withLock { $0.stats } }
+    public var statistics: Statistics { withTable { $0.stats } }
 }
 
 /// FNV-1a, 64 bits: short keys, no allocation.

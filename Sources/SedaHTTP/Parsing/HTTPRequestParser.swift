@@ -50,16 +50,19 @@ public enum HTTPParserStatus: Sendable, Equatable {
 public final class HTTPRequestParser {
     private let state: UnsafeMutablePointer<ParseState>
     private let limits: HTTPLimits
+    // The parser is confined to one thread, so Swift's dynamic exclusivity
+    // checks (a runtime call and a thread-local access set, about a hundred
+    // instructions per access) buy nothing on these fields: turned off.
     /// Bytes kept between calls: a partial request, or what a pause left.
-    private var buffer: UnsafeMutableRawPointer? = nil
-    private var bufferCapacity = 0
-    private var bufferCount = 0
+    @exclusivity(unchecked) private var buffer: UnsafeMutableRawPointer? = nil
+    @exclusivity(unchecked) private var bufferCapacity = 0
+    @exclusivity(unchecked) private var bufferCount = 0
     /// How much of `buffer` http_parser has seen already.
-    private var bufferParsed = 0
-    private var paused = false
-    private var finished = false
+    @exclusivity(unchecked) private var bufferParsed = 0
+    @exclusivity(unchecked) private var paused = false
+    @exclusivity(unchecked) private var finished = false
     /// Requests handed over so far on this connection.
-    public private(set) var requestCount = 0
+    @exclusivity(unchecked) public private(set) var requestCount = 0
 
     /// A parser for one connection. `limits` should have passed
     /// ``HTTPLimits/validate()``.
@@ -147,7 +150,7 @@ public final class HTTPRequestParser {
                 let head = makeHead(base, requestStart: requestStart, end: pos)
                 requestCount += 1
                 let action = onRequest(head)
-                s.pointee.resetRequest()
+                s.pointee.complete = false // the fields are reset by on_message_begin
                 if head.failure != nil || !head.keepAlive {
                     finish()
                     return .finished
@@ -245,38 +248,38 @@ public final class HTTPRequestParser {
     /// The head of the request that just completed at `base[requestStart..<end]`,
     /// checked.
     private func makeHead(_ base: UnsafePointer<UInt8>, requestStart: Int, end: Int) -> HTTPRequestHead {
-        let s = state.pointee
+        let s = UnsafePointer(state) // read in place: the state is a few hundred bytes
         let raw = UnsafeRawPointer(base)
-        let version = HTTPVersion(major: Int(s.parser.http_major), minor: Int(s.parser.http_minor))
+        let version = HTTPVersion(major: Int(s.pointee.parser.http_major), minor: Int(s.pointee.parser.http_minor))
         func refused(_ status: HTTPStatus) -> HTTPRequestHead {
             .refused(status, version: version, sequence: requestCount)
         }
         if end - requestStart > limits.maxHeaderBlockBytes { return refused(.headerFieldsTooLarge) }
         let method: HTTPMethod
-        switch s.parser.method {
+        switch s.pointee.parser.method {
         case UInt32(HTTP_GET.rawValue): method = .get
         case UInt32(HTTP_HEAD.rawValue): method = .head
         default: return refused(.methodNotAllowed)
         }
-        if s.hasBody { return refused(.badRequest) }
+        if s.pointee.hasBody { return refused(.badRequest) }
         // Debian builds http_parser with HTTP_PARSER_STRICT=0: it takes any
         // letters for "HTTP", no version at all (HTTP/0.9) and a CR followed
         // by anything as a line end. Check those here.
-        guard hasVersionToken(raw, after: s.url.start + max(s.url.count, 0), end: end),
+        guard hasVersionToken(raw, after: s.pointee.url.start + max(s.pointee.url.count, 0), end: end),
               lineEndsAreCRLF(raw, from: requestStart, to: end) else { return refused(.badRequest) }
         if version.major != 1 { return refused(.versionNotSupported) }
-        if s.hostLines > 1 || (s.hostLines == 0 && version.minor >= 1) { return refused(.badRequest) }
-        let host = s.host.view(raw)
+        if s.pointee.hostLines > 1 || (s.pointee.hostLines == 0 && version.minor >= 1) { return refused(.badRequest) }
+        let host = s.pointee.host.view(raw)
         if let host, !HostValidation.isValid(host) { return refused(.badRequest) }
-        guard let target = s.url.view(raw), let form = RequestTarget.split(target) else {
+        guard let target = s.pointee.url.view(raw), let form = RequestTarget.split(target) else {
             return refused(.badRequest)
         }
         let keepAlive = http_should_keep_alive(&state.pointee.parser) != 0
             && requestCount + 1 < limits.maxRequestsPerConnection
         return HTTPRequestHead(method: method, version: version, keepAlive: keepAlive, sequence: requestCount,
                                failure: nil, target: target, path: form.path, query: form.query, host: host,
-                               ifModifiedSince: s.ifModifiedSince.view(raw), range: s.range.view(raw),
-                               ifRange: s.ifRange.view(raw))
+                               ifModifiedSince: s.pointee.ifModifiedSince.view(raw), range: s.pointee.range.view(raw),
+                               ifRange: s.pointee.ifRange.view(raw))
     }
 
     /// Whether the request line goes on with " HTTP/" after the target.

@@ -92,15 +92,17 @@ enum HostValidation {
             guard i < n, i > 1 else { return false }
             i += 1
         } else {
+            let table = regNameTable
             while i < n, host[i] != UInt8(ascii: ":") {
                 let c = host[i]
-                if c == UInt8(ascii: "%") {
-                    guard i + 2 < n, isHexDigit(host[i + 1]), isHexDigit(host[i + 2]) else { return false }
-                    i += 3
+                if table[Int(c)] != 0 {
+                    i += 1
                     continue
                 }
-                guard isRegNameByte(c) else { return false }
-                i += 1
+                guard c == UInt8(ascii: "%"), i + 2 < n, isHexDigit(host[i + 1]), isHexDigit(host[i + 2]) else {
+                    return false
+                }
+                i += 3
             }
         }
         if i == n { return true }
@@ -116,6 +118,13 @@ enum HostValidation {
         }
         return port <= 65535
     }
+
+    /// 1 for the bytes of ``isRegNameByte(_:)``: one load per byte.
+    nonisolated(unsafe) static let regNameTable: UnsafePointer<UInt8> = {
+        let t = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)
+        for c in 0..<256 { t[c] = isRegNameByte(UInt8(c)) ? 1 : 0 }
+        return UnsafePointer(t)
+    }()
 
     /// unreserved / sub-delims (RFC 3986), without '%' (handled apart).
     @inline(__always)

@@ -14,6 +14,31 @@ public enum RequestPath {
     public static func normalize(_ path: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int? {
         let n = path.count
         guard n > 0, out.count >= n, path[0] == UInt8(ascii: "/") else { return nil }
+        // Fast path: most paths need no rewriting (no escape, no dot segment,
+        // no repeated slash): one table load per byte, then a copy.
+        let table = pathByteClass
+        var k = 0
+        while k < n {
+            let cls = table[Int(path[k])]
+            if cls == 0 {
+                k += 1
+                continue
+            }
+            if cls == 1 { // '/': fine unless a '/' or '.' follows
+                if k + 1 < n {
+                    let next = path[k + 1]
+                    if next == UInt8(ascii: "/") || next == UInt8(ascii: ".") { break }
+                }
+                k += 1
+                continue
+            }
+            if cls == 3 { return nil } // a control byte
+            break // '%': decode on the general path
+        }
+        if k == n {
+            out.baseAddress!.copyMemory(from: path.baseAddress!, byteCount: n)
+            return n
+        }
         let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
         out[0] = slash
         var w = 1
@@ -54,6 +79,15 @@ public enum RequestPath {
         }
         return w
     }
+
+    /// Byte classes for the fast path: 0 plain, 1 '/', 2 '%', 3 refused (control).
+    nonisolated(unsafe) static let pathByteClass: UnsafePointer<UInt8> = {
+        let t = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)
+        for c in 0..<256 {
+            t[c] = c < 0x20 || c == 0x7F ? 3 : c == 0x2F ? 1 : c == 0x25 ? 2 : 0
+        }
+        return UnsafePointer(t)
+    }()
 
     /// ``normalize(_:into:)`` on a string (tests and cold paths; allocates).
     public static func normalized(_ path: String) -> String? {

@@ -59,7 +59,7 @@ public final class HTTPDeferredRequest: @unchecked Sendable {
     /// Where the stage sends the request when done.
     public let replyTo: Sink<HTTPDeferredRequest>
     /// Filled in by the stage.
-    public var result: Result = .pending
+    @exclusivity(unchecked) public var result: Result = .pending
 
     public init(work: Work, session: HTTPSession, path: [UInt8], requestedPath: [UInt8], query: [UInt8]?,
                 isHead: Bool, keepAlive: Bool, conditions: HTTPConditions, sequence: Int,

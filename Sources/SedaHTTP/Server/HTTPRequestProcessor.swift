@@ -1,3 +1,4 @@
+import Glibc
 import Seda
 
 /// Haboob's request path for one worker, socket-free: received bytes in,
@@ -24,10 +25,12 @@ public final class HTTPRequestProcessor {
     public let counters = HTTPCounters()
     /// Where stages send deferred requests back (this worker's reply stage).
     public let replyTo: Sink<HTTPDeferredRequest>
-    private var dates: HTTPDateCache
-    private let statusKey: [UInt8]?
-    private let metricsKey: [UInt8]?
-    private let bottleneckKey: [UInt8]?
+    /// One thread only: no dynamic exclusivity check (see HTTPRequestParser).
+    @exclusivity(unchecked) private var dates: HTTPDateCache
+    private let endpoints: EndpointKeys
+    /// The site's clock is the real monotonic one: read the coarse variant
+    /// (a few milliseconds of resolution are plenty for revalidation).
+    private let coarseClock: Bool
 
     /// - Parameters:
     ///   - replyTo: the stage whose handler calls ``completed(_:output:)``
@@ -37,11 +40,20 @@ public final class HTTPRequestProcessor {
         self.site = site
         self.replyTo = replyTo
         self.dates = dates
-        let c = site.configuration
-        statusKey = c.statusPath.map { Array($0.utf8) }
-        metricsKey = c.metricsPath.map { Array($0.utf8) }
-        bottleneckKey = c.bottleneckPath.map { Array($0.utf8) }
+        endpoints = EndpointKeys(site.configuration)
+        coarseClock = site.clock === SedaClock.monotonic
         site.counters.register(counters)
+    }
+
+    /// Now on the site's clock (for the page cache's revalidation).
+    @inline(__always)
+    private var now: Int64 {
+        if coarseClock {
+            var ts = timespec()
+            clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+            return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
+        }
+        return site.clock.now
     }
 
     /// Feeds bytes received on `session`'s connection: writes the responses
@@ -118,7 +130,7 @@ public final class HTTPRequestProcessor {
             if let work = endpoint(key) {
                 return handOff(work, key: key, stale: nil, head, session, &output)
             }
-            switch site.cache.lookup(key, now: site.clock.now) {
+            switch site.cache.lookup(key, now: now) {
             case .hit(let page):
                 counters.bump(counters.servedFromCache)
                 let s = HTTPResponseWriter.writePage(page, isHead: head.method == .head, keepAlive: head.keepAlive,
@@ -144,14 +156,7 @@ public final class HTTPRequestProcessor {
     /// The built-in endpoint a normalised path names, if any.
     @inline(__always)
     private func endpoint(_ key: UnsafeRawBufferPointer) -> HTTPDeferredRequest.Work? {
-        func matches(_ k: [UInt8]?) -> Bool {
-            guard let k, k.count == key.count else { return false }
-            return k.withUnsafeBytes { $0.elementsEqual(key) }
-        }
-        if matches(bottleneckKey) { return .bottleneck }
-        if matches(statusKey) { return .status }
-        if matches(metricsKey) { return .metrics }
-        return nil
+        endpoints.match(key)
     }
 
     /// Copies what the request needs beyond this packet and enqueues it
@@ -235,5 +240,46 @@ public final class HTTPRequestProcessor {
         }
         counters.count(status)
         return true
+    }
+}
+
+/// The built-in endpoints' paths back to back in one allocation, compared
+/// with a length check and memcmp (no reference counting per request).
+private final class EndpointKeys {
+    private let bytes: UnsafeMutableRawPointer
+    /// (offset, count) of each path; count -1 when the endpoint is off.
+    private let bottleneck: (Int, Int)
+    private let status: (Int, Int)
+    private let metrics: (Int, Int)
+
+    init(_ c: HTTPServerConfiguration) {
+        let paths = [c.bottleneckPath, c.statusPath, c.metricsPath]
+        let bytes = UnsafeMutableRawPointer.allocate(
+            byteCount: max(paths.reduce(0) { $0 + ($1?.utf8.count ?? 0) }, 1), alignment: 1)
+        self.bytes = bytes
+        var spans: [(Int, Int)] = []
+        var at = 0
+        for path in paths {
+            guard let path else {
+                spans.append((0, -1))
+                continue
+            }
+            let b = Array(path.utf8)
+            b.withUnsafeBytes { (bytes + at).copyMemory(from: $0.baseAddress!, byteCount: b.count) }
+            spans.append((at, b.count))
+            at += b.count
+        }
+        (bottleneck, status, metrics) = (spans[0], spans[1], spans[2])
+    }
+
+    deinit { bytes.deallocate() }
+
+    @inline(__always)
+    func match(_ key: UnsafeRawBufferPointer) -> HTTPDeferredRequest.Work? {
+        let n = key.count
+        if n == bottleneck.1 && memcmp(bytes + bottleneck.0, key.baseAddress!, n) == 0 { return .bottleneck }
+        if n == status.1 && memcmp(bytes + status.0, key.baseAddress!, n) == 0 { return .status }
+        if n == metrics.1 && memcmp(bytes + metrics.0, key.baseAddress!, n) == 0 { return .metrics }
+        return nil
     }
 }

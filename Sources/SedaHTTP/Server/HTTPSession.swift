@@ -25,12 +25,19 @@ public final class HTTPSession: @unchecked Sendable {
     public let parser: HTTPRequestParser
     /// The wiring's own object for this connection (its socket-layer
     /// connection), so a reply coming back from a stage finds where to write.
-    public var context: AnyObject?
+    @exclusivity(unchecked) public var context: AnyObject?
     /// The request another stage is working on; later requests wait behind it.
-    public internal(set) var pending: HTTPDeferredRequest?
+    @exclusivity(unchecked) public internal(set) var pending: HTTPDeferredRequest?
 
+    /// A session whose parser enforces `limits` (use the site's:
+    /// ``init(site:)``).
     public init(limits: HTTPLimits = HTTPLimits()) {
         parser = HTTPRequestParser(limits: limits)
+    }
+
+    /// A session under the site's limits: one per accepted connection.
+    public convenience init(site: HTTPSite) {
+        self.init(limits: site.configuration.limits)
     }
 
     /// The timeout that applies now: `headerTimeout` while a request is
