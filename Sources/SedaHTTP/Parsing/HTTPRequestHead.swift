@@ -31,7 +31,8 @@ public struct HTTPVersion: Sendable, Equatable, Hashable, CustomStringConvertibl
 /// A head with a ``failure`` is a request the server must refuse: answer
 /// with that status and close the connection; its views may be empty.
 public struct HTTPRequestHead {
-    /// GET, HEAD or another method.
+    /// GET, HEAD or another method (``HTTPMethod/other`` too for a request
+    /// refused before its method was read).
     public var method: HTTPMethod
     /// The version from the request line.
     public var version: HTTPVersion
@@ -61,9 +62,11 @@ public struct HTTPRequestHead {
     /// The If-Range header's value (nil when absent).
     public var ifRange: UnsafeRawBufferPointer?
 
-    /// A refusal: no views, the connection closes.
-    static func refused(_ status: HTTPStatus, version: HTTPVersion, sequence: Int) -> HTTPRequestHead {
-        HTTPRequestHead(method: .other, version: version, keepAlive: false, sequence: sequence,
+    /// A refusal: no views, the connection closes. `method` when known (a
+    /// refused HEAD is answered without a body).
+    static func refused(_ status: HTTPStatus, version: HTTPVersion, sequence: Int,
+                        method: HTTPMethod = .other) -> HTTPRequestHead {
+        HTTPRequestHead(method: method, version: version, keepAlive: false, sequence: sequence,
                         failure: status, target: UnsafeRawBufferPointer(start: nil, count: 0),
                         path: UnsafeRawBufferPointer(start: nil, count: 0), query: nil, host: nil,
                         ifModifiedSince: nil, range: nil, ifRange: nil)

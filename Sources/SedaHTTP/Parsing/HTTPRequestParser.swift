@@ -251,16 +251,17 @@ public final class HTTPRequestParser {
         let s = UnsafePointer(state) // read in place: the state is a few hundred bytes
         let raw = UnsafeRawPointer(base)
         let version = HTTPVersion(major: Int(s.pointee.parser.http_major), minor: Int(s.pointee.parser.http_minor))
-        func refused(_ status: HTTPStatus) -> HTTPRequestHead {
-            .refused(status, version: version, sequence: requestCount)
-        }
-        if end - requestStart > limits.maxHeaderBlockBytes { return refused(.headerFieldsTooLarge) }
         let method: HTTPMethod
         switch s.pointee.parser.method {
         case UInt32(HTTP_GET.rawValue): method = .get
         case UInt32(HTTP_HEAD.rawValue): method = .head
-        default: return refused(.methodNotAllowed)
+        default: method = .other
         }
+        func refused(_ status: HTTPStatus) -> HTTPRequestHead {
+            .refused(status, version: version, sequence: requestCount, method: method)
+        }
+        if end - requestStart > limits.maxHeaderBlockBytes { return refused(.headerFieldsTooLarge) }
+        if method == .other { return refused(.methodNotAllowed) }
         if s.pointee.hasBody { return refused(.badRequest) }
         // Debian builds http_parser with HTTP_PARSER_STRICT=0: it takes any
         // letters for "HTTP", no version at all (HTTP/0.9) and a CR followed

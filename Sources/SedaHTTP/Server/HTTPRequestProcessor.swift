@@ -112,7 +112,8 @@ public final class HTTPRequestProcessor {
         counters.bump(counters.requests)
         if let failure = head.failure {
             counters.bump(counters.refused)
-            let s = HTTPResponseWriter.writeError(failure, keepAlive: false, date: dates.current(),
+            let s = HTTPResponseWriter.writeError(failure, keepAlive: false, isHead: head.method == .head,
+                                                  date: dates.current(),
                                                   extra: failure == .methodNotAllowed ? .allowGetHead : .none,
                                                   to: &output)
             counters.count(s)
@@ -121,8 +122,8 @@ public final class HTTPRequestProcessor {
         return withUnsafeTemporaryAllocation(byteCount: max(head.path.count, 1), alignment: 8) { buf in
             guard let n = RequestPath.normalize(head.path, into: buf) else {
                 counters.bump(counters.refused)
-                let s = HTTPResponseWriter.writeError(.badRequest, keepAlive: false, date: dates.current(),
-                                                      to: &output)
+                let s = HTTPResponseWriter.writeError(.badRequest, keepAlive: false, isHead: head.method == .head,
+                                                      date: dates.current(), to: &output)
                 counters.count(s)
                 return .stop
             }
