@@ -290,3 +290,31 @@ import Testing
         #expect(seen.allSatisfy { $0.failure == nil })
     }
 }
+
+@Suite struct HTTPRequestParserBoundsTests {
+    @Test func bytesPipelinedWhilePausedAreBounded() {
+        var limits = HTTPLimits()
+        limits.maxPipelinedBytes = 64 * 1024
+        let parser = HTTPRequestParser(limits: limits)
+        let one = Array("GET / HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
+        var seen = 0
+        let first = one.withUnsafeBytes { parser.feed($0) { _ in seen += 1; return .pause } }
+        #expect(first == .paused)
+        let flood = [UInt8](repeating: UInt8(ascii: "A"), count: 16 * 1024)
+        var status = HTTPParserStatus.paused
+        var fed = 0
+        while status == .paused && fed < 100 {
+            status = flood.withUnsafeBytes { parser.feed($0) { _ in seen += 1; return .proceed } }
+            fed += 1
+        }
+        #expect(status == .finished)
+        #expect(fed <= 5)
+        #expect(parser.bufferedBytes == 0)
+        #expect(seen == 1)
+    }
+
+    @Test func aConnectionsParseStateIsSmall() {
+        // The C parser and the spans a connection keeps between packets.
+        #expect(MemoryLayout<ParseState>.size <= 160)
+    }
+}

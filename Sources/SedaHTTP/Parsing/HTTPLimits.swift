@@ -21,6 +21,11 @@ public struct HTTPLimits: Sendable, Equatable {
     /// Requests served on one connection before it is closed (the last
     /// response says `Connection: close`).
     public var maxRequestsPerConnection: Int = 1000
+    /// Bytes a client may send ahead while a response is pending (the
+    /// connection should stop reading then; this bounds what one packet too
+    /// many can add). Beyond it the connection closes after the pending
+    /// response.
+    public var maxPipelinedBytes: Int = 1 << 20
     /// How long a client may take to send a whole header block (then 408
     /// and close): the socket wiring's timer, checked with
     /// ``HTTPRequestParser/isInsideRequest``.
@@ -49,6 +54,8 @@ public struct HTTPLimits: Sendable, Equatable {
         try check(maxHeaderLineBytes >= 16 && maxHeaderLineBytes <= maxHeaderBlockBytes,
                   "maxHeaderLineBytes \(maxHeaderLineBytes) is not in 16...maxHeaderBlockBytes")
         try check(maxHeaderCount >= 1, "maxHeaderCount \(maxHeaderCount) is below 1")
+        try check(maxPipelinedBytes >= maxHeaderBlockBytes,
+                  "maxPipelinedBytes \(maxPipelinedBytes) is below maxHeaderBlockBytes \(maxHeaderBlockBytes)")
         try check(maxRequestsPerConnection >= 1, "maxRequestsPerConnection \(maxRequestsPerConnection) is below 1")
         try check(headerTimeout > .zero, "headerTimeout must be positive")
         try check(keepAliveTimeout > .zero, "keepAliveTimeout must be positive")

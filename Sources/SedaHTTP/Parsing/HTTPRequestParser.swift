@@ -49,7 +49,8 @@ public enum HTTPParserStatus: Sendable, Equatable {
 /// reentrant (the callback must not feed the same parser).
 public final class HTTPRequestParser {
     private let state: UnsafeMutablePointer<ParseState>
-    private let limits: HTTPLimits
+    /// The limits the parser itself applies (the rest live in ParseState).
+    private let limits: Limits
     // The parser is confined to one thread, so Swift's dynamic exclusivity
     // checks (a runtime call and a thread-local access set, about a hundred
     // instructions per access) buy nothing on these fields: turned off.
@@ -67,14 +68,28 @@ public final class HTTPRequestParser {
     /// A parser for one connection. `limits` should have passed
     /// ``HTTPLimits/validate()``.
     public init(limits: HTTPLimits = HTTPLimits()) {
-        self.limits = limits
+        self.limits = Limits(limits)
         state = .allocate(capacity: 1)
         state.initialize(to: ParseState())
         http_parser_init(&state.pointee.parser, HTTP_REQUEST)
         state.pointee.parser.data = UnsafeMutableRawPointer(state)
         state.pointee.maxTarget = limits.maxRequestTargetBytes
         state.pointee.maxLine = limits.maxHeaderLineBytes
-        state.pointee.maxLines = limits.maxHeaderCount
+        state.pointee.maxLines = Int32(clamping: limits.maxHeaderCount)
+    }
+
+    /// What the parser keeps of ``HTTPLimits`` (a connection's state stays small).
+    private struct Limits {
+        let initialBufferBytes: Int
+        let maxHeaderBlockBytes: Int
+        let maxRequestsPerConnection: Int
+        let maxPipelinedBytes: Int
+        init(_ l: HTTPLimits) {
+            initialBufferBytes = l.initialBufferBytes
+            maxHeaderBlockBytes = l.maxHeaderBlockBytes
+            maxRequestsPerConnection = l.maxRequestsPerConnection
+            maxPipelinedBytes = l.maxPipelinedBytes
+        }
     }
 
     deinit {
@@ -101,8 +116,9 @@ public final class HTTPRequestParser {
     /// Parses `bytes` (one received chunk), calling `onRequest` for each
     /// complete request in order. The views in the head are valid only
     /// during the call. While paused, the bytes are only kept (the caller
-    /// should have stopped reading); after ``HTTPParserStatus/finished`` they
-    /// are ignored.
+    /// should have stopped reading; past ``HTTPLimits/maxPipelinedBytes``
+    /// the parser gives up: ``HTTPParserStatus/finished``); after
+    /// ``HTTPParserStatus/finished`` they are ignored.
     @discardableResult
     public func feed(_ bytes: UnsafeRawBufferPointer,
                      _ onRequest: (HTTPRequestHead) -> HTTPParserAction) -> HTTPParserStatus {
@@ -113,6 +129,13 @@ public final class HTTPRequestParser {
         if bufferCount == 0 && !paused {
             return run(start.assumingMemoryBound(to: UInt8.self), from: 0, to: bytes.count,
                        inBuffer: false, onRequest)
+        }
+        if paused && bufferCount + bytes.count > limits.maxPipelinedBytes {
+            // The client goes on sending while a response is pending, and the
+            // connection did not stop reading: give up on it (it closes after
+            // the pending response).
+            finish()
+            return .finished
         }
         reserve(bufferCount + bytes.count)
         (buffer! + bufferCount).copyMemory(from: start, byteCount: bytes.count)

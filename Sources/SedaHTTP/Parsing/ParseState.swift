@@ -2,18 +2,37 @@ import CHTTPParser
 
 /// A run of bytes inside the buffer being parsed, as an offset from
 /// ``ParseState/base`` (offsets survive the buffer moving or growing).
+/// Stored in 32 bits: a connection's state stays small (requests are far
+/// below 2 GB).
 struct ByteSpan {
-    var start = 0
+    private var start32: Int32 = 0
     /// -1: absent.
-    var count = -1
+    private var count32: Int32 = -1
 
-    var isPresent: Bool { count >= 0 }
+    init() {}
+
+    init(start: Int, count: Int) {
+        start32 = Int32(start)
+        count32 = Int32(count)
+    }
+
+    var start: Int {
+        get { Int(start32) }
+        set { start32 = Int32(newValue) }
+    }
+
+    var count: Int {
+        get { Int(count32) }
+        set { count32 = Int32(newValue) }
+    }
+
+    var isPresent: Bool { count32 >= 0 }
 
     /// Extends the span with `length` bytes at `offset`; false if they do not
     /// follow on (an obsolete line folding split the value).
     @inline(__always)
     mutating func extend(at offset: Int, length: Int) -> Bool {
-        if count < 0 {
+        if count32 < 0 {
             start = offset
             count = length
             return true
@@ -24,7 +43,7 @@ struct ByteSpan {
     }
 
     func view(_ base: UnsafeRawPointer) -> UnsafeRawBufferPointer? {
-        count < 0 ? nil : UnsafeRawBufferPointer(start: base + start, count: count)
+        count32 < 0 ? nil : UnsafeRawBufferPointer(start: base + start, count: count)
     }
 }
 
@@ -43,22 +62,22 @@ struct ParseState {
     var base: UnsafePointer<CChar>? = nil
     var url = ByteSpan()
     var host = ByteSpan()
-    var hostLines = 0
+    var hostLines: Int32 = 0
     var ifModifiedSince = ByteSpan()
     var range = ByteSpan()
     var ifRange = ByteSpan()
     var field = ByteSpan()
     var value = ByteSpan()
-    var headerLines = 0
+    var headerLines: Int32 = 0
     var hasBody = false
     /// Set by on_message_complete (which also pauses the parser).
     var complete = false
     /// A status a callback chose before failing the parse (0: none).
-    var failure = 0
+    var failure: Int32 = 0
     // Limits, copied from HTTPLimits.
     var maxTarget = 0
     var maxLine = 0
-    var maxLines = 0
+    var maxLines: Int32 = 0
 
     /// Forgets the last request's fields (not the limits, not the parser).
     mutating func resetRequest() {
