@@ -147,10 +147,10 @@ public struct HTTPDate: Sendable, Equatable {
 public struct HTTPDateCache {
     private var date = HTTPDate(seconds: 0)
     private var valid = false
-    private let now: () -> Int64
+    private let now: @Sendable () -> Int64
 
     /// `now`: seconds since the epoch (default: the real-time clock).
-    public init(now: @escaping () -> Int64 = HTTPDate.nowSeconds) {
+    public init(now: @escaping @Sendable () -> Int64 = HTTPDate.nowSeconds) {
         self.now = now
     }
 

@@ -19,7 +19,9 @@ import Seda
 /// Thread rules: one processor per worker (its stage replica), used only on
 /// that worker's thread, for the connections that worker owns: the date
 /// cache and the counters are single-threaded.
-public final class HTTPRequestProcessor {
+public final class HTTPRequestProcessor: @unchecked Sendable {
+    // @unchecked: confined to its worker's thread (see the thread rules);
+    // Sendable so that a replicated stage's handler can hold it.
     public let site: HTTPSite
     /// This processor's counters (the site sums them for the status page).
     public let counters = HTTPCounters()
@@ -65,7 +67,10 @@ public final class HTTPRequestProcessor {
     }
 
     /// A deferred request came back from its stage: writes its response,
-    /// then goes on with the requests that waited behind it.
+    /// then goes on with the requests that waited behind it. Call it on the
+    /// thread that owns the request's connection (``HTTPDeferredRequest/session``'s
+    /// ``HTTPSession/context`` finds it); if the connection closed meanwhile,
+    /// drop the reply instead.
     public func completed<Output: HTTPResponseOutput>(_ request: HTTPDeferredRequest,
                                                       output: inout Output) -> HTTPConnectionAction {
         let session = request.session
