@@ -129,6 +129,20 @@ func get(_ path: String, _ extra: String = "") -> String { "GET \(path) HTTP/1.1
         #expect(h.processor.counters.snapshot.refused == UInt64(cases.count))
     }
 
+    @Test func refusedHeadRequestsGetNoBody() throws {
+        let h = try Harness()
+        for bad in ["HEAD /../x HTTP/1.1\r\nHost: t\r\n\r\n", "HEAD / HTTP/1.1\r\nHost: a b\r\n\r\n"] {
+            let (out, action) = h.exchange([bad])
+            let r = try #require(responses(out.bytes, heads: [true]))
+            #expect(r.map(\.status) == [400])
+            #expect(r[0].body.isEmpty)
+            #expect(Int(r[0].header("Content-Length") ?? "") ?? 0 > 0)
+            #expect(action == .close)
+            // Nothing after the head: the whole output is one head.
+            #expect(String(decoding: out.bytes, as: UTF8.self).hasSuffix("\r\n\r\n"))
+        }
+    }
+
     @Test func theBottleneckStageAnswersWithThePage() throws {
         var c = HTTPServerConfiguration()
         c.bottleneckWork = .microseconds(200)
