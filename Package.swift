@@ -143,3 +143,9 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The documentation plugin, only when building the docs (script/test sets
+// SEDA_DOCS=1), so that an application depending on Seda never fetches it.
+if Context.environment["SEDA_DOCS"] == "1" {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"))
+}
