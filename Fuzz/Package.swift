@@ -12,16 +12,16 @@ import PackageDescription
 let package = Package(
     name: "SedaFuzz",
     products: [
-        .executable(name: "seda-http-fuzz", targets: ["seda-http-fuzz"]),
+        .executable(name: "seda-http-fuzz", targets: ["seda-http-fuzz"])
     ],
     dependencies: [
-        .package(name: "Seda", path: ".."),
+        .package(name: "Seda", path: "..")
     ],
     targets: [
         .executableTarget(
             name: "seda-http-fuzz",
             dependencies: [.product(name: "SedaHTTP", package: "Seda")]
-        ),
+        )
     ],
     swiftLanguageModes: [.v6]
 )

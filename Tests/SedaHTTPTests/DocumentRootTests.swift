@@ -76,10 +76,10 @@ extension DocumentRoot.Outcome {
         #expect(root.open("/").contents == "<root index>")
         #expect(root.open("/dir/").contents == "<dir index>")
         #expect(root.open("/dir").isRedirect)
-        #expect(root.open("/empty/").isForbidden) // a directory without index.html
+        #expect(root.open("/empty/").isForbidden)  // a directory without index.html
         #expect(root.open("/missing").isNotFound)
         #expect(root.open("/a.txt/").isNotFound)
-        #expect(root.open("/fifo").isForbidden) // opened non-blocking, refused as not regular
+        #expect(root.open("/fifo").isForbidden)  // opened non-blocking, refused as not regular
         if case .file(let fd, _, let type) = root.open("/dir/b.css") {
             close(fd)
             #expect(type.description == "text/css")
@@ -91,8 +91,10 @@ extension DocumentRoot.Outcome {
     func noSymlinkLeadsOutOfTheRoot(_ resolution: DocumentRoot.Resolution) throws {
         let (tree, rootPath) = makeTree()
         let root = try DocumentRoot(path: rootPath, resolution: resolution)
-        for escape in ["/up-link", "/abs-link", "/up-dir/secret", "/dir/deep-up", "/dir/index-escape-target",
-                       "/escape-index/", "/in-dir/../../outside/secret"] {
+        for escape in [
+            "/up-link", "/abs-link", "/up-dir/secret", "/dir/deep-up", "/dir/index-escape-target",
+            "/escape-index/", "/in-dir/../../outside/secret",
+        ] {
             let outcome = root.open(escape)
             #expect(outcome.contents == nil, "\(escape) opened under \(resolution)")
             #expect(outcome.contents != "SECRET")
@@ -121,8 +123,10 @@ extension DocumentRoot.Outcome {
         // Normalisation refuses these before the file system is asked.
         let (tree, rootPath) = makeTree()
         let root = try DocumentRoot(path: rootPath)
-        for attack in ["/../outside/secret", "/%2e%2e/outside/secret", "/dir/%2e%2e/%2e%2e/outside/secret",
-                       "/..%2foutside%2fsecret", "/a.txt%00.html", "/%2e%2e%2foutside"] {
+        for attack in [
+            "/../outside/secret", "/%2e%2e/outside/secret", "/dir/%2e%2e/%2e%2e/outside/secret",
+            "/..%2foutside%2fsecret", "/a.txt%00.html", "/%2e%2e%2foutside",
+        ] {
             #expect(RequestPath.normalized(attack) == nil, "\(attack)")
         }
         // What normalisation lets through stays inside.

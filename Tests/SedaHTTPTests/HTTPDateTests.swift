@@ -23,9 +23,11 @@ import Testing
     }
 
     @Test func refusesNonDates() {
-        for bad in ["", "yesterday", "Sun, 06 Nov 1994 08:49:37", "Sun, 06 Nov 1994 08:49:37 UTC",
-                    "Sun, 31 Feb 1994 08:49:37 GMT", "Sun, 06 Nox 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT",
-                    "Sun, 6 Nov 1994 08:49:37 GMT", "\"etag\"", "Sun, 06 Nov 1994 08:49:37 GMTx"] {
+        for bad in [
+            "", "yesterday", "Sun, 06 Nov 1994 08:49:37", "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 31 Feb 1994 08:49:37 GMT", "Sun, 06 Nox 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT",
+            "Sun, 6 Nov 1994 08:49:37 GMT", "\"etag\"", "Sun, 06 Nov 1994 08:49:37 GMTx",
+        ] {
             #expect(parse(bad) == nil, "\(bad)")
         }
     }
@@ -58,8 +60,10 @@ import Testing
         #expect(spec("bytes=-5") == .suffix(5))
         #expect(spec("Bytes= 1-2 ") == .span(first: 1, last: 2))
         #expect(spec("bytes=0-1,5-6") == .multiple)
-        for bad in ["", "bytes=", "bytes=a-b", "items=0-1", "bytes=5-1", "bytes=-", "bytes=1-2x",
-                    "bytes=99999999999999999999-"] {
+        for bad in [
+            "", "bytes=", "bytes=a-b", "items=0-1", "bytes=5-1", "bytes=-", "bytes=1-2x",
+            "bytes=99999999999999999999-",
+        ] {
             #expect(spec(bad) == nil, "\(bad)")
         }
     }

@@ -11,7 +11,7 @@ import Testing
         #expect(seen.count == 1)
         let r = seen[0]
         #expect(r.method == .get)
-        #expect(r.version == .http1_1)
+        #expect(r.version == .http11)
         #expect(r.keepAlive)
         #expect(r.failure == nil)
         #expect(r.target == "/index.html?x=1")
@@ -33,7 +33,8 @@ import Testing
     }
 
     @Test func headersOfInterestSurviveSplits() {
-        let req = "GET /a HTTP/1.1\r\nhOsT: h\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT  \r\n"
+        let req =
+            "GET /a HTTP/1.1\r\nhOsT: h\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT  \r\n"
             + "RANGE: bytes=0-9\r\nIf-Range: Sun, 06 Nov 1994 08:49:37 GMT\r\nX-Long: "
             + String(repeating: "v", count: 300) + "\r\n\r\n"
         for chunks in splits(req) + [[req]] {
@@ -48,7 +49,8 @@ import Testing
     }
 
     @Test func pipelinedRequestsInOneChunkComeInOrder() {
-        let three = "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nHEAD /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
+        let three =
+            "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nHEAD /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
         let (seen, status, _) = parse([three])
         #expect(status == .needMore)
         #expect(seen.map(\.path) == ["/1", "/2", "/3"])
@@ -65,18 +67,22 @@ import Testing
         let b = "st: a\r\n\r\n"
         let parser = HTTPRequestParser()
         var paths: [String] = []
-        let s1 = a.utf8CString.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0.dropLast())) {
-            paths.append($0.pathString)
-            return .proceed
-        } }
+        let s1 = a.utf8CString.withUnsafeBytes {
+            parser.feed(UnsafeRawBufferPointer(rebasing: $0.dropLast())) {
+                paths.append($0.pathString)
+                return .proceed
+            }
+        }
         #expect(s1 == .needMore)
         #expect(paths == ["/1"])
         #expect(parser.isInsideRequest)
         #expect(parser.bufferedBytes == "GET /2 HTTP/1.1\r\nHo".utf8.count)
-        let s2 = b.utf8CString.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0.dropLast())) {
-            paths.append($0.pathString)
-            return .proceed
-        } }
+        let s2 = b.utf8CString.withUnsafeBytes {
+            parser.feed(UnsafeRawBufferPointer(rebasing: $0.dropLast())) {
+                paths.append($0.pathString)
+                return .proceed
+            }
+        }
         #expect(s2 == .needMore)
         #expect(paths == ["/1", "/2"])
         #expect(parser.bufferedBytes == 0)
@@ -84,7 +90,8 @@ import Testing
     }
 
     @Test func pauseKeepsTheRestUntilResume() {
-        let three = "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
+        let three =
+            "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
         let (seen, status, parser) = parse([three], pauseAfter: [0])
         #expect(status == .paused)
         #expect(seen.map(\.path) == ["/1"])
@@ -93,10 +100,18 @@ import Testing
         // Bytes fed while paused are kept, not parsed.
         let more = Array("GET /4 HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
         var later: [String] = []
-        let s = more.withUnsafeBytes { parser.feed($0) { later.append($0.pathString); return .proceed } }
+        let s = more.withUnsafeBytes {
+            parser.feed($0) {
+                later.append($0.pathString)
+                return .proceed
+            }
+        }
         #expect(s == .paused)
         #expect(later.isEmpty)
-        let r = parser.resume { later.append($0.pathString); return .proceed }
+        let r = parser.resume {
+            later.append($0.pathString)
+            return .proceed
+        }
         #expect(r == .needMore)
         #expect(later == ["/2", "/3", "/4"])
         #expect(parser.bufferedBytes == 0)
@@ -117,16 +132,20 @@ import Testing
         #expect(status == .finished)
         #expect(parser.isFinished)
         // Later bytes are ignored.
-        let (_, again, _) = (0, "GET / HTTP/1.1\r\n\r\n".utf8CString.withUnsafeBytes {
-            parser.feed(UnsafeRawBufferPointer(rebasing: $0.dropLast())) { _ in .proceed }
-        }, 0)
+        let (_, again, _) = (
+            0,
+            "GET / HTTP/1.1\r\n\r\n".utf8CString.withUnsafeBytes {
+                parser.feed(UnsafeRawBufferPointer(rebasing: $0.dropLast())) { _ in .proceed }
+            }, 0
+        )
         #expect(again == .finished)
     }
 
     @Test func maxRequestsPerConnection() {
         var limits = HTTPLimits()
         limits.maxRequestsPerConnection = 2
-        let three = "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
+        let three =
+            "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
         let (seen, status, _) = parse([three], limits: limits)
         #expect(seen.map(\.keepAlive) == [true, false])
         #expect(status == .finished)
@@ -240,7 +259,9 @@ import Testing
         #expect(refusal(longName, limits: l) == 431)
         let many = "GET / HTTP/1.1\r\nHost: a\r\n" + (0..<11).map { "X\($0): v\r\n" }.joined() + "\r\n"
         #expect(refusal(many, limits: l) == 431)
-        let block = "GET / HTTP/1.1\r\nHost: a\r\n" + (0..<9).map { "X\($0): " + String(repeating: "c", count: 110) + "\r\n" }.joined() + "\r\n"
+        let block =
+            "GET / HTTP/1.1\r\nHost: a\r\n"
+            + (0..<9).map { "X\($0): " + String(repeating: "c", count: 110) + "\r\n" }.joined() + "\r\n"
         #expect(refusal(block, limits: l) == 431)
         // Split into single bytes: the same statuses, and never more buffered than the limit.
         for (text, code) in [(longURI, 414), (longLine, 431), (block, 431)] {
@@ -263,7 +284,12 @@ import Testing
         var fed = 0
         _ = Array("GET / HTTP/1.1\r\nHost: a\r\n".utf8).withUnsafeBytes { parser.feed($0) { _ in .proceed } }
         while status == .needMore && fed < 100 {
-            status = line.withUnsafeBytes { parser.feed($0) { failures.append($0.failure?.code); return .proceed } }
+            status = line.withUnsafeBytes {
+                parser.feed($0) {
+                    failures.append($0.failure?.code)
+                    return .proceed
+                }
+            }
             fed += 1
         }
         #expect(status == .finished)
@@ -284,7 +310,8 @@ import Testing
     }
 
     @Test func upgradeRequestsAreServedAsPlainRequests() {
-        let two = "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+        let two =
+            "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n"
         let seen = parse([two]).requests
         #expect(seen.map(\.path) == ["/ws", "/next"])
         #expect(seen.allSatisfy { $0.failure == nil })
@@ -298,13 +325,23 @@ import Testing
         let parser = HTTPRequestParser(limits: limits)
         let one = Array("GET / HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
         var seen = 0
-        let first = one.withUnsafeBytes { parser.feed($0) { _ in seen += 1; return .pause } }
+        let first = one.withUnsafeBytes {
+            parser.feed($0) { _ in
+                seen += 1
+                return .pause
+            }
+        }
         #expect(first == .paused)
         let flood = [UInt8](repeating: UInt8(ascii: "A"), count: 16 * 1024)
         var status = HTTPParserStatus.paused
         var fed = 0
         while status == .paused && fed < 100 {
-            status = flood.withUnsafeBytes { parser.feed($0) { _ in seen += 1; return .proceed } }
+            status = flood.withUnsafeBytes {
+                parser.feed($0) { _ in
+                    seen += 1
+                    return .proceed
+                }
+            }
             fed += 1
         }
         #expect(status == .finished)

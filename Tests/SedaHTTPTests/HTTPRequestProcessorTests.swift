@@ -1,7 +1,7 @@
 import Glibc
-@testable import Seda
 import Testing
 
+@testable import Seda
 @testable import SedaHTTP
 
 /// Collects replies from the stages, for the test thread to complete.
@@ -31,13 +31,16 @@ final class Harness {
     let replies = ReplyCollector()
     let processor: HTTPRequestProcessor
 
-    init(_ configuration: HTTPServerConfiguration = HTTPServerConfiguration(), clock: SedaClock = .monotonic,
-         bottleneckAdmission: (any AdmissionController<HTTPDeferredRequest>)? = nil,
-         fileAdmission: (any AdmissionController<HTTPDeferredRequest>)? = nil,
-         dates: HTTPDateCache = HTTPDateCache()) throws {
+    init(
+        _ configuration: HTTPServerConfiguration = HTTPServerConfiguration(), clock: SedaClock = .monotonic,
+        bottleneckAdmission: (any AdmissionController<HTTPDeferredRequest>)? = nil,
+        fileAdmission: (any AdmissionController<HTTPDeferredRequest>)? = nil,
+        dates: HTTPDateCache = HTTPDateCache()
+    ) throws {
         runtime = try Runtime(cpuThreads: 1, clock: clock)
-        site = try HTTPSite.install(in: runtime, configuration: configuration, fileAdmission: fileAdmission,
-                                    bottleneckAdmission: bottleneckAdmission)
+        site = try HTTPSite.install(
+            in: runtime, configuration: configuration, fileAdmission: fileAdmission,
+            bottleneckAdmission: bottleneckAdmission)
         let replySink = try runtime.addStage("http-reply", handler: replies)
         processor = HTTPRequestProcessor(site: site, replyTo: replySink, dates: dates)
     }
@@ -46,7 +49,8 @@ final class Harness {
 
     /// Feeds each chunk, completing deferred requests as their replies come
     /// back, and returns the output and the last action.
-    func exchange(_ chunks: [String], session: HTTPSession = HTTPSession()) -> (CollectingOutput, HTTPConnectionAction) {
+    func exchange(_ chunks: [String], session: HTTPSession = HTTPSession()) -> (CollectingOutput, HTTPConnectionAction)
+    {
         var out = CollectingOutput()
         var action = HTTPConnectionAction.read
         for chunk in chunks {
@@ -76,7 +80,7 @@ func get(_ path: String, _ extra: String = "") -> String { "GET \(path) HTTP/1.1
         #expect(r[2].header("Content-Length") == "8192")
         #expect(r[0].header("Content-Type") == "text/html")
         #expect(r[0].header("Date") == "Sun, 06 Nov 1994 08:49:37 GMT")
-        #expect(out.zeroCopyWrites == 2) // the body by reference, never copied
+        #expect(out.zeroCopyWrites == 2)  // the body by reference, never copied
         #expect(h.processor.counters.snapshot.servedFromCache == 3)
     }
 
@@ -193,9 +197,10 @@ func get(_ path: String, _ extra: String = "") -> String { "GET \(path) HTTP/1.1
     }
 
     @Test func theStatusPageShowsTheDOTWithoutGraphviz() {
-        let page = StatusPage.html(snapshot: RuntimeSnapshot(takenAtNanoseconds: 0, stages: []), earlier: nil,
-                                   counters: HTTPCounters.Snapshot(), cache: PageCache.Statistics(), graphSVG: nil,
-                                   graphDOT: "digraph seda { \"a<b\" }")
+        let page = StatusPage.html(
+            snapshot: RuntimeSnapshot(takenAtNanoseconds: 0, stages: []), earlier: nil,
+            counters: HTTPCounters.Snapshot(), cache: PageCache.Statistics(), graphSVG: nil,
+            graphDOT: "digraph seda { \"a<b\" }")
         #expect(page.contains("digraph seda { &quot;a&lt;b&quot; }"))
         #expect(GraphvizRenderer(dotPath: "/nonexistent/dot").svg("digraph { a }") == nil)
     }
@@ -205,7 +210,9 @@ func get(_ path: String, _ extra: String = "") -> String { "GET \(path) HTTP/1.1
         let session = HTTPSession()
         var out = CollectingOutput()
         #expect(session.timeout(h.site.configuration.limits) == .seconds(75))
-        _ = Array("GET / HTTP/1.1\r\nHo".utf8).withUnsafeBytes { h.processor.received($0, session: session, output: &out) }
+        _ = Array("GET / HTTP/1.1\r\nHo".utf8).withUnsafeBytes {
+            h.processor.received($0, session: session, output: &out)
+        }
         #expect(session.timeout(h.site.configuration.limits) == .seconds(60))
         #expect(h.processor.timedOut(session, output: &out) == .close)
         let r = try #require(responses(out.bytes))
@@ -244,7 +251,7 @@ func get(_ path: String, _ extra: String = "") -> String { "GET \(path) HTTP/1.1
         let (again, action) = h.exchange([get("/a.txt")])
         #expect(action == .read)
         #expect(responses(again.bytes)?.map(\.bodyText) == ["A"])
-        #expect(h.processor.counters.snapshot.deferred == 1) // answered from the cache
+        #expect(h.processor.counters.snapshot.deferred == 1)  // answered from the cache
         #expect(h.processor.counters.snapshot.servedFromCache == 1)
         _ = tree
     }
@@ -252,7 +259,7 @@ func get(_ path: String, _ extra: String = "") -> String { "GET \(path) HTTP/1.1
     @Test func pipelinedResponsesStayInOrderAroundAMiss() throws {
         let (tree, c) = site()
         let h = try Harness(c)
-        _ = h.exchange([get("/a.txt")]) // cached now
+        _ = h.exchange([get("/a.txt")])  // cached now
         let (out, action) = h.exchange([get("/a.txt") + get("/dir/") + get("/a.txt") + get("/missing") + get("/a.txt")])
         #expect(action == .read)
         #expect(responses(out.bytes)?.map(\.status) == [200, 200, 200, 404, 200])
@@ -265,7 +272,9 @@ func get(_ path: String, _ extra: String = "") -> String { "GET \(path) HTTP/1.1
         let h = try Harness(c)
         let session = HTTPSession()
         var out = CollectingOutput()
-        var action = Array(get("/dir/").utf8).withUnsafeBytes { h.processor.received($0, session: session, output: &out) }
+        var action = Array(get("/dir/").utf8).withUnsafeBytes {
+            h.processor.received($0, session: session, output: &out)
+        }
         #expect(action == .waitForReply)
         #expect(session.timeout(c.limits) == nil)
         // The client pipelines more meanwhile (before reading stopped).
@@ -316,8 +325,10 @@ func get(_ path: String, _ extra: String = "") -> String { "GET \(path) HTTP/1.1
             return
         }
         let lm = page.lastModified.string
-        let (out, _) = h.exchange([get("/a.txt", "If-Modified-Since: \(lm)\r\n") + get("/a.txt", "Range: bytes=0-0\r\n")
-                                   + get("/a.txt", "Range: bytes=5-\r\n")])
+        let (out, _) = h.exchange([
+            get("/a.txt", "If-Modified-Since: \(lm)\r\n") + get("/a.txt", "Range: bytes=0-0\r\n")
+                + get("/a.txt", "Range: bytes=5-\r\n")
+        ])
         #expect(responses(out.bytes)?.map(\.status) == [304, 206, 416])
         _ = tree
     }

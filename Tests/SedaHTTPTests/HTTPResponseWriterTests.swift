@@ -20,13 +20,15 @@ import Testing
 
     @Test func thePlainPathIsOneCopyAndOneZeroCopyWrite() {
         var out = CollectingOutput()
-        let s = HTTPResponseWriter.writePage(page, isHead: false, keepAlive: true, conditions: HTTPConditions(),
-                                             date: date, to: &out)
+        let s = HTTPResponseWriter.writePage(
+            page, isHead: false, keepAlive: true, conditions: HTTPConditions(),
+            date: date, to: &out)
         #expect(s == .ok)
         #expect(out.copies == 1)
         #expect(out.zeroCopyWrites == 1)
         #expect(out.held.first === page.body)
-        let expected = "HTTP/1.1 200 OK\r\nServer: seda\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+        let expected =
+            "HTTP/1.1 200 OK\r\nServer: seda\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
             + "Content-Type: text/plain\r\nContent-Length: 10\r\nLast-Modified: \(page.lastModified.string)\r\n"
             + "Accept-Ranges: bytes\r\nConnection: keep-alive\r\n\r\n0123456789"
         #expect(out.text == expected)
@@ -34,8 +36,9 @@ import Testing
 
     @Test func headAndClose() {
         var out = CollectingOutput()
-        HTTPResponseWriter.writePage(page, isHead: true, keepAlive: false, conditions: HTTPConditions(), date: date,
-                                     to: &out)
+        HTTPResponseWriter.writePage(
+            page, isHead: true, keepAlive: false, conditions: HTTPConditions(), date: date,
+            to: &out)
         let r = responses(out.bytes, heads: [true])!
         #expect(r.count == 1)
         #expect(r[0].header("Content-Length") == "10")
@@ -46,8 +49,9 @@ import Testing
 
     @Test func notModified() {
         var out = CollectingOutput()
-        let s = HTTPResponseWriter.writePage(page, isHead: false, keepAlive: true,
-                                             conditions: conditions(ims: page.lastModified.string), date: date, to: &out)
+        let s = HTTPResponseWriter.writePage(
+            page, isHead: false, keepAlive: true,
+            conditions: conditions(ims: page.lastModified.string), date: date, to: &out)
         #expect(s == .notModified)
         let r = responses(out.bytes)!
         #expect(r[0].status == 304)
@@ -56,8 +60,10 @@ import Testing
         // Older than the page, or in the future (ignored): the full page.
         for ims in ["Sat, 01 Jan 1994 00:00:00 GMT", "Fri, 01 Jan 2100 00:00:00 GMT", "garbage"] {
             var o = CollectingOutput()
-            #expect(HTTPResponseWriter.writePage(page, isHead: false, keepAlive: true, conditions: conditions(ims: ims),
-                                                 date: date, to: &o) == .ok)
+            #expect(
+                HTTPResponseWriter.writePage(
+                    page, isHead: false, keepAlive: true, conditions: conditions(ims: ims),
+                    date: date, to: &o) == .ok)
         }
     }
 
@@ -89,12 +95,14 @@ import Testing
     @Test func errorsCarryTheirHeaders() {
         var out = CollectingOutput()
         HTTPResponseWriter.writeError(.methodNotAllowed, keepAlive: false, date: date, extra: .allowGetHead, to: &out)
-        HTTPResponseWriter.writeError(.serviceUnavailable, keepAlive: true, date: date,
-                                      extra: .retryAfter(seconds: 3), to: &out)
+        HTTPResponseWriter.writeError(
+            .serviceUnavailable, keepAlive: true, date: date,
+            extra: .retryAfter(seconds: 3), to: &out)
         let loc = Array("/dir/".utf8)
         loc.withUnsafeBytes { l in
-            _ = HTTPResponseWriter.writeError(.movedPermanently, keepAlive: true, date: date, extra: .location(l),
-                                              to: &out)
+            _ = HTTPResponseWriter.writeError(
+                .movedPermanently, keepAlive: true, date: date, extra: .location(l),
+                to: &out)
         }
         let r = responses(out.bytes)!
         #expect(r.map(\.status) == [405, 503, 301])
@@ -115,8 +123,9 @@ import Testing
         var out = CollectingOutput()
         var c = HTTPConditions()
         c.range = .span(first: 3, last: 5)
-        HTTPResponseWriter.writeFile(file, contentType: "text/plain", identity: id, isHead: false, keepAlive: true,
-                                     conditions: c, date: date, to: &out)
+        HTTPResponseWriter.writeFile(
+            file, contentType: "text/plain", identity: id, isHead: false, keepAlive: true,
+            conditions: c, date: date, to: &out)
         #expect(out.fileWrites == 1)
         #expect(responses(out.bytes)![0].bodyText == "def")
     }

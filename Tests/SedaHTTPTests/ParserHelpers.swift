@@ -33,13 +33,17 @@ struct SeenRequest: Equatable {
 }
 
 /// Feeds `chunks` one by one and returns what the parser handed over and its last status.
-func parse(_ chunks: [String], limits: HTTPLimits = HTTPLimits(),
-           pauseAfter: Set<Int> = []) -> (requests: [SeenRequest], status: HTTPParserStatus, parser: HTTPRequestParser) {
+func parse(
+    _ chunks: [String], limits: HTTPLimits = HTTPLimits(),
+    pauseAfter: Set<Int> = []
+) -> (requests: [SeenRequest], status: HTTPParserStatus, parser: HTTPRequestParser) {
     parse(chunks.map { Array($0.utf8) }, limits: limits, pauseAfter: pauseAfter)
 }
 
-func parse(_ chunks: [[UInt8]], limits: HTTPLimits = HTTPLimits(),
-           pauseAfter: Set<Int> = []) -> (requests: [SeenRequest], status: HTTPParserStatus, parser: HTTPRequestParser) {
+func parse(
+    _ chunks: [[UInt8]], limits: HTTPLimits = HTTPLimits(),
+    pauseAfter: Set<Int> = []
+) -> (requests: [SeenRequest], status: HTTPParserStatus, parser: HTTPRequestParser) {
     let parser = HTTPRequestParser(limits: limits)
     var seen: [SeenRequest] = []
     var status = HTTPParserStatus.needMore

@@ -53,9 +53,11 @@ func responses(_ bytes: [UInt8], heads: [Bool] = []) -> [Response]? {
     var out: [Response] = []
     var i = 0
     while i < bytes.count {
-        guard let end = (i..<(bytes.count - 3)).first(where: {
-            bytes[$0] == 13 && bytes[$0 + 1] == 10 && bytes[$0 + 2] == 13 && bytes[$0 + 3] == 10
-        }) else { return nil }
+        guard
+            let end = (i..<(bytes.count - 3)).first(where: {
+                bytes[$0] == 13 && bytes[$0 + 1] == 10 && bytes[$0 + 2] == 13 && bytes[$0 + 3] == 10
+            })
+        else { return nil }
         let lines = String(decoding: bytes[i..<end], as: UTF8.self).components(separatedBy: "\r\n")
         let statusLine = lines[0].split(separator: " ")
         guard statusLine.count >= 2, statusLine[0] == "HTTP/1.1", let code = Int(statusLine[1]) else { return nil }

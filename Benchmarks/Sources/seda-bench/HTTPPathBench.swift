@@ -60,27 +60,35 @@ struct HTTPPathBench: ParsableCommand {
         let runtime = try Runtime(cpuThreads: 1)
         defer { try? runtime.shutdown(.drain, timeout: .seconds(5)) }
         var configuration = HTTPServerConfiguration()
-        configuration.limits.maxRequestsPerConnection = Int.max // one keep-alive connection throughout
+        configuration.limits.maxRequestsPerConnection = Int.max  // one keep-alive connection throughout
         let site = try HTTPSite.install(in: runtime, configuration: configuration)
         let reply = try runtime.addStage("http-reply", handler: Discard())
         let processor = HTTPRequestProcessor(site: site, replyTo: reply)
         print("seda-bench http-path: \(requests) requests per run, median of \(runs) runs, ns per request")
 
-        var table = Table(headers: ["request", "bytes", "http_parser alone", "bare responder",
-                                    "seda request path", "vs parser alone", "vs bare responder"])
-        let all = [("wrk", "wrk GET", Self.wrk, 1), ("browser", "browser GET", Self.browser, 1),
-                   ("pipelined", "16 pipelined", String(repeating: Self.wrk, count: 16), 16)]
+        var table = Table(headers: [
+            "request", "bytes", "http_parser alone", "bare responder",
+            "seda request path", "vs parser alone", "vs bare responder",
+        ])
+        let all = [
+            ("wrk", "wrk GET", Self.wrk, 1), ("browser", "browser GET", Self.browser, 1),
+            ("pipelined", "16 pipelined", String(repeating: Self.wrk, count: 16), 16),
+        ]
         for (key, name, packet, perPacket) in all where cases.contains(key) {
             let bytes = Array(packet.utf8)
             let packets = max(requests / perPacket, 1)
             let n = Double(packets * perPacket)
             let parser = Stats.median((0..<runs).map { _ in timeNs { parserAlone(bytes, packets) } }) / n
             let bare = Stats.median((0..<runs).map { _ in timeNs { bareResponder(bytes, packets, perPacket) } }) / n
-            let seda = Stats.median((0..<runs).map { _ in
-                timeNs { sedaPath(processor, bytes, packets, perPacket) }
-            }) / n
-            table.add([name, "\(bytes.count / perPacket)", Stats.fixed(parser, 1), Stats.fixed(bare, 1),
-                       Stats.fixed(seda, 1), Stats.fixed(seda / parser, 2) + "×", Stats.fixed(seda / bare, 2) + "×"])
+            let seda =
+                Stats.median(
+                    (0..<runs).map { _ in
+                        timeNs { sedaPath(processor, bytes, packets, perPacket) }
+                    }) / n
+            table.add([
+                name, "\(bytes.count / perPacket)", Stats.fixed(parser, 1), Stats.fixed(bare, 1),
+                Stats.fixed(seda, 1), Stats.fixed(seda / parser, 2) + "×", Stats.fixed(seda / bare, 2) + "×",
+            ])
         }
         print(table.render())
         let c = processor.counters.snapshot
@@ -120,7 +128,8 @@ struct HTTPPathBench: ParsableCommand {
     /// request: find the end of the header block (memchr for CR, then the
     /// four bytes; Glibc's module has no memmem), copy a prebuilt head.
     func bareResponder(_ bytes: [UInt8], _ packets: Int, _ perPacket: Int) {
-        let head = Array("HTTP/1.1 200 OK\r\nServer: bare\r\nContent-Length: 8192\r\nConnection: keep-alive\r\n\r\n".utf8)
+        let head = Array(
+            "HTTP/1.1 200 OK\r\nServer: bare\r\nContent-Length: 8192\r\nConnection: keep-alive\r\n\r\n".utf8)
         var scratch = [UInt8](repeating: 0, count: 1 << 16)
         var found = 0
         bytes.withUnsafeBytes { p in

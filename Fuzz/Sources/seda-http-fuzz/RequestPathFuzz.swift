@@ -32,7 +32,7 @@ final class Fixture: @unchecked Sendable {
         self.limits = limits
         var c = HTTPServerConfiguration()
         c.limits = limits
-        c.statusPath = nil // every answer inline: deterministic, no thread hand-off
+        c.statusPath = nil  // every answer inline: deterministic, no thread hand-off
         c.metricsPath = nil
         c.bottleneckPath = nil
         do {
@@ -49,8 +49,10 @@ final class Fixture: @unchecked Sendable {
         mkdir("\(base)/root", 0o755)
         mkdir("\(base)/root/dir", 0o755)
         mkdir("\(base)/outside", 0o755)
-        for (path, text) in [("root/index.html", "index"), ("root/a.txt", "a"), ("root/dir/index.html", "dir"),
-                             ("outside/secret", "SECRET")] {
+        for (path, text) in [
+            ("root/index.html", "index"), ("root/a.txt", "a"), ("root/dir/index.html", "dir"),
+            ("outside/secret", "SECRET"),
+        ] {
             let fd = open("\(base)/\(path)", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
             _ = text.withCString { write(fd, $0, strlen($0)) }
             close(fd)
@@ -63,8 +65,10 @@ final class Fixture: @unchecked Sendable {
         var resolved = [CChar](repeating: 0, count: Int(PATH_MAX))
         rootPrefix = String(cString: realpath("\(base)/root", &resolved)!)
         do {
-            roots = [try DocumentRoot(path: "\(base)/root", resolution: .beneath),
-                     try DocumentRoot(path: "\(base)/root", resolution: .noSymlinks)]
+            roots = [
+                try DocumentRoot(path: "\(base)/root", resolution: .beneath),
+                try DocumentRoot(path: "\(base)/root", resolution: .noSymlinks),
+            ]
         } catch {
             fatalError("fuzz fixture: \(error)")
         }
@@ -122,7 +126,9 @@ func countResponses(_ bytes: [UInt8], heads: [Bool]) -> Int? {
     var i = 0, n = 0
     while i < bytes.count {
         var end = i
-        while end + 3 < bytes.count, !(bytes[end] == 13 && bytes[end + 1] == 10 && bytes[end + 2] == 13 && bytes[end + 3] == 10) {
+        while end + 3 < bytes.count,
+            !(bytes[end] == 13 && bytes[end + 1] == 10 && bytes[end + 2] == 13 && bytes[end + 3] == 10)
+        {
             end += 1
         }
         guard end + 3 < bytes.count else { return nil }
@@ -166,8 +172,9 @@ func fuzzOne(_ data: UnsafeRawBufferPointer) {
     var action = HTTPConnectionAction.read
     while at < input.count && action == .read {
         let n = split.next(input.count - at)
-        action = fixture.processor.received(UnsafeRawBufferPointer(rebasing: input[at..<(at + n)]), session: session,
-                                            output: &out)
+        action = fixture.processor.received(
+            UnsafeRawBufferPointer(rebasing: input[at..<(at + n)]), session: session,
+            output: &out)
         at += n
     }
     if action == .waitForReply { fail("a request waited for a stage", input) }
@@ -238,7 +245,8 @@ func checkPath(_ path: UnsafeRawBufferPointer, _ input: UnsafeRawBufferPointer) 
         if n > path.count || normalized.first != UInt8(ascii: "/") { fail("normalised path malformed", input) }
         let text = String(decoding: normalized, as: UTF8.self)
         if text.contains("/../") || text.hasSuffix("/..") || text.contains("/./") || text.hasSuffix("/.")
-            || text.contains("//") || normalized.contains(0) {
+            || text.contains("//") || normalized.contains(0)
+        {
             fail("normalised path '\(text)' keeps a dot segment, a double slash or a NUL", input)
         }
         for root in fixture.roots {
@@ -259,43 +267,46 @@ func checkPath(_ path: UnsafeRawBufferPointer, _ input: UnsafeRawBufferPointer) 
 /// names an executable's entry point itself (`main` is redirected to the
 /// module's), so libFuzzer's own `main` is not used: ours calls the driver.
 #if SEDA_FUZZ
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func fuzzerRunDriver(
+        _ argc: UnsafeMutablePointer<Int32>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+    ) -> Int32
 #endif
 
 @main
 struct SedaHTTPFuzz {
     static func main() {
         #if SEDA_FUZZ
-        var argc = CommandLine.argc
-        var argv = CommandLine.unsafeArgv
-        exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-            fuzzOne(UnsafeRawBufferPointer(start: data, count: size))
-            return 0
-        })
+            var argc = CommandLine.argc
+            var argv = CommandLine.unsafeArgv
+            exit(
+                fuzzerRunDriver(&argc, &argv) { data, size in
+                    fuzzOne(UnsafeRawBufferPointer(start: data, count: size))
+                    return 0
+                })
         #else
-        // Without libFuzzer: replays the files given (a corpus, a crash) through the same checks.
-        let files = CommandLine.arguments.dropFirst()
-        if files.isEmpty {
-            print("usage: seda-http-fuzz FILE... (replays inputs; build with -DSEDA_FUZZ for libFuzzer)")
-            exit(2)
-        }
-        for file in files {
-            let fd = open(file, O_RDONLY)
-            guard fd >= 0 else { fatalError("cannot open \(file)") }
-            var bytes: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n <= 0 { break }
-                bytes.append(contentsOf: chunk[0..<n])
+            // Without libFuzzer: replays the files given (a corpus, a crash) through the same checks.
+            let files = CommandLine.arguments.dropFirst()
+            if files.isEmpty {
+                print("usage: seda-http-fuzz FILE... (replays inputs; build with -DSEDA_FUZZ for libFuzzer)")
+                exit(2)
             }
-            close(fd)
-            bytes.withUnsafeBytes { fuzzOne($0) }
-        }
-        print("seda-http-fuzz: \(files.count) inputs replayed, no finding")
+            for file in files {
+                let fd = open(file, O_RDONLY)
+                guard fd >= 0 else { fatalError("cannot open \(file)") }
+                var bytes: [UInt8] = []
+                var chunk = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n <= 0 { break }
+                    bytes.append(contentsOf: chunk[0..<n])
+                }
+                close(fd)
+                bytes.withUnsafeBytes { fuzzOne($0) }
+            }
+            print("seda-http-fuzz: \(files.count) inputs replayed, no finding")
         #endif
     }
 }

@@ -55,13 +55,16 @@ public final class PageCache: @unchecked Sendable {
     ///   - capacityBytes: bytes the cache may hold (default 64 MiB).
     ///   - maxEntryBytes: largest page kept (default 1 MiB, at most the capacity).
     ///   - revalidateAfter: how long a hit is trusted (default 1 s).
-    public init(capacityBytes: Int = 64 << 20, maxEntryBytes: Int = 1 << 20,
-                revalidateAfter: Duration = .seconds(1)) {
+    public init(
+        capacityBytes: Int = 64 << 20, maxEntryBytes: Int = 1 << 20,
+        revalidateAfter: Duration = .seconds(1)
+    ) {
         self.capacityBytes = max(capacityBytes, 0)
         self.maxEntryBytes = min(max(maxEntryBytes, 0), self.capacityBytes)
         self.revalidateAfter = revalidateAfter
         let (s, a) = revalidateAfter.components
-        revalidateNanoseconds = s >= Int64.max / 1_000_000_000 ? Int64.max : max(0, s * 1_000_000_000 + a / 1_000_000_000)
+        revalidateNanoseconds =
+            s >= Int64.max / 1_000_000_000 ? Int64.max : max(0, s * 1_000_000_000 + a / 1_000_000_000)
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         precondition(pthread_mutex_init(mutex, nil) == 0, "pthread_mutex_init failed")
@@ -99,7 +102,8 @@ public final class PageCache: @unchecked Sendable {
             t.touch(i)
             let page = t.slots[i].page!
             if !t.slots[i].pinned && !t.slots[i].revalidating
-                && now &- t.slots[i].validatedAt >= revalidate {
+                && now &- t.slots[i].validatedAt >= revalidate
+            {
                 t.slots[i].revalidating = true
                 t.stats.revalidations += 1
                 return .stale(page)
@@ -237,7 +241,8 @@ private struct Table {
                 if s[Int(i)].hash == hash && s[Int(i)].key.count == key.count
                     && s[Int(i)].key.withUnsafeBytes({ k in
                         key.count == 0 || memcmp(k.baseAddress!, key.baseAddress!, key.count) == 0
-                    }) {
+                    })
+                {
                     return Int(i)
                 }
                 i = s[Int(i)].chain
@@ -264,8 +269,9 @@ private struct Table {
             slots.append(Slot())
         }
         let b = Int(hash & UInt64(buckets.count - 1))
-        slots[i] = Slot(key: key, hash: hash, page: page, size: size, validatedAt: now, revalidating: false,
-                        pinned: pinned, chain: buckets[b], newer: -1, older: -1)
+        slots[i] = Slot(
+            key: key, hash: hash, page: page, size: size, validatedAt: now, revalidating: false,
+            pinned: pinned, chain: buckets[b], newer: -1, older: -1)
         buckets[b] = Int32(i)
         if !pinned { linkNewest(i) }
         stats.entries += 1

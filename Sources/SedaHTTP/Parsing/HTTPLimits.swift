@@ -45,17 +45,22 @@ public struct HTTPLimits: Sendable, Equatable {
             if !ok { throw HTTPConfigurationError(message: what) }
         }
         try check(initialBufferBytes >= 64, "initialBufferBytes \(initialBufferBytes) is below 64")
-        try check(maxHeaderBlockBytes <= Self.parserHeaderCeiling,
-                  "maxHeaderBlockBytes \(maxHeaderBlockBytes) is above the parser's \(Self.parserHeaderCeiling)")
-        try check(maxHeaderBlockBytes >= initialBufferBytes,
-                  "maxHeaderBlockBytes \(maxHeaderBlockBytes) is below initialBufferBytes \(initialBufferBytes)")
-        try check(maxRequestTargetBytes >= 16 && maxRequestTargetBytes <= maxHeaderBlockBytes,
-                  "maxRequestTargetBytes \(maxRequestTargetBytes) is not in 16...maxHeaderBlockBytes")
-        try check(maxHeaderLineBytes >= 16 && maxHeaderLineBytes <= maxHeaderBlockBytes,
-                  "maxHeaderLineBytes \(maxHeaderLineBytes) is not in 16...maxHeaderBlockBytes")
+        try check(
+            maxHeaderBlockBytes <= Self.parserHeaderCeiling,
+            "maxHeaderBlockBytes \(maxHeaderBlockBytes) is above the parser's \(Self.parserHeaderCeiling)")
+        try check(
+            maxHeaderBlockBytes >= initialBufferBytes,
+            "maxHeaderBlockBytes \(maxHeaderBlockBytes) is below initialBufferBytes \(initialBufferBytes)")
+        try check(
+            maxRequestTargetBytes >= 16 && maxRequestTargetBytes <= maxHeaderBlockBytes,
+            "maxRequestTargetBytes \(maxRequestTargetBytes) is not in 16...maxHeaderBlockBytes")
+        try check(
+            maxHeaderLineBytes >= 16 && maxHeaderLineBytes <= maxHeaderBlockBytes,
+            "maxHeaderLineBytes \(maxHeaderLineBytes) is not in 16...maxHeaderBlockBytes")
         try check(maxHeaderCount >= 1, "maxHeaderCount \(maxHeaderCount) is below 1")
-        try check(maxPipelinedBytes >= maxHeaderBlockBytes,
-                  "maxPipelinedBytes \(maxPipelinedBytes) is below maxHeaderBlockBytes \(maxHeaderBlockBytes)")
+        try check(
+            maxPipelinedBytes >= maxHeaderBlockBytes,
+            "maxPipelinedBytes \(maxPipelinedBytes) is below maxHeaderBlockBytes \(maxHeaderBlockBytes)")
         try check(maxRequestsPerConnection >= 1, "maxRequestsPerConnection \(maxRequestsPerConnection) is below 1")
         try check(headerTimeout > .zero, "headerTimeout must be positive")
         try check(keepAliveTimeout > .zero, "keepAliveTimeout must be positive")

@@ -16,8 +16,8 @@ public struct HTTPVersion: Sendable, Equatable, Hashable, CustomStringConvertibl
         self.major = major
         self.minor = minor
     }
-    public static let http1_0 = HTTPVersion(major: 1, minor: 0)
-    public static let http1_1 = HTTPVersion(major: 1, minor: 1)
+    public static let http10 = HTTPVersion(major: 1, minor: 0)
+    public static let http11 = HTTPVersion(major: 1, minor: 1)
     public var description: String { "HTTP/\(major).\(minor)" }
 }
 
@@ -64,12 +64,15 @@ public struct HTTPRequestHead {
 
     /// A refusal: no views, the connection closes. `method` when known (a
     /// refused HEAD is answered without a body).
-    static func refused(_ status: HTTPStatus, version: HTTPVersion, sequence: Int,
-                        method: HTTPMethod = .other) -> HTTPRequestHead {
-        HTTPRequestHead(method: method, version: version, keepAlive: false, sequence: sequence,
-                        failure: status, target: UnsafeRawBufferPointer(start: nil, count: 0),
-                        path: UnsafeRawBufferPointer(start: nil, count: 0), query: nil, host: nil,
-                        ifModifiedSince: nil, range: nil, ifRange: nil)
+    static func refused(
+        _ status: HTTPStatus, version: HTTPVersion, sequence: Int,
+        method: HTTPMethod = .other
+    ) -> HTTPRequestHead {
+        HTTPRequestHead(
+            method: method, version: version, keepAlive: false, sequence: sequence,
+            failure: status, target: UnsafeRawBufferPointer(start: nil, count: 0),
+            path: UnsafeRawBufferPointer(start: nil, count: 0), query: nil, host: nil,
+            ifModifiedSince: nil, range: nil, ifRange: nil)
     }
 
     /// The target as a string (for logs and tests; allocates).

@@ -120,15 +120,18 @@ public final class HTTPRequestParser {
     /// the parser gives up: ``HTTPParserStatus/finished``); after
     /// ``HTTPParserStatus/finished`` they are ignored.
     @discardableResult
-    public func feed(_ bytes: UnsafeRawBufferPointer,
-                     _ onRequest: (HTTPRequestHead) -> HTTPParserAction) -> HTTPParserStatus {
+    public func feed(
+        _ bytes: UnsafeRawBufferPointer,
+        _ onRequest: (HTTPRequestHead) -> HTTPParserAction
+    ) -> HTTPParserStatus {
         if finished { return .finished }
         guard bytes.count > 0, let start = bytes.baseAddress else {
             return paused ? .paused : .needMore
         }
         if bufferCount == 0 && !paused {
-            return run(start.assumingMemoryBound(to: UInt8.self), from: 0, to: bytes.count,
-                       inBuffer: false, onRequest)
+            return run(
+                start.assumingMemoryBound(to: UInt8.self), from: 0, to: bytes.count,
+                inBuffer: false, onRequest)
         }
         if paused && bufferCount + bytes.count > limits.maxPipelinedBytes {
             // The client goes on sending while a response is pending, and the
@@ -141,8 +144,9 @@ public final class HTTPRequestParser {
         (buffer! + bufferCount).copyMemory(from: start, byteCount: bytes.count)
         bufferCount += bytes.count
         if paused { return .paused }
-        return run(UnsafePointer(buffer!.assumingMemoryBound(to: UInt8.self)), from: bufferParsed,
-                   to: bufferCount, inBuffer: true, onRequest)
+        return run(
+            UnsafePointer(buffer!.assumingMemoryBound(to: UInt8.self)), from: bufferParsed,
+            to: bufferCount, inBuffer: true, onRequest)
     }
 
     /// Leaves the paused state and parses the bytes kept meanwhile, calling
@@ -152,13 +156,16 @@ public final class HTTPRequestParser {
         if finished { return .finished }
         paused = false
         if bufferCount == 0 { return .needMore }
-        return run(UnsafePointer(buffer!.assumingMemoryBound(to: UInt8.self)), from: bufferParsed,
-                   to: bufferCount, inBuffer: true, onRequest)
+        return run(
+            UnsafePointer(buffer!.assumingMemoryBound(to: UInt8.self)), from: bufferParsed,
+            to: bufferCount, inBuffer: true, onRequest)
     }
 
     /// Parses `base[from..<to]`; in the buffer, the request in progress starts at 0.
-    private func run(_ base: UnsafePointer<UInt8>, from: Int, to end: Int, inBuffer: Bool,
-                     _ onRequest: (HTTPRequestHead) -> HTTPParserAction) -> HTTPParserStatus {
+    private func run(
+        _ base: UnsafePointer<UInt8>, from: Int, to end: Int, inBuffer: Bool,
+        _ onRequest: (HTTPRequestHead) -> HTTPParserAction
+    ) -> HTTPParserStatus {
         let s = state
         let settings = parserSettings
         var pos = from
@@ -173,7 +180,7 @@ public final class HTTPRequestParser {
                 let head = makeHead(base, requestStart: requestStart, end: pos)
                 requestCount += 1
                 let action = onRequest(head)
-                s.pointee.complete = false // the fields are reset by on_message_begin
+                s.pointee.complete = false  // the fields are reset by on_message_begin
                 if head.failure != nil || !head.keepAlive {
                     finish()
                     return .finished
@@ -212,9 +219,12 @@ public final class HTTPRequestParser {
     /// Hands over a refusal and stops parsing for good.
     private func refuse(_ status: HTTPStatus, _ onRequest: (HTTPRequestHead) -> HTTPParserAction) {
         let p = state.pointee.parser
-        let head = HTTPRequestHead.refused(status, version: HTTPVersion(major: Int(p.http_major),
-                                                                        minor: Int(p.http_minor)),
-                                           sequence: requestCount)
+        let head = HTTPRequestHead.refused(
+            status,
+            version: HTTPVersion(
+                major: Int(p.http_major),
+                minor: Int(p.http_minor)),
+            sequence: requestCount)
         requestCount += 1
         _ = onRequest(head)
         finish()
@@ -248,7 +258,7 @@ public final class HTTPRequestParser {
             return
         }
         if inBuffer {
-            if from > 0 { buffer!.copyMemory(from: buffer! + from, byteCount: n) } // memmove semantics
+            if from > 0 { buffer!.copyMemory(from: buffer! + from, byteCount: n) }  // memmove semantics
         } else {
             reserve(n)
             buffer!.copyMemory(from: base + from, byteCount: n)
@@ -263,7 +273,9 @@ public final class HTTPRequestParser {
         if needed <= bufferCapacity { return }
         var cap = max(bufferCapacity, limits.initialBufferBytes)
         while cap < needed { cap *= 2 }
-        guard let p = realloc(buffer, cap) else { fatalError("SedaHTTP: out of memory for a \(cap)-byte request buffer") }
+        guard let p = realloc(buffer, cap) else {
+            fatalError("SedaHTTP: out of memory for a \(cap)-byte request buffer")
+        }
         buffer = p
         bufferCapacity = cap
     }
@@ -271,7 +283,7 @@ public final class HTTPRequestParser {
     /// The head of the request that just completed at `base[requestStart..<end]`,
     /// checked.
     private func makeHead(_ base: UnsafePointer<UInt8>, requestStart: Int, end: Int) -> HTTPRequestHead {
-        let s = UnsafePointer(state) // read in place: the state is a few hundred bytes
+        let s = UnsafePointer(state)  // read in place: the state is a few hundred bytes
         let raw = UnsafeRawPointer(base)
         let version = HTTPVersion(major: Int(s.pointee.parser.http_major), minor: Int(s.pointee.parser.http_minor))
         let method: HTTPMethod
@@ -290,7 +302,8 @@ public final class HTTPRequestParser {
         // letters for "HTTP", no version at all (HTTP/0.9) and a CR followed
         // by anything as a line end. Check those here.
         guard hasVersionToken(raw, after: s.pointee.url.start + max(s.pointee.url.count, 0), end: end),
-              lineEndsAreCRLF(raw, from: requestStart, to: end) else { return refused(.badRequest) }
+            lineEndsAreCRLF(raw, from: requestStart, to: end)
+        else { return refused(.badRequest) }
         if version.major != 1 { return refused(.versionNotSupported) }
         if s.pointee.hostLines > 1 || (s.pointee.hostLines == 0 && version.minor >= 1) { return refused(.badRequest) }
         let host = s.pointee.host.view(raw)
@@ -298,12 +311,14 @@ public final class HTTPRequestParser {
         guard let target = s.pointee.url.view(raw), let form = RequestTarget.split(target) else {
             return refused(.badRequest)
         }
-        let keepAlive = http_should_keep_alive(&state.pointee.parser) != 0
+        let keepAlive =
+            http_should_keep_alive(&state.pointee.parser) != 0
             && requestCount + 1 < limits.maxRequestsPerConnection
-        return HTTPRequestHead(method: method, version: version, keepAlive: keepAlive, sequence: requestCount,
-                               failure: nil, target: target, path: form.path, query: form.query, host: host,
-                               ifModifiedSince: s.pointee.ifModifiedSince.view(raw), range: s.pointee.range.view(raw),
-                               ifRange: s.pointee.ifRange.view(raw))
+        return HTTPRequestHead(
+            method: method, version: version, keepAlive: keepAlive, sequence: requestCount,
+            failure: nil, target: target, path: form.path, query: form.query, host: host,
+            ifModifiedSince: s.pointee.ifModifiedSince.view(raw), range: s.pointee.range.view(raw),
+            ifRange: s.pointee.ifRange.view(raw))
     }
 
     /// Whether the request line goes on with " HTTP/" after the target.
@@ -362,8 +377,8 @@ func isTokenByte(_ c: UInt8) -> Bool {
     switch c {
     case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
     case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-         UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-         UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+        UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+        UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
         return true
     default: return false
     }

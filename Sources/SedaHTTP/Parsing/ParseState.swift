@@ -225,7 +225,8 @@ private let onHeadersComplete: http_cb = { p in
     if s.pointee.field.isPresent { s.pointee.finishHeader() }
     let parser = p!.pointee
     let chunked = (parser.flags & UInt32(F_CHUNKED.rawValue)) != 0
-    s.pointee.hasBody = chunked || parser.uses_transfer_encoding != 0
+    s.pointee.hasBody =
+        chunked || parser.uses_transfer_encoding != 0
         || (parser.content_length > 0 && parser.content_length != UInt64.max)
     // Never read a body: a request with one is refused and its connection
     // closed, so the parser may skip it (1: "no body follows").

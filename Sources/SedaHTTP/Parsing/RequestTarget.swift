@@ -35,7 +35,8 @@ enum RequestTarget {
             }
             var i = schemeEnd
             while i < target.count, target[i] != UInt8(ascii: "/"), target[i] != UInt8(ascii: "?"),
-                  target[i] != UInt8(ascii: "#") {
+                target[i] != UInt8(ascii: "#")
+            {
                 i += 1
             }
             let authority = UnsafeRawBufferPointer(rebasing: target[schemeEnd..<i])
@@ -132,9 +133,9 @@ enum HostValidation {
         switch c {
         case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
         case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"),
-             UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("),
-             UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"),
-             UInt8(ascii: "="):
+            UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("),
+            UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"),
+            UInt8(ascii: "="):
             return true
         default: return false
         }

@@ -123,7 +123,9 @@ public final class DocumentRoot: @unchecked Sendable {
                 close(fd)
                 if !wantsDirectory { return .redirectToDirectory }
                 // <dir>/index.html, resolved from the root again.
-                if relative.count == 0 { n = 0 } else {
+                if relative.count == 0 {
+                    n = 0
+                } else {
                     name[n] = UInt8(ascii: "/")
                     n += 1
                 }
@@ -217,7 +219,7 @@ func readWholeFile(_ fd: Int32, size: Int) -> Result<HTTPBuffer, SystemError> {
                 if errno == EINTR { continue }
                 return errno
             }
-            if n == 0 { return ESTALE } // shrank while read
+            if n == 0 { return ESTALE }  // shrank while read
             done += n
         }
         return 0

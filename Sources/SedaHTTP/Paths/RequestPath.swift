@@ -24,7 +24,7 @@ public enum RequestPath {
                 k += 1
                 continue
             }
-            if cls == 1 { // '/': fine unless a '/' or '.' follows
+            if cls == 1 {  // '/': fine unless a '/' or '.' follows
                 if k + 1 < n {
                     let next = path[k + 1]
                     if next == UInt8(ascii: "/") || next == UInt8(ascii: ".") { break }
@@ -32,8 +32,8 @@ public enum RequestPath {
                 k += 1
                 continue
             }
-            if cls == 3 { return nil } // a control byte
-            break // '%': decode on the general path
+            if cls == 3 { return nil }  // a control byte
+            break  // '%': decode on the general path
         }
         if k == n {
             out.baseAddress!.copyMemory(from: path.baseAddress!, byteCount: n)
@@ -56,7 +56,7 @@ public enum RequestPath {
                 } else {
                     j += 1
                 }
-                if c < 0x20 || c == 0x7F { return nil } // %00 and other control bytes
+                if c < 0x20 || c == 0x7F { return nil }  // %00 and other control bytes
                 out[w] = c
                 w += 1
             }
@@ -67,8 +67,8 @@ public enum RequestPath {
             } else if length == 1 && out[segmentStart] == dot {
                 w = segmentStart
             } else if length == 2 && out[segmentStart] == dot && out[segmentStart + 1] == dot {
-                if segmentStart == 1 { return nil } // above the root
-                var k = segmentStart - 2 // the byte before the '/' ending the previous segment
+                if segmentStart == 1 { return nil }  // above the root
+                var k = segmentStart - 2  // the byte before the '/' ending the previous segment
                 while out[k] != slash { k -= 1 }
                 w = k + 1
             } else if !atEnd {

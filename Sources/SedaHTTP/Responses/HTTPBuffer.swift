@@ -36,7 +36,9 @@ public final class HTTPBuffer: @unchecked Sendable {
     public convenience init(_ string: String) {
         var s = string
         self.init(count: s.utf8.count)
-        s.withUTF8 { UnsafeMutableRawPointer(mutating: baseAddress).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        s.withUTF8 {
+            UnsafeMutableRawPointer(mutating: baseAddress).copyMemory(from: $0.baseAddress!, byteCount: $0.count)
+        }
     }
 
     deinit { free(UnsafeMutableRawPointer(mutating: baseAddress)) }

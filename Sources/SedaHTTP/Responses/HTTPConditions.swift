@@ -40,7 +40,7 @@ public enum ByteRangeSpec: Sendable, Equatable {
             guard let first = number(), i < n, v[i] == UInt8(ascii: "-") else { return nil }
             i += 1
             let last = number()
-            if let last, last < first { return nil } // invalid: ignore the header
+            if let last, last < first { return nil }  // invalid: ignore the header
             spec = .span(first: first, last: last)
         }
         blanks()

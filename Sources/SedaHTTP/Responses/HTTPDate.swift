@@ -16,7 +16,7 @@ public struct HTTPDate: Sendable, Equatable {
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let secondOfDay = Int(seconds - days * 86_400)
         let (year, month, day) = civilDate(fromDays: days)
-        let weekday = Int(((days % 7) + 11) % 7) // 1970-01-01 was a Thursday (4)
+        let weekday = Int(((days % 7) + 11) % 7)  // 1970-01-01 was a Thursday (4)
         withUnsafeMutableBytes(of: &storage) { out in
             func put(_ at: Int, _ s: StaticString) {
                 for k in 0..<s.utf8CodeUnitCount { out[at + k] = s.utf8Start[k] }
@@ -98,7 +98,8 @@ public struct HTTPDate: Sendable, Equatable {
         }
         func time() -> (Int, Int, Int)? {
             guard let h = digits(2), expect(UInt8(ascii: ":")), let m = digits(2), expect(UInt8(ascii: ":")),
-                  let s = digits(2), h < 24, m < 60, s <= 60 else { return nil }
+                let s = digits(2), h < 24, m < 60, s <= 60
+            else { return nil }
             return (h, m, min(s, 59))
         }
         func gmt() -> Bool {
@@ -113,17 +114,18 @@ public struct HTTPDate: Sendable, Equatable {
         if v[i] == UInt8(ascii: ",") {
             i += 1
             guard expect(0x20), let d = digits(2) else { return nil }
-            if expect(0x20) { // IMF-fixdate: 06 Nov 1994 08:49:37 GMT
+            if expect(0x20) {  // IMF-fixdate: 06 Nov 1994 08:49:37 GMT
                 guard let m = month(), expect(0x20), let y = digits(4), expect(0x20), let t = time(), gmt()
                 else { return nil }
                 (day, mon, year, hms) = (d, m, y, t)
-            } else { // RFC 850: 06-Nov-94 08:49:37 GMT
+            } else {  // RFC 850: 06-Nov-94 08:49:37 GMT
                 guard expect(UInt8(ascii: "-")), let m = month(), expect(UInt8(ascii: "-")), let yy = digits(2),
-                      expect(0x20), let t = time(), gmt() else { return nil }
+                    expect(0x20), let t = time(), gmt()
+                else { return nil }
                 // RFC 9110: a two-digit year more than 50 years in the future is in the past century.
                 (day, mon, year, hms) = (d, m, yy < 70 ? 2000 + yy : 1900 + yy, t)
             }
-        } else { // asctime: Nov  6 08:49:37 1994
+        } else {  // asctime: Nov  6 08:49:37 1994
             guard expect(0x20), let m = month(), expect(0x20) else { return nil }
             if i < n, v[i] == 0x20 { i += 1 }
             var d = 0
@@ -167,8 +169,10 @@ public struct HTTPDateCache {
 }
 
 private let weekdayNames: [StaticString] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-private let monthNames: [StaticString] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+private let monthNames: [StaticString] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+]
 
 private func equalsIgnoringCase(_ a: UnsafeRawBufferPointer, _ b: StaticString) -> Bool {
     guard a.count == b.utf8CodeUnitCount else { return false }

@@ -28,8 +28,10 @@ public enum HTTPResponseWriter {
     /// are refused that way: no multipart responses).
     @inline(__always)
     @discardableResult
-    public static func writePage(_ page: CachedPage, isHead: Bool, keepAlive: Bool, conditions: HTTPConditions,
-                                 date: HTTPDate, to out: inout some HTTPResponseOutput) -> HTTPStatus {
+    public static func writePage(
+        _ page: CachedPage, isHead: Bool, keepAlive: Bool, conditions: HTTPConditions,
+        date: HTTPDate, to out: inout some HTTPResponseOutput
+    ) -> HTTPStatus {
         if conditions.isEmpty {
             let head = page.okHead
             withUnsafeTemporaryAllocation(byteCount: head.count + 32, alignment: 8) { tmp in
@@ -45,20 +47,24 @@ public enum HTTPResponseWriter {
             if !isHead && page.body.count > 0 { out.write(page.body, offset: 0, count: page.body.count) }
             return .ok
         }
-        return writeRepresentation(body: .buffer(page.body), size: Int64(page.body.count),
-                                   contentType: page.contentType, lastModified: page.lastModified, isHead: isHead,
-                                   keepAlive: keepAlive, conditions: conditions, date: date, to: &out)
+        return writeRepresentation(
+            body: .buffer(page.body), size: Int64(page.body.count),
+            contentType: page.contentType, lastModified: page.lastModified, isHead: isHead,
+            keepAlive: keepAlive, conditions: conditions, date: date, to: &out)
     }
 
     /// The response to a GET or HEAD of an open file sent with sendfile
     /// (files too large for the page cache); the same rules as ``writePage``.
     @discardableResult
-    public static func writeFile(_ file: HTTPFileBody, contentType: StaticString, identity: FileIdentity,
-                                 isHead: Bool, keepAlive: Bool, conditions: HTTPConditions, date: HTTPDate,
-                                 to out: inout some HTTPResponseOutput) -> HTTPStatus {
-        writeRepresentation(body: .file(file), size: identity.size, contentType: contentType,
-                            lastModified: HTTPDate(seconds: identity.modifiedSeconds), isHead: isHead,
-                            keepAlive: keepAlive, conditions: conditions, date: date, to: &out)
+    public static func writeFile(
+        _ file: HTTPFileBody, contentType: StaticString, identity: FileIdentity,
+        isHead: Bool, keepAlive: Bool, conditions: HTTPConditions, date: HTTPDate,
+        to out: inout some HTTPResponseOutput
+    ) -> HTTPStatus {
+        writeRepresentation(
+            body: .file(file), size: identity.size, contentType: contentType,
+            lastModified: HTTPDate(seconds: identity.modifiedSeconds), isHead: isHead,
+            keepAlive: keepAlive, conditions: conditions, date: date, to: &out)
     }
 
     enum Body {
@@ -66,19 +72,23 @@ public enum HTTPResponseWriter {
         case file(HTTPFileBody)
     }
 
-    static func writeRepresentation(body: Body, size: Int64, contentType: StaticString, lastModified: HTTPDate,
-                                    isHead: Bool, keepAlive: Bool, conditions: HTTPConditions, date: HTTPDate,
-                                    to out: inout some HTTPResponseOutput) -> HTTPStatus {
+    static func writeRepresentation(
+        body: Body, size: Int64, contentType: StaticString, lastModified: HTTPDate,
+        isHead: Bool, keepAlive: Bool, conditions: HTTPConditions, date: HTTPDate,
+        to out: inout some HTTPResponseOutput
+    ) -> HTTPStatus {
         var status = HTTPStatus.ok
         var offset: Int64 = 0
         var count = size
         if let ims = conditions.ifModifiedSince, ims <= date.seconds, lastModified.seconds <= ims {
             status = .notModified
         } else if let range = conditions.range, range != .multiple,
-                  !conditions.ifRangePresent || conditions.ifRangeDate == lastModified.seconds {
+            !conditions.ifRangePresent || conditions.ifRangeDate == lastModified.seconds
+        {
             guard let r = range.resolve(size: size) else {
-                return writeError(.rangeNotSatisfiable, keepAlive: keepAlive, isHead: isHead, date: date,
-                                  extra: .unsatisfiedRange(size: size), to: &out)
+                return writeError(
+                    .rangeNotSatisfiable, keepAlive: keepAlive, isHead: isHead, date: date,
+                    extra: .unsatisfiedRange(size: size), to: &out)
             }
             status = .partialContent
             (offset, count) = r
@@ -124,8 +134,10 @@ public enum HTTPResponseWriter {
     /// A generated page (status, metrics): sent whole, never cached by
     /// clients (`Cache-Control: no-store`).
     @discardableResult
-    public static func writeGenerated(_ body: HTTPBuffer, contentType: StaticString, isHead: Bool, keepAlive: Bool,
-                                      date: HTTPDate, to out: inout some HTTPResponseOutput) -> HTTPStatus {
+    public static func writeGenerated(
+        _ body: HTTPBuffer, contentType: StaticString, isHead: Bool, keepAlive: Bool,
+        date: HTTPDate, to out: inout some HTTPResponseOutput
+    ) -> HTTPStatus {
         withUnsafeTemporaryAllocation(byteCount: 256 + contentType.utf8CodeUnitCount, alignment: 8) { tmp in
             var w = HeadWriter(tmp)
             w.append(HTTPStatus.ok.statusLine)
@@ -149,9 +161,11 @@ public enum HTTPResponseWriter {
     /// request is answered with `keepAlive: false`; load shedding (503 with
     /// ``HTTPExtraHeader/retryAfter(seconds:)``) may keep the connection.
     @discardableResult
-    public static func writeError(_ status: HTTPStatus, keepAlive: Bool, isHead: Bool = false, date: HTTPDate,
-                                  extra: HTTPExtraHeader = .none,
-                                  to out: inout some HTTPResponseOutput) -> HTTPStatus {
+    public static func writeError(
+        _ status: HTTPStatus, keepAlive: Bool, isHead: Bool = false, date: HTTPDate,
+        extra: HTTPExtraHeader = .none,
+        to out: inout some HTTPResponseOutput
+    ) -> HTTPStatus {
         let body = ErrorPages.body(for: status)
         var extraBytes = 0
         if case .location(let l) = extra { extraBytes = l.count }
@@ -193,9 +207,11 @@ public enum HTTPResponseWriter {
 enum ErrorPages {
     private static let known: [Int: HTTPBuffer] = {
         var pages: [Int: HTTPBuffer] = [:]
-        for s in [HTTPStatus.movedPermanently, .badRequest, .forbidden, .notFound, .methodNotAllowed,
-                  .requestTimeout, .uriTooLong, .rangeNotSatisfiable, .headerFieldsTooLarge,
-                  .internalServerError, .notImplemented, .serviceUnavailable, .versionNotSupported] {
+        for s in [
+            HTTPStatus.movedPermanently, .badRequest, .forbidden, .notFound, .methodNotAllowed,
+            .requestTimeout, .uriTooLong, .rangeNotSatisfiable, .headerFieldsTooLarge,
+            .internalServerError, .notImplemented, .serviceUnavailable, .versionNotSupported,
+        ] {
             pages[s.code] = make(s)
         }
         return pages

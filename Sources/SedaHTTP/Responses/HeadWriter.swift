@@ -31,7 +31,7 @@ struct HeadWriter {
     mutating func append(decimal value: Int64) {
         precondition(count + 20 <= capacity, "response head overflows its \(capacity)-byte buffer")
         var v = value < 0 ? 0 : UInt64(value)
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0) // 24 bytes, enough for 20 digits
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes, enough for 20 digits
         var n = 0
         withUnsafeMutableBytes(of: &digits) { d in
             repeat {

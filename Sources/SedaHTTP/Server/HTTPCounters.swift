@@ -44,14 +44,15 @@ public final class HTTPCounters: Sendable {
 
     /// The values now.
     public var snapshot: Snapshot {
-        Snapshot(requests: requests.load(ordering: .relaxed), refused: refused.load(ordering: .relaxed),
-                 responses2xx: responses2xx.load(ordering: .relaxed),
-                 responses3xx: responses3xx.load(ordering: .relaxed),
-                 responses4xx: responses4xx.load(ordering: .relaxed),
-                 responses5xx: responses5xx.load(ordering: .relaxed),
-                 servedFromCache: servedFromCache.load(ordering: .relaxed),
-                 deferred: deferred.load(ordering: .relaxed), shed: shed.load(ordering: .relaxed),
-                 timedOut: timedOut.load(ordering: .relaxed))
+        Snapshot(
+            requests: requests.load(ordering: .relaxed), refused: refused.load(ordering: .relaxed),
+            responses2xx: responses2xx.load(ordering: .relaxed),
+            responses3xx: responses3xx.load(ordering: .relaxed),
+            responses4xx: responses4xx.load(ordering: .relaxed),
+            responses5xx: responses5xx.load(ordering: .relaxed),
+            servedFromCache: servedFromCache.load(ordering: .relaxed),
+            deferred: deferred.load(ordering: .relaxed), shed: shed.load(ordering: .relaxed),
+            timedOut: timedOut.load(ordering: .relaxed))
     }
 
     /// Counter values at one moment (summable across processors).
@@ -69,9 +70,11 @@ public final class HTTPCounters: Sendable {
 
         public init() {}
 
-        init(requests: UInt64, refused: UInt64, responses2xx: UInt64, responses3xx: UInt64,
-             responses4xx: UInt64, responses5xx: UInt64, servedFromCache: UInt64, deferred: UInt64,
-             shed: UInt64, timedOut: UInt64) {
+        init(
+            requests: UInt64, refused: UInt64, responses2xx: UInt64, responses3xx: UInt64,
+            responses4xx: UInt64, responses5xx: UInt64, servedFromCache: UInt64, deferred: UInt64,
+            shed: UInt64, timedOut: UInt64
+        ) {
             self.requests = requests
             self.refused = refused
             self.responses2xx = responses2xx
@@ -85,11 +88,12 @@ public final class HTTPCounters: Sendable {
         }
 
         static func + (a: Snapshot, b: Snapshot) -> Snapshot {
-            Snapshot(requests: a.requests &+ b.requests, refused: a.refused &+ b.refused,
-                     responses2xx: a.responses2xx &+ b.responses2xx, responses3xx: a.responses3xx &+ b.responses3xx,
-                     responses4xx: a.responses4xx &+ b.responses4xx, responses5xx: a.responses5xx &+ b.responses5xx,
-                     servedFromCache: a.servedFromCache &+ b.servedFromCache, deferred: a.deferred &+ b.deferred,
-                     shed: a.shed &+ b.shed, timedOut: a.timedOut &+ b.timedOut)
+            Snapshot(
+                requests: a.requests &+ b.requests, refused: a.refused &+ b.refused,
+                responses2xx: a.responses2xx &+ b.responses2xx, responses3xx: a.responses3xx &+ b.responses3xx,
+                responses4xx: a.responses4xx &+ b.responses4xx, responses5xx: a.responses5xx &+ b.responses5xx,
+                servedFromCache: a.servedFromCache &+ b.servedFromCache, deferred: a.deferred &+ b.deferred,
+                shed: a.shed &+ b.shed, timedOut: a.timedOut &+ b.timedOut)
         }
     }
 }

@@ -61,9 +61,11 @@ public final class HTTPDeferredRequest: @unchecked Sendable {
     /// Filled in by the stage.
     @exclusivity(unchecked) public var result: Result = .pending
 
-    public init(work: Work, session: HTTPSession, path: [UInt8], requestedPath: [UInt8], query: [UInt8]?,
-                isHead: Bool, keepAlive: Bool, conditions: HTTPConditions, sequence: Int,
-                stalePage: CachedPage?, replyTo: Sink<HTTPDeferredRequest>) {
+    public init(
+        work: Work, session: HTTPSession, path: [UInt8], requestedPath: [UInt8], query: [UInt8]?,
+        isHead: Bool, keepAlive: Bool, conditions: HTTPConditions, sequence: Int,
+        stalePage: CachedPage?, replyTo: Sink<HTTPDeferredRequest>
+    ) {
         self.work = work
         self.session = session
         self.path = path

@@ -60,8 +60,10 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
 
     /// Feeds bytes received on `session`'s connection: writes the responses
     /// it can, in order, and tells what to do with the connection next.
-    public func received<Output: HTTPResponseOutput>(_ bytes: UnsafeRawBufferPointer, session: HTTPSession,
-                                                     output: inout Output) -> HTTPConnectionAction {
+    public func received<Output: HTTPResponseOutput>(
+        _ bytes: UnsafeRawBufferPointer, session: HTTPSession,
+        output: inout Output
+    ) -> HTTPConnectionAction {
         let status = session.parser.feed(bytes) { head in handle(head, session, &output) }
         return next(status, session)
     }
@@ -71,8 +73,10 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
     /// thread that owns the request's connection (``HTTPDeferredRequest/session``'s
     /// ``HTTPSession/context`` finds it); if the connection closed meanwhile,
     /// drop the reply instead.
-    public func completed<Output: HTTPResponseOutput>(_ request: HTTPDeferredRequest,
-                                                      output: inout Output) -> HTTPConnectionAction {
+    public func completed<Output: HTTPResponseOutput>(
+        _ request: HTTPDeferredRequest,
+        output: inout Output
+    ) -> HTTPConnectionAction {
         let session = request.session
         precondition(session.pending === request, "a reply for a request its session is not waiting for")
         session.pending = nil
@@ -86,9 +90,10 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
     /// answers 503 with Retry-After and closes, since the refused bytes are lost.
     public func shed<Output: HTTPResponseOutput>(_ session: HTTPSession, output: inout Output) -> HTTPConnectionAction {
         counters.bump(counters.shed)
-        let s = HTTPResponseWriter.writeError(.serviceUnavailable, keepAlive: false, date: dates.current(),
-                                              extra: .retryAfter(seconds: site.configuration.retryAfterSeconds),
-                                              to: &output)
+        let s = HTTPResponseWriter.writeError(
+            .serviceUnavailable, keepAlive: false, date: dates.current(),
+            extra: .retryAfter(seconds: site.configuration.retryAfterSeconds),
+            to: &output)
         counters.count(s)
         return .close
     }
@@ -96,7 +101,9 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
     /// The connection's timeout (``HTTPSession/timeout(_:)``) fired: a
     /// request half-sent gets 408; an idle keep-alive connection just
     /// closes; while a stage works on a request nothing happens (re-arm).
-    public func timedOut<Output: HTTPResponseOutput>(_ session: HTTPSession, output: inout Output) -> HTTPConnectionAction {
+    public func timedOut<Output: HTTPResponseOutput>(_ session: HTTPSession, output: inout Output)
+        -> HTTPConnectionAction
+    {
         if session.pending != nil { return .waitForReply }
         if session.parser.isInsideRequest {
             counters.bump(counters.timedOut)
@@ -112,23 +119,27 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
     }
 
     /// One request: refuse it, answer it from the cache, or hand it to a stage.
-    private func handle<Output: HTTPResponseOutput>(_ head: HTTPRequestHead, _ session: HTTPSession,
-                                                    _ output: inout Output) -> HTTPParserAction {
+    private func handle<Output: HTTPResponseOutput>(
+        _ head: HTTPRequestHead, _ session: HTTPSession,
+        _ output: inout Output
+    ) -> HTTPParserAction {
         counters.bump(counters.requests)
         if let failure = head.failure {
             counters.bump(counters.refused)
-            let s = HTTPResponseWriter.writeError(failure, keepAlive: false, isHead: head.method == .head,
-                                                  date: dates.current(),
-                                                  extra: failure == .methodNotAllowed ? .allowGetHead : .none,
-                                                  to: &output)
+            let s = HTTPResponseWriter.writeError(
+                failure, keepAlive: false, isHead: head.method == .head,
+                date: dates.current(),
+                extra: failure == .methodNotAllowed ? .allowGetHead : .none,
+                to: &output)
             counters.count(s)
             return .proceed
         }
         return withUnsafeTemporaryAllocation(byteCount: max(head.path.count, 1), alignment: 8) { buf in
             guard let n = RequestPath.normalize(head.path, into: buf) else {
                 counters.bump(counters.refused)
-                let s = HTTPResponseWriter.writeError(.badRequest, keepAlive: false, isHead: head.method == .head,
-                                                      date: dates.current(), to: &output)
+                let s = HTTPResponseWriter.writeError(
+                    .badRequest, keepAlive: false, isHead: head.method == .head,
+                    date: dates.current(), to: &output)
                 counters.count(s)
                 return .stop
             }
@@ -139,18 +150,20 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
             switch site.cache.lookup(key, now: now) {
             case .hit(let page):
                 counters.bump(counters.servedFromCache)
-                let s = HTTPResponseWriter.writePage(page, isHead: head.method == .head, keepAlive: head.keepAlive,
-                                                     conditions: HTTPConditions(head), date: dates.current(),
-                                                     to: &output)
+                let s = HTTPResponseWriter.writePage(
+                    page, isHead: head.method == .head, keepAlive: head.keepAlive,
+                    conditions: HTTPConditions(head), date: dates.current(),
+                    to: &output)
                 counters.count(s)
                 return .proceed
             case .stale(let page):
                 return handOff(.file, key: key, stale: page, head, session, &output)
             case .miss:
                 if site.root == nil {
-                    let s = HTTPResponseWriter.writeError(.notFound, keepAlive: head.keepAlive,
-                                                          isHead: head.method == .head, date: dates.current(),
-                                                          to: &output)
+                    let s = HTTPResponseWriter.writeError(
+                        .notFound, keepAlive: head.keepAlive,
+                        isHead: head.method == .head, date: dates.current(),
+                        to: &output)
                     counters.count(s)
                     return .proceed
                 }
@@ -167,9 +180,11 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
 
     /// Copies what the request needs beyond this packet and enqueues it
     /// into the stage for `work`; a refusal is answered 503 on the spot.
-    private func handOff<Output: HTTPResponseOutput>(_ work: HTTPDeferredRequest.Work, key: UnsafeRawBufferPointer,
-                                                     stale: CachedPage?, _ head: HTTPRequestHead,
-                                                     _ session: HTTPSession, _ output: inout Output) -> HTTPParserAction {
+    private func handOff<Output: HTTPResponseOutput>(
+        _ work: HTTPDeferredRequest.Work, key: UnsafeRawBufferPointer,
+        stale: CachedPage?, _ head: HTTPRequestHead,
+        _ session: HTTPSession, _ output: inout Output
+    ) -> HTTPParserAction {
         let sink: Sink<HTTPDeferredRequest>?
         switch work {
         case .file: sink = site.fileStage
@@ -192,17 +207,19 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
                 // Serve what we have; the next lookup checks the file again.
                 site.cache.abandonRevalidation(key, page: stale)
                 counters.bump(counters.servedFromCache)
-                let s = HTTPResponseWriter.writePage(stale, isHead: request.isHead, keepAlive: head.keepAlive,
-                                                     conditions: request.conditions, date: dates.current(),
-                                                     to: &output)
+                let s = HTTPResponseWriter.writePage(
+                    stale, isHead: request.isHead, keepAlive: head.keepAlive,
+                    conditions: request.conditions, date: dates.current(),
+                    to: &output)
                 counters.count(s)
                 return .proceed
             }
             counters.bump(counters.shed)
-            let s = HTTPResponseWriter.writeError(.serviceUnavailable, keepAlive: head.keepAlive,
-                                                  isHead: request.isHead, date: dates.current(),
-                                                  extra: .retryAfter(seconds: site.configuration.retryAfterSeconds),
-                                                  to: &output)
+            let s = HTTPResponseWriter.writeError(
+                .serviceUnavailable, keepAlive: head.keepAlive,
+                isHead: request.isHead, date: dates.current(),
+                extra: .retryAfter(seconds: site.configuration.retryAfterSeconds),
+                to: &output)
             counters.count(s)
             return .proceed
         }
@@ -215,15 +232,18 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
         let status: HTTPStatus
         switch r.result {
         case .page(let page):
-            status = HTTPResponseWriter.writePage(page, isHead: r.isHead, keepAlive: r.keepAlive,
-                                                  conditions: r.conditions, date: date, to: &output)
+            status = HTTPResponseWriter.writePage(
+                page, isHead: r.isHead, keepAlive: r.keepAlive,
+                conditions: r.conditions, date: date, to: &output)
         case .file(let body, let contentType, let identity):
-            status = HTTPResponseWriter.writeFile(body, contentType: contentType, identity: identity, isHead: r.isHead,
-                                                  keepAlive: r.keepAlive, conditions: r.conditions, date: date,
-                                                  to: &output)
+            status = HTTPResponseWriter.writeFile(
+                body, contentType: contentType, identity: identity, isHead: r.isHead,
+                keepAlive: r.keepAlive, conditions: r.conditions, date: date,
+                to: &output)
         case .generated(let body, let contentType):
-            status = HTTPResponseWriter.writeGenerated(body, contentType: contentType, isHead: r.isHead,
-                                                       keepAlive: r.keepAlive, date: date, to: &output)
+            status = HTTPResponseWriter.writeGenerated(
+                body, contentType: contentType, isHead: r.isHead,
+                keepAlive: r.keepAlive, date: date, to: &output)
         case .redirectToDirectory:
             var location = r.requestedPath
             location.append(UInt8(ascii: "/"))
@@ -232,15 +252,18 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
                 location.append(contentsOf: q)
             }
             status = location.withUnsafeBytes { l in
-                HTTPResponseWriter.writeError(.movedPermanently, keepAlive: r.keepAlive, isHead: r.isHead, date: date,
-                                              extra: .location(l), to: &output)
+                HTTPResponseWriter.writeError(
+                    .movedPermanently, keepAlive: r.keepAlive, isHead: r.isHead, date: date,
+                    extra: .location(l), to: &output)
             }
         case .status(let s):
-            status = HTTPResponseWriter.writeError(s, keepAlive: r.keepAlive, isHead: r.isHead, date: date,
-                                                   to: &output)
+            status = HTTPResponseWriter.writeError(
+                s, keepAlive: r.keepAlive, isHead: r.isHead, date: date,
+                to: &output)
         case .pending:
-            status = HTTPResponseWriter.writeError(.internalServerError, keepAlive: false, isHead: r.isHead,
-                                                   date: date, to: &output)
+            status = HTTPResponseWriter.writeError(
+                .internalServerError, keepAlive: false, isHead: r.isHead,
+                date: date, to: &output)
             counters.count(status)
             return false
         }

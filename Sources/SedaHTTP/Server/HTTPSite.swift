@@ -24,10 +24,12 @@ public final class HTTPSite: Sendable {
     public let statusStage: Sink<HTTPDeferredRequest>?
     let counters: HTTPCounterSet
 
-    private init(configuration: HTTPServerConfiguration, root: DocumentRoot?, cache: PageCache,
-                 defaultPage: CachedPage, clock: SedaClock, fileStage: Sink<HTTPDeferredRequest>,
-                 bottleneckStage: Sink<HTTPDeferredRequest>?, statusStage: Sink<HTTPDeferredRequest>?,
-                 counters: HTTPCounterSet) {
+    private init(
+        configuration: HTTPServerConfiguration, root: DocumentRoot?, cache: PageCache,
+        defaultPage: CachedPage, clock: SedaClock, fileStage: Sink<HTTPDeferredRequest>,
+        bottleneckStage: Sink<HTTPDeferredRequest>?, statusStage: Sink<HTTPDeferredRequest>?,
+        counters: HTTPCounterSet
+    ) {
         self.configuration = configuration
         self.root = root
         self.cache = cache
@@ -58,8 +60,9 @@ public final class HTTPSite: Sendable {
         let root = try configuration.documentRoot.map { path throws(HTTPConfigurationError) in
             try DocumentRoot(path: path, resolution: configuration.rootResolution)
         }
-        let cache = PageCache(capacityBytes: configuration.cacheBytes, maxEntryBytes: configuration.maxCachedFileBytes,
-                              revalidateAfter: configuration.revalidateAfter)
+        let cache = PageCache(
+            capacityBytes: configuration.cacheBytes, maxEntryBytes: configuration.maxCachedFileBytes,
+            revalidateAfter: configuration.revalidateAfter)
         let page = DefaultSite.page(modified: HTTPDate.nowSeconds())
         if root == nil {
             let now = runtime.clock.now
@@ -77,8 +80,9 @@ public final class HTTPSite: Sendable {
             bottleneck = try runtime.addStage(
                 configuration.bottleneckStageName,
                 handler: BottleneckStage(page: page, work: configuration.bottleneckWork),
-                options: StageOptions(threadManager: .dedicated(threads: configuration.bottleneckThreads),
-                                      batchSize: 1),
+                options: StageOptions(
+                    threadManager: .dedicated(threads: configuration.bottleneckThreads),
+                    batchSize: 1),
                 admission: bottleneckAdmission)
         }
         var status: Sink<HTTPDeferredRequest>? = nil
@@ -88,9 +92,10 @@ public final class HTTPSite: Sendable {
                 handler: StatusStage(counters: counters),
                 options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 8, queueCapacity: 256))
         }
-        return HTTPSite(configuration: configuration, root: root, cache: cache, defaultPage: page,
-                        clock: runtime.clock, fileStage: file, bottleneckStage: bottleneck, statusStage: status,
-                        counters: counters)
+        return HTTPSite(
+            configuration: configuration, root: root, cache: cache, defaultPage: page,
+            clock: runtime.clock, fileStage: file, bottleneckStage: bottleneck, statusStage: status,
+            counters: counters)
     }
 
     /// Every processor's counters summed.

@@ -33,8 +33,10 @@ public enum DefaultSite {
     /// The page as a cache entry, last modified at `modified` (seconds since the epoch).
     public static func page(modified: Int64) -> CachedPage {
         let body = html.withUnsafeBytes { HTTPBuffer(copying: $0) }
-        return CachedPage(body: body, contentType: "text/html",
-                          identity: FileIdentity(device: 0, inode: 0, size: Int64(pageSize),
-                                                 modifiedNanoseconds: modified &* 1_000_000_000))
+        return CachedPage(
+            body: body, contentType: "text/html",
+            identity: FileIdentity(
+                device: 0, inode: 0, size: Int64(pageSize),
+                modifiedNanoseconds: modified &* 1_000_000_000))
     }
 }

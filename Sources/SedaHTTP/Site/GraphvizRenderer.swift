@@ -114,7 +114,7 @@ public struct GraphvizRenderer: Sendable {
             if wfd >= 0 { fds.append(pollfd(fd: wfd, events: Int16(POLLOUT), revents: 0)) }
             let n = poll(&fds, nfds_t(fds.count), Int32(clamping: max(remainingMs, 0)))
             if n < 0 && errno != EINTR { return nil }
-            if n == 0 { return nil } // timed out
+            if n == 0 { return nil }  // timed out
             if wfd >= 0, fds.count > 1, fds[1].revents != 0 {
                 let w = input.withUnsafeBytes { Glibc.write(wfd, $0.baseAddress! + written, input.count - written) }
                 if w > 0 { written += w }

@@ -38,8 +38,9 @@ struct FileReadStage: EventHandler {
                 let size = Int(st.st_size)
                 if size > cache.maxEntryBytes {
                     if stale != nil { cache.remove(key) }
-                    return .file(HTTPFileBody(adopting: fd, size: Int64(size)), contentType: contentType,
-                                 identity: identity)
+                    return .file(
+                        HTTPFileBody(adopting: fd, size: Int64(size)), contentType: contentType,
+                        identity: identity)
                 }
                 let read = readWholeFile(fd, size: size)
                 close(fd)

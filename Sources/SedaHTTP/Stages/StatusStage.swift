@@ -34,8 +34,9 @@ final class StatusStage: EventHandler, @unchecked Sendable {
                 let snapshot = runtime.snapshot()
                 switch request.work {
                 case .metrics:
-                    request.result = .generated(HTTPBuffer(metrics(snapshot)),
-                                                contentType: "text/plain; version=0.0.4; charset=utf-8")
+                    request.result = .generated(
+                        HTTPBuffer(metrics(snapshot)),
+                        contentType: "text/plain; version=0.0.4; charset=utf-8")
                 default:
                     request.result = .generated(HTTPBuffer(status(snapshot)), contentType: "text/html; charset=utf-8")
                 }
@@ -61,8 +62,9 @@ final class StatusStage: EventHandler, @unchecked Sendable {
             svg = graphviz.svg(dot)
             lastSVG = (snapshot.takenAtNanoseconds, svg)
         }
-        return StatusPage.html(snapshot: snapshot, earlier: earlier, counters: counters.totals,
-                               cache: counters.cache.statistics, graphSVG: svg, graphDOT: dot)
+        return StatusPage.html(
+            snapshot: snapshot, earlier: earlier, counters: counters.totals,
+            cache: counters.cache.statistics, graphSVG: svg, graphDOT: dot)
     }
 
     /// The Prometheus exposition: every stage's statistics, then the HTTP counters.
@@ -74,8 +76,10 @@ final class StatusStage: EventHandler, @unchecked Sendable {
 
 /// The text of the status page and of the HTTP part of `/metrics`.
 enum StatusPage {
-    static func html(snapshot: RuntimeSnapshot, earlier: RuntimeSnapshot?, counters c: HTTPCounters.Snapshot,
-                     cache: PageCache.Statistics, graphSVG: String?, graphDOT: String) -> String {
+    static func html(
+        snapshot: RuntimeSnapshot, earlier: RuntimeSnapshot?, counters c: HTTPCounters.Snapshot,
+        cache: PageCache.Statistics, graphSVG: String?, graphDOT: String
+    ) -> String {
         let rates = earlier.map { snapshot.processingRates(since: $0) } ?? [:]
         var out = """
             <!DOCTYPE html>
@@ -125,8 +129,10 @@ enum StatusPage {
     static func prometheus(counters c: HTTPCounters.Snapshot, cache: PageCache.Statistics) -> String {
         var out = "# TYPE seda_http_requests_total counter\nseda_http_requests_total \(c.requests)\n"
         out += "# TYPE seda_http_responses_total counter\n"
-        for (cls, n) in [("2xx", c.responses2xx), ("3xx", c.responses3xx), ("4xx", c.responses4xx),
-                         ("5xx", c.responses5xx)] {
+        for (cls, n) in [
+            ("2xx", c.responses2xx), ("3xx", c.responses3xx), ("4xx", c.responses4xx),
+            ("5xx", c.responses5xx),
+        ] {
             out += "seda_http_responses_total{class=\"\(cls)\"} \(n)\n"
         }
         out += "# TYPE seda_http_refused_total counter\nseda_http_refused_total \(c.refused)\n"
