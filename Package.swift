@@ -31,7 +31,7 @@ let package = Package(
         .library(name: "SedaPrometheus", targets: ["SedaPrometheus"]),
         .library(name: "SedaServiceLifecycle", targets: ["SedaServiceLifecycle"]),
         // The applications, as libraries with thin executables (when they land):
-        //   .library(name: "SedaHTTP", targets: ["SedaHTTP"]),
+        .library(name: "SedaHTTP", targets: ["SedaHTTP"]),
         //   .executable(name: "seda-httpd", targets: ["seda-httpd"]),
         .library(name: "SedaGnutella", targets: ["SedaGnutella"]),
         .executable(name: "seda-gnutella", targets: ["seda-gnutella"]),
@@ -107,7 +107,21 @@ let package = Package(
         ),
 
         // MARK: Applications (when they land): the stages as a library, a thin executable
-        //   .target(name: "SedaHTTP", dependencies: ["Seda"]),
+        // Haboob's stages (parse, page cache, file read, respond) over
+        // Debian's http_parser (libhttp-parser-dev), with a small C shim (openat2).
+        .systemLibrary(
+            name: "CHTTPParser",
+            providers: [.apt(["libhttp-parser-dev"])]
+        ),
+        .target(
+            name: "CSedaHTTP",
+            cSettings: [.enableWarning("all"), .enableWarning("extra")]
+        ),
+        .target(
+            name: "SedaHTTP",
+            dependencies: ["Seda", "SedaPrometheus", "CHTTPParser", "CSedaHTTP"],
+            linkerSettings: [.linkedLibrary("http_parser")]
+        ),
         //   .executableTarget(name: "seda-httpd", dependencies: ["SedaHTTP", "SedaConfiguration"]),
         .target(name: "SedaGnutella", dependencies: ["Seda"]),
         .executableTarget(
@@ -122,6 +136,10 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(
+            name: "SedaHTTPTests",
+            dependencies: ["SedaHTTP"]
+        ),
+        .testTarget(
             name: "SedaTests",
             dependencies: [
                 "Seda",
@@ -135,3 +153,9 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The documentation plugin, only when building the docs (script/test sets
+// SEDA_DOCS=1), so that an application depending on Seda never fetches it.
+if Context.environment["SEDA_DOCS"] == "1" {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"))
+}

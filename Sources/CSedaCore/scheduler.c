@@ -3,8 +3,10 @@
  * stage. A stage with events is put on the run queue once (see "Scheduling"
  * in runtime_internal.h); a thread takes it, runs a turn of a few batches,
  * and puts it back if events remain. A stage a handler feeds runs next on
- * the same thread (the run-next slot). A thread with nothing to run spins
- * briefly, then parks on the run queue's notifier.
+ * the same thread (the run-next slot). A stage bound to one thread is
+ * scheduled on that thread's own list instead of the run queue. Each thread
+ * runs a worker loop (loop.c), which also polls its descriptors and, with
+ * nothing to run, sleeps in its poller.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "loop.h"
 #include "runtime_internal.h"
 
 _Thread_local struct seda__worker *seda__worker_tls;
@@ -22,27 +25,31 @@ _Thread_local struct seda__worker *seda__worker_tls;
  * per turn rather than per batch, yet others still get their turn. */
 #define TURN_EVENTS_MIN 64
 #define TURN_BATCHES_MAX 16
-/* Consecutive "run next" turns before the slot goes to the run queue, so a
- * chain of stages cannot keep one thread to itself. */
-#define NEXT_RUNS_MAX 8
-/* Empty polls of the run queue before a shared thread parks (~20-50 us of
- * PAUSEs): a wake-up costs more than that. */
-#define IDLE_SPINS 512
 
 void seda__push_stage(seda_stage_t *s, bool take_ref)
 {
     if (take_ref)
         seda_stage_retain(s);
+    /* A bound stage goes to its loop's own list, any other to the run queue. */
+    seda_queue_t *q = s->home ? s->home->local : s->rt->run_queue;
     int r;
     /* Capacity is reserved at stage creation, but a consumer preempted
      * between claiming a slot and freeing it makes the ring look full for a
      * moment: retry. Only a closed run queue (shutdown) gives up. */
-    while ((r = seda_queue_enqueue(s->rt->run_queue, s)) == -EAGAIN)
+    while ((r = seda_queue_enqueue(q, s)) == -EAGAIN)
         sched_yield();
     if (r != 0) {
         /* Nobody will run this instance. */
         atomic_fetch_sub_explicit(&s->active, 1, memory_order_seq_cst);
         seda_stage_release(s);
+        return;
+    }
+    /* The enqueue was the seq_cst publication; now wake a sleeping loop. */
+    if (s->home) {
+        if (s->home != seda__loop_current())
+            seda__loop_wake(s->home);
+    } else {
+        seda__loop_wake_any(s->rt);
     }
 }
 
@@ -56,8 +63,8 @@ void seda__schedule(seda_stage_t *s)
                                                  memory_order_relaxed))
         return;
     struct seda__worker *w = seda__worker_of(s->rt);
-    if (w && w->cpu_thread) {
-        /* Newest in the slot; the one it displaces goes to the run queue. */
+    if (w && w->cpu_thread && (!s->home || s->home == w->loop)) {
+        /* Newest in the slot; the one it displaces goes to its run queue. */
         seda_stage_retain(s);
         seda_stage_t *old = w->next;
         w->next = s;
@@ -69,7 +76,7 @@ void seda__schedule(seda_stage_t *s)
 }
 
 /* One turn of a shared-pool thread on stage s: a few batches at most. */
-static void run_turn(struct seda__worker *w, seda_stage_t *s)
+void seda__run_turn(struct seda__worker *w, seda_stage_t *s)
 {
     void **buf = w->buf;
     uint32_t *stamps = w->stamps;
@@ -86,20 +93,32 @@ static void run_turn(struct seda__worker *w, seda_stage_t *s)
             /* More waiting: let another thread take the next batch now. */
             uint32_t a = atomic_load_explicit(&s->active, memory_order_relaxed);
             while (a < s->concurrency) {
-                if (atomic_compare_exchange_weak_explicit(&s->active, &a, a + 1,
-                                                          memory_order_seq_cst,
-                                                          memory_order_relaxed)) {
+                if (atomic_compare_exchange_weak_explicit(
+                        &s->active, &a, a + 1, memory_order_seq_cst, memory_order_relaxed)) {
                     seda__push_stage(s, true);
                     break;
                 }
             }
         }
         /* The queue's depth is sampled once per turn, at its first batch. */
-        seda__run_batch(w, s, buf, stamps, (size_t)k, batches == 0 && (uint32_t)k == batch_max);
+        seda__run_batch(w, s, (size_t)k, batches == 0 && (uint32_t)k == batch_max);
         done += (uint32_t)k;
         if (done >= budget || batches + 1 == TURN_BATCHES_MAX || w->blocked_by) {
             more = true;
             break;
+        }
+        /* The turn goes on, and the stage this handler fed waits in the
+         * run-next slot until it ends (up to TURN_BATCHES_MAX batches). If
+         * another shared thread has nothing to do, let it run that stage
+         * now: its events would otherwise wait while a CPU idles. When the
+         * turn is about to end anyway (nothing left), keep the slot: the
+         * stage runs next here, with the events still in cache and no
+         * wake-up. A stage bound to this thread stays: only it may run it. */
+        if (w->next && !w->next->home &&
+            atomic_load_explicit(&w->rt->idle_threads, memory_order_relaxed) > 0 &&
+            seda__stage_size(s) > 0) {
+            seda__push_stage(w->next, false);
+            w->next = NULL;
         }
     }
     if (w->blocked_by) {
@@ -132,58 +151,40 @@ static void run_turn(struct seda__worker *w, seda_stage_t *s)
     seda_stage_release(s);
 }
 
-/* The loop of a shared thread: the run-next slot, then the run queue; spin a
- * little, then park on the run queue's notifier when there is nothing to run. */
+/* Creation of a shared thread's loop happens on the thread itself (an
+ * io_uring ring with SINGLE_ISSUER belongs to the thread that creates it);
+ * the creating thread waits for the outcome. */
+struct start_sync {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done, err;
+    const seda_runtime_options_t *opts;
+};
+
+static void started(struct start_sync *st, int err)
+{
+    pthread_mutex_lock(&st->lock);
+    st->done = 1;
+    st->err = err;
+    pthread_cond_signal(&st->cond);
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* A shared thread: its worker loop (loop.c) until the runtime stops. */
 static void *cpu_thread(void *p)
 {
     struct seda__worker *w = p;
-    seda_runtime_t *rt = w->rt;
+    struct start_sync *st = w->start;
     seda__worker_tls = w;
-    w->buf = malloc(SEDA__BATCH_LIMIT * sizeof(void *));
-    w->stamps = malloc(SEDA__BATCH_LIMIT * sizeof(uint32_t));
-    if (!w->buf || !w->stamps)
-        abort(); /* 12 KB at thread start; nothing sensible to do without it */
-    unsigned next_runs = 0;
-    for (;;) {
-        if (w->next) {
-            seda_stage_t *s = w->next;
-            w->next = NULL;
-            if (++next_runs <= NEXT_RUNS_MAX) {
-                run_turn(w, s);
-                continue;
-            }
-            seda__push_stage(s, false); /* enough: to the back of the line */
-        }
-        next_runs = 0;
-        w->last_end = 0; /* between turns: the next batch reads the clock */
-        void *item;
-        int r = -EAGAIN;
-        for (unsigned spin = 0; spin < IDLE_SPINS && r == -EAGAIN; spin++) {
-            r = seda_queue_dequeue(rt->run_queue, &item);
-            if (r != -EAGAIN)
-                break;
-            /* Mostly PAUSE; now and then let a thread waiting for this CPU
-             * (a producer, on an oversubscribed machine) run instead. */
-            if (spin % 64 == 63)
-                sched_yield();
-            else
-                seda__cpu_relax();
-        }
-        if (r == -EAGAIN)
-            r = seda_queue_dequeue_wait(rt->run_queue, &item, NULL, 1, -1);
-        if (r == -EPIPE)
-            break;
-        if (r >= 0)
-            run_turn(w, item);
-    }
-    free(w->buf);
-    free(w->stamps);
-    w->buf = NULL;
-    w->stamps = NULL;
+    int r = seda__loop_create(w, st->opts, &w->loop);
+    w->start = NULL;
+    started(st, r); /* st is gone from here on */
+    if (r == 0)
+        seda__loop_run(w->loop);
     return NULL;
 }
 
-int seda__scheduler_start(seda_runtime_t *rt, uint32_t threads)
+int seda__scheduler_start(seda_runtime_t *rt, uint32_t threads, const seda_runtime_options_t *opts)
 {
     rt->cpu = calloc(threads, sizeof(pthread_t));
     rt->workers = calloc(threads, sizeof *rt->workers);
@@ -198,15 +199,34 @@ int seda__scheduler_start(seda_runtime_t *rt, uint32_t threads)
         w->index = i;
         w->cpu_thread = true;
         rt->workers[i] = w;
-        int e = pthread_create(&rt->cpu[i], NULL, cpu_thread, w);
-        if (e != 0)
-            return -e;
+        int r = seda__worker_alloc(w);
+        if (r < 0)
+            return r;
+        struct start_sync st = { .opts = opts };
+        pthread_mutex_init(&st.lock, NULL);
+        pthread_cond_init(&st.cond, NULL);
+        w->start = &st;
+        r = seda__thread_start(&rt->cpu[i], cpu_thread, w);
+        if (r == 0) {
+            pthread_mutex_lock(&st.lock);
+            while (!st.done)
+                pthread_cond_wait(&st.cond, &st.lock);
+            pthread_mutex_unlock(&st.lock);
+        }
+        pthread_mutex_destroy(&st.lock);
+        pthread_cond_destroy(&st.cond);
+        if (r < 0)
+            return r;
+        if (st.err < 0) {
+            pthread_join(rt->cpu[i], NULL);
+            return st.err;
+        }
         rt->cpu_threads = i + 1;
         char name[24];
         snprintf(name, sizeof name, "seda-cpu%u", i);
         seda__name_thread(rt->cpu[i], name);
         if (rt->pin)
-            seda__pin_thread(rt->cpu[i], (int)i);
+            seda__pin_thread(rt, rt->cpu[i], (int)i);
     }
     return 0;
 }
@@ -214,14 +234,22 @@ int seda__scheduler_start(seda_runtime_t *rt, uint32_t threads)
 void seda__scheduler_stop(seda_runtime_t *rt)
 {
     seda_queue_close(rt->run_queue);
+    /* Sleeping loops learn of it when woken (work_available sees the close). */
+    for (uint32_t i = 0; i < rt->cpu_threads; i++)
+        seda__loop_wake(rt->workers[i]->loop);
     for (uint32_t i = 0; i < rt->cpu_threads; i++)
         pthread_join(rt->cpu[i], NULL);
 }
 
 void seda__scheduler_free(seda_runtime_t *rt)
 {
-    for (uint32_t i = 0; i < rt->workers_len; i++)
+    for (uint32_t i = 0; i < rt->workers_len; i++) {
+        if (rt->workers[i]) {
+            seda__loop_destroy(rt->workers[i]->loop);
+            seda__worker_free(rt->workers[i]);
+        }
         free(rt->workers[i]);
+    }
     free(rt->workers);
     free(rt->cpu);
     rt->workers = NULL;

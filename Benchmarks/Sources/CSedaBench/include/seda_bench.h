@@ -59,6 +59,100 @@ typedef struct seda_bench_timer_result {
  */
 int seda_bench_timer_ops(uint64_t pending, uint64_t ops, seda_bench_timer_result_t *out);
 
+/* ---- disk (seda-bench disk) ---------------------------------------------- */
+
+/* The disk workloads, all O_DIRECT. */
+enum seda_bench_disk_workload {
+    SEDA_BENCH_DISK_RANDREAD_4K = 0,  /* 4 KiB reads at random block offsets of the data file */
+    SEDA_BENCH_DISK_SEQREAD_128K = 1, /* 128 KiB reads, one after the other, wrapping at its end */
+    SEDA_BENCH_DISK_RANDWRITE_4K = 2, /* 4 KiB writes to distinct random blocks of "<path>.write",
+                                       * then fdatasync, then every block read back and compared */
+};
+
+typedef struct seda_bench_disk_config {
+    const char *path;        /* the data file (see seda_bench_disk_prepare) */
+    uint64_t file_bytes;     /* its size (a multiple of 128 KiB) */
+    int workload;            /* enum seda_bench_disk_workload */
+    uint32_t queue_depth;    /* requests in flight (threads: pool threads / fio psync jobs) */
+    double seconds;          /* how long each run lasts */
+    int engine;              /* enum seda_disk_engine: Seda's engine, and fio's matching ioengine */
+    int register_buffers;    /* io_uring: 1 registered buffers (fio: fixedbufs), -1 not, 0 the stage's default */
+    uint32_t cpu_threads;    /* Seda's shared threads (0: one per CPU) */
+    uint64_t seed;           /* random offsets and written contents */
+} seda_bench_disk_config_t;
+
+typedef struct seda_bench_disk_result {
+    double iops, mb_per_s;
+    double p50_us, p99_us;   /* latency: request accepted -> completion in the client's handler
+                              * (fio: its total latency, lat_percentiles) */
+    uint64_t ops;
+    uint64_t submit_calls;   /* Seda: io_uring_enter / io_submit calls made */
+    int verified;            /* reads: every block header matched; writes: every written
+                              * block read back equal after fdatasync */
+    uint64_t verified_blocks; /* writes: how many blocks were compared */
+} seda_bench_disk_result_t;
+
+/*
+ * Makes sure `path` holds `bytes` of headed blocks (each 4 KiB block starts
+ * with its own index), writing it only if it does not already (sets
+ * *created), and that "<path>.write" (256 MiB, or the largest power of two
+ * of bytes not above `bytes`) exists, preallocated.
+ * Returns 0 or a negative errno.
+ */
+int seda_bench_disk_prepare(const char *path, uint64_t bytes, int *created);
+
+/* One run of the workload through a Seda file stage. Returns 0; -ENOTSUP if
+ * the engine is not available here; another negative errno on failure. */
+int seda_bench_disk_seda(const seda_bench_disk_config_t *cfg, seda_bench_disk_result_t *out);
+
+/* The matching fio job (the `fio` executable, looked up in PATH). Returns 0,
+ * -EPROTO if fio failed or its output could not be read, or a spawn error. */
+int seda_bench_disk_fio(const seda_bench_disk_config_t *cfg, const char *fio, seda_bench_disk_result_t *out);
+
+/* ---- seda-bench poll: one active connection, N idle ones (poll_bench.c) -- */
+
+typedef struct seda_bench_poll seda_bench_poll_t;
+
+typedef struct seda_bench_poll_result {
+    uint64_t events;     /* events delivered and timed */
+    double ns_per_event; /* write + wait + read, per event */
+    double events_per_s;
+    int max_fd;          /* the highest descriptor the poller watched */
+} seda_bench_poll_result_t;
+
+/*
+ * Most idle connections seda_bench_poll_open can make here: the hard
+ * RLIMIT_NOFILE less a margin (the soft limit is raised to the hard one).
+ */
+uint32_t seda_bench_poll_capacity(void);
+
+/*
+ * Makes one active TCP connection on 127.0.0.1 (both ends here) and `idle`
+ * idle ones whose client ends a child process holds. Returns 0; -EMFILE
+ * when idle exceeds seda_bench_poll_capacity(); -ETIMEDOUT when connecting
+ * stalls for 10 s; or the failing call's error. Free with
+ * seda_bench_poll_close (which also ends the child).
+ */
+int seda_bench_poll_open(seda_bench_poll_t **out, uint32_t idle);
+void seda_bench_poll_close(seda_bench_poll_t *b);
+
+/* Idle connections made by open. */
+uint32_t seda_bench_poll_idle(const seda_bench_poll_t *b);
+
+/*
+ * One measurement: a seda_poller of `backend` (enum seda_poller_backend)
+ * watching the active connection and the first n idle ones; then events
+ * (write a byte, wait for the poller to report it, read it) until
+ * max_events or max_ns. Returns 0; -EINVAL (n above the idle count); -EMFILE
+ * from the select backend when a descriptor is >= FD_SETSIZE; or a poller or
+ * socket error. Single-threaded: the calling thread owns the poller.
+ */
+int seda_bench_poll_run(seda_bench_poll_t *b, int backend, uint32_t n, uint64_t max_events,
+                        int64_t max_ns, seda_bench_poll_result_t *r);
+
+/* FD_SETSIZE, for the report (Swift cannot import the macro). */
+int seda_bench_poll_fd_setsize(void);
+
 #ifdef __cplusplus
 }
 #endif
