@@ -35,7 +35,8 @@ extension RejectionReason {
 
 /// Everything a node's stages are built from.
 public struct GnutellaConfiguration: Sendable {
-    /// Prepended to the stage names (several nodes in one runtime).
+    /// Prepended to the stage names (several nodes in one runtime); no '.'
+    /// (configuration keys name stages between dots).
     public var stagePrefix = ""
     public var server = GnutellaServer.Settings()
     public var serverQueueCapacity = 4096
@@ -105,7 +106,8 @@ public final class GnutellaNode: Sendable {
 
     /// Builds the stages in `runtime`. `timers` fires the periodic ticks
     /// (a manual-clock facility in tests, polled by hand).
-    public init(runtime: Runtime, timers: Timers, configuration: GnutellaConfiguration = GnutellaConfiguration()) throws {
+    public init(runtime: Runtime, timers: Timers, configuration: GnutellaConfiguration = GnutellaConfiguration()) throws
+    {
         self.runtime = runtime
         self.timers = timers
         self.configuration = configuration
@@ -117,32 +119,39 @@ public final class GnutellaNode: Sendable {
         catcherStage = p + "GnuCatcher"
         tickerStage = p + "GnuTicker"
 
-        let logger = QueryLogger(delay: c.loggerDelay, record: c.queryRecord, neighbours: neighbours,
-                                 statistics: statistics)
+        let logger = QueryLogger(
+            delay: c.loggerDelay, record: c.queryRecord, neighbours: neighbours,
+            statistics: statistics)
         loggerSink = try runtime.addStage(
             loggerStage, handler: logger,
-            options: StageOptions(threadManager: .dedicated(threads: c.loggerThreads, maxThreads: c.loggerMaxThreads),
-                                  batchSize: 1, queueCapacity: c.loggerQueueCapacity),
+            options: StageOptions(
+                threadManager: .dedicated(threads: c.loggerThreads, maxThreads: c.loggerMaxThreads),
+                batchSize: 1, queueCapacity: c.loggerQueueCapacity),
             admission: c.loggerThreshold.map { QueueThreshold<GnutellaEvent>($0) })
 
         catcher = Catcher(settings: c.catcher, neighbours: neighbours, clock: runtime.clock)
-        catcherSink = try runtime.addStage(catcherStage, handler: catcher,
-                                           options: StageOptions(batchSize: 16, queueCapacity: 256))
+        catcherSink = try runtime.addStage(
+            catcherStage, handler: catcher,
+            options: StageOptions(batchSize: 16, queueCapacity: 256))
 
-        router = RouterHandler(policy: c.routing, neighbours: neighbours, statistics: statistics,
-                               logger: loggerSink, catcher: catcherSink)
+        router = RouterHandler(
+            policy: c.routing, neighbours: neighbours, statistics: statistics,
+            logger: loggerSink, catcher: catcherSink)
         routerSink = try runtime.addStage(
             routerStage, handler: router,
-            options: StageOptions(queueCapacity: c.routerQueueCapacity,
-                                  priorityClasses: c.routerPriorityClasses ? 2 : 1,
-                                  pauseWhenDownstreamClogged: c.routerPausesWhenLoggerClogged),
+            options: StageOptions(
+                queueCapacity: c.routerQueueCapacity,
+                priorityClasses: c.routerPriorityClasses ? 2 : 1,
+                pauseWhenDownstreamClogged: c.routerPausesWhenLoggerClogged),
             admission: c.routerAdmission.controller())
 
-        server = GnutellaServer(settings: c.server, statistics: statistics, neighbours: neighbours,
-                                clock: runtime.clock, router: routerSink, routerClasses: c.routerPriorityClasses,
-                                catcher: catcherSink)
-        serverSink = try runtime.addStage(serverStage, handler: ServerHandler(server: server),
-                                          options: StageOptions(queueCapacity: c.serverQueueCapacity))
+        server = GnutellaServer(
+            settings: c.server, statistics: statistics, neighbours: neighbours,
+            clock: runtime.clock, router: routerSink, routerClasses: c.routerPriorityClasses,
+            catcher: catcherSink)
+        serverSink = try runtime.addStage(
+            serverStage, handler: ServerHandler(server: server),
+            options: StageOptions(queueCapacity: c.serverQueueCapacity))
 
         let routerSink = self.routerSink
         let catcherSink = self.catcherSink
@@ -170,7 +179,8 @@ public final class GnutellaNode: Sendable {
             jobs[.catcher] = .init(period: c.catcher.interval) { try? catcherSink.enqueueControl(CatcherEvent(.tick)) }
         }
         ticker = TickerHandler(timers: timers, jobs: jobs)
-        tickerSink = try runtime.addStage(tickerStage, handler: ticker, options: StageOptions(batchSize: 8, queueCapacity: 64))
+        tickerSink = try runtime.addStage(
+            tickerStage, handler: ticker, options: StageOptions(batchSize: 8, queueCapacity: 64))
     }
 
     /// Starts the periodic work (route cleanup; the catcher's first check

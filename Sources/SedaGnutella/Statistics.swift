@@ -104,21 +104,21 @@ public final class GnutellaStatistics: Sendable {
 
     private enum Slot {
         static let types = PayloadType.allCases.count
-        static let received = 0                          // + type index
-        static let forwarded = received + types          // + type index: copies written to neighbours
-        static let routed = forwarded + types            // + type index: descriptors sent on
-        static let dropped = routed + types              // + DropReason
-        static let closed = dropped + DropReason.allCases.count // + CloseReason
+        static let received = 0  // + type index
+        static let forwarded = received + types  // + type index: copies written to neighbours
+        static let routed = forwarded + types  // + type index: descriptors sent on
+        static let dropped = routed + types  // + DropReason
+        static let closed = dropped + DropReason.allCases.count  // + CloseReason
         static let accepted = closed + CloseReason.allCases.count
         static let connectedOut = accepted + 1
         static let connectFailed = accepted + 2
         static let handshakes = accepted + 3
-        static let open = accepted + 4                   // gauge: handshaken connections now
-        static let sendRefused = accepted + 5            // writes a connection refused
-        static let logged = accepted + 6                 // queries the logger recorded
+        static let open = accepted + 4  // gauge: handshaken connections now
+        static let sendRefused = accepted + 5  // writes a connection refused
+        static let logged = accepted + 6  // queries the logger recorded
         static let ttlClamped = accepted + 7
         static let bytesIn = accepted + 8
-        static let ticksDropped = accepted + 9           // cleanup ticks refused (ordinary delivery)
+        static let ticksDropped = accepted + 9  // cleanup ticks refused (ordinary delivery)
         static let count = accepted + 10
     }
 
@@ -218,7 +218,8 @@ public final class GnutellaStatistics: Sendable {
             }
             parts.append("in: " + types.joined(separator: " "))
             parts.append("out \(rate(forwardedTotal, earlier?.forwardedTotal))")
-            parts.append("conns \(openConnections) (accepted \(accepted), out \(connectedOut), failed \(connectFailed))")
+            parts.append(
+                "conns \(openConnections) (accepted \(accepted), out \(connectedOut), failed \(connectFailed))")
             let drops = DropReason.allCases.compactMap { r in (dropped[r] ?? 0) > 0 ? "\(r) \(dropped[r]!)" : nil }
             parts.append("dropped: " + (drops.isEmpty ? "none" : drops.joined(separator: " ")))
             let closes = CloseReason.allCases.compactMap { r in (closed[r] ?? 0) > 0 ? "\(r) \(closed[r]!)" : nil }

@@ -36,7 +36,8 @@ struct SedaGnutellaCommand: ParsableCommand {
     @Option(help: "Most handshaken connections.")
     var maxConnections: Int = 10_000
 
-    @Option(help: "Per-connection outgoing limit in bytes, or 'none' (a peer that stops reading is then never cut off).")
+    @Option(
+        help: "Per-connection outgoing limit in bytes, or 'none' (a peer that stops reading is then never cut off).")
     var outgoingLimit: String = "1048576"
 
     @Option(help: "Past the outgoing limit: close the connection (close) or refuse the write and report it (notify).")
@@ -73,7 +74,10 @@ struct SedaGnutellaCommand: ParsableCommand {
     @Flag(help: "Do not schedule the router while the logger's queue is clogged (backpressure upstream).")
     var routerPauses = false
 
-    @Option(help: "Route cleanup ticks as 'control' events (Seda) or 'ordinary' ones a threshold may drop (the seed's pitfall).")
+    @Option(
+        help:
+            "Route cleanup ticks as 'control' events (Seda) or 'ordinary' ones a threshold may drop (the seed's pitfall)."
+    )
     var cleanup: String = "control"
 
     @Option(help: "Router queue capacity.")
@@ -124,13 +128,15 @@ struct SedaGnutellaCommand: ParsableCommand {
             throw ValidationError("--outgoing-limit must be a positive byte count or 'none'")
         }
         guard ["close", "notify"].contains(clog) else { throw ValidationError("--clog must be close or notify") }
-        guard ["control", "ordinary"].contains(cleanup) else { throw ValidationError("--cleanup must be control or ordinary") }
+        guard ["control", "ordinary"].contains(cleanup) else {
+            throw ValidationError("--cleanup must be control or ordinary")
+        }
         guard routerThreshold == nil || queryFilter == nil else {
             throw ValidationError("--router-threshold and --query-filter are two policies for one queue: pick one")
         }
         guard maxPayload >= 0, (1...255).contains(maxTTL), routeLifetime >= 1, tableCapacity >= 1,
-              maxConnections >= 1, targetConnections >= 0, handshakeTimeout > 0, loggerDelayMs >= 0, statusInterval >= 0,
-              loggerThreads >= 1, loggerMaxThreads >= loggerThreads, governorThreshold >= 1, governorIntervalMs >= 10
+            maxConnections >= 1, targetConnections >= 0, handshakeTimeout > 0, loggerDelayMs >= 0, statusInterval >= 0,
+            loggerThreads >= 1, loggerMaxThreads >= loggerThreads, governorThreshold >= 1, governorIntervalMs >= 10
         else { throw ValidationError("a numeric option is out of range (see --help)") }
     }
 
@@ -139,8 +145,9 @@ struct SedaGnutellaCommand: ParsableCommand {
         c.server.maxPayload = maxPayload
         c.server.maxConnections = maxConnections
         c.server.handshakeTimeout = .milliseconds(Int64(handshakeTimeout * 1000))
-        c.routing = RoutingPolicy(maxTTL: UInt8(maxTTL), tableCapacity: tableCapacity,
-                                  routeLifetime: .seconds(routeLifetime))
+        c.routing = RoutingPolicy(
+            maxTTL: UInt8(maxTTL), tableCapacity: tableCapacity,
+            routeLifetime: .seconds(routeLifetime))
         if let n = routerThreshold { c.routerAdmission = .threshold(n) }
         if let n = queryFilter { c.routerAdmission = .queryFilter(n) }
         c.routerPriorityClasses = routerClasses
@@ -214,10 +221,11 @@ struct SedaGnutellaCommand: ParsableCommand {
         try? runtime.shutdown(.drain, timeout: .seconds(10))
         log?.close()
         let s = node.statistics.snapshot()
-        FileHandleStderr.write("seda-gnutella: stopped (\(String(cString: strsignal(sig)))): "
-            + "\(s.accepted) accepted, \(s.connectedOut) dialled, \(s.receivedTotal) descriptors in, "
-            + "\(s.forwardedTotal) out, \(s.closed[.clogged] ?? 0) closed clogged, \(s.badInputCloses) closed for bad input; "
-            + s.statusLine(since: nil, seconds: 0) + "\n")
+        FileHandleStderr.write(
+            "seda-gnutella: stopped (\(String(cString: strsignal(sig)))): "
+                + "\(s.accepted) accepted, \(s.connectedOut) dialled, \(s.receivedTotal) descriptors in, "
+                + "\(s.forwardedTotal) out, \(s.closed[.clogged] ?? 0) closed clogged, \(s.badInputCloses) closed for bad input; "
+                + s.statusLine(since: nil, seconds: 0) + "\n")
     }
 }
 
@@ -225,14 +233,14 @@ struct SedaGnutellaCommand: ParsableCommand {
 /// socket per peer).
 func raiseDescriptorLimit() {
     var l = rlimit()
-    if getrlimit(RLIMIT_NOFILE_VALUE, &l) == 0, l.rlim_cur < l.rlim_max {
+    if getrlimit(rlimitNoFile, &l) == 0, l.rlim_cur < l.rlim_max {
         l.rlim_cur = l.rlim_max
-        _ = setrlimit(RLIMIT_NOFILE_VALUE, &l)
+        _ = setrlimit(rlimitNoFile, &l)
     }
 }
 
 #if os(Linux)
-let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    let rlimitNoFile = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
 #endif
 
 enum FileHandleStderr {

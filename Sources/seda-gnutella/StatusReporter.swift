@@ -22,10 +22,12 @@ final class StatusReporter: Sendable {
     func start() throws -> StatusReporter {
         let ctx = Unmanaged.passRetained(self).toOpaque()
         var t = pthread_t()
-        let rc = pthread_create(&t, nil, { ctx in
-            Unmanaged<StatusReporter>.fromOpaque(ctx!).takeRetainedValue().loop()
-            return nil
-        }, ctx)
+        let rc = pthread_create(
+            &t, nil,
+            { ctx in
+                Unmanaged<StatusReporter>.fromOpaque(ctx!).takeRetainedValue().loop()
+                return nil
+            }, ctx)
         guard rc == 0 else {
             Unmanaged<StatusReporter>.fromOpaque(ctx).release()
             throw SedaError.system(errno: rc)
@@ -58,7 +60,8 @@ final class StatusReporter: Sendable {
             let router = snap[stage: node.routerStage], logger = snap[stage: node.loggerStage]
             var line = "seda-gnutella: " + s.statusLine(since: previous, seconds: seconds)
             line += " | routes \(node.routeCount)"
-            line += " | queues router \(router?.queueLength ?? 0) logger \(logger?.queueLength ?? 0)"
+            line +=
+                " | queues router \(router?.queueLength ?? 0) logger \(logger?.queueLength ?? 0)"
                 + " (\(logger?.threads ?? 0) threads)\n"
             var kv = "gnutella-status: t_s=\(Double(now - started) / 1e9)"
             kv += " received=\(s.receivedTotal) forwarded=\(s.forwardedTotal) routes=\(node.routeCount)"

@@ -17,8 +17,10 @@ struct BadInputTests {
     }
 
     /// The healthy pair still routes, and only `reason` closed anything.
-    func expectOthersUnaffected(_ h: Harness, _ a: GnutellaNode, _ good1: Probe, _ good2: Probe,
-                                closedFor reason: CloseReason, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectOthersUnaffected(
+        _ h: Harness, _ a: GnutellaNode, _ good1: Probe, _ good2: Probe,
+        closedFor reason: CloseReason, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let before = good2.got.count
         good1.send(Descriptor(ttl: 7, .ping(extensions: [])))
         _ = good2.waitFor(before + 1, sourceLocation: sourceLocation)
@@ -50,9 +52,12 @@ struct BadInputTests {
         let (h, a, g1, g2, bad) = try setUp(maxPayload: 1024)
         var header = Descriptor(.query(Query(criteria: "x"))).bytes
         header.removeLast(header.count - 23)
-        header[19] = 0x01; header[20] = 0x04; header[21] = 0; header[22] = 0 // 1025
+        header[19] = 0x01
+        header[20] = 0x04
+        header[21] = 0
+        header[22] = 0  // 1025
         bad.send(GnutellaWire.connectRequest)
-        bad.send(header) // only the header: the refusal needs nothing more
+        bad.send(header)  // only the header: the refusal needs nothing more
         waitUntil("closed") { bad.sawEOF }
         try expectOthersUnaffected(h, a, g1, g2, closedFor: .payloadTooLong)
     }
@@ -100,8 +105,8 @@ struct BadInputTests {
 
     @Test func aMalformedPayloadIsDroppedAndTheConnectionStays() throws {
         let (h, a, g1, g2, _) = try setUp()
-        g1.send(Descriptor(id: .random(), type: .query, ttl: 7, hops: 0, payload: [0, 0, 0x61])) // no NUL
-        g1.send(Descriptor(id: .random(), type: .pong, ttl: 7, hops: 0, payload: [1, 2, 3]))     // 3 of 14 bytes
+        g1.send(Descriptor(id: .random(), type: .query, ttl: 7, hops: 0, payload: [0, 0, 0x61]))  // no NUL
+        g1.send(Descriptor(id: .random(), type: .pong, ttl: 7, hops: 0, payload: [1, 2, 3]))  // 3 of 14 bytes
         g1.send(Descriptor(ttl: 7, .query(Query(criteria: "fine"))))
         let d = g2.waitFor(1)
         settle(h.runtime)

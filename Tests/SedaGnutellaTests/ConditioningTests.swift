@@ -54,8 +54,9 @@ struct ConditioningTests {
                 while !gate.open.load(ordering: .acquiring) { usleep(200) }
             }
         }
-        let sink = try runtime.addStage("held", handler: Held(gate: gate), options: StageOptions(batchSize: 1),
-                                        admission: RouterAdmission.queryFilter(2).controller())
+        let sink = try runtime.addStage(
+            "held", handler: Held(gate: gate), options: StageOptions(batchSize: 1),
+            admission: RouterAdmission.queryFilter(2).controller())
         func query() -> Descriptor { Descriptor(.query(Query(criteria: "q"))) }
         try sink.enqueue(query())
         waitUntil("the handler holds one") { gate.entered.load(ordering: .relaxed) == 1 }
@@ -80,7 +81,7 @@ struct ConditioningTests {
         let gate = LoggerGate()
         let a = try h.node("A", port: 6346) {
             $0.queryRecord = gate.record
-            $0.loggerQueueCapacity = 2 // the smallest queue the core makes
+            $0.loggerQueueCapacity = 2  // the smallest queue the core makes
             $0.routerPausesWhenLoggerClogged = true
             $0.routerAdmission = .threshold(2)
             $0.cleanupDelivery = delivery
@@ -92,7 +93,9 @@ struct ConditioningTests {
         // One at a time: the router's threshold must not see them together.
         for n in 1...2 {
             p1.send(Descriptor(ttl: 7, .query(Query(criteria: "queued \(n)"))))
-            waitUntil("\(n) queued in the logger") { h.runtime.snapshot()[stage: a.loggerStage]?.queueLength == UInt64(n) }
+            waitUntil("\(n) queued in the logger") {
+                h.runtime.snapshot()[stage: a.loggerStage]?.queueLength == UInt64(n)
+            }
         }
         p1.send(Descriptor(ttl: 7, .query(Query(criteria: "refused"))))
         waitUntil("the logger refused one") { a.statistics.snapshot().dropped[.loggerRefused] == 1 }
@@ -104,7 +107,7 @@ struct ConditioningTests {
         p1.send(Descriptor(ttl: 7, .ping(extensions: [])))
         waitUntil("the threshold refused the third") { a.statistics.snapshot().dropped[.routerRefused] == 1 }
 
-        try h.advance(.seconds(1)) // half the route lifetime: a cleanup tick
+        try h.advance(.seconds(1))  // half the route lifetime: a cleanup tick
         switch delivery {
         case .ordinary:
             waitUntil("the tick refused") { a.statistics.snapshot().cleanupTicksDropped == 1 }
@@ -114,7 +117,7 @@ struct ConditioningTests {
             }
         }
         gate.open.store(true, ordering: .releasing)
-        _ = p2.waitFor(5) // 3 queries, 2 pings
+        _ = p2.waitFor(5)  // 3 queries, 2 pings
         settle(h.runtime)
         #expect(a.router.rotations == (delivery == .control ? 1 : 0))
         #expect(a.statistics.snapshot().cleanupTicksDropped == (delivery == .control ? 0 : 1))

@@ -20,8 +20,9 @@ private func frame(_ bytes: [UInt8], cuts: [Int], maxPayload: Int = 4096) throws
 struct FramerTests {
     let stream: [Descriptor] = [
         Descriptor(id: GUID(low: 1, high: 1), ttl: 7, hops: 0, .ping(extensions: [])),
-        Descriptor(id: GUID(low: 2, high: 2), ttl: 5, hops: 2,
-                   .pong(Pong(port: 6346, address: IPv4Address(10, 0, 0, 1), filesShared: 3, kilobytesShared: 9))),
+        Descriptor(
+            id: GUID(low: 2, high: 2), ttl: 5, hops: 2,
+            .pong(Pong(port: 6346, address: IPv4Address(10, 0, 0, 1), filesShared: 3, kilobytesShared: 9))),
         Descriptor(id: GUID(low: 3, high: 3), ttl: 3, hops: 4, .query(Query(minimumSpeed: 0, criteria: "seda"))),
     ]
 
@@ -58,7 +59,7 @@ struct FramerTests {
 
     @Test func unknownPayloadTypeIsAFramingError() {
         var raw = stream[0].bytes
-        raw[16] = 0x02 // 0.6's BYE: not 0.4
+        raw[16] = 0x02  // 0.6's BYE: not 0.4
         var framer = DescriptorFramer(maxPayload: 64)
         var emitted: [Descriptor] = []
         #expect(throws: FramingError.unknownPayloadType(0x02)) {
@@ -81,7 +82,10 @@ struct FramerTests {
         }
         // A length near 4 GB is refused without allocating it.
         var huge = stream[0].bytes
-        huge[19] = 0xff; huge[20] = 0xff; huge[21] = 0xff; huge[22] = 0xff
+        huge[19] = 0xff
+        huge[20] = 0xff
+        huge[21] = 0xff
+        huge[22] = 0xff
         var f2 = DescriptorFramer(maxPayload: 65536)
         #expect(throws: FramingError.payloadTooLong(length: UInt32.max, maximum: 65536)) {
             try f2.feed(huge, origin: .local, now: 0) { _ in }

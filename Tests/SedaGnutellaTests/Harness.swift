@@ -36,9 +36,11 @@ final class Harness: @unchecked Sendable {
     }
 
     @discardableResult
-    func node(_ name: String, port: UInt16, _ configure: (inout GnutellaConfiguration) -> Void = { _ in }) throws -> GnutellaNode {
+    func node(_ name: String, port: UInt16, _ configure: (inout GnutellaConfiguration) -> Void = { _ in }) throws
+        -> GnutellaNode
+    {
         var c = GnutellaConfiguration()
-        c.stagePrefix = name + "."
+        c.stagePrefix = name + "-"
         configure(&c)
         let node = try GnutellaNode(runtime: runtime, timers: timers, configuration: c)
         let address = PeerAddress(host: IPv4Address(10, 0, 0, UInt8(nodes.count + 1)), port: port)
@@ -101,7 +103,9 @@ func settle(_ runtime: Runtime) {
     var last: [UInt64] = []
     waitUntil("the stages to go idle") {
         let s = runtime.snapshot()
-        let idle = s.stages.allSatisfy { $0.queueLength == 0 && $0.enqueued == $0.processed + $0.dropped + $0.handedBack }
+        let idle = s.stages.allSatisfy {
+            $0.queueLength == 0 && $0.enqueued == $0.processed + $0.dropped + $0.handedBack
+        }
         let counts = s.stages.map(\.processed)
         stable = idle && counts == last ? stable + 1 : 0
         last = counts

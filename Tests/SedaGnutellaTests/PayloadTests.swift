@@ -22,8 +22,9 @@ struct PayloadTests {
     }
 
     @Test func pongRoundTripAndByteOrder() throws {
-        let pong = Pong(port: 0x1234, address: IPv4Address(192, 168, 1, 2), filesShared: 0x0102_0304,
-                        kilobytesShared: 77)
+        let pong = Pong(
+            port: 0x1234, address: IPv4Address(192, 168, 1, 2), filesShared: 0x0102_0304,
+            kilobytesShared: 77)
         let b = pong.encode()
         #expect(b.count == 14)
         #expect(Array(b[0..<2]) == [0x34, 0x12], "port little-endian")
@@ -45,11 +46,14 @@ struct PayloadTests {
 
     @Test func queryHitRoundTripWithResultsAndTrailer() throws {
         let servent = GUID(low: 0xdead_beef, high: 0xfeed)
-        let hit = QueryHit(port: 6346, address: IPv4Address(10, 1, 2, 3), speed: 1000,
-                           results: [.init(fileIndex: 1, fileSize: 4096, name: "a.txt"),
-                                     .init(fileIndex: 2, fileSize: 1 << 20, name: "b.mp3", extensions: Array("urn:x".utf8)),
-                                     .init(fileIndex: 3, fileSize: 0, name: "")],
-                           trailer: Array("SEDA".utf8) + [2, 0x1c, 0x19], serventID: servent)
+        let hit = QueryHit(
+            port: 6346, address: IPv4Address(10, 1, 2, 3), speed: 1000,
+            results: [
+                .init(fileIndex: 1, fileSize: 4096, name: "a.txt"),
+                .init(fileIndex: 2, fileSize: 1 << 20, name: "b.mp3", extensions: Array("urn:x".utf8)),
+                .init(fileIndex: 3, fileSize: 0, name: ""),
+            ],
+            trailer: Array("SEDA".utf8) + [2, 0x1c, 0x19], serventID: servent)
         let d = Descriptor(.queryHit(hit))
         #expect(d.bytes[23] == 3, "number of hits")
         #expect(try parse(d) == .queryHit(hit))
@@ -80,12 +84,15 @@ struct PayloadTests {
         check(.query, [0, 0, 0x61, 0x62], .missingTerminator(.query))
         check(.queryHit, Array(repeating: 0, count: 26), .tooShort(.queryHit, need: 27, have: 26))
         // Declares two results, carries one.
-        var one = QueryHit(port: 1, address: .loopback, speed: 0,
-                           results: [.init(fileIndex: 1, fileSize: 1, name: "x")], serventID: GUID(low: 1, high: 1)).encode()
+        var one = QueryHit(
+            port: 1, address: .loopback, speed: 0,
+            results: [.init(fileIndex: 1, fileSize: 1, name: "x")], serventID: GUID(low: 1, high: 1)
+        ).encode()
         one[0] = 2
         check(.queryHit, one, .resultSetOverrun(hitsDeclared: 2, hitsFound: 1))
         // A name whose NULs would lie inside the servent ID.
-        var noNul = QueryHit(port: 1, address: .loopback, speed: 0, results: [], serventID: GUID(low: 0, high: 0)).encode()
+        var noNul = QueryHit(port: 1, address: .loopback, speed: 0, results: [], serventID: GUID(low: 0, high: 0))
+            .encode()
         noNul[0] = 1
         noNul.insert(contentsOf: [1, 0, 0, 0, 1, 0, 0, 0, 0x61, 0x62], at: 11)
         check(.queryHit, noNul, .resultSetOverrun(hitsDeclared: 1, hitsFound: 0))

@@ -13,9 +13,13 @@ struct RoutingCoreTests {
     let servent = GUID(low: 77, high: 77)
 
     func hit(_ id: GUID, servent: GUID, ttl: UInt8 = 7) -> Descriptor {
-        Descriptor(id: id, ttl: ttl, .queryHit(QueryHit(port: 1, address: .loopback, speed: 1,
-                                                        results: [.init(fileIndex: 1, fileSize: 1, name: "f")],
-                                                        serventID: servent)))
+        Descriptor(
+            id: id, ttl: ttl,
+            .queryHit(
+                QueryHit(
+                    port: 1, address: .loopback, speed: 1,
+                    results: [.init(fileIndex: 1, fileSize: 1, name: "f")],
+                    serventID: servent)))
     }
 
     @Test func pingsAndQueriesFloodWithTTLDownAndHopsUp() {
@@ -31,10 +35,12 @@ struct RoutingCoreTests {
         var r = RoutingCore()
         let id = GUID(low: 9, high: 9)
         #expect(r.route(arriving(Descriptor(id: id, .ping(extensions: [])), from: a)) == .flood)
-        #expect(r.route(arriving(Descriptor(id: id, .ping(extensions: [])), from: b)) == .drop(.duplicate),
-                "same ping from another neighbour")
-        #expect(r.route(arriving(Descriptor(id: id, .query(Query(criteria: "q"))), from: b)) == .flood,
-                "a query with the ping's ID is another descriptor")
+        #expect(
+            r.route(arriving(Descriptor(id: id, .ping(extensions: [])), from: b)) == .drop(.duplicate),
+            "same ping from another neighbour")
+        #expect(
+            r.route(arriving(Descriptor(id: id, .query(Query(criteria: "q"))), from: b)) == .flood,
+            "a query with the ping's ID is another descriptor")
         #expect(r.route(arriving(Descriptor(id: id, .query(Query(criteria: "q"))), from: a)) == .drop(.duplicate))
     }
 
@@ -84,7 +90,8 @@ struct RoutingCoreTests {
         var r = RoutingCore()
         let ping = Descriptor(.ping(extensions: []))
         _ = r.route(arriving(ping, from: a))
-        #expect(r.route(arriving(Descriptor(id: ping.id, .pong(Pong(port: 1, address: .loopback))), from: a))
+        #expect(
+            r.route(arriving(Descriptor(id: ping.id, .pong(Pong(port: 1, address: .loopback))), from: a))
                 == .drop(.loop))
     }
 
@@ -123,10 +130,14 @@ struct RoutingCoreTests {
         let ping = Descriptor(.ping(extensions: []))
         _ = r.route(arriving(ping, from: a))
         r.rotate()
-        #expect(r.route(arriving(Descriptor(id: ping.id, .pong(Pong(port: 1, address: .loopback))), from: b)) == .forward(a),
-                "half a lifetime later the route holds")
+        #expect(
+            r.route(arriving(Descriptor(id: ping.id, .pong(Pong(port: 1, address: .loopback))), from: b))
+                == .forward(a),
+            "half a lifetime later the route holds")
         r.rotate()
-        #expect(r.route(arriving(Descriptor(id: ping.id, .pong(Pong(port: 1, address: .loopback))), from: b)) == .drop(.noRoute))
+        #expect(
+            r.route(arriving(Descriptor(id: ping.id, .pong(Pong(port: 1, address: .loopback))), from: b))
+                == .drop(.noRoute))
         #expect(r.expired == 1 && r.rotations == 2 && r.routeCount == 0)
     }
 

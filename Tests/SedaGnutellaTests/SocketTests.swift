@@ -19,7 +19,9 @@ final class TCPClient {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var a = PollTransport.sockaddr(PeerAddress(host: .loopback, port: port))
         let r = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard r == 0 else { throw SedaError.system(errno: errno) }
     }
@@ -86,11 +88,14 @@ struct SocketTests {
         let node: GnutellaNode
         let transport: PollTransport
 
-        init(_ name: String, options: PollTransport.Options = .init(), configure: (inout GnutellaConfiguration) -> Void = { _ in }) throws {
+        init(
+            _ name: String, options: PollTransport.Options = .init(),
+            configure: (inout GnutellaConfiguration) -> Void = { _ in }
+        ) throws {
             runtime = try Runtime(cpuThreads: 2)
             timers = try Timers(clock: runtime.clock)
             var c = GnutellaConfiguration()
-            c.stagePrefix = name + "."
+            c.stagePrefix = name + "-"
             configure(&c)
             node = try GnutellaNode(runtime: runtime, timers: timers, configuration: c)
             transport = try PollTransport(port: 0, server: node.serverSink, options: options)
@@ -145,7 +150,8 @@ struct SocketTests {
         let big = try TCPClient(port: n.transport.port)
         #expect(big.handshake())
         var header = Descriptor(.ping(extensions: [])).bytes
-        header[19] = 0x01; header[20] = 0x04 // 1025 bytes announced
+        header[19] = 0x01
+        header[20] = 0x04  // 1025 bytes announced
         big.send(header)
         #expect(big.closedByPeer())
         good1.send(Descriptor(ttl: 7, .ping(extensions: [])).bytes)

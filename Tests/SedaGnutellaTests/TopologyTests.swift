@@ -50,14 +50,19 @@ struct TopologyTests {
         #expect(h.nodes.values.map { $0.statistics.snapshot().logged }.reduce(0, +) == 3, "each router's logger saw it")
 
         let servent = GUID(low: 0xc, high: 0xc)
-        pC.send(Descriptor(id: query.id, ttl: 7, .queryHit(QueryHit(
-            port: 6346, address: IPv4Address(10, 3, 3, 3), speed: 100,
-            results: [.init(fileIndex: 4, fileSize: 1000, name: "seda.pdf")], serventID: servent))))
+        pC.send(
+            Descriptor(
+                id: query.id, ttl: 7,
+                .queryHit(
+                    QueryHit(
+                        port: 6346, address: IPv4Address(10, 3, 3, 3), speed: 100,
+                        results: [.init(fileIndex: 4, fileSize: 1000, name: "seda.pdf")], serventID: servent))))
         let hit = pA.waitFor(1)[0]
         #expect(hit.type == .queryHit && hit.id == query.id && hit.serventID == servent)
 
         // pA is firewalled out: it asks pC's servent to push the file.
-        let push = Descriptor(ttl: 7, .push(Push(serventID: servent, fileIndex: 4, address: IPv4Address(10, 1, 1, 1), port: 6346)))
+        let push = Descriptor(
+            ttl: 7, .push(Push(serventID: servent, fileIndex: 4, address: IPv4Address(10, 1, 1, 1), port: 6346)))
         pA.send(push)
         let pushed = pC.waitFor(2)[1]
         #expect(pushed.type == .push && pushed.id == push.id && pushed.hops == 3)
@@ -75,7 +80,7 @@ struct TopologyTests {
         let pA = try h.probe("A"), pC = try h.probe("C")
         let ping = Descriptor(ttl: 7, .ping(extensions: []))
         pA.send(ping)
-        pA.send(ping) // the same descriptor again, on the same connection
+        pA.send(ping)  // the same descriptor again, on the same connection
         _ = pC.waitFor(1)
         settle(h.runtime)
         #expect(pC.got.count == 1, "C heard it from A and from B, forwarded it once")
@@ -86,8 +91,8 @@ struct TopologyTests {
 
     @Test func nothingIsForwardedOnceTTLRunsOut() throws {
         let (h, pA, pB, pC) = try line()
-        pA.send(Descriptor(ttl: 2, .ping(extensions: [])))   // A: 2→1, B: 1→0, stops at B
-        pA.send(Descriptor(ttl: 3, .query(Query(criteria: "x")))) // reaches B's neighbours with TTL 1, stops at C
+        pA.send(Descriptor(ttl: 2, .ping(extensions: [])))  // A: 2→1, B: 1→0, stops at B
+        pA.send(Descriptor(ttl: 3, .query(Query(criteria: "x"))))  // reaches B's neighbours with TTL 1, stops at C
         _ = pB.waitFor(1)
         settle(h.runtime)
         #expect(pB.got.map(\.type) == [.query] && pB.got[0].ttl == 1)
@@ -105,7 +110,7 @@ struct TopologyTests {
         p1.send(old)
         _ = p2.waitFor(1)
 
-        try h.advance(.seconds(5))   // one half-lifetime: one rotation
+        try h.advance(.seconds(5))  // one half-lifetime: one rotation
         waitUntil("the first cleanup") { a.router.rotations == 1 }
         let young = Descriptor(ttl: 7, .ping(extensions: []))
         p1.send(young)
@@ -113,7 +118,7 @@ struct TopologyTests {
         p2.send(Descriptor(id: old.id, .pong(Pong(port: 1, address: .loopback))))
         #expect(p1.waitFor(1)[0].id == old.id, "5 s old: still routed")
 
-        try h.advance(.seconds(5))   // the old route expires, the young one ages
+        try h.advance(.seconds(5))  // the old route expires, the young one ages
         waitUntil("the second cleanup") { a.router.rotations == 2 }
         p2.send(Descriptor(id: old.id, .pong(Pong(port: 1, address: .loopback))))
         p2.send(Descriptor(id: young.id, .pong(Pong(port: 1, address: .loopback))))
@@ -136,8 +141,13 @@ extension TopologyTests {
         p1.send(ping)
         let got = p2.waitFor(2)
         #expect(Set(got.map(\.id)) == [q.id, ping.id])
-        p2.send(Descriptor(id: q.id, .queryHit(QueryHit(port: 1, address: .loopback, speed: 1, results: [],
-                                                         serventID: GUID(low: 3, high: 3)))))
+        p2.send(
+            Descriptor(
+                id: q.id,
+                .queryHit(
+                    QueryHit(
+                        port: 1, address: .loopback, speed: 1, results: [],
+                        serventID: GUID(low: 3, high: 3)))))
         #expect(p1.waitFor(1)[0].type == .queryHit)
         try h.shutdown()
     }

@@ -9,9 +9,12 @@ import Glibc
 struct GnutellaBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gnutella",
-        abstract: "The seed's Gnutella router experiments: throughput, clogged peers, queue thresholds, filtering, the governor.",
-        subcommands: [GnutellaRun.self, GnutellaThroughput.self, GnutellaClogged.self, GnutellaThreshold.self,
-                      GnutellaFilter.self, GnutellaGovernor.self]
+        abstract:
+            "The seed's Gnutella router experiments: throughput, clogged peers, queue thresholds, filtering, the governor.",
+        subcommands: [
+            GnutellaRun.self, GnutellaThroughput.self, GnutellaClogged.self, GnutellaThreshold.self,
+            GnutellaFilter.self, GnutellaGovernor.self,
+        ]
     )
 }
 
@@ -31,21 +34,26 @@ struct GnutellaServerOptions: ParsableArguments {
     var progress = false
 
     /// Starts a router: seda-gnutella with `sedaFlags`, or the anchor with `anchorFlags`.
-    func start(_ kind: GnutellaServerKind, sedaFlags: [String] = [], anchorFlags: [String] = []) throws -> ServerProcess {
+    func start(_ kind: GnutellaServerKind, sedaFlags: [String] = [], anchorFlags: [String] = []) throws -> ServerProcess
+    {
         switch kind {
         case .seda:
-            try ServerProcess(name: "seda-gnutella",
-                              argv: [sedaGnutella ?? GnutellaBinaries.sedaGnutella, "--port", "0", "--status-interval", "1"]
-                                  + sedaFlags)
+            try ServerProcess(
+                name: "seda-gnutella",
+                argv: [sedaGnutella ?? GnutellaBinaries.sedaGnutella, "--port", "0", "--status-interval", "1"]
+                    + sedaFlags)
         case .anchor:
-            try ServerProcess(name: "gnutella-epoll",
-                              argv: [baseline ?? GnutellaBinaries.baseline, "gnutella-epoll", "--port", "0"] + anchorFlags)
+            try ServerProcess(
+                name: "gnutella-epoll",
+                argv: [baseline ?? GnutellaBinaries.baseline, "gnutella-epoll", "--port", "0"] + anchorFlags)
         }
     }
 
     /// Starts a router, runs `load` against it (with its pid for RSS), stops it.
-    func measure(_ kind: GnutellaServerKind, sedaFlags: [String] = [], anchorFlags: [String] = [],
-                 load: GnutellaLoad) throws -> (GnutellaOutcome, ServerProcess) {
+    func measure(
+        _ kind: GnutellaServerKind, sedaFlags: [String] = [], anchorFlags: [String] = [],
+        load: GnutellaLoad
+    ) throws -> (GnutellaOutcome, ServerProcess) {
         let server = try start(kind, sedaFlags: sedaFlags, anchorFlags: anchorFlags)
         var l = load
         l.serverPID = server.pid
@@ -102,8 +110,9 @@ struct GnutellaLoadOptions: ParsableArguments {
         guard connections >= 2, threads >= 1, rate > 0, duration > 0, warmup >= 0, burst >= 1 else {
             throw ValidationError("--connections >= 2, --threads >= 1, --rate > 0, --duration > 0, --burst >= 1")
         }
-        return GnutellaLoad(connections: connections, threads: threads, rate: rate, mix: weights, burst: burst,
-                            burstOnMs: burstOnMs, queryBytes: queryBytes, warmup: warmup, duration: duration)
+        return GnutellaLoad(
+            connections: connections, threads: threads, rate: rate, mix: weights, burst: burst,
+            burstOnMs: burstOnMs, queryBytes: queryBytes, warmup: warmup, duration: duration)
     }
 }
 
@@ -113,9 +122,11 @@ func printTypes(_ o: GnutellaOutcome, connections: Int) {
     for (i, name) in GnutellaLoad.typeNames.enumerated() {
         // Pings and queries are flooded to every other connection; the rest are routed to one.
         let expected = o.offered[i] * UInt64(i == 0 || i == 3 ? connections - 1 : 1)
-        t.add([name, "\(o.offered[i])", "\(o.delivered[i])", "\(expected)",
-               expected == 0 ? "-" : Stats.fixed(100 * Double(o.delivered[i]) / Double(expected), 1),
-               Stats.fixed(o.p50Micros[i], 1), Stats.fixed(o.p99Micros[i], 1)])
+        t.add([
+            name, "\(o.offered[i])", "\(o.delivered[i])", "\(expected)",
+            expected == 0 ? "-" : Stats.fixed(100 * Double(o.delivered[i]) / Double(expected), 1),
+            Stats.fixed(o.p50Micros[i], 1), Stats.fixed(o.p99Micros[i], 1),
+        ])
     }
     print(t.render())
 }
@@ -155,11 +166,13 @@ struct GnutellaRun: ParsableCommand {
         } else {
             o = try servers.measure(server, load: l).0
         }
-        print("seda-bench gnutella run: \(load.connections) connections (\(o.connected) handshaken), "
-              + "\(whole(o.offeredPerSecond)) offered/s, \(whole(o.deliveredPerSecond)) delivered/s")
+        print(
+            "seda-bench gnutella run: \(load.connections) connections (\(o.connected) handshaken), "
+                + "\(whole(o.offeredPerSecond)) offered/s, \(whole(o.deliveredPerSecond)) delivered/s")
         printTypes(o, connections: load.connections)
         if o.handshakeErrors + o.protocolErrors + o.connectErrors > 0 {
-            throw BenchError("errors: \(o.connectErrors) connect, \(o.handshakeErrors) handshake, \(o.protocolErrors) protocol")
+            throw BenchError(
+                "errors: \(o.connectErrors) connect, \(o.handshakeErrors) handshake, \(o.protocolErrors) protocol")
         }
     }
 }

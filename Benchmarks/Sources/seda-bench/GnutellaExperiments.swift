@@ -46,22 +46,27 @@ struct GnutellaThroughput: ParsableCommand {
             throw ValidationError("--connection-counts (each >= 2), --rates and --servers need values")
         }
         print("seda-bench gnutella throughput: \(duration) s per run, the seed's mix, \(threads) generator threads")
-        var t = Table(headers: ["conns", "offered/s", "router", "routed/s", "delivered/s", "p50 µs", "p99 µs",
-                                "delivered vs anchor"])
+        var t = Table(headers: [
+            "conns", "offered/s", "router", "routed/s", "delivered/s", "p50 µs", "p99 µs",
+            "delivered vs anchor",
+        ])
         for n in counts {
             for rate in rateList {
                 var anchorRate: Double?
                 for kind in kinds {
                     let load = GnutellaLoad(connections: n, threads: threads, rate: rate, warmup: 1, duration: duration)
                     let (o, _) = try options.measure(kind, load: load)
-                    let routed = zip(o.offered, o.delivered).reduce(0.0) { acc, p in
-                        acc + Double(min(p.0, p.1))
-                    } / o.windowSeconds
+                    let routed =
+                        zip(o.offered, o.delivered).reduce(0.0) { acc, p in
+                            acc + Double(min(p.0, p.1))
+                        } / o.windowSeconds
                     if kind == .anchor { anchorRate = o.deliveredPerSecond }
                     let ratio = anchorRate.map { Stats.fixed(o.deliveredPerSecond / $0, 2) } ?? "-"
-                    t.add(["\(n)", whole(o.offeredPerSecond), kind.rawValue, whole(routed),
-                           whole(o.deliveredPerSecond), whole(o.allP50Micros),
-                           whole(o.allP99Micros), kind == .anchor ? "1.00" : ratio])
+                    t.add([
+                        "\(n)", whole(o.offeredPerSecond), kind.rawValue, whole(routed),
+                        whole(o.deliveredPerSecond), whole(o.allP50Micros),
+                        whole(o.allP99Micros), kind == .anchor ? "1.00" : ratio,
+                    ])
                 }
             }
         }
@@ -108,28 +113,40 @@ struct GnutellaClogged: ParsableCommand {
         guard clogged >= 1, connections > clogged + 1, limit > 0 else {
             throw ValidationError("--clogged >= 1, --connections > --clogged + 1, --limit > 0")
         }
-        var load = GnutellaLoad(connections: connections, rate: rate, mix: [0, 0, 0, 1, 0], clogged: clogged,
-                                queryBytes: queryBytes, warmup: 0, duration: duration)
+        var load = GnutellaLoad(
+            connections: connections, rate: rate, mix: [0, 0, 0, 1, 0], clogged: clogged,
+            queryBytes: queryBytes, warmup: 0, duration: duration)
         load.drain = 1
-        print("seda-bench gnutella clogged: \(server.rawValue), \(connections) peers of which \(clogged) never read, "
-              + "\(Int(rate)) queries/s of \(queryBytes) B, \(Int(duration)) s")
-        let (free, _) = try options.measure(server, sedaFlags: ["--outgoing-limit", "none"],
-                                            anchorFlags: ["--outgoing-limit", "0"], load: load)
-        let (limited, _) = try options.measure(server, sedaFlags: ["--outgoing-limit", "\(limit)"],
-                                               anchorFlags: ["--outgoing-limit", "\(limit)"], load: load)
+        print(
+            "seda-bench gnutella clogged: \(server.rawValue), \(connections) peers of which \(clogged) never read, "
+                + "\(Int(rate)) queries/s of \(queryBytes) B, \(Int(duration)) s")
+        let (free, _) = try options.measure(
+            server, sedaFlags: ["--outgoing-limit", "none"],
+            anchorFlags: ["--outgoing-limit", "0"], load: load)
+        let (limited, _) = try options.measure(
+            server, sedaFlags: ["--outgoing-limit", "\(limit)"],
+            anchorFlags: ["--outgoing-limit", "\(limit)"], load: load)
         var t = Table(headers: ["t s", "RSS MB, no limit", "RSS MB, limit \(limit / 1024) KB"])
         for i in 0..<max(free.timeline.count, limited.timeline.count) {
             let a = i < free.timeline.count ? free.timeline[i] : nil
             let b = i < limited.timeline.count ? limited.timeline[i] : nil
-            t.add([whole(a?.t ?? b?.t ?? 0), megabytes(a.map { Double($0.rssKB) }),
-                   megabytes(b.map { Double($0.rssKB) })])
+            t.add([
+                whole(a?.t ?? b?.t ?? 0), megabytes(a.map { Double($0.rssKB) }),
+                megabytes(b.map { Double($0.rssKB) }),
+            ])
         }
         print(t.render())
-        var s = Table(headers: ["outgoing limit", "clogged peers closed", "RSS first MB", "RSS last MB", "queries delivered"])
-        s.add(["none", "\(free.cloggedClosed) of \(clogged)", megabytes(Double(free.rssFirstKB)),
-               megabytes(Double(free.rssLastKB)), "\(free.delivered[3])"])
-        s.add(["\(limit) B", "\(limited.cloggedClosed) of \(clogged)", megabytes(Double(limited.rssFirstKB)),
-               megabytes(Double(limited.rssLastKB)), "\(limited.delivered[3])"])
+        var s = Table(headers: [
+            "outgoing limit", "clogged peers closed", "RSS first MB", "RSS last MB", "queries delivered",
+        ])
+        s.add([
+            "none", "\(free.cloggedClosed) of \(clogged)", megabytes(Double(free.rssFirstKB)),
+            megabytes(Double(free.rssLastKB)), "\(free.delivered[3])",
+        ])
+        s.add([
+            "\(limit) B", "\(limited.cloggedClosed) of \(clogged)", megabytes(Double(limited.rssFirstKB)),
+            megabytes(Double(limited.rssLastKB)), "\(limited.delivered[3])",
+        ])
         print(s.render())
     }
 }
@@ -172,22 +189,29 @@ struct GnutellaThreshold: ParsableCommand {
     @OptionGroup var options: GnutellaServerOptions
 
     func run() throws {
-        let common = ["--logger-delay-ms", "\(loggerDelayMs)", "--logger-queue", "\(loggerQueue)",
-                      "--router-threshold", "\(threshold)", "--router-pauses",
-                      "--route-lifetime", "\(routeLifetime)", "--table-capacity", "100000000"]
+        let common = [
+            "--logger-delay-ms", "\(loggerDelayMs)", "--logger-queue", "\(loggerQueue)",
+            "--router-threshold", "\(threshold)", "--router-pauses",
+            "--route-lifetime", "\(routeLifetime)", "--table-capacity", "100000000",
+        ]
         let load = GnutellaLoad(connections: connections, rate: rate, warmup: 0, duration: duration)
-        print("seda-bench gnutella threshold: \(Int(rate)) descriptors/s, queries \(loggerDelayMs) ms in the logger, "
-              + "router threshold \(threshold), routes live \(routeLifetime) s")
+        print(
+            "seda-bench gnutella threshold: \(Int(rate)) descriptors/s, queries \(loggerDelayMs) ms in the logger, "
+                + "router threshold \(threshold), routes live \(routeLifetime) s")
         let (_, ordinary) = try options.measure(.seda, sedaFlags: common + ["--cleanup", "ordinary"], load: load)
         let (_, control) = try options.measure(.seda, sedaFlags: common + ["--cleanup", "control"], load: load)
         let a = ordinary.statusLines, b = control.statusLines
-        var t = Table(headers: ["t s", "routes, ordinary ticks", "RSS MB", "ticks dropped", "routes, control ticks",
-                                "RSS MB", "router refused"])
+        var t = Table(headers: [
+            "t s", "routes, ordinary ticks", "RSS MB", "ticks dropped", "routes, control ticks",
+            "RSS MB", "router refused",
+        ])
         for second in stride(from: 1.0, through: duration, by: 1) {
             let x = status(a, at: second), y = status(b, at: second)
             func v(_ d: [String: Double]?, _ k: String) -> String { d?[k].map { whole($0) } ?? "-" }
-            t.add([whole(second), v(x, "routes"), megabytes(x?["rss_kb"]), v(x, "cleanup_ticks_dropped"),
-                   v(y, "routes"), megabytes(y?["rss_kb"]), v(y, "router_refused")])
+            t.add([
+                whole(second), v(x, "routes"), megabytes(x?["rss_kb"]), v(x, "cleanup_ticks_dropped"),
+                v(y, "routes"), megabytes(y?["rss_kb"]), v(y, "router_refused"),
+            ])
         }
         print(t.render())
     }
@@ -235,7 +259,9 @@ struct GnutellaFilter: ParsableCommand {
             ("router query filter", delay + ["--query-filter", "\(threshold)", "--router-pauses"]),
         ]
         let load = GnutellaLoad(connections: connections, rate: rate, warmup: 2, duration: duration)
-        print("seda-bench gnutella filter: \(Int(rate)) descriptors/s, queries \(loggerDelayMs) ms in the logger, threshold \(threshold)")
+        print(
+            "seda-bench gnutella filter: \(Int(rate)) descriptors/s, queries \(loggerDelayMs) ms in the logger, threshold \(threshold)"
+        )
         var outcomes: [GnutellaOutcome] = []
         for (_, flags) in policies { outcomes.append(try options.measure(.seda, sedaFlags: flags, load: load).0) }
         var t = Table(headers: ["type"] + policies.map { "\($0.0): delivered %" } + policies.map { "\($0.0): p99 ms" })
@@ -291,28 +317,36 @@ struct GnutellaGovernor: ParsableCommand {
     @OptionGroup var options: GnutellaServerOptions
 
     func run() throws {
-        let flags = ["--logger-delay-ms", "\(loggerDelayMs)", "--governor", "--governor-threshold", "\(threshold)",
-                     "--governor-interval-ms", "\(intervalMs)", "--logger-max-threads", "\(maxThreads)",
-                     "--logger-queue", "65536"]
+        let flags = [
+            "--logger-delay-ms", "\(loggerDelayMs)", "--governor", "--governor-threshold", "\(threshold)",
+            "--governor-interval-ms", "\(intervalMs)", "--logger-max-threads", "\(maxThreads)",
+            "--logger-queue", "65536",
+        ]
         let work = rate * 0.15 * Double(loggerDelayMs) / 1000
-        print("seda-bench gnutella governor: \(Int(rate)) and \(Int(lowRate)) descriptors/s, queries \(loggerDelayMs) ms "
-              + "(λ·p·L = \(Stats.fixed(work, 1)) threads at \(Int(rate))/s), threshold \(threshold), every \(intervalMs) ms")
+        print(
+            "seda-bench gnutella governor: \(Int(rate)) and \(Int(lowRate)) descriptors/s, queries \(loggerDelayMs) ms "
+                + "(λ·p·L = \(Stats.fixed(work, 1)) threads at \(Int(rate))/s), threshold \(threshold), every \(intervalMs) ms"
+        )
         var runs: [(GnutellaOutcome, [[String: Double]])] = []
         for r in [rate, lowRate] {
             let load = GnutellaLoad(connections: connections, rate: r, warmup: 0, duration: duration)
             let (o, server) = try options.measure(.seda, sedaFlags: flags, load: load)
             runs.append((o, server.statusLines))
         }
-        var t = Table(headers: ["t s", "threads @\(Int(rate))", "logger queue", "p99 ms",
-                                "threads @\(Int(lowRate))", "logger queue", "p99 ms"])
+        var t = Table(headers: [
+            "t s", "threads @\(Int(rate))", "logger queue", "p99 ms",
+            "threads @\(Int(lowRate))", "logger queue", "p99 ms",
+        ])
         for second in stride(from: 1.0, through: duration, by: 1) {
             var row = [whole(second)]
             for (o, lines) in runs {
                 let s = status(lines, at: second)
                 let p99 = o.timeline.first { abs($0.t - second) < 0.5 }?.p99Micros
-                row += [s?["logger_threads"].map { whole($0) } ?? "-",
-                        s?["logger_queue"].map { whole($0) } ?? "-",
-                        p99.map { Stats.fixed($0 / 1000, 1) } ?? "-"]
+                row += [
+                    s?["logger_threads"].map { whole($0) } ?? "-",
+                    s?["logger_queue"].map { whole($0) } ?? "-",
+                    p99.map { Stats.fixed($0 / 1000, 1) } ?? "-",
+                ]
             }
             t.add(row)
         }

@@ -107,8 +107,9 @@ struct GnutellaOutcome {
         timeline = (0..<Int(r.seconds)).map { i in
             var s = r.timeline[i]
             let byType = withUnsafeBytes(of: &s.received_type) { Array($0.bindMemory(to: UInt64.self)) }
-            return Second(t: s.t, offered: s.sent, delivered: s.received, deliveredByType: byType,
-                          p99Micros: Double(s.p99_ns) / 1e3, rssKB: s.server_rss_kb, open: s.open)
+            return Second(
+                t: s.t, offered: s.sent, delivered: s.received, deliveredByType: byType,
+                p99Micros: Double(s.p99_ns) / 1e3, rssKB: s.server_rss_kb, open: s.open)
         }
         rssFirstKB = r.rss_first_kb
         rssMaxKB = r.rss_max_kb
@@ -172,7 +173,9 @@ final class ServerProcess {
         defer { fclose(f) }
         var out = ""
         var buf = [CChar](repeating: 0, count: 4096)
-        while fgets(&buf, Int32(buf.count), f) != nil { out += buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } }
+        while fgets(&buf, Int32(buf.count), f) != nil {
+            out += buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        }
         return out
     }
 
@@ -209,7 +212,10 @@ enum GnutellaBinaries {
     /// `<repo>/.build/<config>/seda-gnutella` for `<repo>/Benchmarks/.build/.../<config>/seda-bench`.
     static var sedaGnutella: String {
         let parts = executableDirectory.split(separator: "/", omittingEmptySubsequences: false)
-        guard let b = parts.indices.first(where: { $0 + 1 < parts.count && parts[$0] == "Benchmarks" && parts[$0 + 1] == ".build" })
+        guard
+            let b = parts.indices.first(where: {
+                $0 + 1 < parts.count && parts[$0] == "Benchmarks" && parts[$0 + 1] == ".build"
+            })
         else { return "seda-gnutella" }
         let config = parts.last.map(String.init) ?? "release"
         return parts[..<b].joined(separator: "/") + "/.build/" + config + "/seda-gnutella"

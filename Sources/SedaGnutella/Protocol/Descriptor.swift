@@ -83,8 +83,10 @@ public final class Descriptor: GnutellaEvent, @unchecked Sendable {
     deinit { storage.deallocate() }
 
     /// A descriptor with the given header fields and payload bytes.
-    public convenience init(id: GUID, type: PayloadType, ttl: UInt8, hops: UInt8,
-                            payload: UnsafeRawBufferPointer, origin: PeerID = .local, receivedAt: Int64 = 0) {
+    public convenience init(
+        id: GUID, type: PayloadType, ttl: UInt8, hops: UInt8,
+        payload: UnsafeRawBufferPointer, origin: PeerID = .local, receivedAt: Int64 = 0
+    ) {
         self.init(uninitializedPayload: payload.count, origin: origin, receivedAt: receivedAt)
         id.store(to: storage, at: 0)
         storage[GnutellaWire.typeOffset] = type.rawValue
@@ -97,8 +99,10 @@ public final class Descriptor: GnutellaEvent, @unchecked Sendable {
     }
 
     /// A descriptor with the given header fields and payload bytes.
-    public convenience init(id: GUID, type: PayloadType, ttl: UInt8, hops: UInt8, payload: [UInt8],
-                            origin: PeerID = .local, receivedAt: Int64 = 0) {
+    public convenience init(
+        id: GUID, type: PayloadType, ttl: UInt8, hops: UInt8, payload: [UInt8],
+        origin: PeerID = .local, receivedAt: Int64 = 0
+    ) {
         self.init(uninitializedPayload: payload.count, origin: origin, receivedAt: receivedAt)
         id.store(to: storage, at: 0)
         storage[GnutellaWire.typeOffset] = type.rawValue
@@ -106,7 +110,9 @@ public final class Descriptor: GnutellaEvent, @unchecked Sendable {
         storage[GnutellaWire.hopsOffset] = hops
         storage.putLE32(UInt32(payload.count), GnutellaWire.lengthOffset)
         payload.withUnsafeBytes { p in
-            if p.count > 0 { UnsafeMutableRawBufferPointer(rebasing: storage[GnutellaWire.headerSize...]).copyMemory(from: p) }
+            if p.count > 0 {
+                UnsafeMutableRawBufferPointer(rebasing: storage[GnutellaWire.headerSize...]).copyMemory(from: p)
+            }
         }
     }
 

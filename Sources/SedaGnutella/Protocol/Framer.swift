@@ -34,7 +34,7 @@ public struct DescriptorFramer: Sendable {
     /// The largest payload accepted.
     public let maxPayload: Int
 
-    private var header: (UInt64, UInt64, UInt64) = (0, 0, 0) // 24 bytes; 23 used
+    private var header: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes; 23 used
     private var headerFill = 0
     private var partial: Descriptor?
     private var partialFill = 0
@@ -59,8 +59,10 @@ public struct DescriptorFramer: Sendable {
     /// stream order. Throws at the first bad header (descriptors before it
     /// in the chunk have been emitted); after a throw every call throws the
     /// same error.
-    public mutating func feed(_ chunk: UnsafeRawBufferPointer, origin: PeerID, now: Int64,
-                              _ emit: (Descriptor) -> Void) throws(FramingError) {
+    public mutating func feed(
+        _ chunk: UnsafeRawBufferPointer, origin: PeerID, now: Int64,
+        _ emit: (Descriptor) -> Void
+    ) throws(FramingError) {
         if let failure { throw failure }
         let n = chunk.count
         let hsize = GnutellaWire.headerSize
@@ -80,8 +82,10 @@ public struct DescriptorFramer: Sendable {
                 }
             } else if headerFill == 0 && n - i >= hsize {
                 // The whole header is in the chunk: read it in place.
-                let length = try check(DescriptorFramer.header(UnsafeRawBufferPointer(rebasing: chunk[i..<(i + hsize)]),
-                                                               maxPayload: maxPayload))
+                let length = try check(
+                    DescriptorFramer.header(
+                        UnsafeRawBufferPointer(rebasing: chunk[i..<(i + hsize)]),
+                        maxPayload: maxPayload))
                 let total = hsize + length
                 let d = Descriptor(uninitializedPayload: length, origin: origin, receivedAt: now)
                 let take = min(total, n - i)
@@ -106,9 +110,11 @@ public struct DescriptorFramer: Sendable {
                 i += take
                 if headerFill == hsize {
                     let gathered = header
-                    let length = try check(withUnsafeBytes(of: gathered) { h in
-                        DescriptorFramer.header(UnsafeRawBufferPointer(rebasing: h[0..<hsize]), maxPayload: maxPayload)
-                    })
+                    let length = try check(
+                        withUnsafeBytes(of: gathered) { h in
+                            DescriptorFramer.header(
+                                UnsafeRawBufferPointer(rebasing: h[0..<hsize]), maxPayload: maxPayload)
+                        })
                     let d = Descriptor(uninitializedPayload: length, origin: origin, receivedAt: now)
                     withUnsafeBytes(of: gathered) { h in
                         UnsafeMutableRawBufferPointer(rebasing: d.storage[0..<hsize])
@@ -148,8 +154,10 @@ public struct DescriptorFramer: Sendable {
         }
     }
 
-    public mutating func feed(_ chunk: [UInt8], origin: PeerID, now: Int64,
-                              _ emit: (Descriptor) -> Void) throws(FramingError) {
+    public mutating func feed(
+        _ chunk: [UInt8], origin: PeerID, now: Int64,
+        _ emit: (Descriptor) -> Void
+    ) throws(FramingError) {
         var failed: FramingError?
         chunk.withUnsafeBytes { p in
             do throws(FramingError) {

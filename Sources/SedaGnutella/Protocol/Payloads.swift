@@ -27,8 +27,10 @@ public struct Pong: Equatable, Sendable {
     public var kilobytesShared: UInt32
     public var extensions: [UInt8]
 
-    public init(port: UInt16, address: IPv4Address, filesShared: UInt32 = 0, kilobytesShared: UInt32 = 0,
-                extensions: [UInt8] = []) {
+    public init(
+        port: UInt16, address: IPv4Address, filesShared: UInt32 = 0, kilobytesShared: UInt32 = 0,
+        extensions: [UInt8] = []
+    ) {
         self.port = port
         self.address = address
         self.filesShared = filesShared
@@ -39,9 +41,12 @@ public struct Pong: Equatable, Sendable {
     public var peerAddress: PeerAddress { PeerAddress(host: address, port: port) }
 
     public static func parse(_ b: UnsafeRawBufferPointer) throws(PayloadError) -> Pong {
-        guard b.count >= GnutellaWire.pongSize else { throw .tooShort(.pong, need: GnutellaWire.pongSize, have: b.count) }
-        return Pong(port: b.le16(0), address: IPv4Address(b.be32(2)), filesShared: b.le32(6),
-                    kilobytesShared: b.le32(10), extensions: Array(b[GnutellaWire.pongSize...]))
+        guard b.count >= GnutellaWire.pongSize else {
+            throw .tooShort(.pong, need: GnutellaWire.pongSize, have: b.count)
+        }
+        return Pong(
+            port: b.le16(0), address: IPv4Address(b.be32(2)), filesShared: b.le32(6),
+            kilobytesShared: b.le32(10), extensions: Array(b[GnutellaWire.pongSize...]))
     }
 
     public func encode() -> [UInt8] {
@@ -110,9 +115,12 @@ public struct Push: Equatable, Sendable {
     }
 
     public static func parse(_ b: UnsafeRawBufferPointer) throws(PayloadError) -> Push {
-        guard b.count >= GnutellaWire.pushSize else { throw .tooShort(.push, need: GnutellaWire.pushSize, have: b.count) }
-        return Push(serventID: GUID(b, at: 0), fileIndex: b.le32(16), address: IPv4Address(b.be32(20)),
-                    port: b.le16(24), extensions: Array(b[GnutellaWire.pushSize...]))
+        guard b.count >= GnutellaWire.pushSize else {
+            throw .tooShort(.push, need: GnutellaWire.pushSize, have: b.count)
+        }
+        return Push(
+            serventID: GUID(b, at: 0), fileIndex: b.le32(16), address: IPv4Address(b.be32(20)),
+            port: b.le16(24), extensions: Array(b[GnutellaWire.pushSize...]))
     }
 
     public func encode() -> [UInt8] {
@@ -163,8 +171,10 @@ public struct QueryHit: Equatable, Sendable {
     public var trailer: [UInt8]
     public var serventID: GUID
 
-    public init(port: UInt16, address: IPv4Address, speed: UInt32, results: [Result], trailer: [UInt8] = [],
-                serventID: GUID) {
+    public init(
+        port: UInt16, address: IPv4Address, speed: UInt32, results: [Result], trailer: [UInt8] = [],
+        serventID: GUID
+    ) {
         precondition(results.count <= 255, "a query hit carries at most 255 results")
         self.port = port
         self.address = address
@@ -178,13 +188,16 @@ public struct QueryHit: Equatable, Sendable {
         let end = try QueryHit.walk(b) { _ in }
         var results: [Result] = []
         _ = try QueryHit.walk(b) { r in
-            results.append(Result(fileIndex: b.le32(r.lowerBound), fileSize: b.le32(r.lowerBound + 4),
-                                  nameBytes: Array(b[(r.lowerBound + 8)..<r.nameEnd]),
-                                  extensions: Array(b[(r.nameEnd + 1)..<(r.upperBound - 1)])))
+            results.append(
+                Result(
+                    fileIndex: b.le32(r.lowerBound), fileSize: b.le32(r.lowerBound + 4),
+                    nameBytes: Array(b[(r.lowerBound + 8)..<r.nameEnd]),
+                    extensions: Array(b[(r.nameEnd + 1)..<(r.upperBound - 1)])))
         }
         let idAt = b.count - GnutellaWire.serventIDSize
-        return QueryHit(port: b.le16(1), address: IPv4Address(b.be32(3)), speed: b.le32(7), results: results,
-                        trailer: Array(b[end..<idAt]), serventID: GUID(b, at: idAt))
+        return QueryHit(
+            port: b.le16(1), address: IPv4Address(b.be32(3)), speed: b.le32(7), results: results,
+            trailer: Array(b[end..<idAt]), serventID: GUID(b, at: idAt))
     }
 
     /// One result's byte range, and where its name's NUL is.
@@ -205,9 +218,9 @@ public struct QueryHit: Equatable, Sendable {
         for found in 0..<hits {
             // index (4) + size (4) + at least the two NULs
             guard at + 10 <= limit,
-                  let nameEnd = b[(at + 8)..<limit].firstIndex(of: 0),
-                  nameEnd + 1 < limit,
-                  let extEnd = b[(nameEnd + 1)..<limit].firstIndex(of: 0)
+                let nameEnd = b[(at + 8)..<limit].firstIndex(of: 0),
+                nameEnd + 1 < limit,
+                let extEnd = b[(nameEnd + 1)..<limit].firstIndex(of: 0)
             else { throw .resultSetOverrun(hitsDeclared: hits, hitsFound: found) }
             each(ResultRange(lowerBound: at, nameEnd: nameEnd, upperBound: extEnd + 1))
             at = extEnd + 1
@@ -297,10 +310,13 @@ public enum Payload: Equatable, Sendable {
 
 extension Descriptor {
     /// A descriptor carrying `payload`.
-    public convenience init(id: GUID = .random(), ttl: UInt8 = GnutellaWire.defaultTTL, hops: UInt8 = 0,
-                            _ payload: Payload, origin: PeerID = .local, receivedAt: Int64 = 0) {
-        self.init(id: id, type: payload.type, ttl: ttl, hops: hops, payload: payload.encode(), origin: origin,
-                  receivedAt: receivedAt)
+    public convenience init(
+        id: GUID = .random(), ttl: UInt8 = GnutellaWire.defaultTTL, hops: UInt8 = 0,
+        _ payload: Payload, origin: PeerID = .local, receivedAt: Int64 = 0
+    ) {
+        self.init(
+            id: id, type: payload.type, ttl: ttl, hops: hops, payload: payload.encode(), origin: origin,
+            receivedAt: receivedAt)
     }
 
     /// The servent ID a query hit names (its last 16 bytes) or a push

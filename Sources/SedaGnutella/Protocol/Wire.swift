@@ -168,8 +168,9 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
     /// Parses "a.b.c.d:port".
     public init?(_ text: String) {
         guard let colon = text.lastIndex(of: ":"),
-              let host = IPv4Address(text[..<colon]),
-              let port = UInt16(text[text.index(after: colon)...]) else { return nil }
+            let host = IPv4Address(text[..<colon]),
+            let port = UInt16(text[text.index(after: colon)...])
+        else { return nil }
         self.init(host: host, port: port)
     }
 
@@ -179,13 +180,21 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
 // MARK: - Little helpers over raw bytes (bounds are the caller's)
 
 extension UnsafeRawBufferPointer {
-    @inlinable func le16(_ at: Int) -> UInt16 { UInt16(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt16.self)) }
-    @inlinable func le32(_ at: Int) -> UInt32 { UInt32(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt32.self)) }
+    @inlinable func le16(_ at: Int) -> UInt16 {
+        UInt16(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt16.self))
+    }
+    @inlinable func le32(_ at: Int) -> UInt32 {
+        UInt32(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt32.self))
+    }
     @inlinable func be32(_ at: Int) -> UInt32 { UInt32(bigEndian: loadUnaligned(fromByteOffset: at, as: UInt32.self)) }
 }
 
 extension UnsafeMutableRawBufferPointer {
-    @inlinable func putLE16(_ v: UInt16, _ at: Int) { storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt16.self) }
-    @inlinable func putLE32(_ v: UInt32, _ at: Int) { storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt32.self) }
+    @inlinable func putLE16(_ v: UInt16, _ at: Int) {
+        storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt16.self)
+    }
+    @inlinable func putLE32(_ v: UInt32, _ at: Int) {
+        storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt32.self)
+    }
     @inlinable func putBE32(_ v: UInt32, _ at: Int) { storeBytes(of: v.bigEndian, toByteOffset: at, as: UInt32.self) }
 }

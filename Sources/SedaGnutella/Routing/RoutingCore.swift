@@ -17,8 +17,10 @@ public struct RoutingPolicy: Sendable, Equatable {
     /// tables rotate every half lifetime).
     public var routeLifetime: Duration = .seconds(60)
 
-    public init(maxTTL: UInt8 = GnutellaWire.defaultTTL, tableCapacity: Int = 100_000,
-                routeLifetime: Duration = .seconds(60)) {
+    public init(
+        maxTTL: UInt8 = GnutellaWire.defaultTTL, tableCapacity: Int = 100_000,
+        routeLifetime: Duration = .seconds(60)
+    ) {
         self.maxTTL = maxTTL
         self.tableCapacity = tableCapacity
         self.routeLifetime = routeLifetime

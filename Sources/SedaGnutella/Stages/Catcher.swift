@@ -46,9 +46,11 @@ public final class Catcher: EventHandler, Sendable {
         /// Our own listening address, never dialled.
         public var ownAddress: PeerAddress?
 
-        public init(targetConnections: Int = 0, seeds: [PeerAddress] = [], interval: Duration = .seconds(5),
-                    hostCacheSize: Int = 1000, redialAfter: Duration = .seconds(30), maxDialsPerCheck: Int = 4,
-                    pingTTL: UInt8 = 3, ownAddress: PeerAddress? = nil) {
+        public init(
+            targetConnections: Int = 0, seeds: [PeerAddress] = [], interval: Duration = .seconds(5),
+            hostCacheSize: Int = 1000, redialAfter: Duration = .seconds(30), maxDialsPerCheck: Int = 4,
+            pingTTL: UInt8 = 3, ownAddress: PeerAddress? = nil
+        ) {
             self.targetConnections = targetConnections
             self.seeds = seeds
             self.interval = interval
@@ -61,7 +63,7 @@ public final class Catcher: EventHandler, Sendable {
     }
 
     private struct State {
-        var cache: [PeerAddress] = []     // newest first
+        var cache: [PeerAddress] = []  // newest first
         var known: Set<PeerAddress> = []
         var dialing: Set<PeerAddress> = []
         var lastDial: [PeerAddress: Int64] = [:]
@@ -132,7 +134,8 @@ public final class Catcher: EventHandler, Sendable {
                     && (s.lastDial[a].map { now - $0 >= redial } ?? true)
             }
             var picks = settings.seeds.filter(eligible)
-            let limit = picks.count + max(0, settings.targetConnections - connected.count - s.dialing.count - picks.count)
+            let limit =
+                picks.count + max(0, settings.targetConnections - connected.count - s.dialing.count - picks.count)
             for a in s.cache where picks.count < limit && eligible(a) { picks.append(a) }
             picks = Array(picks.prefix(settings.maxDialsPerCheck))
             for a in picks {

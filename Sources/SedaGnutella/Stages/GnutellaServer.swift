@@ -41,8 +41,10 @@ public final class GnutellaServer: Sendable {
         /// How long a connection may take to complete its handshake.
         public var handshakeTimeout: Duration = .seconds(10)
 
-        public init(maxPayload: Int = 64 * 1024, maxConnections: Int = 10_000,
-                    handshakeTimeout: Duration = .seconds(10)) {
+        public init(
+            maxPayload: Int = 64 * 1024, maxConnections: Int = 10_000,
+            handshakeTimeout: Duration = .seconds(10)
+        ) {
             self.maxPayload = maxPayload
             self.maxConnections = maxConnections
             self.handshakeTimeout = handshakeTimeout
@@ -89,8 +91,10 @@ public final class GnutellaServer: Sendable {
     ///   - routerClasses: the router has two priority classes: queries go
     ///     to class 1, everything else to class 0 (served first).
     ///   - catcher: told of outbound connects and their failures.
-    public init(settings: Settings, statistics: GnutellaStatistics, neighbours: Neighbours, clock: SedaClock,
-                router: Sink<GnutellaEvent>, routerClasses: Bool = false, catcher: Sink<CatcherEvent>?) {
+    public init(
+        settings: Settings, statistics: GnutellaStatistics, neighbours: Neighbours, clock: SedaClock,
+        router: Sink<GnutellaEvent>, routerClasses: Bool = false, catcher: Sink<CatcherEvent>?
+    ) {
         self.settings = settings
         self.statistics = statistics
         self.neighbours = neighbours
@@ -108,8 +112,9 @@ public final class GnutellaServer: Sendable {
     /// A connection opened: `outbound` when we dialled (we send CONNECT
     /// first), else accepted (we wait for CONNECT).
     public func opened(_ link: any PeerLink, outbound: Bool) {
-        let s = Session(link: link, role: outbound ? .connecting : .accepting, maxPayload: settings.maxPayload,
-                        openedAt: clock.now)
+        let s = Session(
+            link: link, role: outbound ? .connecting : .accepting, maxPayload: settings.maxPayload,
+            openedAt: clock.now)
         sessions.withLock { $0[link.peer] = s }
         if outbound {
             statistics.connectedOut()
@@ -171,7 +176,8 @@ public final class GnutellaServer: Sendable {
         if closing == nil {
             // The transport closed it (the peer reset it, or it clogged):
             // a stream cut inside a descriptor is truncated whatever the cause.
-            let r: CloseReason = reason == .peerClosed && (s.framer.isMidDescriptor || !s.handshake.isComplete)
+            let r: CloseReason =
+                reason == .peerClosed && (s.framer.isMidDescriptor || !s.handshake.isComplete)
                 ? .truncated : reason
             statistics.closed(r)
         }
@@ -242,7 +248,7 @@ public final class GnutellaServer: Sendable {
             switch error {
             case .rejected: statistics.dropped(.routerRefused)
             case .full: statistics.dropped(.routerFull)
-            default: break // the router is gone: shutting down
+            default: break  // the router is gone: shutting down
             }
         }
     }

@@ -19,8 +19,10 @@ public final class QueryLogger: EventHandler, Sendable {
     private let forwarding: Forwarding
     private let statistics: GnutellaStatistics
 
-    init(delay: Duration, record: (@Sendable (Descriptor) -> Void)?, neighbours: Neighbours,
-         statistics: GnutellaStatistics) {
+    init(
+        delay: Duration, record: (@Sendable (Descriptor) -> Void)?, neighbours: Neighbours,
+        statistics: GnutellaStatistics
+    ) {
         self.delay = delay
         self.record = record
         forwarding = Forwarding(neighbours: neighbours, statistics: statistics)

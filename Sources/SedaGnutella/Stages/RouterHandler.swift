@@ -20,8 +20,10 @@ public final class RouterHandler: EventHandler, Sendable {
     /// - Parameters:
     ///   - logger: where queries go to be logged and flooded (nil: flood here).
     ///   - catcher: told of addresses found in pongs (nil: nobody).
-    init(policy: RoutingPolicy, neighbours: Neighbours, statistics: GnutellaStatistics,
-         logger: Sink<GnutellaEvent>?, catcher: Sink<CatcherEvent>?) {
+    init(
+        policy: RoutingPolicy, neighbours: Neighbours, statistics: GnutellaStatistics,
+        logger: Sink<GnutellaEvent>?, catcher: Sink<CatcherEvent>?
+    ) {
         core = Lock(RoutingCore(policy: policy))
         forwarding = Forwarding(neighbours: neighbours, statistics: statistics)
         self.statistics = statistics
@@ -49,7 +51,8 @@ public final class RouterHandler: EventHandler, Sendable {
             }
             if clamped > 0 { statistics.ttlClamped(clamped) }
             if d.type == .pong, catcher != nil, discovered.count < 64,
-               let pong = try? Pong.parse(d.payload), pong.port != 0 {
+                let pong = try? Pong.parse(d.payload), pong.port != 0
+            {
                 discovered.append(pong.peerAddress)
             }
             switch decision {

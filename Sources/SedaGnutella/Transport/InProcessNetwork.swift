@@ -83,13 +83,16 @@ public final class InProcessNetwork: Sendable {
     }
 
     private func ephemeral(_ host: IPv4Address = .loopback) -> PeerAddress {
-        PeerAddress(host: host, port: UInt16(truncatingIfNeeded: nextEphemeral.wrappingAdd(1, ordering: .relaxed).oldValue))
+        PeerAddress(
+            host: host, port: UInt16(truncatingIfNeeded: nextEphemeral.wrappingAdd(1, ordering: .relaxed).oldValue))
     }
 
     /// `a` (at `aAddress`) dialled `b` (at `bAddress`).
     private func makePipe(a: Endpoint, aAddress: PeerAddress, b: Endpoint, bAddress: PeerAddress) -> Pipe {
-        let ids = (PeerID(nextID.wrappingAdd(1, ordering: .relaxed).oldValue),
-                   PeerID(nextID.wrappingAdd(1, ordering: .relaxed).oldValue))
+        let ids = (
+            PeerID(nextID.wrappingAdd(1, ordering: .relaxed).oldValue),
+            PeerID(nextID.wrappingAdd(1, ordering: .relaxed).oldValue)
+        )
         let pipe = Pipe(network: self, endpoints: [a, b], ids: ids, remotes: [aAddress, bAddress])
         pipes.withLock { $0[ObjectIdentifier(pipe)] = pipe }
         return pipe

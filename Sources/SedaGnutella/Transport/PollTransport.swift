@@ -44,8 +44,10 @@ public final class PollTransport: PeerConnector, @unchecked Sendable {
         /// to several MB a connection, which hides a clogged peer for a while).
         public var sendBuffer: Int32? = nil
 
-        public init(hardLimit: Int? = 1 << 20, clogPolicy: InProcessNetwork.ClogPolicy = .close,
-                    maxConnections: Int = 10_000, host: IPv4Address = .loopback, sendBuffer: Int32? = nil) {
+        public init(
+            hardLimit: Int? = 1 << 20, clogPolicy: InProcessNetwork.ClogPolicy = .close,
+            maxConnections: Int = 10_000, host: IPv4Address = .loopback, sendBuffer: Int32? = nil
+        ) {
             self.hardLimit = hardLimit
             self.clogPolicy = clogPolicy
             self.maxConnections = maxConnections
@@ -69,7 +71,8 @@ public final class PollTransport: PeerConnector, @unchecked Sendable {
     public init(port: UInt16, server: Sink<LinkEvent>, options: Options = Options()) throws(SedaError) {
         self.options = options
         self.server = server
-        let lfd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let lfd = socket(
+            AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard lfd >= 0 else { throw .system(errno: errno) }
         var one: Int32 = 1
         setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -101,11 +104,13 @@ public final class PollTransport: PeerConnector, @unchecked Sendable {
         wakeRead = fds[0]
         wakeWrite = fds[1]
         let ctx = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { ctx in
-            let me = Unmanaged<PollTransport>.fromOpaque(ctx!).takeRetainedValue()
-            me.loop()
-            return nil
-        }, ctx)
+        let rc = pthread_create(
+            &thread, nil,
+            { ctx in
+                let me = Unmanaged<PollTransport>.fromOpaque(ctx!).takeRetainedValue()
+                me.loop()
+                return nil
+            }, ctx)
         guard rc == 0 else {
             Unmanaged<PollTransport>.fromOpaque(ctx).release()
             throw .system(errno: rc)
@@ -133,7 +138,8 @@ public final class PollTransport: PeerConnector, @unchecked Sendable {
     // MARK: PeerConnector
 
     public func connect(to address: PeerAddress) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else {
             report(LinkEvent(link: nil, kind: .connectFailed(address)))
             return
@@ -150,8 +156,9 @@ public final class PollTransport: PeerConnector, @unchecked Sendable {
             report(LinkEvent(link: nil, kind: .connectFailed(address)))
             return
         }
-        let link = PollLink(transport: self, fd: fd, id: nextID.wrappingAdd(1, ordering: .relaxed).oldValue,
-                             remote: address, connecting: true)
+        let link = PollLink(
+            transport: self, fd: fd, id: nextID.wrappingAdd(1, ordering: .relaxed).oldValue,
+            remote: address, connecting: true)
         links.withLock { $0[link.id] = link }
         wake()
     }
@@ -256,10 +263,12 @@ public final class PollTransport: PeerConnector, @unchecked Sendable {
                 continue
             }
             configure(fd)
-            let remote = PeerAddress(host: IPv4Address(UInt32(bigEndian: a.sin_addr.s_addr)),
-                                     port: UInt16(bigEndian: a.sin_port))
-            let link = PollLink(transport: self, fd: fd, id: nextID.wrappingAdd(1, ordering: .relaxed).oldValue,
-                                 remote: remote, connecting: false)
+            let remote = PeerAddress(
+                host: IPv4Address(UInt32(bigEndian: a.sin_addr.s_addr)),
+                port: UInt16(bigEndian: a.sin_port))
+            let link = PollLink(
+                transport: self, fd: fd, id: nextID.wrappingAdd(1, ordering: .relaxed).oldValue,
+                remote: remote, connecting: false)
             report(LinkEvent(link: link, kind: .opened(outbound: false)))
             links.withLock { $0[link.id] = link }
         }
@@ -353,7 +362,7 @@ final class PollLink: PeerLink, @unchecked Sendable {
                         clogged = true
                         return .clogged
                     }
-                    // Part of it went out already: the rest must follow.
+                // Part of it went out already: the rest must follow.
                 }
             }
             if s.pending.isEmpty { s.sentOfFirst = offset }
@@ -437,7 +446,7 @@ final class PollLink: PeerLink, @unchecked Sendable {
                 }
                 s.sentOfFirst += done
                 s.pendingBytes -= done
-                if s.sentOfFirst < first.count { return } // the socket is full again
+                if s.sentOfFirst < first.count { return }  // the socket is full again
                 s.pending.removeFirst()
                 s.sentOfFirst = 0
             }
@@ -456,7 +465,8 @@ final class PollLink: PeerLink, @unchecked Sendable {
             guard !s.closed, !s.connecting, s.reading else { return }
             let k = read(s.fd, buffer.baseAddress!, buffer.count)
             if k > 0 {
-                transport.report(LinkEvent(link: self, kind: .data(Array(UnsafeRawBufferPointer(rebasing: buffer[0..<k])))))
+                transport.report(
+                    LinkEvent(link: self, kind: .data(Array(UnsafeRawBufferPointer(rebasing: buffer[0..<k])))))
             } else if k == 0 {
                 s.reading = false
                 transport.report(LinkEvent(link: self, kind: .readEOF))
