@@ -425,7 +425,8 @@ static void on_descriptor(struct gworker *w, struct gconn *c, const uint8_t *d, 
         sent = (int64_t)stamp;
     }
     int64_t lat = now - sent;
-    if (now >= w->from && now < w->to) {
+    /* Counted by when it was offered, so that "delivered" answers "offered" (late copies arrive in the drain). */
+    if (sent >= w->from && sent < w->to) {
         w->received[type]++;
         sload_hist_record(w->lat[type], lat);
         sload_hist_record(w->lat_all, lat);

@@ -88,12 +88,12 @@ typedef struct sload_gnu_result {
     uint32_t clogged_closed;   /* clogged connections found closed at the end */
     uint32_t protocol_errors;  /* undecodable bytes from the router */
     uint64_t sent[SLOAD_GNU_TYPES];     /* offered inside the window */
-    uint64_t received[SLOAD_GNU_TYPES]; /* copies delivered inside the window */
+    uint64_t received[SLOAD_GNU_TYPES]; /* copies delivered of what was offered inside the window */
     uint64_t unanswerable;     /* responses wanted with no request to answer (sent as requests) */
     uint64_t backlog_drops;    /* descriptors not offered: the socket's backlog was full */
     uint64_t foreign;          /* received descriptors this generator did not make */
     double window_s;
-    sload_hist_t *latency[SLOAD_GNU_TYPES]; /* ns, by type of the copy received; owned */
+    sload_hist_t *latency[SLOAD_GNU_TYPES]; /* ns, by type, of those copies; owned */
     sload_hist_t *latency_all;
     sload_gnu_second_t *timeline; /* owned */
     uint32_t seconds;
