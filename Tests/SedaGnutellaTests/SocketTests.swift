@@ -124,17 +124,35 @@ struct SocketTests {
         try n.stop()
     }
 
-    @Test func twoRoutersDialEachOther() throws {
+    @Test func twoRoutersDialEachOtherAndRouteEveryType() throws {
         let a = try Node("A"), b = try Node("B")
         a.transport.connect(to: PeerAddress(host: .loopback, port: b.transport.port))
         waitUntil("A and B handshaken") { a.node.neighbours.count == 1 && b.node.neighbours.count == 1 }
         let ca = try TCPClient(port: a.transport.port), cb = try TCPClient(port: b.transport.port)
         #expect(ca.handshake() && cb.handshake())
         waitUntil("the clients handshaken") { a.node.neighbours.count == 2 && b.node.neighbours.count == 2 }
+        // Every type across the two routers: ca — A — B — cb.
+        let ping = Descriptor(ttl: 7, .ping(extensions: []))
+        ca.send(ping.bytes)
+        let heard = cb.descriptor()
+        #expect(heard?.id == ping.id && heard?.hops == 2)
+        cb.send(Descriptor(id: ping.id, .pong(Pong(port: 6346, address: .loopback))).bytes)
+        let pong = ca.descriptor()
+        #expect(pong?.type == .pong && pong?.id == ping.id)
         let query = Descriptor(ttl: 7, .query(Query(criteria: "over tcp")))
         ca.send(query.bytes)
         let got = cb.descriptor()
         #expect(got?.id == query.id && got?.hops == 2)
+        let servent = GUID(low: 0xb, high: 0xb)
+        let hit = QueryHit(port: 6346, address: .loopback, speed: 1,
+                           results: [.init(fileIndex: 7, fileSize: 70, name: "tcp.txt")], serventID: servent)
+        cb.send(Descriptor(id: query.id, .queryHit(hit)).bytes)
+        let back = ca.descriptor()
+        #expect(back?.type == .queryHit && back?.serventID == servent)
+        let push = Descriptor(ttl: 7, .push(Push(serventID: servent, fileIndex: 7, address: .loopback, port: 1)))
+        ca.send(push.bytes)
+        let pushed = cb.descriptor()
+        #expect(pushed?.type == .push && pushed?.id == push.id)
         #expect(a.node.statistics.snapshot().connectedOut == 1)
         try a.stop()
         try b.stop()
