@@ -144,8 +144,9 @@ struct SocketTests {
         let got = cb.descriptor()
         #expect(got?.id == query.id && got?.hops == 2)
         let servent = GUID(low: 0xb, high: 0xb)
-        let hit = QueryHit(port: 6346, address: .loopback, speed: 1,
-                           results: [.init(fileIndex: 7, fileSize: 70, name: "tcp.txt")], serventID: servent)
+        let hit = QueryHit(
+            port: 6346, address: .loopback, speed: 1,
+            results: [.init(fileIndex: 7, fileSize: 70, name: "tcp.txt")], serventID: servent)
         cb.send(Descriptor(id: query.id, .queryHit(hit)).bytes)
         let back = ca.descriptor()
         #expect(back?.type == .queryHit && back?.serventID == servent)
