@@ -42,7 +42,9 @@ let package = Package(
             name: "seda-bench",
             dependencies: [
                 .product(name: "Seda", package: "Seda"),
+                .product(name: "SedaHTTP", package: "Seda"),
                 "CSedaBench",
+                "CSedaLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
