@@ -9,7 +9,8 @@ struct SedaBench: ParsableCommand {
         abstract: "Measure Seda beside its anchors, side by side in one run.",
         subcommands: [
             QueueBench.self, PipelineBench.self, TimerBench.self, GovernorBench.self, OverloadBench.self,
-            PollBench.self, DiskBench.self, EchoBench.self, AsocketBench.self, ServeBench.self,
+            PollBench.self, DiskBench.self, HTTPPathBench.self, GnutellaBench.self, EchoBench.self,
+            AsocketBench.self, ServeBench.self,
         ]
     )
 }
