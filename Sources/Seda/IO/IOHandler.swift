@@ -142,7 +142,7 @@ extension Runtime {
             handler.tearDown()
             throw r == -EEXIST ? SedaError.stageExists(name) : SedaError(code: r)
         }
-        let sh = StageHandle(adopting: stage!, clock: clock, options: options)
+        let sh = StageHandle(adopting: stage!, clock: clock)
         let order = stagesAdded.add(1)
         registry.withLock {
             $0[name] = Registration(
