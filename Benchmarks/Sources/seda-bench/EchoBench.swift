@@ -16,7 +16,7 @@ struct EchoBench: ParsableCommand {
             and `seda-baseline echo-uv`, built beside it. The client is CSedaLoad's echo engine (epoll, \
             --client-threads threads) in this process. --accept-modes reuseport,handoff compares \
             SO_REUSEPORT listeners with a hand-off at accept; --idle-timeout-ms adds rows with a per \
-            connection idle timeout (the timer's cost per request). The servers' own totals go to --log.
+            connection idle timeout (the timer's cost per request).
             """
     )
 
@@ -31,7 +31,6 @@ struct EchoBench: ParsableCommand {
     @Option(help: "Client threads.") var clientThreads: UInt32 = 2
     @Option(help: "Seconds measured per row.") var duration: Double = 3
     @Option(help: "Seconds of warm-up per row.") var warmup: Double = 1
-    @Option(help: "Where the servers' stderr goes.") var log: String = "/tmp/seda-bench-servers.log"
 
     func run() throws {
         var servers: [ServerSpec] = []
@@ -78,10 +77,10 @@ struct EchoBench: ParsableCommand {
     }
 
     private func measure(_ spec: ServerSpec, size: UInt32, connections: UInt32) throws -> sload_echo_result_t {
-        let server = try spec.start(log: log)
+        let server = try spec.start()
         defer { server.stop() }
         var cfg = sload_echo_config_t()
-        sload_echo_defaults(&cfg, server.port, connections, size)
+        sload_echo_defaults(&cfg, UInt16(server.port), connections, size)
         cfg.threads = clientThreads
         cfg.warmup_s = warmup
         cfg.duration_s = duration
@@ -119,7 +118,6 @@ struct AsocketBench: ParsableCommand {
     @Option(help: "Client threads.") var clientThreads: UInt32 = 2
     @Option(help: "Packets per connection.") var packets: UInt32 = 1000
     @Option(help: "Seconds measured per row (0: until every packet is acked).") var duration: Double = 3
-    @Option(help: "Where the servers' stderr goes.") var log: String = "/tmp/seda-bench-servers.log"
 
     func run() throws {
         var servers: [ServerSpec] = []
@@ -157,10 +155,10 @@ struct AsocketBench: ParsableCommand {
     }
 
     private func measure(_ spec: ServerSpec, connections: UInt32) throws -> sload_asocket_result_t {
-        let server = try spec.start(log: log)
+        let server = try spec.start()
         defer { server.stop() }
         var cfg = sload_asocket_config_t()
-        sload_asocket_defaults(&cfg, server.port, connections)
+        sload_asocket_defaults(&cfg, UInt16(server.port), connections)
         cfg.packets = packets
         cfg.threads = clientThreads
         cfg.duration_s = duration
