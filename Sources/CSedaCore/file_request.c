@@ -8,7 +8,9 @@
  * its completion is delivered, so the CLOSE completion comes last and the
  * descriptor is not closed under a request), a reference on its sink stage
  * (until delivered), and one of the file stage's `refs` (until the event is
- * released: the stage's memory outlives every event, see fs_unref).
+ * released: the stage's memory outlives every event, see fs_unref), and a
+ * unit held on the stage's hold stage (until delivered: a DRAIN shutdown
+ * waits for requests in the kernel and completions parked on a full sink).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -107,6 +109,7 @@ static void park(struct seda_file_stage *fs, seda__file_req_t *r);
 static void deliver(seda__file_req_t *r)
 {
     struct seda_file_stage *fs = r->fs;
+    seda_stage_t *hold = fs->hold;
     seda_file_t *f = r->holds_file_ref ? r->ev.file : NULL;
     seda_file_sink_t sink = r->sink;
     if (sink.stage) {
@@ -123,9 +126,10 @@ static void deliver(seda__file_req_t *r)
     }
     if (f)
         file_unref(f);
+    seda__stage_unhold(hold); /* after the enqueue: the drain sees it there */
 }
 
-/* The sink was full: keep the completion for the reaper to retry. */
+/* The sink was full: keep the completion for the home loop's tick. */
 static void park(struct seda_file_stage *fs, seda__file_req_t *r)
 {
     r->next = NULL;
@@ -137,10 +141,10 @@ static void park(struct seda_file_stage *fs, seda__file_req_t *r)
     fs->retry_tail = r;
     pthread_mutex_unlock(&fs->retry_lock);
     atomic_fetch_add_explicit(&fs->delivery_retries, 1, memory_order_relaxed);
-    /* seq_cst, before arming: pairs with the reaper's clear-then-check of
-     * reaper_armed (file.c, reap_handler). */
+    /* seq_cst, before arming: pairs with the tick's clear-then-check of
+     * tick_armed (file.c, tick_fire). */
     atomic_fetch_add(&fs->retry_count, 1);
-    seda__file_arm_reaper(fs);
+    seda__file_arm_tick(fs);
 }
 
 size_t seda__file_retry_parked(struct seda_file_stage *fs)
@@ -184,6 +188,7 @@ void seda__file_deliver_parked_waiting(struct seda_file_stage *fs, int64_t timeo
         seda_stage_release(stage);
         if (f)
             file_unref(f);
+        seda__stage_unhold(fs->hold);
         r = next;
     }
 }
@@ -209,13 +214,11 @@ void seda__file_complete(seda__file_req_t *r, int64_t result)
 
 void seda__file_kernel_done(struct seda_file_stage *fs, seda__file_req_t *r, int64_t result)
 {
-    /* seq_cst: pairs with the submitter's backlog_waiting store and
-     * in_kernel load (file.c, submit_backlog). Its acquire half also makes
-     * the submitter's writes to r (before its release increment in prep_one)
-     * visible here before r is touched: the kernel, which carried r from the
-     * submission queue to this completion, is invisible to the C memory
-     * model and to ThreadSanitizer. */
-    atomic_fetch_sub(&fs->in_kernel, 1);
+    /* The home worker both raised in_kernel (file.c, prep_one) and lowers
+     * it here: a load and a store (statistics read it relaxed). The same
+     * thread wrote r before the kernel carried it here. */
+    atomic_store_explicit(&fs->in_kernel, atomic_load_explicit(&fs->in_kernel, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
     /* A request the kernel interrupted because its file's close asked to
      * cancel it (an io_uring worker signalled mid-way) was cancelled. */
     if (result == -EINTR && r->ev.file && atomic_load_explicit(&r->ev.file->closing, memory_order_acquire))
@@ -470,11 +473,13 @@ static int accept_request(struct seda_file_stage *fs, seda_file_t *f, seda__file
     if (r->sink.stage)
         seda_stage_retain(r->sink.stage);
     r->ev.accepted_ns = seda__now_ns();
+    seda__stage_hold(fs->hold); /* before it can complete */
     e = route(fs, f, r);
     if (e == 0) {
         atomic_fetch_add_explicit(&fs->accepted, 1, memory_order_relaxed);
         return 0;
     }
+    seda__stage_unhold(fs->hold);
     if (r->sink.stage)
         seda_stage_release(r->sink.stage);
 unref:

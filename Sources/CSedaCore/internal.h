@@ -62,6 +62,22 @@ void seda__notifier_wake_slow(seda_notifier_t *n, int32_t count);
 /* Allocates `size` bytes aligned to a cache line, zeroed; NULL on failure. */
 void *seda__alloc_aligned(size_t size);
 
+/* ---- what the I/O layers ask of the runtime (runtime.c, shutdown.c) ---- */
+struct seda_runtime;
+struct seda_stage;
+
+/* A shared thread's index for the next I/O component (a file stage) to
+ * bind to when told none: round robin over rt's shared threads. Any thread. */
+uint32_t seda__runtime_spread_thread(struct seda_runtime *rt);
+
+/* Counts one unit of work s's owner holds outside s's queue (a file
+ * stage's request, from acceptance to delivery), until the matching
+ * seda__stage_unhold: a DRAIN shutdown waits for it ("Quiescence" in
+ * runtime_internal.h). Hold before the work can finish; unhold after what
+ * it led to is enqueued. Any thread. */
+void seda__stage_hold(struct seda_stage *s);
+void seda__stage_unhold(struct seda_stage *s);
+
 
 
 /* ---- statistics (stats.c) ---------------------------------------------- */

@@ -55,21 +55,34 @@
  * every other completion of the file. A request that cannot be accepted is
  * refused by the call itself (negative return) and no event ever comes.
  *
- * Completions are delivered from the file stage's threads (the reaper, the
- * pool, or the submitting handler when a request fails before reaching the
- * kernel). A sink stage whose queue is full does not lose a completion: it
- * is kept and delivered again about every millisecond until the stage takes
- * it (completions to one sink may therefore arrive out of order; they carry
- * their own offset and tag). A completion whose sink stage is gone (destroyed,
- * runtime shut down) goes to options.undeliverable, or is released.
+ * The home worker. A file stage belongs to one shared thread of the runtime
+ * (options.bind_to_thread / thread_index, else the runtime spreads its file
+ * stages over its shared threads, round robin; seda_file_stage_thread says
+ * which): that thread submits the io_uring and libaio requests (a stage
+ * bound to it) and its worker loop reaps their completions (it watches the
+ * engine's eventfd in its poller) and delivers them. So a completion of
+ * these engines is delivered on the home worker, and a sink stage on the
+ * shared threads runs it next on that same thread, without a wake-up.
+ * Give stages that do heavy disk I/O different home workers.
+ *
+ * Completions are delivered from the file stage's threads: the home worker
+ * (io_uring, libaio), the pool (open, close, the threads engine), or the
+ * submitting handler when a request fails before reaching the kernel. A
+ * sink stage whose queue is full does not lose a completion: it is kept and
+ * delivered again about every millisecond (a timer of the home worker's
+ * loop, on the runtime's clock) until the stage takes it (completions to
+ * one sink may therefore arrive out of order; they carry their own offset
+ * and tag). A completion whose sink stage is gone (destroyed, runtime shut
+ * down) goes to options.undeliverable, or is released.
  *
  * Shutdown. seda_runtime_shutdown with DRAIN waits for requests in flight
- * and delivers their completions (the file stage's reaper counts as busy
- * while the kernel holds requests). With HAND_BACK, requests not yet in the
- * kernel complete with -ECANCELED, and those in the kernel are waited for
- * by seda_file_stage_destroy; both go to options.undeliverable (the sinks
- * are closed by then). Call seda_file_stage_destroy after the runtime's
- * shutdown, or before it, to free the stage.
+ * and delivers their completions (every accepted request counts as work of
+ * the runtime until its completion is delivered, parked ones included).
+ * With HAND_BACK, requests not yet in the kernel complete with -ECANCELED,
+ * and those in the kernel are waited for by the home worker before it
+ * exits; both go to options.undeliverable (the sinks are closed by then).
+ * Call seda_file_stage_destroy after the runtime's shutdown, or before it,
+ * to free the stage.
  *
  * Threads: every function may be called from any thread, including handlers,
  * unless its comment says otherwise.
@@ -164,7 +177,8 @@ void *seda_file_event_take_buffer(seda_file_event_t *ev);
 /*
  * Where a completion goes: a stage (enqueued with seda_stage_enqueue; kept
  * and retried while the stage is full), or, when stage is NULL, a callback
- * called on a file stage thread, which takes ownership of the event and must
+ * called on a file stage thread (the home worker: a shared thread of the
+ * runtime; or a pool thread), which takes ownership of the event and must
  * not block. The stage is retained from acceptance to delivery, so a sink
  * stage may be released by its creator while requests are in flight.
  */
@@ -184,10 +198,10 @@ enum seda_file_log_level {
 typedef void (*seda_file_log_fn)(void *ctx, int level, const char *message);
 
 typedef struct seda_file_stage_options {
-    /* Names the stages: "<name>" (submission, io_uring and libaio),
-     * "<name>.reap" (completions) and "<name>.pool" (the thread pool: open,
-     * close, and every request on the threads engine). Unique in the runtime,
-     * at most 40 bytes; copied. */
+    /* Names the stages: "<name>" (submission, io_uring and libaio, bound to
+     * the home worker) and "<name>.pool" (the thread pool: open, close, and
+     * every request on the threads engine). Unique in the runtime, at most
+     * 40 bytes; copied. */
     const char *name;
     int engine;                  /* enum seda_disk_engine */
     /* Requests in the kernel at once (the ring's size, the AIO context's
@@ -216,12 +230,18 @@ typedef struct seda_file_stage_options {
      * good (-EPIPE). NULL: the event is released. */
     void (*undeliverable)(void *ctx, seda_file_event_t *ev);
     void *undeliverable_ctx;
+    /* The home worker (see the top of this file): nonzero binds the stage
+     * to shared thread thread_index (< seda_runtime_cpu_threads); 0 lets
+     * the runtime spread its file stages over its shared threads. */
+    int bind_to_thread;
+    uint32_t thread_index;
 } seda_file_stage_options_t;
 
 /*
  * Creates a file stage in rt. opts->name is required. Returns 0 and the
  * handle in *out; -EINVAL (no name, name too long, queue_depth above 4096,
- * max_threads below threads); -EEXIST (a stage name is taken); -EPIPE
+ * max_threads below threads, thread_index not a shared thread when
+ * bind_to_thread); -EEXIST (a stage name is taken); -EPIPE
  * (runtime shut down); -ENOMEM; or the error of the last engine tried.
  * Any thread but a handler on the runtime's shared threads.
  */
@@ -236,13 +256,18 @@ int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *
  * stages are destroyed. Completion events still held by the application stay
  * valid; release them as usual. Every pooled buffer taken out of an event or
  * allocated must have been freed before (they live in the stage's arena).
- * Never from a handler of the runtime (it waits for the stage's threads).
+ * Never from a handler of the runtime (it waits for the stage's threads and
+ * for its home worker's loop).
  * NULL is ignored.
  */
 void seda_file_stage_destroy(seda_file_stage_t *fs);
 
 /* The engine in use (never SEDA_DISK_DEFAULT). */
 int seda_file_stage_engine(const seda_file_stage_t *fs);
+
+/* The home worker: the index of the shared thread (as
+ * seda_runtime_thread_index numbers them) that submits and reaps. */
+uint32_t seda_file_stage_thread(const seda_file_stage_t *fs);
 
 /* The pool stage (a reference held by the file stage: do not release it),
  * for a thread governor to watch; resize it with seda_file_stage_set_threads. */
@@ -260,6 +285,7 @@ typedef struct seda_file_stage_stats {
     uint64_t canceled;            /* ... of which -ECANCELED */
     uint64_t bytes_read, bytes_written;
     uint64_t submit_calls;        /* io_uring_enter / io_submit calls made */
+    uint64_t reap_calls;          /* times the home worker reaped (woken by the eventfd) */
     uint64_t pending;             /* accepted, not yet completed, now */
     uint64_t in_kernel;           /* in the ring / AIO context now */
     uint64_t delivery_retries;    /* deliveries retried because the sink was full */
