@@ -267,6 +267,7 @@ static void submit_drop(void *ctx, void *event)
 /* ---- the completion side (home worker) ----------------------------------- */
 
 static void finish_detach(struct seda_file_stage *fs);
+static void signal_detached(struct seda_file_stage *fs);
 
 /* Reaps and delivers every completion ready, then lets the backlog into the
  * room they made. */
@@ -342,9 +343,13 @@ static void arm_run(struct seda__loop *l, struct seda__task *t)
     struct seda_file_stage *fs = (struct seda_file_stage *)((char *)t - offsetof(struct seda_file_stage, arm_task));
     /* Before anything else: a park from now on may post the task again. */
     atomic_store(&fs->arm_posted, false);
+    if (fs->detached) {
+        if (fs->stopping) /* destroy waits: the task is off the inbox now */
+            signal_detached(fs);
+        return;
+    }
     attach(fs, l);
-    if (!fs->detached)
-        start_tick(fs);
+    start_tick(fs);
 }
 
 void seda__file_arm_tick(struct seda_file_stage *fs)
@@ -412,6 +417,20 @@ static void detach_now(struct seda_file_stage *fs)
     fs->detached = true;
 }
 
+/* Tells destroy the home loop is done with the stage, unless arm_task is
+ * still in the loop's inbox (posted by this thread before it ran detach):
+ * then arm_run tells it, once the task (memory of the stage) is off the
+ * inbox. Only the home worker posts arm_task by then (destroy stopped the
+ * pool first, and no_posts stops the rest). */
+static void signal_detached(struct seda_file_stage *fs)
+{
+    if (atomic_load(&fs->arm_posted))
+        return;
+    /* Release: destroy (acquire) sees everything this thread did to the
+     * stage, and this thread touches it no more. */
+    atomic_store_explicit(&fs->detach_done, true, memory_order_release);
+}
+
 /* Stopping: detaches once the kernel holds nothing and nothing waits to be
  * flushed; tells destroy. */
 static void finish_detach(struct seda_file_stage *fs)
@@ -419,9 +438,7 @@ static void finish_detach(struct seda_file_stage *fs)
     if (fs->detached || fs->flush_failed || atomic_load_explicit(&fs->in_kernel, memory_order_relaxed) > 0)
         return;
     detach_now(fs);
-    /* Release: destroy (acquire) sees everything this thread did to the
-     * stage, and this thread touches it no more. */
-    atomic_store_explicit(&fs->detach_done, true, memory_order_release);
+    signal_detached(fs);
 }
 
 /* detach_task (destroy): the submission stage is gone; cancel what waits
@@ -432,8 +449,8 @@ static void detach_run(struct seda__loop *l, struct seda__task *t)
     (void)l;
     fs->stopping = true;
     cancel_backlog(fs, NULL);
-    if (fs->detached) { /* the exit task came first, or nothing ever attached */
-        atomic_store_explicit(&fs->detach_done, true, memory_order_release);
+    if (fs->detached) { /* the exit task came first */
+        signal_detached(fs);
         return;
     }
     if (fs->flush_failed)
@@ -452,7 +469,8 @@ static void wait_completions(struct seda_file_stage *fs)
 
 /* exit_task: the loop exits (the runtime stops) with the stage attached.
  * Requests not yet in the kernel are cancelled; those in it are waited for
- * here, on the only thread that may reap them (a DEFER_TASKRUN ring); their
+ * here, on the only thread that may enter the ring (SINGLE_ISSUER; with
+ * DEFER_TASKRUN also the only one whose entering completes them); their
  * completions meet closed sinks and go to undeliverable. */
 static void exit_run(struct seda__loop *l, struct seda__task *t)
 {
@@ -471,7 +489,7 @@ static void exit_run(struct seda__loop *l, struct seda__task *t)
     if (!fs->detached)
         detach_now(fs);
     if (fs->stopping) /* detach_task ran: destroy waits for this */
-        atomic_store_explicit(&fs->detach_done, true, memory_order_release);
+        signal_detached(fs);
 }
 
 /* ---- create / destroy ---------------------------------------------------- */
