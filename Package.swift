@@ -31,7 +31,7 @@ let package = Package(
         .library(name: "SedaPrometheus", targets: ["SedaPrometheus"]),
         .library(name: "SedaServiceLifecycle", targets: ["SedaServiceLifecycle"]),
         // The applications, as libraries with thin executables (when they land):
-        //   .library(name: "SedaHTTP", targets: ["SedaHTTP"]),
+        .library(name: "SedaHTTP", targets: ["SedaHTTP"]),
         //   .executable(name: "seda-httpd", targets: ["seda-httpd"]),
         //   .library(name: "SedaGnutella", targets: ["SedaGnutella"]),
         //   .executable(name: "seda-gnutella", targets: ["seda-gnutella"]),
@@ -105,13 +105,31 @@ let package = Package(
         ),
 
         // MARK: Applications (when they land): the stages as a library, a thin executable
-        //   .target(name: "SedaHTTP", dependencies: ["Seda"]),
+        // Haboob's stages (parse, page cache, file read, respond) over
+        // Debian's http_parser (libhttp-parser-dev), with a small C shim (openat2).
+        .systemLibrary(
+            name: "CHTTPParser",
+            providers: [.apt(["libhttp-parser-dev"])]
+        ),
+        .target(
+            name: "CSedaHTTP",
+            cSettings: [.enableWarning("all"), .enableWarning("extra")]
+        ),
+        .target(
+            name: "SedaHTTP",
+            dependencies: ["Seda", "SedaPrometheus", "CHTTPParser", "CSedaHTTP"],
+            linkerSettings: [.linkedLibrary("http_parser")]
+        ),
         //   .executableTarget(name: "seda-httpd", dependencies: ["SedaHTTP", "SedaConfiguration"]),
         //   .target(name: "SedaGnutella", dependencies: ["Seda"]),
         //   .executableTarget(name: "seda-gnutella", dependencies: ["SedaGnutella", "SedaConfiguration"]),
         // with tests in Tests/SedaHTTPTests and Tests/SedaGnutellaTests.
 
         // MARK: Tests
+        .testTarget(
+            name: "SedaHTTPTests",
+            dependencies: ["SedaHTTP"]
+        ),
         .testTarget(
             name: "SedaTests",
             dependencies: [
@@ -125,3 +143,9 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The documentation plugin, only when building the docs (script/test sets
+// SEDA_DOCS=1), so that an application depending on Seda never fetches it.
+if Context.environment["SEDA_DOCS"] == "1" {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"))
+}

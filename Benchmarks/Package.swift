@@ -42,6 +42,7 @@ let package = Package(
             name: "seda-bench",
             dependencies: [
                 .product(name: "Seda", package: "Seda"),
+                .product(name: "SedaHTTP", package: "Seda"),
                 "CSedaBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),

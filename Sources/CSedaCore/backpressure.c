@@ -68,22 +68,25 @@ bool seda__park_upstream(seda_stage_t *up, seda_stage_t *down)
     seda_runtime_t *rt = up->rt;
     if (down == up)
         return false;
-    enum { CHAIN_MAX = 64 };
-    seda_stage_t *chain[CHAIN_MAX];
-    size_t n_chain = 0;
     bool parked = false, cycle = false;
+    /* The parked stages of the chain, linked through chain_next. */
+    seda_stage_t *chain = NULL;
     pthread_mutex_lock(&rt->park_lock);
-    for (seda_stage_t *x = down; x && n_chain < CHAIN_MAX; x = x->parked_on) {
+    /* The whole chain, however long: parked_on links never form a cycle (a
+     * park that would close one is refused right here), so the walk ends. */
+    for (seda_stage_t *x = down; x; x = x->parked_on) {
         if (x == up) {
             cycle = true;
             break;
         }
-        if (x->parked_on)
-            chain[n_chain++] = x;
     }
     if (cycle) {
-        for (size_t i = 0; i < n_chain; i++)
-            unlink_parked(chain[i]);
+        for (seda_stage_t *x = down, *next; x != up; x = next) {
+            next = x->parked_on;
+            unlink_parked(x);
+            x->chain_next = chain;
+            chain = x;
+        }
     } else if (atomic_load(&down->clogged) && !atomic_load(&down->destroyed) &&
                atomic_load(&rt->state) < SEDA__RT_STOPPING) {
         if (down->n_paused == down->cap_paused) {
@@ -102,43 +105,65 @@ bool seda__park_upstream(seda_stage_t *up, seda_stage_t *down)
         }
     }
     pthread_mutex_unlock(&rt->park_lock);
-    if (cycle)
-        for (size_t i = 0; i < n_chain; i++)
-            seda__push_stage(chain[i], false); /* their parked instances run again */
+    while (chain) { /* their parked instances run again */
+        seda_stage_t *x = chain;
+        chain = x->chain_next;
+        seda__push_stage(x, false);
+    }
     return parked;
 }
 
-void seda__set_clogged(seda_stage_t *s, bool clogged)
+static void set_clogged(seda_stage_t *s, bool clogged)
 {
     bool was = !clogged;
     /* One thread wins each transition and reports it. */
     if (!atomic_compare_exchange_strong(&s->clogged, &was, clogged))
         return;
-    if (s->on_state)
-        s->on_state(s->state_ctx, s, clogged ? SEDA_STAGE_CLOGGED : SEDA_STAGE_DRAINED);
+    /* Acquire: pairs with the release in seda_stage_watch (state_ctx). */
+    seda_stage_state_fn fn = atomic_load_explicit(&s->on_state, memory_order_acquire);
+    if (fn)
+        fn(s->state_ctx, s, clogged ? SEDA_STAGE_CLOGGED : SEDA_STAGE_DRAINED);
     if (!clogged)
         seda__unpark_upstream(s); /* after the flag: a parker re-checks it under the lock */
 }
 
 void seda__check_drained(seda_stage_t *s)
 {
-    if (SEDA__UNLIKELY(atomic_load_explicit(&s->clogged, memory_order_relaxed)) &&
+    /* seq_cst load after the dequeue's seq_cst head CAS: pairs with
+     * seda__note_full (see there). A plain load on x86. */
+    if (SEDA__UNLIKELY(atomic_load_explicit(&s->clogged, memory_order_seq_cst)) &&
         seda__stage_size(s) <= seda_queue_capacity(s->queues[0]) / 4)
-        seda__set_clogged(s, false);
+        set_clogged(s, false);
+}
+
+void seda__note_full(seda_stage_t *s)
+{
+    if (!atomic_load_explicit(&s->clogged, memory_order_relaxed))
+        set_clogged(s, true);
+    /* The stage's threads may have drained the queue completely between our
+     * failed enqueue and the flag: their drained check read the flag before
+     * we set it, and with the queue empty they will not run (nor check)
+     * again. So check here too. Store-load on both sides: our seq_cst CAS
+     * of the flag, then our seq_cst read of the size; their seq_cst head CAS
+     * (dequeue), then their seq_cst read of the flag. Either we see the
+     * drained queue, or they see the flag. */
+    seda__check_drained(s);
 }
 
 int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx)
 {
-    /* Set once, before traffic: a plain pair of stores published by the
-     * caller's later enqueues. */
-    if (s->on_state)
-        return -EBUSY;
-    s->state_ctx = ctx;
-    s->on_state = fn;
-    return 0;
-}
-
-int seda_stage_is_clogged(const seda_stage_t *s)
-{
-    return atomic_load_explicit(&((seda_stage_t *)s)->clogged, memory_order_relaxed);
+    if (!fn)
+        return -EINVAL;
+    /* Installs are rare: one lock makes the check and the two stores one
+     * step, so a losing install never touches state_ctx. */
+    pthread_mutex_lock(&s->rt->park_lock);
+    int r = -EBUSY;
+    if (!atomic_load_explicit(&s->on_state, memory_order_relaxed)) {
+        s->state_ctx = ctx;
+        /* Release: pairs with the acquire in set_clogged. */
+        atomic_store_explicit(&s->on_state, fn, memory_order_release);
+        r = 0;
+    }
+    pthread_mutex_unlock(&s->rt->park_lock);
+    return r;
 }

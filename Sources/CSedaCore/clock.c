@@ -109,9 +109,9 @@ void seda_clock_destroy(seda_clock_t *c)
 enum { FAST_UNKNOWN = 0, FAST_BUSY, FAST_CALIBRATING, FAST_READY, FAST_UNAVAILABLE };
 
 static _Atomic int fast_state;
-static uint64_t fast_tsc0, fast_tsc_base;     /* written before FAST_CALIBRATING / FAST_READY */
+static uint64_t fast_tsc0, fast_tsc_base; /* written before FAST_CALIBRATING / FAST_READY */
 static int64_t fast_ns0, fast_ns_base;
-static uint64_t fast_mult;                     /* ns per tick, 32.32 fixed point */
+static uint64_t fast_mult; /* ns per tick, 32.32 fixed point */
 
 static bool tsc_is_clocksource(void)
 {
@@ -119,7 +119,8 @@ static bool tsc_is_clocksource(void)
     if (!f)
         return false;
     char buf[32] = { 0 };
-    bool tsc = fgets(buf, sizeof buf, f) && strncmp(buf, "tsc", 3) == 0 && (buf[3] == '\n' || buf[3] == 0);
+    bool tsc =
+        fgets(buf, sizeof buf, f) && strncmp(buf, "tsc", 3) == 0 && (buf[3] == '\n' || buf[3] == 0);
     fclose(f);
     return tsc;
 }

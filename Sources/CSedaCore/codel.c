@@ -23,10 +23,11 @@ static uint64_t isqrt(uint64_t x)
     return r;
 }
 
-/* CoDel's control law: the next drop comes interval/sqrt(count) later. */
+/* CoDel's control law: the next drop comes interval/sqrt(count) later
+ * (saturated: an interval near INT64_MAX means "not in this clock's life"). */
 static int64_t codel_next(const seda_stage_t *s, int64_t t, uint32_t count)
 {
-    return t + (int64_t)((uint64_t)s->codel_interval / isqrt(count ? count : 1));
+    return seda__add_sat(t, (int64_t)((uint64_t)s->codel_interval / isqrt(count ? count : 1)));
 }
 
 /*
@@ -49,7 +50,7 @@ size_t seda__codel_filter(seda_stage_t *s, void **events, uint32_t *stamps, size
         if (sojourn < s->codel_target) {
             s->codel_first_above = 0;
         } else if (s->codel_first_above == 0) {
-            s->codel_first_above = now + s->codel_interval;
+            s->codel_first_above = seda__add_sat(now, s->codel_interval);
         } else if (now >= s->codel_first_above) {
             ok_to_drop = true;
         }
@@ -65,7 +66,9 @@ size_t seda__codel_filter(seda_stage_t *s, void **events, uint32_t *stamps, size
         } else if (ok_to_drop) {
             /* Resume near the last drop rate if we were dropping recently. */
             uint32_t delta = s->codel_count - s->codel_last_count;
-            s->codel_count = delta > 1 && now - s->codel_drop_next < 16 * s->codel_interval ? delta : 1;
+            int64_t recently =
+                s->codel_interval > INT64_MAX / 16 ? INT64_MAX : 16 * s->codel_interval;
+            s->codel_count = delta > 1 && now - s->codel_drop_next < recently ? delta : 1;
             s->codel_last_count = s->codel_count;
             s->codel_drop_next = codel_next(s, now, s->codel_count);
             s->codel_dropping = true;

@@ -9,6 +9,17 @@
 
 #include "runtime_internal.h"
 
+/* The lowest class: where events without a class go. */
+static inline seda_queue_t *default_queue(const seda_stage_t *s)
+{
+    return s->queues[s->classes - 1];
+}
+
+static inline uint32_t now_us(const seda_runtime_t *rt)
+{
+    return seda__us_stamp(seda__clock_now_fast(rt->clock));
+}
+
 static void note_edge(seda_stage_t *from, seda_stage_t *to)
 {
     uint64_t id = to->id;
@@ -17,9 +28,8 @@ static void note_edge(seda_stage_t *from, seda_stage_t *to)
         if (e == id)
             return;
         if (e == 0) {
-            if (atomic_compare_exchange_strong_explicit(&from->edges[i], &e, id,
-                                                        memory_order_relaxed,
-                                                        memory_order_relaxed) ||
+            if (atomic_compare_exchange_strong_explicit(
+                    &from->edges[i], &e, id, memory_order_relaxed, memory_order_relaxed) ||
                 e == id)
                 return;
         }
@@ -59,12 +69,15 @@ static inline int admit(seda_stage_t *s)
 
 static inline int after_enqueue(seda_stage_t *s, int r)
 {
-    struct seda__worker *w = seda__worker_tls;
+    /* The calling handler's stage, if it belongs to s's runtime. A handler
+     * of another runtime is an outside producer here: stage ids are per
+     * runtime (an edge would name the wrong stage) and parking upstream of
+     * s would take the other runtime's park lock for s's lists. */
+    struct seda__worker *w = seda__worker_of(s->rt);
     seda_stage_t *from = w ? w->stage : NULL;
     if (SEDA__UNLIKELY(r < 0)) {
         if (r == -EAGAIN) {
-            if (!atomic_load_explicit(&s->clogged, memory_order_relaxed))
-                seda__set_clogged(s, true);
+            seda__note_full(s);
             if (from && from != s && from->pause_when_clogged && !w->blocked_by) {
                 seda_stage_retain(s);
                 w->blocked_by = s;
@@ -82,19 +95,30 @@ static inline int after_enqueue(seda_stage_t *s, int r)
     return r;
 }
 
-/* The stamp of an event enqueued now: the calling handler's batch start, or
- * the clock outside handlers. */
+/*
+ * The stamp of an event entering s's queue now: the time it entered, read
+ * from s's runtime clock (the fast clock: ~17 ns with rdtsc here). One
+ * exception keeps the shared threads' hop free of a clock read: a handler on
+ * the shared threads enqueueing into a FIFO stage of its own runtime stamps
+ * the start of its batch. Handlers there are short by contract (a long one is
+ * reported, see batch.c), so that stamp is early by at most the time the
+ * handler ran before this enqueue; only the queue-delay histogram reads it.
+ * Where a decision rests on the stamp (a CoDel stage), or where the sender
+ * may block for long (a dedicated pool, an outside thread), the clock is read.
+ */
 static inline uint32_t stamp_now(const seda_stage_t *s)
 {
     struct seda__worker *w = seda__worker_tls;
-    return w && w->stage ? w->batch_us : seda__now_us(s->rt);
+    if (w && w->stage && w->cpu_thread && w->rt == s->rt && s->discipline != SEDA_DISCIPLINE_CODEL)
+        return w->batch_us;
+    return now_us(s->rt);
 }
 
 int seda_stage_enqueue(seda_stage_t *s, void *event)
 {
     int r = admit(s);
     if (r == 0)
-        r = seda_queue_enqueue_at(seda__default_queue(s), event, stamp_now(s));
+        r = seda_queue_enqueue_at(default_queue(s), event, stamp_now(s));
     return after_enqueue(s, r);
 }
 
@@ -118,18 +142,27 @@ int seda_stage_enqueue_control(seda_stage_t *s, void *event)
 
 int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns)
 {
-    /* On the shared threads a wait can deadlock the graph: the stage that
-     * would make room may need this very thread (always, in a cycle). */
-    struct seda__worker *w = seda__worker_of(s->rt);
-    if (w && w->cpu_thread)
-        return -EDEADLK;
     int r = admit(s);
-    if (r == 0) {
-        r = seda_queue_enqueue_wait(seda__default_queue(s), event, stamp_now(s), timeout_ns);
-        if (r == -ETIMEDOUT) {
-            atomic_fetch_add_explicit(&s->rejected_full, 1, memory_order_relaxed);
-            return r;
+    if (r < 0)
+        return after_enqueue(s, r);
+    /* On the shared threads (of any runtime) a wait can deadlock the graph:
+     * the stage that would make room may need this very thread (always, in
+     * a cycle). So there it enqueues if there is room, and refuses only
+     * the wait: a full queue is -EDEADLK, counted (and reported clogged)
+     * like any full rejection. */
+    struct seda__worker *w = seda__worker_tls;
+    if (w && w->cpu_thread) {
+        r = seda_queue_enqueue_at(default_queue(s), event, stamp_now(s));
+        if (r == -EAGAIN) {
+            after_enqueue(s, r);
+            return -EDEADLK;
         }
+        return after_enqueue(s, r);
+    }
+    r = seda_queue_enqueue_wait(default_queue(s), event, stamp_now(s), timeout_ns);
+    if (r == -ETIMEDOUT) {
+        atomic_fetch_add_explicit(&s->rejected_full, 1, memory_order_relaxed);
+        return r;
     }
     return after_enqueue(s, r);
 }
@@ -140,7 +173,7 @@ int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count)
         return 0;
     int r = admit(s);
     if (r == 0)
-        r = seda_queue_enqueue_many_at(seda__default_queue(s), events, count, stamp_now(s));
+        r = seda_queue_enqueue_many_at(default_queue(s), events, count, stamp_now(s));
     return after_enqueue(s, r);
 }
 

@@ -117,7 +117,8 @@ static void backlog_append(struct seda_file_stage *fs, seda__file_req_t *r)
 /* in_kernel is written on the home worker only: a load and a store. */
 static inline void in_kernel_add(struct seda_file_stage *fs, int64_t by)
 {
-    atomic_store_explicit(&fs->in_kernel, atomic_load_explicit(&fs->in_kernel, memory_order_relaxed) + by,
+    atomic_store_explicit(&fs->in_kernel,
+                          atomic_load_explicit(&fs->in_kernel, memory_order_relaxed) + by,
                           memory_order_relaxed);
 }
 
@@ -175,8 +176,9 @@ static void flush(struct seda_file_stage *fs, int prepped)
         /* The kernel is short of something (-EAGAIN, -ENOMEM): the requests
          * stay prepared; the tick tries again. */
         if (!fs->flush_failed)
-            seda__file_log(fs, SEDA_FILE_LOG_WARNING, "file stage %s: submission failed (%s); retrying",
-                           fs->name, strerror(-e));
+            seda__file_log(fs, SEDA_FILE_LOG_WARNING,
+                           "file stage %s: submission failed (%s); retrying", fs->name,
+                           strerror(-e));
         fs->flush_failed = true;
         start_tick(fs);
     } else {
@@ -287,7 +289,8 @@ static void reap_all(struct seda_file_stage *fs)
 static void on_completions(struct seda__loop *l, struct seda__watcher *w, uint32_t events)
 {
     (void)l, (void)events;
-    struct seda_file_stage *fs = (struct seda_file_stage *)((char *)w - offsetof(struct seda_file_stage, watcher));
+    struct seda_file_stage *fs =
+        (struct seda_file_stage *)((char *)w - offsetof(struct seda_file_stage, watcher));
     reap_all(fs);
 }
 
@@ -301,7 +304,8 @@ static bool tick_needed(struct seda_file_stage *fs)
 
 static void tick_fire(struct seda__loop *l, struct seda__loop_timer *t, bool cancelled)
 {
-    struct seda_file_stage *fs = (struct seda_file_stage *)((char *)t - offsetof(struct seda_file_stage, tick));
+    struct seda_file_stage *fs =
+        (struct seda_file_stage *)((char *)t - offsetof(struct seda_file_stage, tick));
     if (cancelled) /* never: the exit task stops the tick first */
         return;
     if (fs->flush_failed)
@@ -333,14 +337,16 @@ static void start_tick(struct seda_file_stage *fs)
     atomic_store(&fs->tick_armed, true);
     if (fs->tick.id == 0 && !fs->detached) {
         int64_t now = seda_clock_now(seda_runtime_clock(fs->rt));
-        seda__loop_timer_start(fs->home, &fs->tick, now > INT64_MAX - TICK_NS ? INT64_MAX : now + TICK_NS);
+        seda__loop_timer_start(fs->home, &fs->tick,
+                               now > INT64_MAX - TICK_NS ? INT64_MAX : now + TICK_NS);
     }
 }
 
 /* arm_task, on the home worker. */
 static void arm_run(struct seda__loop *l, struct seda__task *t)
 {
-    struct seda_file_stage *fs = (struct seda_file_stage *)((char *)t - offsetof(struct seda_file_stage, arm_task));
+    struct seda_file_stage *fs =
+        (struct seda_file_stage *)((char *)t - offsetof(struct seda_file_stage, arm_task));
     /* Before anything else: a park from now on may post the task again. */
     atomic_store(&fs->arm_posted, false);
     if (fs->detached) {
@@ -382,8 +388,9 @@ static void attach(struct seda_file_stage *fs, struct seda__loop *l)
     if (fs->ops->start) {
         int e = fs->ops->start(fs->engine);
         if (e < 0) /* the stage then fails its requests with the error */
-            seda__file_log(fs, SEDA_FILE_LOG_WARNING, "file stage %s: the %s engine did not start (%s)",
-                           fs->name, seda_disk_engine_name(fs->ops->kind), strerror(-e));
+            seda__file_log(fs, SEDA_FILE_LOG_WARNING,
+                           "file stage %s: the %s engine did not start (%s)", fs->name,
+                           seda_disk_engine_name(fs->ops->kind), strerror(-e));
     }
     fs->watcher.fd = fs->ops->completion_fd ? fs->ops->completion_fd(fs->engine) : -1;
     if (fs->watcher.fd >= 0) {
@@ -391,7 +398,8 @@ static void attach(struct seda_file_stage *fs, struct seda__loop *l)
         if (e < 0) {
             fs->watch_failed = true;
             seda__file_log(fs, SEDA_FILE_LOG_WARNING,
-                           "file stage %s: the loop cannot watch its completions (%s); reaping every millisecond",
+                           "file stage %s: the loop cannot watch its completions (%s); reaping "
+                           "every millisecond",
                            fs->name, strerror(-e));
         }
     }
@@ -400,7 +408,8 @@ static void attach(struct seda_file_stage *fs, struct seda__loop *l)
 
 static void attach_run(struct seda__loop *l, struct seda__task *t)
 {
-    attach((struct seda_file_stage *)((char *)t - offsetof(struct seda_file_stage, attach_task)), l);
+    attach((struct seda_file_stage *)((char *)t - offsetof(struct seda_file_stage, attach_task)),
+           l);
 }
 
 /* Leaves the home loop for good: nothing of ours is watched, timed or
@@ -435,7 +444,8 @@ static void signal_detached(struct seda_file_stage *fs)
  * flushed; tells destroy. */
 static void finish_detach(struct seda_file_stage *fs)
 {
-    if (fs->detached || fs->flush_failed || atomic_load_explicit(&fs->in_kernel, memory_order_relaxed) > 0)
+    if (fs->detached || fs->flush_failed ||
+        atomic_load_explicit(&fs->in_kernel, memory_order_relaxed) > 0)
         return;
     detach_now(fs);
     signal_detached(fs);
@@ -445,7 +455,8 @@ static void finish_detach(struct seda_file_stage *fs)
  * for room, and detach once the kernel has given back the rest. */
 static void detach_run(struct seda__loop *l, struct seda__task *t)
 {
-    struct seda_file_stage *fs = (struct seda_file_stage *)((char *)t - offsetof(struct seda_file_stage, detach_task));
+    struct seda_file_stage *fs =
+        (struct seda_file_stage *)((char *)t - offsetof(struct seda_file_stage, detach_task));
     (void)l;
     fs->stopping = true;
     cancel_backlog(fs, NULL);
@@ -474,7 +485,8 @@ static void wait_completions(struct seda_file_stage *fs)
  * completions meet closed sinks and go to undeliverable. */
 static void exit_run(struct seda__loop *l, struct seda__task *t)
 {
-    struct seda_file_stage *fs = (struct seda_file_stage *)((char *)t - offsetof(struct seda_file_stage, exit_task));
+    struct seda_file_stage *fs =
+        (struct seda_file_stage *)((char *)t - offsetof(struct seda_file_stage, exit_task));
     (void)l;
     cancel_backlog(fs, NULL);
     while (fs->flush_failed) {
@@ -521,7 +533,8 @@ static int requested_engine(struct seda_file_stage *fs)
             int e = seda_disk_engine_parse(env);
             if (e < 0)
                 seda__file_log(fs, SEDA_FILE_LOG_WARNING,
-                               "SEDA_DISK=%s is not io_uring, libaio or threads; using the default", env);
+                               "SEDA_DISK=%s is not io_uring, libaio or threads; using the default",
+                               env);
             else
                 engine = e;
         }
@@ -532,10 +545,12 @@ static int requested_engine(struct seda_file_stage *fs)
 /* Tears down what create built, in the order destroy uses. */
 static void teardown(struct seda_file_stage *fs);
 
-int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *opts, seda_file_stage_t **out)
+int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *opts,
+                           seda_file_stage_t **out)
 {
-    if (!rt || !opts || !out || !opts->name || !*opts->name || strlen(opts->name) > NAME_MAX_BYTES ||
-        opts->queue_depth > MAX_DEPTH || opts->engine < SEDA_DISK_DEFAULT || opts->engine > SEDA_DISK_THREADS ||
+    if (!rt || !opts || !out || !opts->name || !*opts->name ||
+        strlen(opts->name) > NAME_MAX_BYTES || opts->queue_depth > MAX_DEPTH ||
+        opts->engine < SEDA_DISK_DEFAULT || opts->engine > SEDA_DISK_THREADS ||
         (opts->max_threads && opts->max_threads < opts->threads) ||
         (opts->bind_to_thread && opts->thread_index >= seda_runtime_cpu_threads(rt)))
         return -EINVAL;
@@ -570,7 +585,8 @@ int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *
     if (!fs->opts.max_threads)
         fs->opts.max_threads = fs->opts.threads > 64 ? fs->opts.threads : 64;
 
-    int e = seda__file_buffers_init(&fs->buffers, opts->buffer_pool_bytes ? opts->buffer_pool_bytes : DEFAULT_ARENA);
+    int e = seda__file_buffers_init(&fs->buffers, opts->buffer_pool_bytes ? opts->buffer_pool_bytes
+                                                                          : DEFAULT_ARENA);
     if (e < 0) {
         seda__file_stage_unref(fs);
         return e;
@@ -590,8 +606,10 @@ int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *
         e = fs->ops->create(fs, &fs->engine);
         if (e == 0)
             break;
-        seda__file_log(fs, SEDA_FILE_LOG_WARNING, "file stage %s: the %s engine is unavailable (%s); trying %s",
-                       fs->name, seda_disk_engine_name(engine), strerror(-e), seda_disk_engine_name(engine + 1));
+        seda__file_log(fs, SEDA_FILE_LOG_WARNING,
+                       "file stage %s: the %s engine is unavailable (%s); trying %s", fs->name,
+                       seda_disk_engine_name(engine), strerror(-e),
+                       seda_disk_engine_name(engine + 1));
     }
     e = fs->ops->any_thread ? 0 : make_stage(fs, &fs->submit);
     if (e < 0) {
@@ -607,9 +625,10 @@ int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *
         if (e == 0)
             fs->buffers_registered = 1;
         else
-            seda__file_log(fs, fs->opts.register_buffers > 0 ? SEDA_FILE_LOG_WARNING : SEDA_FILE_LOG_INFO,
-                           "file stage %s: could not register the buffer arena (%s); unregistered buffers",
-                           fs->name, strerror(-e));
+            seda__file_log(
+                fs, fs->opts.register_buffers > 0 ? SEDA_FILE_LOG_WARNING : SEDA_FILE_LOG_INFO,
+                "file stage %s: could not register the buffer arena (%s); unregistered buffers",
+                fs->name, strerror(-e));
     }
     /* The home loop attaches when this runs or when the submission handler
      * first runs there, whichever comes first. A loop that has exited (the
@@ -639,7 +658,8 @@ static void teardown(struct seda_file_stage *fs)
         atomic_store_explicit(&fs->no_posts, true, memory_order_release);
         seda__loop_post(fs->home, &fs->detach_task);
         /* Acquire: pairs with the home worker's release store. */
-        while (!atomic_load_explicit(&fs->detach_done, memory_order_acquire) && !seda__loop_all_exited(fs->rt))
+        while (!atomic_load_explicit(&fs->detach_done, memory_order_acquire) &&
+               !seda__loop_all_exited(fs->rt))
             poll(NULL, 0, 1);
     }
     /* 4. Not attached, or the loop gone: the backlog is ours (the exit task

@@ -32,8 +32,8 @@ int seda__file_buffers_init(struct seda__file_buffers *b, size_t arena_bytes)
     arena_bytes = (arena_bytes + PAGE - 1) & ~(size_t)(PAGE - 1);
     if (arena_bytes == 0)
         return 0;
-    void *p = mmap(NULL, arena_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    void *p = mmap(NULL, arena_bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return -errno;
     b->class_of = calloc(arena_bytes / PAGE, 1);
@@ -102,7 +102,8 @@ void seda__file_buffers_free(struct seda__file_buffers *b, void *buf)
     unsigned char *p = buf;
     if (b->base && p >= b->base && p < b->base + b->size) {
         size_t page = (size_t)(p - b->base) / PAGE;
-        int c = b->class_of[page] - 1; /* written once, under the lock, before the buffer was handed out */
+        int c = b->class_of[page] -
+                1; /* written once, under the lock, before the buffer was handed out */
         pthread_mutex_lock(&b->lock);
         memcpy(buf, &b->free_list[c], sizeof(void *));
         b->free_list[c] = buf;

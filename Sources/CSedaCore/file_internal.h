@@ -52,12 +52,12 @@ typedef struct seda__file_req {
     struct seda__file_req *next; /* backlog or retry list */
     struct seda_file_stage *fs;
     seda_file_sink_t sink;
-    char *path;                  /* OPEN */
-    int open_flags;              /* OPEN */
-    mode_t mode;                 /* OPEN */
+    char *path;                   /* OPEN */
+    int open_flags;               /* OPEN */
+    mode_t mode;                  /* OPEN */
     struct seda_file *owned_file; /* CLOSE: the closed file, freed with the event */
-    bool holds_file_ref;         /* ev.file's reference, dropped after delivery */
-    bool prechecked;             /* passed seda__file_precheck (left in the backlog) */
+    bool holds_file_ref;          /* ev.file's reference, dropped after delivery */
+    bool prechecked;              /* passed seda__file_precheck (left in the backlog) */
     /* Engine scratch (libaio's struct iocb lives here, see file_libaio.c). */
     _Alignas(16) unsigned char engine_area[64];
 } seda__file_req_t;
@@ -78,7 +78,7 @@ struct seda_file {
     /* Set once the close is accepted or processed: requests not yet in the
      * kernel are cancelled. Read by the threads that hand requests over. */
     _Atomic bool closing;
-    seda__file_req_t *close_req; /* the CLOSE, delivered by the last reference */
+    seda__file_req_t *close_req;   /* the CLOSE, delivered by the last reference */
     struct seda_file *prev, *next; /* the stage's open files, under files_lock */
 };
 
@@ -87,7 +87,7 @@ struct seda_file {
  * home worker (the submission stage's handler, the loop's watcher, timer
  * and tasks), or by destroy once that thread is gone. */
 struct seda__file_engine_ops {
-    int kind;          /* enum seda_disk_engine */
+    int kind; /* enum seda_disk_engine */
     /* 1: prep may be called from any thread (requests go straight to the
      * engine, without the submission stage) and the engine completes them on
      * its own threads (no completion fd). */
@@ -137,8 +137,8 @@ extern const struct seda__file_engine_ops seda__file_threads_ops;
 struct seda__file_buffers {
     unsigned char *base; /* the arena (mmap), NULL if none */
     size_t size;
-    size_t used;         /* bump pointer, under lock */
-    uint8_t *class_of;   /* per 4 KiB page of the arena: class + 1 at a buffer's start, else 0 */
+    size_t used;       /* bump pointer, under lock */
+    uint8_t *class_of; /* per 4 KiB page of the arena: class + 1 at a buffer's start, else 0 */
     void *free_list[SEDA__FILE_CLASSES]; /* next pointer in each free buffer's first word */
     pthread_mutex_t lock;
     _Atomic uint64_t outstanding, heap;
@@ -165,9 +165,9 @@ struct seda_file_stage {
 
     const struct seda__file_engine_ops *ops; /* the stage's engine */
     struct seda__file_engine *engine;
-    struct seda__file_engine *pool;          /* the threads engine (open, close, fallbacks) */
-    seda_stage_t *submit;                    /* NULL on the threads engine */
-    seda_stage_t *pool_stage;                /* set by the threads engine */
+    struct seda__file_engine *pool; /* the threads engine (open, close, fallbacks) */
+    seda_stage_t *submit;           /* NULL on the threads engine */
+    seda_stage_t *pool_stage;       /* set by the threads engine */
     /* Where accepted requests are held until delivered (the drain waits for
      * them): the submission stage, or the pool on the threads engine. */
     seda_stage_t *hold;
@@ -181,17 +181,17 @@ struct seda_file_stage {
 
     /* ---- Home worker only (or destroy, once that thread is gone) ---- */
     seda__file_req_t *backlog_head, *backlog_tail;
-    bool flush_failed;           /* a flush is owed */
-    bool attached;               /* started on the home loop: watching, exit task set */
-    bool detached;               /* done with the home loop for good */
-    bool stopping;               /* destroy asked: finish what the kernel holds, then detach */
-    bool watch_failed;           /* the poller refused the fd: the timer reaps */
-    struct seda__watcher watcher;           /* the completion fd */
-    struct seda__loop_timer tick;           /* retries: parked completions, flushes */
-    struct seda__task attach_task;          /* posted at create */
-    struct seda__task arm_task;             /* posted to start the tick from another thread */
-    struct seda__task detach_task;          /* posted by destroy */
-    struct seda__task exit_task;            /* the loop exits with the stage attached */
+    bool flush_failed;             /* a flush is owed */
+    bool attached;                 /* started on the home loop: watching, exit task set */
+    bool detached;                 /* done with the home loop for good */
+    bool stopping;                 /* destroy asked: finish what the kernel holds, then detach */
+    bool watch_failed;             /* the poller refused the fd: the timer reaps */
+    struct seda__watcher watcher;  /* the completion fd */
+    struct seda__loop_timer tick;  /* retries: parked completions, flushes */
+    struct seda__task attach_task; /* posted at create */
+    struct seda__task arm_task;    /* posted to start the tick from another thread */
+    struct seda__task detach_task; /* posted by destroy */
+    struct seda__task exit_task;   /* the loop exits with the stage attached */
 
     /* Requests prepared for the kernel and not yet reaped. Written on the
      * home worker only; read by statistics (relaxed). */

@@ -140,7 +140,8 @@ static size_t aio_reap(struct seda__file_engine *e)
         if (n <= 0)
             break;
         for (int i = 0; i < n; i++)
-            seda__file_kernel_done(e->fs, evs[i].data, (long)evs[i].res); /* -errno encoded in res */
+            seda__file_kernel_done(e->fs, evs[i].data,
+                                   (long)evs[i].res); /* -errno encoded in res */
         total += (size_t)n;
         if (n < CHUNK)
             break;

@@ -50,7 +50,7 @@ static inline seda__file_req_t *req_of(seda_file_event_t *ev)
 }
 
 static seda__file_req_t *req_new(struct seda_file_stage *fs, int op, seda_file_t *f,
-                                  const seda_file_sink_t *sink, void *user)
+                                 const seda_file_sink_t *sink, void *user)
 {
     seda__file_req_t *r = calloc(1, sizeof *r);
     if (!r)
@@ -182,7 +182,8 @@ void seda__file_deliver_parked_waiting(struct seda_file_stage *fs, int64_t timeo
             if (e == -ETIMEDOUT)
                 seda__file_log(fs, SEDA_FILE_LOG_WARNING,
                                "file stage %s: a sink stayed full while the stage was destroyed; "
-                               "its completion goes to undeliverable", fs->name);
+                               "its completion goes to undeliverable",
+                               fs->name);
             undeliverable(fs, r);
         }
         seda_stage_release(stage);
@@ -217,11 +218,13 @@ void seda__file_kernel_done(struct seda_file_stage *fs, seda__file_req_t *r, int
     /* The home worker both raised in_kernel (file.c, prep_one) and lowers
      * it here: a load and a store (statistics read it relaxed). The same
      * thread wrote r before the kernel carried it here. */
-    atomic_store_explicit(&fs->in_kernel, atomic_load_explicit(&fs->in_kernel, memory_order_relaxed) - 1,
+    atomic_store_explicit(&fs->in_kernel,
+                          atomic_load_explicit(&fs->in_kernel, memory_order_relaxed) - 1,
                           memory_order_relaxed);
     /* A request the kernel interrupted because its file's close asked to
      * cancel it (an io_uring worker signalled mid-way) was cancelled. */
-    if (result == -EINTR && r->ev.file && atomic_load_explicit(&r->ev.file->closing, memory_order_acquire))
+    if (result == -EINTR && r->ev.file &&
+        atomic_load_explicit(&r->ev.file->closing, memory_order_acquire))
         result = -ECANCELED;
     seda__file_complete(r, result);
 }
@@ -250,8 +253,8 @@ bool seda__file_fault_no_direct(struct seda_file_stage *fs)
     return fault_hit(fs, SEDA_FILE_FAULT_NO_DIRECT) != 0;
 }
 
-int seda_file_stage_inject_fault(seda_file_stage_t *fs, uint32_t op_mask, uint64_t nth, uint32_t count,
-                                 int error)
+int seda_file_stage_inject_fault(seda_file_stage_t *fs, uint32_t op_mask, uint64_t nth,
+                                 uint32_t count, int error)
 {
     if (!fs || (op_mask && (error <= 0 || error > 4095 || nth == 0)))
         return -EINVAL;
@@ -520,11 +523,12 @@ static int check_aligned(seda_file_t *f, uint64_t offset, const void *buf, size_
         return 0;
     struct seda_file_stage *fs = f->fs;
     if (!atomic_exchange_explicit(&fs->warned_alignment, true, memory_order_relaxed))
-        seda__file_log(fs, SEDA_FILE_LOG_WARNING,
-                       "file stage %s: refused a request on an O_DIRECT file: offset %llu, length %zu, "
-                       "buffer %p must be multiples of %u (offset, length) and %u (buffer); "
-                       "use seda_file_buffer_alloc (further refusals are not logged)",
-                       fs->name, (unsigned long long)offset, len, buf, f->offset_align, f->mem_align);
+        seda__file_log(
+            fs, SEDA_FILE_LOG_WARNING,
+            "file stage %s: refused a request on an O_DIRECT file: offset %llu, length %zu, "
+            "buffer %p must be multiples of %u (offset, length) and %u (buffer); "
+            "use seda_file_buffer_alloc (further refusals are not logged)",
+            fs->name, (unsigned long long)offset, len, buf, f->offset_align, f->mem_align);
     return -EINVAL;
 }
 
@@ -555,8 +559,8 @@ static int rw_request(seda_file_t *f, int op, uint64_t offset, void *buf, size_t
     return accept_request(fs, f, r);
 }
 
-int seda_file_read(seda_file_t *f, uint64_t offset, void *buf, size_t len, const seda_file_sink_t *sink,
-                   void *user)
+int seda_file_read(seda_file_t *f, uint64_t offset, void *buf, size_t len,
+                   const seda_file_sink_t *sink, void *user)
 {
     return rw_request(f, SEDA_FILE_READ, offset, buf, len, sink, user);
 }
@@ -571,7 +575,8 @@ int seda_file_sync(seda_file_t *f, int datasync, const seda_file_sink_t *sink, v
 {
     if (!f || !sink_ok(sink))
         return -EINVAL;
-    seda__file_req_t *r = req_new(f->fs, datasync ? SEDA_FILE_FDATASYNC : SEDA_FILE_FSYNC, f, sink, user);
+    seda__file_req_t *r =
+        req_new(f->fs, datasync ? SEDA_FILE_FDATASYNC : SEDA_FILE_FSYNC, f, sink, user);
     if (!r)
         return -ENOMEM;
     return accept_request(f->fs, f, r);

@@ -55,9 +55,10 @@ struct seda__file_engine {
     struct seda_file_stage *fs;
     struct io_uring ring;
     int efd;
-    bool disabled; /* created R_DISABLED: start enables it */
-    bool defer;    /* DEFER_TASKRUN: reap asks for the completion work */
-    uint32_t depth;      /* requests in the kernel, at most */
+    bool disabled;   /* created R_DISABLED: start enables it */
+    int start_error; /* why enabling failed: every request completes with it */
+    bool defer;      /* DEFER_TASKRUN: reap asks for the completion work */
+    uint32_t depth;  /* requests in the kernel, at most */
     uint32_t cq_entries;
     unsigned unsubmitted; /* SQEs prepared since the last flush (submitter only) */
     /* Cancel SQEs not yet reaped (home worker only; relaxed). */
@@ -80,8 +81,8 @@ static const unsigned setups[SETUPS] = {
     [SETUP_SINGLE] = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_R_DISABLED,
     [SETUP_PLAIN] = IORING_SETUP_SUBMIT_ALL, /* 5.18 */
     [SETUP_BARE] = 0,
-    [SETUP_DEFER] = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-                    IORING_SETUP_R_DISABLED, /* 6.1 */
+    [SETUP_DEFER] = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+                    IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED, /* 6.1 */
 };
 
 static int uring_create(struct seda_file_stage *fs, struct seda__file_engine **out)
@@ -142,6 +143,8 @@ static int uring_start(struct seda__file_engine *e)
     int r = io_uring_register(e->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
     if (r == 0)
         e->disabled = false;
+    else
+        e->start_error = r;
     return r;
 }
 
@@ -157,8 +160,8 @@ static int uring_prep(struct seda__file_engine *e, seda__file_req_t *r)
     seda_file_event_t *ev = &r->ev;
     if (ev->op < SEDA_FILE_READ || ev->op > SEDA_FILE_FDATASYNC)
         return -EINVAL; /* never: open and close go to the pool */
-    if (e->disabled)
-        return -EBADFD; /* never started (seda__file_log said why) */
+    if (e->disabled)    /* start failed (seda__file_log said why) */
+        return e->start_error;
     if (atomic_load_explicit(&e->fs->in_kernel, memory_order_relaxed) >= (int64_t)e->depth)
         return -EAGAIN;
     struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
@@ -261,7 +264,8 @@ static size_t uring_reap(struct seda__file_engine *e)
             struct __kernel_timespec zero = { 0, 0 };
             struct io_uring_cqe *cqe;
             unsigned nr = waiting > (int64_t)e->cq_entries ? e->cq_entries : (unsigned)waiting;
-            (void)io_uring_wait_cqes(&e->ring, &cqe, nr, &zero, NULL); /* -ETIME: fewer than nr done */
+            (void)io_uring_wait_cqes(&e->ring, &cqe, nr, &zero,
+                                     NULL); /* times out: fewer than nr done */
         }
     }
     return take_cqes(e);

@@ -37,6 +37,17 @@ static inline int64_t seda__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* a + b, saturated at INT64_MAX / INT64_MIN instead of overflowing: every
+ * "now + a caller's interval" in the core goes through here, so that "a very
+ * long time" never becomes the past. */
+static inline int64_t seda__add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
 /* The clock for statistics: seda_clock_now, read through the TSC where the
  * kernel keeps time with it (clock.c says why and how). */
 struct seda_clock;
@@ -56,14 +67,24 @@ struct seda_notifier {
 /* Initialises an embedded futex notifier (no eventfd; nothing to free). */
 void seda__notifier_init(seda_notifier_t *n);
 
-/* The notifier's slow path: at least one thread is parked. */
-void seda__notifier_wake_slow(seda_notifier_t *n, int32_t count);
 
 /* Allocates `size` bytes aligned to a cache line, zeroed; NULL on failure. */
 void *seda__alloc_aligned(size_t size);
 
-/* ---- what the I/O layers ask of the runtime (runtime.c, shutdown.c) ---- */
+/* Logs through the runtime's log hook (seda_runtime_options.log), or with
+ * rt NULL or no hook, warnings and errors to stderr. printf-style; the
+ * message is cut at 512 bytes. Any thread (log.c). */
 struct seda_runtime;
+void seda__log(const struct seda_runtime *rt, int level, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* pthread_create with default attributes, returning Seda's code for a thread
+ * that cannot be started: -ENOMEM for pthread's EAGAIN ("no resources", not
+ * Seda's "full, try again"), the negated error otherwise (thread.c). */
+#include <pthread.h>
+int seda__thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/* ---- what the I/O layers ask of the runtime (runtime.c, shutdown.c) ---- */
 struct seda_stage;
 
 /* A shared thread's index for the next I/O component (a file stage) to
@@ -77,8 +98,6 @@ uint32_t seda__runtime_spread_thread(struct seda_runtime *rt);
  * it led to is enqueued. Any thread. */
 void seda__stage_hold(struct seda_stage *s);
 void seda__stage_unhold(struct seda_stage *s);
-
-
 
 /* ---- statistics (stats.c) ---------------------------------------------- */
 #include <stdatomic.h>

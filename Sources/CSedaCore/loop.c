@@ -172,8 +172,8 @@ void seda__loop_cancel_at_exit(struct seda__loop *l, struct seda__task *t)
 bool seda__loop_all_exited(const seda_runtime_t *rt)
 {
     /* Acquire: pairs with the seq_cst store of STOPPED made after every
-     * shared thread was joined (shutdown.c). */
-    return atomic_load_explicit(&rt->state, memory_order_acquire) == SEDA__RT_STOPPED;
+     * shared thread was joined (shutdown.c); DONE comes later. */
+    return atomic_load_explicit(&rt->state, memory_order_acquire) >= SEDA__RT_STOPPED;
 }
 
 /* At exit: each registered task once (a task may cancel others). */
@@ -324,7 +324,7 @@ static seda_stage_t *next_stage(struct seda__loop *l, bool *closed)
 
 /* Nothing to run: spin a little if no descriptor is watched, then sleep in
  * the poller until I/O, a wake or the next timer. */
-static void idle(struct seda__loop *l)
+static void idle_wait(struct seda__loop *l)
 {
     if (l->watchers == 0) {
         for (unsigned spin = 0; spin < IDLE_SPINS; spin++) {
@@ -354,6 +354,16 @@ static void idle(struct seda__loop *l)
     }
     count(&l->sleeps, 1);
     poll_io(l, timeout);
+}
+
+/* idle_wait, counted in the runtime's idle_threads meanwhile: a busy thread
+ * hands its run-next slot to the run queue while some thread idles
+ * (seda__run_turn). Relaxed both ways: a hint. */
+static void idle(struct seda__loop *l)
+{
+    atomic_fetch_add_explicit(&l->rt->idle_threads, 1, memory_order_relaxed);
+    idle_wait(l);
+    atomic_fetch_sub_explicit(&l->rt->idle_threads, 1, memory_order_relaxed);
 }
 
 void seda__loop_run(struct seda__loop *l)
@@ -414,6 +424,11 @@ void seda__loop_run(struct seda__loop *l)
 
 /* ---- creation ------------------------------------------------------------------- */
 
+static void poller_log(void *ctx, const char *message)
+{
+    seda__log(ctx, SEDA_LOG_WARNING, NULL, "%s", message);
+}
+
 int seda__loop_create(struct seda__worker *w, const seda_runtime_options_t *o,
                       struct seda__loop **out)
 {
@@ -440,6 +455,8 @@ int seda__loop_create(struct seda__worker *w, const seda_runtime_options_t *o,
     }
     seda_poller_options_t po = { 0 };
     po.uring_entries = o ? o->uring_entries : 0;
+    po.log = poller_log; /* the io_uring fallback warning, through the runtime's hook */
+    po.log_ctx = rt;
     r = seda_poller_create(&l->poller, o ? o->poller : SEDA_POLLER_DEFAULT, &po);
     if (r < 0)
         goto fail;

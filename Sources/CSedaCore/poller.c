@@ -16,10 +16,8 @@
 #include "poller.h"
 
 static const char *const backend_names[SEDA_POLLER_BACKEND_END] = {
-    [SEDA_POLLER_DEFAULT] = "default",
-    [SEDA_POLLER_SELECT] = "select",
-    [SEDA_POLLER_POLL] = "poll",
-    [SEDA_POLLER_EPOLL] = "epoll",
+    [SEDA_POLLER_DEFAULT] = "default",   [SEDA_POLLER_SELECT] = "select",
+    [SEDA_POLLER_POLL] = "poll",         [SEDA_POLLER_EPOLL] = "epoll",
     [SEDA_POLLER_IO_URING] = "io_uring",
 };
 

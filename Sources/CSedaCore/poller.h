@@ -32,8 +32,7 @@ struct seda_poller;
 
 /* Interest bits a registration may carry; ERR and HUP are always implied. */
 #define SEDA__POLLER_INTEREST (SEDA_POLLER_IN | SEDA_POLLER_OUT | SEDA_POLLER_RDHUP)
-#define SEDA__POLLER_ALL                                                                   \
-    (SEDA__POLLER_INTEREST | SEDA_POLLER_ERR | SEDA_POLLER_HUP)
+#define SEDA__POLLER_ALL (SEDA__POLLER_INTEREST | SEDA_POLLER_ERR | SEDA_POLLER_HUP)
 
 /* One slot per descriptor number, owned by poller.c, read by the backends. */
 struct seda__poller_fd {
@@ -59,15 +58,15 @@ enum seda__poller_op_kind {
 #define SEDA__POLLER_MORE 1u /* the operation stays armed: more completions follow */
 
 struct seda__poller_completion {
-    void *udata;   /* as given when the operation was started */
-    uint64_t op;   /* its handle */
-    int kind;      /* enum seda__poller_op_kind */
-    int fd;        /* the descriptor it runs on */
-    int32_t res;   /* ACCEPT: the new descriptor (non-blocking, close-on-exec);
+    void *udata;    /* as given when the operation was started */
+    uint64_t op;    /* its handle */
+    int kind;       /* enum seda__poller_op_kind */
+    int fd;         /* the descriptor it runs on */
+    int32_t res;    /* ACCEPT: the new descriptor (non-blocking, close-on-exec);
                     * RECV: bytes received, 0 at end of stream; SEND: bytes
                     * sent (may be short: send the rest again); or -errno */
-    uint32_t flags;  /* SEDA__POLLER_MORE */
-    void *buf;       /* RECV with res > 0: the bytes, in buffer buf_id of the
+    uint32_t flags; /* SEDA__POLLER_MORE */
+    void *buf;      /* RECV with res > 0: the bytes, in buffer buf_id of the
                       * operation's ring; owned by the handler until it hands
                       * the buffer back (buffer_put) */
     uint16_t buf_id;
@@ -147,8 +146,8 @@ struct seda__poller_completion_ops {
 /* ---- the backend interface ---------------------------------------------- */
 
 struct seda__poller_ops {
-    int backend;          /* enum seda_poller_backend */
-    int trigger;          /* enum seda_poller_trigger */
+    int backend; /* enum seda_poller_backend */
+    int trigger; /* enum seda_poller_trigger */
     /* Sets up p->impl and p->describe. Returns 0 or -errno. */
     int (*init)(struct seda_poller *p, const seda_poller_options_t *opts);
     /* Frees what init made. Registered descriptors are not closed. */
@@ -177,11 +176,11 @@ extern const struct seda__poller_ops seda__poller_uring_ops;
 
 struct seda_poller {
     const struct seda__poller_ops *ops;
-    void *impl;                   /* the backend's state */
-    struct seda__poller_fd *fds;  /* indexed by descriptor number */
-    uint32_t fds_cap;             /* slots in fds */
-    int count;                    /* registered descriptors */
-    int fallback_error;           /* io_uring's refusal, or 0 */
+    void *impl;                  /* the backend's state */
+    struct seda__poller_fd *fds; /* indexed by descriptor number */
+    uint32_t fds_cap;            /* slots in fds */
+    int count;                   /* registered descriptors */
+    int fallback_error;          /* io_uring's refusal, or 0 */
     char describe[96];
 };
 

@@ -50,9 +50,18 @@ static inline uint64_t make_ud(unsigned kind, uint32_t gen, uint32_t index)
     return (uint64_t)kind << 56 | (uint64_t)(gen & GEN_MASK) << 32 | index;
 }
 
-static inline unsigned ud_kind(uint64_t ud) { return (unsigned)(ud >> 56); }
-static inline uint32_t ud_gen(uint64_t ud) { return (uint32_t)(ud >> 32) & GEN_MASK; }
-static inline uint32_t ud_index(uint64_t ud) { return (uint32_t)ud; }
+static inline unsigned ud_kind(uint64_t ud)
+{
+    return (unsigned)(ud >> 56);
+}
+static inline uint32_t ud_gen(uint64_t ud)
+{
+    return (uint32_t)(ud >> 32) & GEN_MASK;
+}
+static inline uint32_t ud_index(uint64_t ud)
+{
+    return (uint32_t)ud;
+}
 
 /* A poll request that ended with an error is not re-armed; its descriptor's
  * slot holds this instead of an armed generation. */
@@ -80,8 +89,8 @@ struct seda__poller_bufring {
     uint32_t count, size;
     int mask;
     uint16_t bgid;
-    uint64_t puts;          /* buffers handed back so far */
-    uint64_t puts_at_enter; /* puts when the last io_uring_enter began */
+    uint64_t puts;                       /* buffers handed back so far */
+    uint64_t puts_at_enter;              /* puts when the last io_uring_enter began */
     uint32_t starved_head, starved_tail; /* recvs waiting for a buffer, FIFO */
     struct seda__poller_bufring *next;   /* the poller's list */
 };
@@ -92,7 +101,7 @@ struct uring_impl {
     bool closing;  /* destroy is draining: completions are only counted */
     bool owned;
     pthread_t owner;
-    uint32_t stamp;     /* wait number, for merging two completions of one fd */
+    uint32_t stamp;       /* wait number, for merging two completions of one fd */
     uint32_t completions; /* delivered by the current wait */
     struct op *ops;
     uint32_t ops_cap, free_head;
@@ -312,9 +321,7 @@ static void prep_op(struct uring_impl *s, uint32_t i, const void *buf, uint32_t 
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = o->br->bgid;
         break;
-    case SEDA__POLLER_OP_SEND:
-        io_uring_prep_send(sqe, o->fd, buf, len, MSG_NOSIGNAL);
-        break;
+    case SEDA__POLLER_OP_SEND: io_uring_prep_send(sqe, o->fd, buf, len, MSG_NOSIGNAL); break;
     }
     io_uring_sqe_set_data64(sqe, make_ud(UD_OP, o->gen, i));
     o->state = OP_ARMED;
@@ -461,13 +468,15 @@ static int uring_bufring_create(struct seda_poller *p, uint32_t count, uint32_t 
     if (br == NULL)
         return -ENOMEM;
     long page = sysconf(_SC_PAGESIZE);
-    br->ring_bytes = ((size_t)count * sizeof(struct io_uring_buf) + (size_t)page - 1) &
-                     ~((size_t)page - 1);
+    br->ring_bytes =
+        ((size_t)count * sizeof(struct io_uring_buf) + (size_t)page - 1) & ~((size_t)page - 1);
     br->bufs_bytes = (size_t)count * size;
     /* The ring must be page-aligned: mmap gives that (liburing 2.4's
      * io_uring_setup_buf_ring does the same; 2.3 lacks it). */
-    br->ring = mmap(NULL, br->ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    br->bufs = mmap(NULL, br->bufs_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    br->ring =
+        mmap(NULL, br->ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    br->bufs =
+        mmap(NULL, br->bufs_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (br->ring == MAP_FAILED || br->bufs == MAP_FAILED) {
         rc = -ENOMEM;
         goto fail;
@@ -620,8 +629,7 @@ static void on_op(struct seda_poller *p, uint64_t ud, int32_t res, uint32_t cfla
         if (res > 0 && !more && rearm(s, i))
             c.flags = SEDA__POLLER_MORE;
         break;
-    case SEDA__POLLER_OP_SEND:
-        break;
+    case SEDA__POLLER_OP_SEND: break;
     }
     if (!(c.flags & SEDA__POLLER_MORE))
         op_free(s, i); /* before the handler, which may start a new one */
@@ -709,8 +717,7 @@ static int uring_wait(struct seda_poller *p, seda_poller_event_t *out, int max, 
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts = { .tv_sec = timeout_ns / 1000000000,
                                         .tv_nsec = timeout_ns % 1000000000 };
-        rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, timeout_ns < 0 ? NULL : &ts,
-                                              NULL);
+        rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, timeout_ns < 0 ? NULL : &ts, NULL);
     }
     n = reap(p, out, max);
     if (n > 0 || s->completions > 0)

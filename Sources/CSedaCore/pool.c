@@ -10,6 +10,14 @@
 
 #include "runtime_internal.h"
 
+struct seda__pool_thread {
+    struct seda__pool_thread *next;
+    struct seda_stage *stage;
+    pthread_t tid;
+    _Atomic bool exited;
+    struct seda__worker worker;
+};
+
 static bool should_exit(seda_stage_t *s)
 {
     uint32_t live = atomic_load_explicit(&s->live_threads, memory_order_seq_cst);
@@ -33,12 +41,7 @@ static void *pool_thread(void *p)
     struct seda__pool_thread *self = p;
     seda_stage_t *s = self->stage;
     struct seda__worker *w = &self->worker;
-    w->rt = s->rt;
     seda__worker_tls = w;
-    w->buf = malloc(SEDA__BATCH_LIMIT * sizeof(void *));
-    w->stamps = malloc(SEDA__BATCH_LIMIT * sizeof(uint32_t));
-    if (!w->buf || !w->stamps)
-        abort();
     seda_notifier_t *n = s->notifier;
     unsigned since_sample = 0;
     for (;;) {
@@ -48,8 +51,7 @@ static void *pool_thread(void *p)
         int k = seda__stage_dequeue(s, w->buf, w->stamps, batch_max);
         if (k > 0) {
             /* Sample the depth on the first batch after a wait and every 16th. */
-            seda__run_batch(w, s, w->buf, w->stamps, (size_t)k,
-                            since_sample++ % 16 == 0 && (uint32_t)k == batch_max);
+            seda__run_batch(w, s, (size_t)k, since_sample++ % 16 == 0 && (uint32_t)k == batch_max);
             continue;
         }
         since_sample = 0;
@@ -68,12 +70,14 @@ static void *pool_thread(void *p)
         }
         seda_notifier_park(n, epoch, -1);
     }
-    free(w->buf);
-    free(w->stamps);
-    w->buf = NULL;
-    w->stamps = NULL;
     atomic_store_explicit(&self->exited, true, memory_order_release);
     return NULL;
+}
+
+static void pool_thread_free(struct seda__pool_thread *t)
+{
+    seda__worker_free(&t->worker);
+    free(t);
 }
 
 void seda__reap_pool(seda_stage_t *s, bool all)
@@ -84,7 +88,7 @@ void seda__reap_pool(seda_stage_t *s, bool all)
         if (all || atomic_load_explicit(&t->exited, memory_order_acquire)) {
             pthread_join(t->tid, NULL);
             *pp = t->next;
-            free(t);
+            pool_thread_free(t);
         } else {
             pp = &t->next;
         }
@@ -97,17 +101,22 @@ int seda__start_pool_thread(seda_stage_t *s)
     if (!t)
         return -ENOMEM;
     t->stage = s;
-    atomic_fetch_add_explicit(&s->live_threads, 1, memory_order_acq_rel);
-    int r = pthread_create(&t->tid, NULL, pool_thread, t);
-    if (r != 0) {
-        atomic_fetch_sub_explicit(&s->live_threads, 1, memory_order_acq_rel);
+    t->worker.rt = s->rt;
+    int r = seda__worker_alloc(&t->worker);
+    if (r < 0) {
         free(t);
-        /* pthread's EAGAIN means "no resources": not our "full". */
-        return r == EAGAIN ? -ENOMEM : -r;
+        return r;
+    }
+    atomic_fetch_add_explicit(&s->live_threads, 1, memory_order_acq_rel);
+    r = seda__thread_start(&t->tid, pool_thread, t);
+    if (r < 0) {
+        atomic_fetch_sub_explicit(&s->live_threads, 1, memory_order_acq_rel);
+        pool_thread_free(t);
+        return r;
     }
     seda__name_thread(t->tid, s->name);
     if (s->pin_cpu >= 0)
-        seda__pin_thread(t->tid, s->pin_cpu);
+        seda__pin_thread(s->rt, t->tid, s->pin_cpu);
     t->next = s->threads;
     s->threads = t;
     return 0;
@@ -127,7 +136,7 @@ void seda__pool_join(seda_stage_t *s)
         struct seda__pool_thread *t = threads;
         threads = t->next;
         pthread_join(t->tid, NULL);
-        free(t);
+        pool_thread_free(t);
     }
 }
 

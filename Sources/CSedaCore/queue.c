@@ -143,8 +143,8 @@ static inline int64_t claim_for_enqueue(seda_queue_t *q, size_t count)
         for (i = 0; i < count; i++) {
             /* Acquire pairs with the consumer's release in publish_free: we
              * must not overwrite the slot before that consumer has read it. */
-            uint32_t seq = atomic_load_explicit(&q->slots[(pos + i) & q->mask].seq,
-                                                memory_order_acquire);
+            uint32_t seq =
+                atomic_load_explicit(&q->slots[(pos + i) & q->mask].seq, memory_order_acquire);
             dif = seq_diff(seq, pos + i);
             if (dif != 0)
                 break;
@@ -153,8 +153,7 @@ static inline int64_t claim_for_enqueue(seda_queue_t *q, size_t count)
             /* seq_cst: this RMW is the publication half of the notifier's
              * park protocol (see notifier.h); on failure pos is reloaded. */
             if (atomic_compare_exchange_weak_explicit(&q->tail, &pos, pos + count,
-                                                      memory_order_seq_cst,
-                                                      memory_order_relaxed))
+                                                      memory_order_seq_cst, memory_order_relaxed))
                 return (int64_t)pos;
         } else if (dif < 0) {
             /* Slot pos+i still holds the event of the previous lap: full,
@@ -247,8 +246,8 @@ static inline int claim_for_dequeue(seda_queue_t *q, size_t max, uint64_t *first
         size_t k;
         for (k = 0; k < max; k++) {
             /* Acquire pairs with the producer's release in publish_slot. */
-            uint32_t seq = atomic_load_explicit(&q->slots[(pos + k) & q->mask].seq,
-                                                memory_order_acquire);
+            uint32_t seq =
+                atomic_load_explicit(&q->slots[(pos + k) & q->mask].seq, memory_order_acquire);
             dif = seq_diff(seq, pos + k + 1);
             if (dif != 0)
                 break;
@@ -259,8 +258,7 @@ static inline int claim_for_dequeue(seda_queue_t *q, size_t max, uint64_t *first
              * seq_cst only for the "room" half of the park protocol (a
              * producer waiting for room, see seda_queue_enqueue_wait). On
              * failure pos is reloaded. */
-            if (atomic_compare_exchange_weak_explicit(&q->head, &pos, pos + k,
-                                                      memory_order_seq_cst,
+            if (atomic_compare_exchange_weak_explicit(&q->head, &pos, pos + k, memory_order_seq_cst,
                                                       memory_order_relaxed)) {
                 *first = pos;
                 return (int)k;
@@ -330,10 +328,11 @@ static int64_t time_left(int64_t deadline)
     return left > 0 ? left : 0;
 }
 
-/* The deadline `timeout_ns` from now (-1: none). */
+/* The deadline `timeout_ns` from now (-1: none), saturated: INT64_MAX
+ * leaves time_left positive for ever. */
 static int64_t deadline_after(int64_t timeout_ns)
 {
-    return timeout_ns < 0 ? -1 : seda__now_ns() + timeout_ns;
+    return timeout_ns < 0 ? -1 : seda__add_sat(seda__now_ns(), timeout_ns);
 }
 
 int seda_queue_dequeue_wait(seda_queue_t *q, void **events, uint32_t *stamps, size_t max,
@@ -408,7 +407,8 @@ int seda_queue_close(seda_queue_t *q)
 
 int seda_queue_is_closed(const seda_queue_t *q)
 {
-    return (atomic_load_explicit(&((seda_queue_t *)q)->tail, memory_order_seq_cst) & CLOSED_BIT) != 0;
+    return (atomic_load_explicit(&((seda_queue_t *)q)->tail, memory_order_seq_cst) & CLOSED_BIT) !=
+           0;
 }
 
 size_t seda_queue_size(const seda_queue_t *q)

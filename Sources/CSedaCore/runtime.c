@@ -31,17 +31,21 @@ int seda_runtime_create(seda_runtime_t **out, const seda_runtime_options_t *opts
         o = *opts;
     if (!out)
         return -EINVAL;
-    uint32_t threads = o.cpu_threads;
-    if (threads == 0) {
-        cpu_set_t set;
-        threads = sched_getaffinity(0, sizeof set, &set) == 0 ? (uint32_t)CPU_COUNT(&set) : 1;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+        CPU_ZERO(&allowed);
+        CPU_SET(0, &allowed);
     }
+    uint32_t threads = o.cpu_threads ? o.cpu_threads : (uint32_t)CPU_COUNT(&allowed);
     seda_runtime_t *rt = seda__alloc_aligned(sizeof *rt);
     if (!rt)
         return -ENOMEM;
+    rt->allowed_cpus = allowed;
     rt->clock = o.clock ? o.clock : seda_clock_monotonic();
     rt->run_queue_capacity = o.run_queue_capacity ? o.run_queue_capacity : 65536;
     rt->pin = o.pin_threads != 0;
+    rt->log = o.log;
+    rt->log_ctx = o.log_ctx;
     atomic_init(&rt->refs, 1);
     pthread_mutex_init(&rt->lock, NULL);
     pthread_mutex_init(&rt->park_lock, NULL);
@@ -117,7 +121,8 @@ seda_stage_t **seda__snapshot_stages(seda_runtime_t *rt, size_t *n)
     return all;
 }
 
-size_t seda_runtime_each_stage(seda_runtime_t *rt, void (*fn)(void *ctx, seda_stage_t *s), void *ctx)
+size_t seda_runtime_each_stage(seda_runtime_t *rt, void (*fn)(void *ctx, seda_stage_t *s),
+                               void *ctx)
 {
     size_t n;
     seda_stage_t **all = seda__snapshot_stages(rt, &n);
@@ -131,6 +136,8 @@ size_t seda_runtime_each_stage(seda_runtime_t *rt, void (*fn)(void *ctx, seda_st
 
 seda_stage_t *seda_runtime_find_stage(seda_runtime_t *rt, const char *name)
 {
+    if (!rt || !name)
+        return NULL;
     seda_stage_t *found = NULL;
     pthread_mutex_lock(&rt->lock);
     for (seda_stage_t *s = rt->stages; s; s = s->next) {

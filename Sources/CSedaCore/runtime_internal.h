@@ -17,7 +17,8 @@
  *   backpressure.c  clogged/drained, parking stages upstream of clogged ones
  *   codel.c         the CoDel queue discipline
  *   shutdown.c      hand back, drain, stage finish, runtime shutdown/destroy
- *   thread.c        naming and pinning threads
+ *   thread.c        starting, naming and pinning threads
+ *   log.c           the log hook (seda_runtime_options.log)
  *
  * Scheduling on the shared thread manager. A stage's `active` counts its
  * instances that are on the run queue or running (at most its concurrency).
@@ -44,6 +45,7 @@
 #define SEDA_RUNTIME_INTERNAL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -54,11 +56,18 @@
 #include "seda/queue.h"
 #include "seda/runtime.h"
 
-#define SEDA__NAME_MAX_LEN 63
-#define SEDA__BATCH_LIMIT 1024
 #define SEDA__INLINE_EDGES 8
 
-enum { SEDA__RT_RUNNING = 0, SEDA__RT_DRAINING = 1, SEDA__RT_STOPPING = 2, SEDA__RT_STOPPED = 3 };
+/* The runtime's life: RUNNING; DRAINING (shutdown's drain); STOPPING (queues
+ * closed, threads stopping); STOPPED (shared threads joined); DONE (every
+ * stage finished: shutdown has returned or is returning). */
+enum {
+    SEDA__RT_RUNNING = 0,
+    SEDA__RT_DRAINING = 1,
+    SEDA__RT_STOPPING = 2,
+    SEDA__RT_STOPPED = 3,
+    SEDA__RT_DONE = 4,
+};
 
 /*
  * What a thread of the runtime (a shared thread or a pool thread) keeps for
@@ -72,12 +81,16 @@ struct seda__worker {
     seda_runtime_t *rt;
     seda_stage_t *stage; /* the stage whose handler runs now, or NULL */
     uint32_t batch_us;   /* that batch's start stamp */
+    /* That batch's size; its stamps are in `stamps` (one per event, in the
+     * order the handler got them), for seda_batch_is_control. */
+    size_t batch_len;
     /* A thread of the shared thread manager (not a dedicated pool). */
     bool cpu_thread;
     /* A shared thread's "run next" slot: a stage its own handler just fed
      * runs on this thread, right after the current turn, while the events are
-     * still in its cache (DESIGN: "the thread already holding the data"). The
-     * slot's stage holds an instance's reference, like a run queue entry. */
+     * still in its cache: the hop costs a function call, not a wake-up and
+     * cache misses on another CPU. The slot's stage holds an instance's
+     * reference, like a run queue entry. */
     seda_stage_t *next;
     /* When this thread's last batch ended (0: stale, e.g. after waiting): the
      * next batch's start time, saving a clock read (~25 ns here) per batch. */
@@ -104,20 +117,8 @@ static inline struct seda__worker *seda__worker_of(const seda_runtime_t *rt)
     return w && w->rt == rt ? w : NULL;
 }
 
-/* The stage whose handler this thread runs now, or NULL. */
-static inline seda_stage_t *seda__current_stage(void)
-{
-    struct seda__worker *w = seda__worker_tls;
-    return w ? w->stage : NULL;
-}
-
-struct seda__pool_thread {
-    struct seda__pool_thread *next;
-    struct seda_stage *stage;
-    pthread_t tid;
-    _Atomic bool exited;
-    struct seda__worker worker;
-};
+/* A dedicated pool's thread (pool.c). */
+struct seda__pool_thread;
 
 struct seda_stage {
     /* Read-only after create. */
@@ -138,12 +139,17 @@ struct seda_stage {
     uint32_t concurrency; /* shared: runs at once; dedicated: max threads */
     int manager;
     int pin_cpu;
-    char name[SEDA__NAME_MAX_LEN + 1];
+    char name[SEDA_STAGE_NAME_MAX + 1];
     /* A stage bound to one shared thread: that thread's loop (only it runs
      * the stage); NULL for any shared thread or a dedicated pool. */
     struct seda__loop *home;
     struct seda_stage *next; /* runtime's list, under rt->lock */
+    /* Set by whoever takes the stage down (destroy or shutdown), once. */
     _Atomic bool destroyed;
+    /* Set (release) when that is done: its threads are done with the handler
+     * and the destroy callback has returned. Read (acquire) by a shutdown
+     * that found the stage already being destroyed by another thread. */
+    _Atomic bool finished;
 
     /* Producers read this on every enqueue; workers write it per turn. */
     alignas(SEDA__CACHELINE) _Atomic uint32_t active;
@@ -159,6 +165,10 @@ struct seda_stage {
     /* Written by the threads running the handler. */
     alignas(SEDA__CACHELINE) _Atomic uint64_t processed;
     _Atomic uint64_t batches, handler_errors, handler_ns, queue_peak, handed_back, dropped, pauses;
+    /* Batches on the shared threads that ran far longer than usual (a
+     * handler that blocked them; see batch.c), and whether that was logged. */
+    _Atomic uint64_t stalled_batches, stalled_ns;
+    _Atomic bool stall_logged;
     seda__histogram_t queue_delay, service_time;
 
     /* Work held outside the queue (see "Quiescence" above): both only grow. */
@@ -175,9 +185,13 @@ struct seda_stage {
      * stage's `paused` list; both fields under rt->park_lock. */
     bool pause_when_clogged;
     struct seda_stage *parked_on;
+    struct seda_stage *chain_next; /* a cycle being unparked, under park_lock */
     struct seda_stage **paused;
     size_t n_paused, cap_paused;
-    seda_stage_state_fn on_state;
+    /* The watcher, installed once at any time: state_ctx is written (under
+     * rt->park_lock, which serialises installs) before on_state is stored
+     * with release; a reader loads on_state with acquire, then state_ctx. */
+    _Atomic(seda_stage_state_fn) on_state;
     void *state_ctx;
     _Atomic uint32_t refs;
 
@@ -204,11 +218,22 @@ struct seda_runtime {
     struct seda__worker **workers; /* one per shared thread */
     uint32_t workers_len;          /* entries in workers (some may be NULL) */
     bool pin;
+    seda_log_fn log; /* NULL: warnings and errors to stderr */
+    void *log_ctx;
+    /* The CPUs the creating thread may run on (its affinity mask, which a
+     * cpuset container restricts): pinning picks among these. */
+    cpu_set_t allowed_cpus;
     alignas(SEDA__CACHELINE) _Atomic int state;
+
+    /* Shared threads with nothing to run (spinning on, or parked at, the run
+     * queue). A hint, relaxed both ways: a busy thread reads it to decide
+     * whether to hand its run-next slot to an idle thread. Its own line: it
+     * changes on every idle transition, `state` is read by every enqueue. */
+    alignas(SEDA__CACHELINE) _Atomic uint32_t idle_threads;
 
     /* The owner's reference plus one per stage still in memory: a stage
      * handle may outlive seda_runtime_destroy, and its enqueues read here. */
-    _Atomic uint32_t refs;
+    alignas(SEDA__CACHELINE) _Atomic uint32_t refs;
     pthread_mutex_t lock; /* the stage list and the run queue budget */
     /* Parking stages upstream of clogged ones: rare, so one lock for the
      * whole runtime, which also makes the cycle check race-free. */
@@ -233,20 +258,6 @@ static inline uint32_t seda__us_stamp(int64_t ns)
     return (uint32_t)(ns / 1000) & SEDA__STAMP_TIME;
 }
 
-static inline uint32_t seda__now_us(const seda_runtime_t *rt)
-{
-    return seda__us_stamp(seda__clock_now_fast(rt->clock));
-}
-
-/* A counter bump: a plain load + store when the caller is its only writer. */
-static inline void seda__bump(_Atomic uint64_t *c, uint64_t by, bool exclusive, memory_order mo)
-{
-    if (exclusive)
-        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by, mo);
-    else
-        atomic_fetch_add_explicit(c, by, mo);
-}
-
 /* ---- runtime.c ---- */
 void seda__runtime_release(seda_runtime_t *rt);
 /* References to every live stage, in creation order; the caller frees the
@@ -266,12 +277,6 @@ uint64_t seda__stage_accepted(const seda_stage_t *s);
 void seda__stage_close(seda_stage_t *s);
 bool seda__stage_is_closed(const seda_stage_t *s);
 void seda__stage_free_queues(seda_stage_t *s);
-
-/* The lowest class: where events without a class go. */
-static inline seda_queue_t *seda__default_queue(const seda_stage_t *s)
-{
-    return s->queues[s->classes - 1];
-}
 
 /* ---- scheduler.c ---- */
 /* Puts one instance of s on the run queue; the instance owns a reference
@@ -298,15 +303,21 @@ void seda__reap_pool(seda_stage_t *s, bool all);
 void seda__pool_join(seda_stage_t *s);
 
 /* ---- batch.c ---- */
-/* Runs one dequeued batch through the handler on the calling runtime thread
- * (worker w) and records its statistics. */
-void seda__run_batch(struct seda__worker *w, seda_stage_t *s, void **events, uint32_t *stamps,
-                     size_t k, bool sample_depth);
+/* Allocates a worker's batch buffers (before its thread starts, so that a
+ * failure is a return code, not an abort). Returns 0 or -ENOMEM. */
+int seda__worker_alloc(struct seda__worker *w);
+void seda__worker_free(struct seda__worker *w);
+/* Runs the batch of k events the calling runtime thread (worker w) has
+ * dequeued into w->buf / w->stamps through the handler, and records its
+ * statistics. */
+void seda__run_batch(struct seda__worker *w, seda_stage_t *s, size_t k, bool sample_depth);
 
 /* ---- backpressure.c ---- */
-void seda__set_clogged(seda_stage_t *s, bool clogged);
-/* After a turn: a clogged stage whose queue fell to a quarter has drained. */
+/* After a batch: a clogged stage whose queue fell to a quarter has drained. */
 void seda__check_drained(seda_stage_t *s);
+/* After an enqueue into s found it full: marks it clogged (reporting the
+ * transition), then checks whether it drained meanwhile. */
+void seda__note_full(seda_stage_t *s);
 /* Parks this turn's instance of `up` on `down` if `down` is still clogged
  * (not where it would close a cycle). Returns whether it parked. */
 bool seda__park_upstream(seda_stage_t *up, seda_stage_t *down);
@@ -321,14 +332,16 @@ void seda__unpark_self(seda_stage_t *s);
 size_t seda__codel_filter(seda_stage_t *s, void **events, uint32_t *stamps, size_t k, int64_t now);
 
 /* ---- shutdown.c ---- */
-/* Gives every queued event of s to its drop callback (counted). */
-void seda__hand_back_all(seda_stage_t *s);
 /* Finishes a stage whose `destroyed` flag the caller set. */
 void seda__stage_finish(seda_stage_t *s, int mode);
-void seda__sleep_briefly(void);
 
 /* ---- thread.c ---- */
 void seda__name_thread(pthread_t t, const char *name);
-void seda__pin_thread(pthread_t t, int cpu);
+/* The CPU number of the index-th CPU (wrapping around) set in `allowed`,
+ * or -1 when none is. */
+int seda__nth_allowed_cpu(const cpu_set_t *allowed, int index);
+/* Pins t to the index-th CPU (wrapping) of the CPUs the runtime's creator
+ * was allowed (rt->allowed_cpus). */
+void seda__pin_thread(const seda_runtime_t *rt, pthread_t t, int index);
 
 #endif /* SEDA_RUNTIME_INTERNAL_H */

@@ -93,20 +93,32 @@ void seda__run_turn(struct seda__worker *w, seda_stage_t *s)
             /* More waiting: let another thread take the next batch now. */
             uint32_t a = atomic_load_explicit(&s->active, memory_order_relaxed);
             while (a < s->concurrency) {
-                if (atomic_compare_exchange_weak_explicit(&s->active, &a, a + 1,
-                                                          memory_order_seq_cst,
-                                                          memory_order_relaxed)) {
+                if (atomic_compare_exchange_weak_explicit(
+                        &s->active, &a, a + 1, memory_order_seq_cst, memory_order_relaxed)) {
                     seda__push_stage(s, true);
                     break;
                 }
             }
         }
         /* The queue's depth is sampled once per turn, at its first batch. */
-        seda__run_batch(w, s, buf, stamps, (size_t)k, batches == 0 && (uint32_t)k == batch_max);
+        seda__run_batch(w, s, (size_t)k, batches == 0 && (uint32_t)k == batch_max);
         done += (uint32_t)k;
         if (done >= budget || batches + 1 == TURN_BATCHES_MAX || w->blocked_by) {
             more = true;
             break;
+        }
+        /* The turn goes on, and the stage this handler fed waits in the
+         * run-next slot until it ends (up to TURN_BATCHES_MAX batches). If
+         * another shared thread has nothing to do, let it run that stage
+         * now: its events would otherwise wait while a CPU idles. When the
+         * turn is about to end anyway (nothing left), keep the slot: the
+         * stage runs next here, with the events still in cache and no
+         * wake-up. A stage bound to this thread stays: only it may run it. */
+        if (w->next && !w->next->home &&
+            atomic_load_explicit(&w->rt->idle_threads, memory_order_relaxed) > 0 &&
+            seda__stage_size(s) > 0) {
+            seda__push_stage(w->next, false);
+            w->next = NULL;
         }
     }
     if (w->blocked_by) {
@@ -164,17 +176,11 @@ static void *cpu_thread(void *p)
     struct seda__worker *w = p;
     struct start_sync *st = w->start;
     seda__worker_tls = w;
-    w->buf = malloc(SEDA__BATCH_LIMIT * sizeof(void *));
-    w->stamps = malloc(SEDA__BATCH_LIMIT * sizeof(uint32_t));
-    int r = w->buf && w->stamps ? seda__loop_create(w, st->opts, &w->loop) : -ENOMEM;
+    int r = seda__loop_create(w, st->opts, &w->loop);
     w->start = NULL;
     started(st, r); /* st is gone from here on */
     if (r == 0)
         seda__loop_run(w->loop);
-    free(w->buf);
-    free(w->stamps);
-    w->buf = NULL;
-    w->stamps = NULL;
     return NULL;
 }
 
@@ -193,12 +199,15 @@ int seda__scheduler_start(seda_runtime_t *rt, uint32_t threads, const seda_runti
         w->index = i;
         w->cpu_thread = true;
         rt->workers[i] = w;
+        int r = seda__worker_alloc(w);
+        if (r < 0)
+            return r;
         struct start_sync st = { .opts = opts };
         pthread_mutex_init(&st.lock, NULL);
         pthread_cond_init(&st.cond, NULL);
         w->start = &st;
-        int e = pthread_create(&rt->cpu[i], NULL, cpu_thread, w);
-        if (e == 0) {
+        r = seda__thread_start(&rt->cpu[i], cpu_thread, w);
+        if (r == 0) {
             pthread_mutex_lock(&st.lock);
             while (!st.done)
                 pthread_cond_wait(&st.cond, &st.lock);
@@ -206,8 +215,8 @@ int seda__scheduler_start(seda_runtime_t *rt, uint32_t threads, const seda_runti
         }
         pthread_mutex_destroy(&st.lock);
         pthread_cond_destroy(&st.cond);
-        if (e != 0)
-            return e == EAGAIN ? -ENOMEM : -e;
+        if (r < 0)
+            return r;
         if (st.err < 0) {
             pthread_join(rt->cpu[i], NULL);
             return st.err;
@@ -217,7 +226,7 @@ int seda__scheduler_start(seda_runtime_t *rt, uint32_t threads, const seda_runti
         snprintf(name, sizeof name, "seda-cpu%u", i);
         seda__name_thread(rt->cpu[i], name);
         if (rt->pin)
-            seda__pin_thread(rt->cpu[i], (int)i);
+            seda__pin_thread(rt, rt->cpu[i], (int)i);
     }
     return 0;
 }
@@ -235,8 +244,10 @@ void seda__scheduler_stop(seda_runtime_t *rt)
 void seda__scheduler_free(seda_runtime_t *rt)
 {
     for (uint32_t i = 0; i < rt->workers_len; i++) {
-        if (rt->workers[i])
+        if (rt->workers[i]) {
             seda__loop_destroy(rt->workers[i]->loop);
+            seda__worker_free(rt->workers[i]);
+        }
         free(rt->workers[i]);
     }
     free(rt->workers);

@@ -1,6 +1,11 @@
-/* Version, error strings and the kernel feature probe. */
+/*
+ * Version, error strings and the kernel feature probe. The probe asks the
+ * kernel directly (io_uring_setup, io_setup): it needs neither liburing nor
+ * libaio, which only the files that drive rings and AIO link (CMakeLists).
+ */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +14,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <libaio.h>
-#include <liburing.h>
+#include <linux/aio_abi.h>
+#include <linux/io_uring.h>
 
 #include "internal.h"
 #include "seda/seda.h"
@@ -20,20 +25,40 @@ const char *seda_version(void)
     return SEDA_VERSION_STRING;
 }
 
+/* The errno value of a code of either sign; -1 for INT_MIN, which has no
+ * positive counterpart (negating it overflows). */
+static int errno_of(int code)
+{
+    if (code == INT_MIN)
+        return -1;
+    return code < 0 ? -code : code;
+}
+
 const char *seda_strerror(int code)
 {
-    if (code < 0)
-        code = -code;
-    switch (code) {
+    int e = errno_of(code);
+    switch (e) {
     case 0: return "success";
-    case EAGAIN: return "queue full or empty (try again)";
-    case EPIPE: return "queue closed";
-    case EINVAL: return "invalid argument";
-    case ETIMEDOUT: return "timed wait expired";
-    case ENOMEM: return "out of memory";
-    case EINTR: return "interrupted by a signal";
-    case EBADF: return "no such file descriptor";
-    default: return strerror(code); /* glibc: thread-safe for known codes */
+#define SEDA_MESSAGE(name, message) \
+    case name: return message;
+        SEDA_ERRNO_MAP(SEDA_MESSAGE)
+#undef SEDA_MESSAGE
+    default: break;
+    }
+    /* glibc's own table: static strings, NULL for an unknown code. */
+    const char *d = e > 0 ? strerrordesc_np(e) : NULL;
+    return d ? d : "unknown error";
+}
+
+const char *seda_err_name(int code)
+{
+    switch (errno_of(code)) {
+    case 0: return "OK";
+#define SEDA_NAME(name, message) \
+    case name: return #name;
+        SEDA_ERRNO_MAP(SEDA_NAME)
+#undef SEDA_NAME
+    default: return "UNKNOWN";
     }
 }
 
@@ -59,15 +84,17 @@ static uint32_t probe_features(void)
         f |= SEDA_FEATURE_EVENTFD;
         close(fd);
     }
-    struct io_uring ring;
-    if (io_uring_queue_init(2, &ring, 0) == 0) {
+    struct io_uring_params params;
+    memset(&params, 0, sizeof params);
+    fd = (int)syscall(SYS_io_uring_setup, 2, &params);
+    if (fd >= 0) {
         f |= SEDA_FEATURE_IO_URING;
-        io_uring_queue_exit(&ring);
+        close(fd);
     }
-    io_context_t ctx = 0;
-    if (io_setup(1, &ctx) == 0) {
+    aio_context_t ctx = 0;
+    if (syscall(SYS_io_setup, 1, &ctx) == 0) {
         f |= SEDA_FEATURE_LIBAIO;
-        io_destroy(ctx);
+        syscall(SYS_io_destroy, ctx);
     }
     return f;
 }

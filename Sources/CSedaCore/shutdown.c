@@ -14,7 +14,8 @@
 
 #include "runtime_internal.h"
 
-void seda__hand_back_all(seda_stage_t *s)
+/* Gives every queued event of s to its drop callback (counted). */
+static void hand_back_all(seda_stage_t *s)
 {
     void *ev;
     uint64_t n = 0;
@@ -44,7 +45,7 @@ void seda__stage_unhold(seda_stage_t *s)
     atomic_fetch_add_explicit(&s->held_out, 1, memory_order_release);
 }
 
-void seda__sleep_briefly(void)
+static void sleep_briefly(void)
 {
     struct timespec ts = { 0, 200000 }; /* 200 us */
     nanosleep(&ts, NULL);
@@ -56,10 +57,10 @@ static void wait_idle(seda_stage_t *s, bool drain)
     for (;;) {
         int state = atomic_load(&s->rt->state);
         if (!drain || state >= SEDA__RT_STOPPED)
-            seda__hand_back_all(s); /* nobody else will take them */
+            hand_back_all(s); /* nobody else will take them */
         if (seda__stage_size(s) == 0 && atomic_load(&s->active) == 0)
             return;
-        seda__sleep_briefly();
+        sleep_briefly();
     }
 }
 
@@ -69,14 +70,16 @@ void seda__stage_finish(seda_stage_t *s, int mode)
     seda__unpark_upstream(s); /* they run, and find this stage closed */
     seda__unpark_self(s);
     if (mode == SEDA_SHUTDOWN_HAND_BACK)
-        seda__hand_back_all(s);
+        hand_back_all(s);
     if (s->manager == SEDA_THREADS_SHARED)
         wait_idle(s, mode == SEDA_SHUTDOWN_DRAIN);
     else
         seda__pool_join(s);
-    seda__hand_back_all(s);
+    hand_back_all(s);
     if (s->destroy_ctx)
         s->destroy_ctx(s->ctx);
+    /* Release: pairs with the acquire in seda_runtime_shutdown. */
+    atomic_store_explicit(&s->finished, true, memory_order_release);
 }
 
 /* One collection for the quiescence check: fills sig[] with every stage's
@@ -92,8 +95,8 @@ static bool collect(seda_stage_t **all, size_t n, uint64_t *sig)
                         atomic_load_explicit(&s->handed_back, memory_order_acquire) +
                         atomic_load_explicit(&s->dropped, memory_order_acquire) +
                         atomic_load_explicit(&s->held_out, memory_order_acquire);
-        uint64_t accepted = seda__stage_accepted(s) +
-                            atomic_load_explicit(&s->held_in, memory_order_seq_cst);
+        uint64_t accepted =
+            seda__stage_accepted(s) + atomic_load_explicit(&s->held_in, memory_order_seq_cst);
         sig[2 * i] = done;
         sig[2 * i + 1] = accepted;
         if (done != accepted)
@@ -109,16 +112,16 @@ static int drain_graph(seda_runtime_t *rt, int64_t timeout_ns)
     uint64_t *a = calloc(2 * n + 1, sizeof *a), *b = calloc(2 * n + 1, sizeof *b);
     int r = -ENOMEM;
     if (all && a && b) {
-        int64_t deadline = timeout_ns < 0 ? INT64_MAX : seda__now_ns() + timeout_ns;
+        int64_t deadline = timeout_ns < 0 ? INT64_MAX : seda__add_sat(seda__now_ns(), timeout_ns);
         bool prev = collect(all, n, a);
         for (;;) {
-            seda__sleep_briefly();
+            sleep_briefly();
             bool now = collect(all, n, b);
             if (prev && now && memcmp(a, b, 2 * n * sizeof *a) == 0) {
                 r = 0;
                 break;
             }
-            if (seda__now_ns() >= deadline) {
+            if (deadline != INT64_MAX && seda__now_ns() >= deadline) {
                 r = -ETIMEDOUT;
                 break;
             }
@@ -155,13 +158,13 @@ int seda_runtime_shutdown(seda_runtime_t *rt, int mode, int64_t timeout_ns)
     /* A small array; without it nothing below can run, so wait for memory
      * rather than leave the runtime half stopped. */
     while (!(all = seda__snapshot_stages(rt, &n)))
-        seda__sleep_briefly();
+        sleep_briefly();
     /* Close every queue first, so that handlers still running cannot feed
      * stages already emptied; then hand back what is queued. */
     for (size_t i = 0; i < n; i++)
         seda__stage_close(all[i]);
     for (size_t i = 0; i < n; i++)
-        seda__hand_back_all(all[i]);
+        hand_back_all(all[i]);
     /* Parked stages back on the run queue (no new parking from STOPPING on),
      * so that every instance finishes and the threads can stop. */
     for (size_t i = 0; i < n; i++)
@@ -181,10 +184,19 @@ int seda_runtime_shutdown(seda_runtime_t *rt, int mode, int64_t timeout_ns)
             seda__stage_finish(s, SEDA_SHUTDOWN_HAND_BACK);
             seda__unregister(s);
             seda_stage_release(s); /* the runtime's reference */
+        } else {
+            /* A seda_stage_destroy on another thread is taking it down: its
+             * handler may still run and its destroy callback is still to
+             * come. The promise is that both are over when we return. That
+             * destroy cannot be waiting for us: it waits only for the
+             * stage's threads, which see its closed queue and stop. */
+            while (!atomic_load_explicit(&s->finished, memory_order_acquire))
+                sleep_briefly();
         }
         seda_stage_release(s);
     }
     free(all);
+    atomic_store(&rt->state, SEDA__RT_DONE);
     return r;
 }
 
@@ -197,9 +209,10 @@ void seda_runtime_destroy(seda_runtime_t *rt)
         abort(); /* it would free what this thread runs on */
     }
     seda_runtime_shutdown(rt, SEDA_SHUTDOWN_HAND_BACK, 0);
-    /* A shutdown running on another thread: wait until it is done with rt. */
-    while (atomic_load(&rt->state) != SEDA__RT_STOPPED)
-        seda__sleep_briefly();
+    /* A shutdown running on another thread: wait until it is done with rt,
+     * every stage finished. */
+    while (atomic_load(&rt->state) != SEDA__RT_DONE)
+        sleep_briefly();
     /* Freed now, or when the last stage handle still held elsewhere goes. */
     seda__runtime_release(rt);
 }

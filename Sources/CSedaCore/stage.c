@@ -12,6 +12,13 @@
 #include "loop.h"
 #include "runtime_internal.h"
 
+/* The stage whose handler this thread runs now, or NULL. */
+static inline seda_stage_t *current_stage(void)
+{
+    struct seda__worker *w = seda__worker_tls;
+    return w ? w->stage : NULL;
+}
+
 static void stage_free(seda_stage_t *s)
 {
     seda_runtime_t *rt = s->rt;
@@ -54,15 +61,10 @@ size_t seda_stage_queue_length(const seda_stage_t *s)
 
 int seda_stage_set_batch_max(seda_stage_t *s, uint32_t n)
 {
-    if (n < 1 || n > SEDA__BATCH_LIMIT)
+    if (n < 1 || n > SEDA_BATCH_MAX)
         return -EINVAL;
     atomic_store_explicit(&s->batch_max, n, memory_order_relaxed);
     return 0;
-}
-
-uint32_t seda_stage_batch_max(const seda_stage_t *s)
-{
-    return atomic_load_explicit(&((seda_stage_t *)s)->batch_max, memory_order_relaxed);
 }
 
 void seda_stage_stats(const seda_stage_t *cs, seda_stage_stats_t *out)
@@ -79,6 +81,7 @@ void seda_stage_stats(const seda_stage_t *cs, seda_stage_stats_t *out)
     out->batches = atomic_load_explicit(&s->batches, memory_order_relaxed);
     out->handler_errors = atomic_load_explicit(&s->handler_errors, memory_order_relaxed);
     out->handler_ns = atomic_load_explicit(&s->handler_ns, memory_order_relaxed);
+    out->stalled_batches = atomic_load_explicit(&s->stalled_batches, memory_order_relaxed);
     out->queue_length = seda__stage_size(s);
     out->queue_peak = atomic_load_explicit(&s->queue_peak, memory_order_relaxed);
     if (out->queue_peak < out->queue_length)
@@ -94,19 +97,83 @@ void seda_stage_stats(const seda_stage_t *cs, seda_stage_stats_t *out)
     seda__histogram_snapshot(&s->service_time, &out->service_time);
 }
 
+/*
+ * Destroys in progress from handlers: "the handler of `from` waits until
+ * `to` is finished" (its threads done with its handler). A destroy from a
+ * handler that some stage being destroyed waits for, through a chain of such
+ * waits, would close a cycle: every handler of the cycle waiting for the
+ * next to return. Such a destroy is refused. Each entry lives on the stack of
+ * the thread that destroys; the list is process-wide (stages of different
+ * runtimes may destroy each other) and short (one entry per destroy running).
+ */
+struct destroy_wait {
+    seda_stage_t *from, *to;
+    struct destroy_wait *next;
+    bool seen; /* marks of one search, under destroy_lock */
+};
+
+static pthread_mutex_t destroy_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct destroy_wait *destroy_waits;
+
+/* Does a handler of `x` wait, directly or through other destroys, for
+ * `target`'s handler? destroy_lock held. */
+static bool waits_for(seda_stage_t *x, seda_stage_t *target)
+{
+    if (x == target)
+        return true;
+    for (struct destroy_wait *w = destroy_waits; w; w = w->next) {
+        if (w->from == x && !w->seen) {
+            w->seen = true;
+            if (waits_for(w->to, target))
+                return true;
+        }
+    }
+    return false;
+}
+
 int seda_stage_destroy(seda_stage_t *s, int mode)
 {
     if (mode != SEDA_SHUTDOWN_DRAIN && mode != SEDA_SHUTDOWN_HAND_BACK)
         return -EINVAL;
-    /* Its own handler would wait for itself; a shared-pool thread would wait
-     * for a turn of s that may sit in its own run-next slot, or need the very
-     * thread that waits. */
+    /* A shared-pool thread would wait for a turn of s that may sit in its own
+     * run-next slot, or need the very thread that waits. */
     struct seda__worker *w = seda__worker_of(s->rt);
-    if (seda__current_stage() == s || (s->manager == SEDA_THREADS_SHARED && w && w->cpu_thread))
+    if (s->manager == SEDA_THREADS_SHARED && w && w->cpu_thread)
         return -EDEADLK;
-    if (atomic_exchange(&s->destroyed, true))
+    /* A handler destroying s waits for s's handlers: refused if one of them
+     * waits (through other destroys) for this handler, s's own included. */
+    seda_stage_t *me = current_stage();
+    struct destroy_wait wait = { .from = me, .to = s };
+    pthread_mutex_lock(&destroy_lock);
+    if (me) {
+        bool cycle = waits_for(s, me);
+        for (struct destroy_wait *x = destroy_waits; x; x = x->next)
+            x->seen = false;
+        if (cycle) {
+            pthread_mutex_unlock(&destroy_lock);
+            return -EDEADLK;
+        }
+    }
+    if (atomic_exchange(&s->destroyed, true)) {
+        pthread_mutex_unlock(&destroy_lock);
         return -EPIPE;
+    }
+    if (me) {
+        wait.next = destroy_waits;
+        destroy_waits = &wait;
+    }
+    pthread_mutex_unlock(&destroy_lock);
+
     seda__stage_finish(s, mode);
+
+    if (me) {
+        pthread_mutex_lock(&destroy_lock);
+        struct destroy_wait **pp = &destroy_waits;
+        while (*pp != &wait)
+            pp = &(*pp)->next;
+        *pp = wait.next;
+        pthread_mutex_unlock(&destroy_lock);
+    }
     seda__unregister(s);
     seda_stage_release(s); /* the runtime's reference */
     return 0;
@@ -114,8 +181,8 @@ int seda_stage_destroy(seda_stage_t *s, int mode)
 
 int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_stage_t **out)
 {
-    if (!rt || !o || !out || !o->name || !o->name[0] || strlen(o->name) > SEDA__NAME_MAX_LEN ||
-        !o->handler || !o->drop || o->batch_max > SEDA__BATCH_LIMIT ||
+    if (!rt || !o || !out || !o->name || !o->name[0] || strlen(o->name) > SEDA_STAGE_NAME_MAX ||
+        !o->handler || !o->drop || o->batch_max > SEDA_BATCH_MAX ||
         (o->thread_manager != SEDA_THREADS_SHARED && o->thread_manager != SEDA_THREADS_DEDICATED))
         return -EINVAL;
     uint32_t conc = o->concurrency ? o->concurrency : 1;
@@ -128,7 +195,8 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
         return -EINVAL;
     if (o->pause_when_clogged && o->thread_manager != SEDA_THREADS_SHARED)
         return -EINVAL;
-    if (o->discipline == SEDA_DISCIPLINE_CODEL && (o->codel_target_ns < 0 || o->codel_interval_ns < 0))
+    if (o->discipline == SEDA_DISCIPLINE_CODEL &&
+        (o->codel_target_ns < 0 || o->codel_interval_ns < 0))
         return -EINVAL;
     if (o->bind_to_thread && (o->thread_manager != SEDA_THREADS_SHARED || conc != 1 ||
                               o->thread_index >= rt->cpu_threads))

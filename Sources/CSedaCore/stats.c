@@ -31,7 +31,7 @@ uint64_t seda_histogram_quantile(const seda_histogram_snapshot_t *h, double q)
         total += h->buckets[b];
     if (total == 0)
         return 0;
-    if (q < 0)
+    if (!(q >= 0)) /* below 0, or NaN (every comparison with NaN is false) */
         q = 0;
     if (q > 1)
         q = 1;
@@ -56,7 +56,7 @@ void seda__histogram_add(seda__histogram_t *h, uint64_t v, uint64_t n, bool excl
     if (exclusive) {
         /* One writer at a time (ordered by the stage's scheduling atomics):
          * load + store instead of a locked RMW; readers see either value. */
-#define BUMP(field, by)                                                                     \
+#define BUMP(field, by)                                                                          \
     atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (by), \
                           memory_order_relaxed)
         BUMP(h->buckets[b], n);
@@ -70,7 +70,7 @@ void seda__histogram_add(seda__histogram_t *h, uint64_t v, uint64_t n, bool excl
     }
     uint64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
     while (v > m && !atomic_compare_exchange_weak_explicit(&h->max, &m, v, memory_order_relaxed,
-                                                          memory_order_relaxed)) {
+                                                           memory_order_relaxed)) {
     }
 }
 

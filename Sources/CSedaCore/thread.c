@@ -1,11 +1,19 @@
-/* Naming and pinning the runtime's threads. */
+/* Starting, naming and pinning the core's threads. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "runtime_internal.h"
+
+int seda__thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    int r = pthread_create(t, NULL, fn, arg);
+    if (r == 0)
+        return 0;
+    return r == EAGAIN ? -ENOMEM : -r;
+}
 
 void seda__name_thread(pthread_t t, const char *name)
 {
@@ -18,13 +26,25 @@ void seda__name_thread(pthread_t t, const char *name)
     pthread_setname_np(t, buf);
 }
 
-void seda__pin_thread(pthread_t t, int cpu)
+int seda__nth_allowed_cpu(const cpu_set_t *allowed, int index)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cpu < 0 || n <= 0)
+    int count = CPU_COUNT(allowed);
+    if (index < 0 || count == 0)
+        return -1;
+    int want = index % count;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET(cpu, allowed) && want-- == 0)
+            return cpu;
+    return -1;
+}
+
+void seda__pin_thread(const seda_runtime_t *rt, pthread_t t, int index)
+{
+    int cpu = seda__nth_allowed_cpu(&rt->allowed_cpus, index);
+    if (cpu < 0)
         return;
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(cpu % n, &set);
+    CPU_SET(cpu, &set);
     pthread_setaffinity_np(t, sizeof set, &set);
 }

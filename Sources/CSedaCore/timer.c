@@ -78,7 +78,8 @@
 #define STATE_MASK ((1u << STATE_BITS) - 1)
 #define GEN_MAX ((1u << (32 - STATE_BITS)) - 1)
 
-/* Returned by poll_abs when no timer is pending; tick_time() stays below it. */
+/* poll_abs's "no timer is pending". A pending timer may have work at
+ * INT64_MAX too (a deadline at the end of the clock); poll_abs says which. */
 #define NO_WORK INT64_MAX
 
 /* Never more distinct full targets remembered per poll; past it, every
@@ -141,6 +142,10 @@ struct seda_timers {
     const seda_clock_t *clock;
     bool real_clock;
     int64_t origin, res;
+    /* The tick the clock reaches when it reads INT64_MAX, its last time: one
+     * past the last tick boundary, so that a deadline after that boundary
+     * (which no boundary follows) falls due exactly at the clock's end. */
+    uint64_t end_tick;
     seda_timer_undeliverable_fn undeliverable_fn;
     void *ctx;
 
@@ -157,8 +162,14 @@ struct seda_timers {
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static inline unsigned state_of(uint32_t gs) { return gs & STATE_MASK; }
-static inline uint32_t gen_of(uint32_t gs) { return gs >> STATE_BITS; }
+static inline unsigned state_of(uint32_t gs)
+{
+    return gs & STATE_MASK;
+}
+static inline uint32_t gen_of(uint32_t gs)
+{
+    return gs >> STATE_BITS;
+}
 
 /* Under the lock. A plain store cannot lose a race: the only lock-free write
  * is the poller's CAS on INFLIGHT entries between collecting and settling,
@@ -174,13 +185,19 @@ static inline unsigned load_state(struct entry *e)
     return state_of(atomic_load_explicit(&e->gs, memory_order_relaxed));
 }
 
-static inline void list_init(struct link *s) { s->next = s->prev = s; }
+static inline void list_init(struct link *s)
+{
+    s->next = s->prev = s;
+}
 static inline void list_unlink(struct link *l)
 {
     l->prev->next = l->next;
     l->next->prev = l->prev;
 }
-static inline bool list_empty(const struct link *s) { return s->next == s; }
+static inline bool list_empty(const struct link *s)
+{
+    return s->next == s;
+}
 
 static inline void list_push(struct link *s, struct link *l)
 {
@@ -266,7 +283,8 @@ static struct entry *sort_chain(struct entry *list)
 
 /* ---- time ------------------------------------------------------------------ */
 
-/* The first tick at or after a deadline: firing there is never early. */
+/* The first tick at or after a deadline: firing there is never early. At
+ * most end_tick (a deadline is at most INT64_MAX). */
 static inline uint64_t expiry_tick(const seda_timers_t *t, int64_t deadline)
 {
     if (deadline <= t->origin)
@@ -276,18 +294,21 @@ static inline uint64_t expiry_tick(const seda_timers_t *t, int64_t deadline)
     return d / r + (d % r != 0);
 }
 
-/* The last tick at or before a clock time. */
+/* The last tick at or before a clock time; end_tick at the clock's end. */
 static inline uint64_t tick_at(const seda_timers_t *t, int64_t now)
 {
+    if (now == INT64_MAX)
+        return t->end_tick;
     return now <= t->origin ? 0 : (uint64_t)(now - t->origin) / (uint64_t)t->res;
 }
 
-/* The clock time a tick starts, saturated below NO_WORK. */
+/* The clock time a tick starts: INT64_MAX for a tick past the last boundary
+ * (end_tick), which the clock reaches only at its end. */
 static inline int64_t tick_time(const seda_timers_t *t, uint64_t tick)
 {
-    uint64_t room = (uint64_t)(NO_WORK - 1 - t->origin);
+    uint64_t room = (uint64_t)(INT64_MAX - t->origin);
     if (tick > room / (uint64_t)t->res)
-        return NO_WORK - 1;
+        return INT64_MAX;
     return t->origin + (int64_t)(tick * (uint64_t)t->res);
 }
 
@@ -397,8 +418,8 @@ static uint64_t next_point(const seda_timers_t *t, uint32_t *levels)
         if (!above)
             continue;
         unsigned hi = shift + LEVEL_BITS;
-        uint64_t p = (hi >= 64 ? 0 : (now >> hi) << hi) |
-                     ((uint64_t)__builtin_ctzll(above) << shift);
+        uint64_t p =
+            (hi >= 64 ? 0 : (now >> hi) << hi) | ((uint64_t)__builtin_ctzll(above) << shift);
         if (p < best) {
             best = p;
             mask = 1u << k;
@@ -492,10 +513,12 @@ static void advance(seda_timers_t *t, uint64_t target, struct batch *b)
         t->now_tick = target;
 }
 
-/* When the facility next has work (clock time), or NO_WORK. Under the lock. */
-static int64_t next_work(const seda_timers_t *t, int64_t now)
+/* When the facility next has work (clock time), or NO_WORK when nothing is
+ * pending (then *pending is false). Under the lock. */
+static int64_t next_work(const seda_timers_t *t, int64_t now, bool *pending)
 {
     int64_t next = NO_WORK;
+    *pending = t->pending > 0;
     if (!list_empty(&t->due))
         next = now;
     else if (!list_empty(&t->retry))
@@ -585,17 +608,20 @@ static struct entry *settle(seda_timers_t *t, struct entry *head)
     return und;
 }
 
-/* Polls once; returns when the facility next has work (clock time) or NO_WORK. */
-static int64_t poll_abs(seda_timers_t *t)
+/* Polls once; returns when the facility next has work (clock time), with
+ * *pending false when no timer is pending, and *progress true when some
+ * timer was settled for good (delivered or undeliverable). */
+static int64_t poll_abs(seda_timers_t *t, bool *pending, bool *progress)
 {
     pthread_mutex_lock(&t->poll_mu);
     int64_t now = seda_clock_now(t->clock);
     struct batch b = { NULL, NULL };
+    *progress = false;
     pthread_mutex_lock(&t->mu);
     take_due(t, &b);
     advance(t, tick_at(t, now), &b);
     if (!b.head) {
-        int64_t next = next_work(t, now);
+        int64_t next = next_work(t, now, pending);
         pthread_mutex_unlock(&t->mu);
         pthread_mutex_unlock(&t->poll_mu);
         return next;
@@ -605,8 +631,10 @@ static int64_t poll_abs(seda_timers_t *t)
     deliver_batch(b.head);
 
     pthread_mutex_lock(&t->mu);
+    uint64_t settled = t->fired + t->undeliverable;
     struct entry *und = settle(t, b.head);
-    int64_t next = next_work(t, now);
+    *progress = t->fired + t->undeliverable != settled;
+    int64_t next = next_work(t, now, pending);
     pthread_mutex_unlock(&t->mu);
     if (und) {
         for (struct entry *e = und; e; e = e->b.next)
@@ -626,8 +654,9 @@ int64_t seda_timers_poll(seda_timers_t *t)
 {
     if (!t)
         return -1;
-    int64_t next = poll_abs(t);
-    if (next == NO_WORK)
+    bool pending, progress;
+    int64_t next = poll_abs(t, &pending, &progress);
+    if (!pending)
         return -1;
     int64_t now = seda_clock_now(t->clock);
     return next > now ? next - now : 0;
@@ -650,19 +679,28 @@ static void *timer_thread(void *arg)
          * add that lands during the poll is not missed. */
         t->wake_at = NO_WORK;
         pthread_mutex_unlock(&t->mu);
-        int64_t next = poll_abs(t);
+        bool pending, progress;
+        int64_t next = poll_abs(t, &pending, &progress);
         pthread_mutex_lock(&t->mu);
         if (next < t->wake_at)
             t->wake_at = next;
-        if (t->stop || t->wake_at <= seda_clock_now(t->clock))
+        if (t->stop)
+            continue;
+        /* Work due already: poll again at once, but only while polls get
+         * somewhere (a timer settled, or one was added due meanwhile).
+         * Otherwise (a full target retried at the clock's end, where "one
+         * resolution later" saturates to now) sleep a resolution: no spin. */
+        bool due = t->wake_at <= seda_clock_now(t->clock);
+        if (due && (progress || !list_empty(&t->due)))
             continue;
         t->sleeping = true;
-        if (t->wake_at == NO_WORK) {
+        if (!due && t->wake_at == NO_WORK && (t->real_clock || t->pending == 0)) {
+            /* Nothing pending, or only deadlines at the real clock's end. */
             pthread_cond_wait(&t->cv, &t->mu);
         } else {
             /* The condition variable waits on CLOCK_MONOTONIC. A manual clock
              * moves without telling us: look again every resolution. */
-            int64_t until = t->real_clock ? t->wake_at : add_sat(seda__now_ns(), t->res);
+            int64_t until = t->real_clock && !due ? t->wake_at : add_sat(seda__now_ns(), t->res);
             struct timespec ts = { .tv_sec = until / 1000000000, .tv_nsec = until % 1000000000 };
             pthread_cond_timedwait(&t->cv, &t->mu, &ts);
         }
@@ -681,13 +719,14 @@ int seda_timers_start(seda_timers_t *t, const char *thread_name)
         pthread_mutex_unlock(&t->mu);
         return -EALREADY;
     }
-    snprintf(t->thread_name, sizeof t->thread_name, "%s", thread_name ? thread_name : "seda-timers");
+    snprintf(t->thread_name, sizeof t->thread_name, "%s",
+             thread_name ? thread_name : "seda-timers");
     /* Created under the lock: the thread's first act is to take it. */
-    int r = pthread_create(&t->thread, NULL, timer_thread, t);
+    int r = seda__thread_start(&t->thread, timer_thread, t);
     if (r == 0)
         t->started = true;
     pthread_mutex_unlock(&t->mu);
-    return -r;
+    return r;
 }
 
 /* ---- create, destroy, add, cancel ------------------------------------------ */
@@ -726,6 +765,7 @@ int seda_timers_create(seda_timers_t **out, const seda_clock_t *clock, int64_t r
     t->real_clock = t->clock == seda_clock_monotonic();
     t->res = resolution_ns ? resolution_ns : SEDA_TIMERS_DEFAULT_RESOLUTION_NS;
     t->origin = seda_clock_now(t->clock);
+    t->end_tick = (uint64_t)(INT64_MAX - t->origin) / (uint64_t)t->res + 1;
     t->undeliverable_fn = undeliverable;
     t->ctx = ctx;
     t->wake_at = NO_WORK;
@@ -827,8 +867,12 @@ int seda_timers_add_at(seda_timers_t *t, int64_t deadline_ns, seda_timer_deliver
     }
     t->pending++;
     t->added++;
-    if (t->started && fire_at < t->wake_at) {
-        t->wake_at = fire_at;
+    /* Wake the thread if this deadline comes first, or if it sleeps with
+     * no deadline at all (it had nothing pending: on a manual clock it must
+     * now look every resolution, even for a deadline at the clock's end). */
+    if (t->started && (fire_at < t->wake_at || t->wake_at == NO_WORK)) {
+        if (fire_at < t->wake_at)
+            t->wake_at = fire_at;
         if (t->sleeping)
             pthread_cond_signal(&t->cv);
     }
@@ -869,29 +913,20 @@ int seda_timers_cancel(seda_timers_t *t, seda_timer_id_t id, void **event)
         r = -ENOENT;
     } else {
         switch (state_of(gs)) {
-        case ST_WHEEL:
-            wheel_unlink(t, e);
-            break;
-        case ST_DUE:
-            list_unlink(&e->link);
-            break;
+        case ST_WHEEL: wheel_unlink(t, e); break;
+        case ST_DUE: list_unlink(&e->link); break;
         case ST_INFLIGHT: {
             /* Race the poller for it (see the top of the file). The entry
              * stays in the poller's batch; the poller frees it. */
             uint32_t expect = (gs & ~STATE_MASK) | ST_INFLIGHT;
-            if (!atomic_compare_exchange_strong_explicit(&e->gs, &expect,
-                                                         (gs & ~STATE_MASK) | ST_CANCELLED,
-                                                         memory_order_relaxed,
-                                                         memory_order_relaxed))
+            if (!atomic_compare_exchange_strong_explicit(
+                    &e->gs, &expect, (gs & ~STATE_MASK) | ST_CANCELLED, memory_order_relaxed,
+                    memory_order_relaxed))
                 r = -EBUSY; /* the poller took it first */
             break;
         }
-        case ST_DELIVERING:
-            r = -EBUSY;
-            break;
-        default:
-            r = -ENOENT;
-            break;
+        case ST_DELIVERING: r = -EBUSY; break;
+        default: r = -ENOENT; break;
         }
     }
     void *ev = NULL;

@@ -88,8 +88,10 @@ public struct EventBatch<Event: AnyObject & Sendable>: ~Copyable {
     /// holds go to the sink's queue as they are. The sink's admission
     /// controller sees each event. Throws ``SedaError/rejected(_:)``,
     /// ``SedaError/full`` or ``SedaError/closed`` (the events then stay in
-    /// the batch) and
-    /// ``SedaError/invalidArgument`` when they outnumber the sink's capacity.
+    /// the batch) and ``SedaError/batchTooLarge(count:capacity:)`` when they
+    /// outnumber the sink's capacity.
+    /// They go to the sink's last priority class, like
+    /// ``Sink/enqueueMany(_:)`` (the C core has no class-aware batch enqueue).
     public mutating func forward(to sink: Sink<Event>) throws(SedaError) {
         // Close the gaps left by take(_:), keeping the order.
         var n = 0
@@ -99,6 +101,7 @@ public struct EventBatch<Event: AnyObject & Sendable>: ~Copyable {
             n += 1
         }
         if n == 0 { return }
+        try sink.checkBatch(n)
         let events = UnsafeMutableBufferPointer(start: base, count: n).lazy.map {
             Unmanaged<Event>.fromOpaque($0!).takeUnretainedValue()
         }

@@ -29,9 +29,11 @@ public final class EventQueue<Element: AnyObject & Sendable>: @unchecked Sendabl
 
     deinit {
         // No other thread can hold a reference now: drain and free.
-        seda_queue_destroy(handle, { _, event in
-            Unmanaged<AnyObject>.fromOpaque(event!).release()
-        }, nil)
+        seda_queue_destroy(
+            handle,
+            { _, event in
+                Unmanaged<AnyObject>.fromOpaque(event!).release()
+            }, nil)
     }
 
     /// The number of events the queue holds when full.
@@ -57,11 +59,12 @@ public final class EventQueue<Element: AnyObject & Sendable>: @unchecked Sendabl
 
     /// Enqueues every event, in order and at consecutive positions, or none:
     /// throws ``SedaError/full`` when fewer slots are free,
-    /// ``SedaError/closed``, or ``SedaError/invalidArgument`` when there are
-    /// more events than ``capacity``.
+    /// ``SedaError/closed``, or ``SedaError/batchTooLarge(count:capacity:)``
+    /// when there are more events than ``capacity``.
     public func enqueue<C: Collection>(contentsOf events: C) throws(SedaError) where C.Element == Element {
         let n = events.count
         if n == 0 { return }
+        if n > capacity { throw .batchTooLarge(count: n, capacity: capacity) }
         let r: Int32 = withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: n) { buf in
             var i = 0
             for e in events {
@@ -94,7 +97,8 @@ public final class EventQueue<Element: AnyObject & Sendable>: @unchecked Sendabl
     @discardableResult
     public func dequeue(max: Int, into events: inout [Element]) throws(SedaError) -> Int {
         guard max > 0 else { throw .invalidArgument }
-        return try withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: max) { buf throws(SedaError) -> Int in
+        return try withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: max) {
+            buf throws(SedaError) -> Int in
             let r = seda_queue_dequeue_many(handle, buf.baseAddress!, nil, max)
             return try Self.take(r, from: buf, into: &events)
         }
@@ -114,7 +118,7 @@ public final class EventQueue<Element: AnyObject & Sendable>: @unchecked Sendabl
     /// Parks on the queue's notifier: no CPU is used while waiting.
     public func dequeue(max: Int, timeout: Duration?) throws(SedaError) -> [Element] {
         guard max > 0 else { throw .invalidArgument }
-        let ns: Int64 = timeout.map(nanoseconds) ?? -1
+        let ns = timeoutNanoseconds(timeout)
         var events: [Element] = []
         try withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: max) { buf throws(SedaError) in
             let r = seda_queue_dequeue_wait(handle, buf.baseAddress!, nil, max, ns)
@@ -131,8 +135,10 @@ public final class EventQueue<Element: AnyObject & Sendable>: @unchecked Sendabl
         seda_queue_close(handle) == 0
     }
 
-    private static func take(_ r: Int32, from buf: UnsafeMutableBufferPointer<UnsafeMutableRawPointer?>,
-                             into events: inout [Element]) throws(SedaError) -> Int {
+    private static func take(
+        _ r: Int32, from buf: UnsafeMutableBufferPointer<UnsafeMutableRawPointer?>,
+        into events: inout [Element]
+    ) throws(SedaError) -> Int {
         if r == -EAGAIN { return 0 }
         let n = Int(try SedaError.check(r))
         for i in 0..<n {

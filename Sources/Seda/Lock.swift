@@ -19,7 +19,7 @@ package final class Lock<State>: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    package func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
+    package func withLock<R, E: Error>(_ body: (inout State) throws(E) -> R) throws(E) -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&state)

@@ -1,7 +1,10 @@
 import CSedaCore
 
 /// A latency distribution summarised: count, mean and quantiles, in
-/// nanoseconds (each quantile within 12.5% of the true value).
+/// nanoseconds. Each quantile is the upper bound of the histogram bucket
+/// holding it, capped at the maximum: at most 12.5% above the true value,
+/// never below it (the convention every p90 in Seda follows, the
+/// response-time controllers' included).
 public struct LatencySummary: Sendable, Equatable {
     public var count: UInt64
     public var meanNanoseconds: UInt64
@@ -10,13 +13,12 @@ public struct LatencySummary: Sendable, Equatable {
     public var p99Nanoseconds: UInt64
     public var maxNanoseconds: UInt64
 
-    init(_ h: UnsafePointer<seda_histogram_snapshot_t>) {
-        count = h.pointee.count
-        meanNanoseconds = h.pointee.count == 0 ? 0 : h.pointee.sum_ns / h.pointee.count
-        p50Nanoseconds = seda_histogram_quantile(h, 0.5)
-        p90Nanoseconds = seda_histogram_quantile(h, 0.9)
-        p99Nanoseconds = seda_histogram_quantile(h, 0.99)
-        maxNanoseconds = h.pointee.max_ns
+    init(_ h: HistogramCounts) {
+        count = h.count
+        meanNanoseconds = count == 0 ? 0 : h.sumNanoseconds / count
+        let q = h.quantiles([0.5, 0.9, 0.99])
+        (p50Nanoseconds, p90Nanoseconds, p99Nanoseconds) = (q[0], q[1], q[2])
+        maxNanoseconds = h.maxNanoseconds
     }
 }
 
@@ -60,6 +62,10 @@ public struct StageSnapshot: Sendable, Equatable {
     public var serviceTime: LatencySummary
     /// Stages this stage's handler has enqueued into (learned at run time).
     public var downstream: [String]
+    /// The state of the response-time controller guarding the stage (its
+    /// admission rate, its measured p90 against its target), if one does:
+    /// why requests are being refused.
+    public var responseTime: ResponseTimeControllerState? = nil
 }
 
 /// Every stage's counters at one moment, with the clock reading.
@@ -82,9 +88,11 @@ public struct RuntimeSnapshot: Sendable {
     }
 
     /// The stage graph as Graphviz DOT: one node per stage with its queue
-    /// length, peak, rate (when `earlier` is given), p90 queueing delay and
-    /// the latest controller decision about it (from `decisions`, e.g. a
-    /// ``ThreadGovernor``'s and a ``BatchController``'s); one edge per
+    /// length, peak, rate (when `earlier` is given), p90 queueing delay, the
+    /// latest controller decision about it (from `decisions`, e.g. a
+    /// ``ThreadGovernor``'s and a ``BatchController``'s) and its
+    /// response-time controller's admission rate and p90 against the target
+    /// (``StageSnapshot/responseTime``); one edge per
     /// "enqueues into". The stage with the longest p90 queueing delay, the
     /// bottleneck, is drawn red.
     public func graphviz(since earlier: RuntimeSnapshot? = nil, decisions: [ControllerDecision] = []) -> String {
@@ -104,6 +112,11 @@ public struct RuntimeSnapshot: Sendable {
             if let d = decisions.last(where: { $0.stage == s.name }) {
                 label += "\\n\(d.knob.rawValue) \(d.old) → \(d.new)"
             }
+            if let rt = s.responseTime {
+                let rate = rt.rate.isFinite ? formatRate(rt.rate) + " ev/s" : "unlimited"
+                let p90 = rt.lastP90.map { formatDuration($0) } ?? "-"
+                label += "\\nadmit \(rate), p90 \(p90) / \(formatDuration(rt.target)) (\(rt.lastDecision.rawValue))"
+            }
             let color = s.name == bottleneck ? ", color=red, fontcolor=red, penwidth=2" : ""
             out += "  \(quoted(s.name)) [label=\"\(label)\"\(color)];\n"
         }
@@ -115,21 +128,49 @@ public struct RuntimeSnapshot: Sendable {
 }
 
 extension Runtime {
-    /// Every live stage's counters and histograms, in creation order.
+    /// Every live stage's counters and histograms, in creation order. After
+    /// ``shutdown(_:timeout:)``, every stage that was live then, with its
+    /// final counters (what it processed, handed back, dropped...) and the
+    /// graph as it last was; the clock reading is the shutdown's.
     public func snapshot() -> RuntimeSnapshot {
+        if let last = finalSnapshot.withLock({ $0 }) { return last }
+        return liveSnapshot()
+    }
+
+    /// The live stages' counters, from the C core's list of stages.
+    func liveSnapshot() -> RuntimeSnapshot {
         let collector = Collector()
         let ctx = Unmanaged.passRetained(collector).toOpaque()
-        seda_runtime_each_stage(handle, { ctx, stage in
-            let c = Unmanaged<Collector>.fromOpaque(ctx!).takeUnretainedValue()
-            c.add(stage!)
-        }, ctx)
+        seda_runtime_each_stage(
+            handle,
+            { ctx, stage in
+                let c = Unmanaged<Collector>.fromOpaque(ctx!).takeUnretainedValue()
+                c.add(stage!)
+            }, ctx)
         Unmanaged<Collector>.fromOpaque(ctx).release()
-        let counts = registry.withLock { $0.mapValues { $0.stage.rejections } }
+        let handles = registry.withLock { $0.mapValues { $0.stage } }
         var stages = collector.stages
         for i in stages.indices {
-            stages[i].rejectedByReason = counts[stages[i].name]?.snapshot ?? [:]
+            guard let h = handles[stages[i].name] else { continue }
+            stages[i].rejectedByReason = h.rejections.snapshot
+            stages[i].responseTime = h.admission?.responseTimeState
         }
         return RuntimeSnapshot(takenAtNanoseconds: clock.now, stages: stages)
+    }
+
+    /// Keeps the stages' final counters, read after the shutdown through the
+    /// handles the registry held (the C core has unlisted them by then), with
+    /// the stage graph `graph` learned while they ran.
+    func keepFinalSnapshot(_ stages: [Registration], graph: RuntimeSnapshot) {
+        var out: [StageSnapshot] = []
+        for reg in stages {
+            var s = StageSnapshot(stage: reg.stage.pointer)
+            s.downstream = graph[stage: s.name]?.downstream ?? []
+            s.rejectedByReason = reg.stage.rejections.snapshot
+            s.responseTime = reg.stage.admission?.responseTimeState
+            out.append(s)
+        }
+        finalSnapshot.withLock { $0 = RuntimeSnapshot(takenAtNanoseconds: clock.now, stages: out) }
     }
 }
 
@@ -143,13 +184,11 @@ extension StageSnapshot {
     /// Reads one stage's counters, histograms and downstream stages from C
     /// (not the Swift-side rejection counts, which the runtime adds).
     init(stage: OpaquePointer) {
-        let st = UnsafeMutablePointer<seda_stage_stats_t>.allocate(capacity: 1)
-        defer { st.deallocate() }
-        seda_stage_stats(stage, st)
+        let s = StageStatistics(stage: stage)
         var downstream: [String] = []
         var edges = [OpaquePointer?](repeating: nil, count: 16)
         var n = seda_stage_edges(stage, &edges, edges.count)
-        while n > edges.count { // more than fit: release these and ask again
+        while n > edges.count {  // more than fit: release these and ask again
             for e in edges { seda_stage_release(e) }
             edges = [OpaquePointer?](repeating: nil, count: n)
             n = seda_stage_edges(stage, &edges, edges.count)
@@ -158,17 +197,15 @@ extension StageSnapshot {
             downstream.append(String(cString: seda_stage_name(e)))
             seda_stage_release(e)
         }
-        let s = st.pointee
         self.init(
             name: String(cString: seda_stage_name(stage)),
-            enqueued: s.enqueued, processed: s.processed, handedBack: s.handed_back, dropped: s.dropped,
-            pauses: s.pauses, clogged: s.clogged != 0,
-            rejectedFull: s.rejected_full, rejectedClosed: s.rejected_closed, rejectedByReason: [:],
-            batches: s.batches, handlerErrors: s.handler_errors, handlerNanoseconds: s.handler_ns,
-            queueLength: s.queue_length, queuePeak: s.queue_peak,
-            threads: Int(s.threads), concurrency: Int(s.concurrency), batchSize: Int(s.batch_max),
-            queueDelay: withUnsafePointer(to: &st.pointee.queue_delay) { LatencySummary($0) },
-            serviceTime: withUnsafePointer(to: &st.pointee.service_time) { LatencySummary($0) },
+            enqueued: s.enqueued, processed: s.processed, handedBack: s.handedBack, dropped: s.dropped,
+            pauses: s.pauses, clogged: s.clogged,
+            rejectedFull: s.rejectedFull, rejectedClosed: s.rejectedClosed, rejectedByReason: [:],
+            batches: s.batches, handlerErrors: s.handlerErrors, handlerNanoseconds: s.handlerNanoseconds,
+            queueLength: s.queueLength, queuePeak: s.queuePeak,
+            threads: s.threads, concurrency: s.concurrency, batchSize: s.batchSize,
+            queueDelay: LatencySummary(s.queueDelay), serviceTime: LatencySummary(s.serviceTime),
             downstream: downstream.sorted())
     }
 }

@@ -7,9 +7,21 @@ import Logging
 ///
 /// The runtime owns every thread (the C core's shared per-CPU threads and
 /// each blocking stage's pool); handlers never create threads of their own.
-/// It starts its threads when created. As a swift-service-lifecycle
-/// `Service`, ``run()`` waits for a graceful shutdown (SIGTERM in a
-/// `ServiceGroup`) and then drains the graph.
+/// It starts its threads when created. With the `SedaServiceLifecycle`
+/// product it is a swift-service-lifecycle `Service`, whose `run()` waits
+/// for a graceful shutdown (SIGTERM in a `ServiceGroup`) and then drains the
+/// graph.
+///
+/// Shut a runtime down with ``shutdown(_:timeout:)``. A runtime released
+/// without a shutdown does not lose its events silently: its deinit drains
+/// the graph for at most ``deinitDrainTimeout``, then logs (at error level)
+/// how many events each stage had to give back unprocessed; a drain that
+/// completes is logged at notice level. That holds even when the last
+/// reference goes on one of the runtime's own threads (a handler that held
+/// it): the drain then runs on a thread of its own.
+///
+/// After a shutdown, ``snapshot()`` keeps returning every stage's final
+/// counters: the totals are readable once the graph has stopped.
 ///
 /// Thread rules: every method may be called from any thread; ``shutdown(_:timeout:)``
 /// and ``destroyStage(named:mode:)`` block their caller and must not be
@@ -24,6 +36,17 @@ public final class Runtime: @unchecked Sendable {
     let registry = Lock<[String: Registration]>([:])
     /// Stage watchers (see ``watch(stage:notify:)``), alive as long as the runtime.
     let watchers = Lock<[StageWatcher]>([])
+    /// Every stage's counters as the shutdown left them (see ``snapshot()``).
+    let finalSnapshot = Lock<RuntimeSnapshot?>(nil)
+    /// Stages whose handler the C core reported blocking a shared thread
+    /// (logged once each), and how many times.
+    let blockedHandlers = Lock<[String: Int]>([:])
+    /// Creation order of the stages, for snapshots taken from the registry.
+    private let stagesAdded = AtomicInt()
+
+    /// How long a runtime released without ``shutdown(_:timeout:)`` drains
+    /// before it gives back what is left (and logs it).
+    public static let deinitDrainTimeout: Duration = .seconds(5)
 
     struct Registration: @unchecked Sendable {
         // @unchecked: StageHandle is Sendable; ObjectIdentifier and String are.
@@ -31,6 +54,8 @@ public final class Runtime: @unchecked Sendable {
         let eventType: ObjectIdentifier
         let eventTypeName: String
         let options: StageOptions
+        /// Its place in creation order.
+        let order: Int
     }
 
     /// Creates a runtime and starts its shared threads.
@@ -38,8 +63,12 @@ public final class Runtime: @unchecked Sendable {
     ///   - cpuThreads: threads in the shared thread manager (`nil`: one per CPU).
     ///   - pinThreads: pin shared thread *i* to CPU *i*.
     ///   - clock: the clock to read (``SedaClock/manual(startingAt:)`` in tests).
-    public init(cpuThreads: Int? = nil, pinThreads: Bool = false, clock: SedaClock = .monotonic,
-                logger: Logger = Logger(label: "seda")) throws(SedaError) {
+    ///   - logger: where the runtime and its stages log (each stage's
+    ///     messages carry `stage` metadata).
+    public init(
+        cpuThreads: Int? = nil, pinThreads: Bool = false, clock: SedaClock = .monotonic,
+        logger: Logger = Logger(label: "seda")
+    ) throws(SedaError) {
         if let n = cpuThreads, n < 1 || n > SedaLimits.threads {
             throw .invalidConfiguration("cpuThreads \(n) is not in 1...\(SedaLimits.threads)")
         }
@@ -52,10 +81,23 @@ public final class Runtime: @unchecked Sendable {
         handle = rt!
         self.clock = clock
         self.logger = logger
+        LiveRuntimes.add(self)
     }
 
     deinit {
-        seda_runtime_destroy(handle)
+        LiveRuntimes.remove(self)
+        let release = release(why: "runtime released")
+        if release.run() { return }
+        // The last reference went on one of the runtime's own threads (a
+        // handler held it): stopping the runtime here would wait for this
+        // very thread. Finish on a thread of its own.
+        do throws(SedaError) {
+            try SedaThread.detached(name: "seda-release") { _ = release.run() }
+        } catch {
+            logger.error(
+                "runtime released on its own thread and no thread could finish it: it is leaked",
+                metadata: ["error": "\(error)"])
+        }
     }
 
     /// Threads in the shared thread manager.
@@ -64,16 +106,19 @@ public final class Runtime: @unchecked Sendable {
     /// Adds a stage driven by `handler` and returns its sink; `admission`
     /// guards every sink of the stage (see ``AdmissionController``). The handler's
     /// ``EventHandler/setUp(_:)`` runs first, on this thread; if it throws,
-    /// no stage is created. Throws ``SedaError/alreadyExists`` for a taken
-    /// name and ``SedaError/invalidConfiguration(_:)`` for bad options.
+    /// no stage is created. Throws ``SedaError/stageExists(_:)`` for a taken
+    /// name and ``SedaError/invalidConfiguration(_:)`` for bad options or a
+    /// bad name: 1 to ``SedaLimits/stageNameBytes`` bytes, without `.` (a
+    /// configuration key names a stage between dots).
     @discardableResult
-    public func addStage<H: EventHandler>(_ name: String, handler: H,
-                                          options: StageOptions = StageOptions(),
-                                          admission: (any AdmissionController<H.Event>)? = nil) throws -> Sink<H.Event> {
+    public func addStage<H: EventHandler>(
+        _ name: String, handler: H,
+        options: StageOptions = StageOptions(),
+        admission: (any AdmissionController<H.Event>)? = nil
+    ) throws -> Sink<H.Event> {
+        try Self.checkStageName(name)
         try options.validate(stage: name)
-        guard !name.isEmpty, name.utf8.count <= SedaLimits.stageNameBytes else {
-            throw SedaError.invalidConfiguration("stage name '\(name)' must be 1 to \(SedaLimits.stageNameBytes) bytes")
-        }
+        if registry.withLock({ $0[name] != nil }) { throw SedaError.stageExists(name) }
         try handler.setUp(StageContext(name: name, options: options, runtime: self))
         var stageLogger = logger
         stageLogger[metadataKey: "stage"] = "\(name)"
@@ -101,8 +146,8 @@ public final class Runtime: @unchecked Sendable {
         o.pause_when_clogged = options.pauseWhenDownstreamClogged ? 1 : 0
         if case .codel(let target, let interval) = options.discipline {
             o.discipline = Int32(SEDA_DISCIPLINE_CODEL.rawValue)
-            o.codel_target_ns = nanoseconds(target)
-            o.codel_interval_ns = nanoseconds(interval)
+            o.codel_target_ns = target.saturatingNanoseconds
+            o.codel_interval_ns = interval.saturatingNanoseconds
         }
         o.handler = runHandler
         o.ctx = ctx
@@ -117,12 +162,16 @@ public final class Runtime: @unchecked Sendable {
             // The C core never calls back on failure: the box is still ours.
             Unmanaged<AnyHandlerBox>.fromOpaque(ctx).release()
             handler.tearDown()
-            throw SedaError(code: r)
+            throw r == -EEXIST ? SedaError.stageExists(name) : SedaError(code: r)
         }
-        let sh = StageHandle(adopting: stage!, clock: clock, admission: admissionBox)
+        let sh = StageHandle(
+            adopting: stage!, clock: clock, options: options, admission: admissionBox,
+            priority: PriorityRouting(H.Event.self, classes: options.priorityClasses))
+        let order = stagesAdded.add(1)
         registry.withLock {
-            $0[name] = Registration(stage: sh, eventType: ObjectIdentifier(H.Event.self),
-                                    eventTypeName: "\(H.Event.self)", options: options)
+            $0[name] = Registration(
+                stage: sh, eventType: ObjectIdentifier(H.Event.self),
+                eventTypeName: "\(H.Event.self)", options: options, order: order)
         }
         logger.debug("stage added", metadata: ["stage": "\(name)", "options": "\(options)"])
         return Sink(stage: sh)
@@ -136,6 +185,20 @@ public final class Runtime: @unchecked Sendable {
             throw .eventTypeMismatch(stage: name, expected: "\(Event.self)", actual: reg.eventTypeName)
         }
         return Sink(stage: reg.stage)
+    }
+
+    /// Throws unless `name` can name a stage: 1 to
+    /// ``SedaLimits/stageNameBytes`` bytes, without `.`.
+    static func checkStageName(_ name: String) throws(SedaError) {
+        guard !name.isEmpty, name.utf8.count <= SedaLimits.stageNameBytes else {
+            throw .invalidConfiguration(
+                "stage name '\(name)' is \(name.utf8.count) bytes: it must be 1 to \(SedaLimits.stageNameBytes)")
+        }
+        guard !name.contains(".") else {
+            throw .invalidConfiguration(
+                "stage name '\(name)' contains '.': configuration keys name a stage between dots "
+                    + "(seda.stages.<name>.threads), so a stage name cannot hold one; use '-' or '_'")
+        }
     }
 
     /// The names of the live stages.
@@ -152,7 +215,7 @@ public final class Runtime: @unchecked Sendable {
         let reg = registry.withLock { $0[name] }
         guard let reg else { throw .noSuchStage(name) }
         let r = seda_stage_destroy(reg.stage.pointer, mode.cValue)
-        if r == 0 || r == -EPIPE { // gone (now, or by a concurrent destroy)
+        if r == 0 || r == -EPIPE {  // gone (now, or by a concurrent destroy)
             _ = registry.withLock { $0.removeValue(forKey: name) }
         }
         _ = try SedaError.check(r)
@@ -183,10 +246,18 @@ public final class Runtime: @unchecked Sendable {
     /// ``SedaError/timedOut`` if the drain did not finish in time (the rest
     /// was released) and ``SedaError/closed`` if already shut down. Blocks.
     public func shutdown(_ mode: ShutdownMode = .drain, timeout: Duration? = nil) throws(SedaError) {
-        let ns: Int64 = timeout.map(nanoseconds) ?? -1
+        let ns = timeoutNanoseconds(timeout)
         logger.debug("runtime shutting down", metadata: ["mode": "\(mode)"])
+        // The stage graph is learned while stages live: read it first.
+        let live = liveSnapshot()
         let r = seda_runtime_shutdown(handle, mode.cValue, ns)
-        registry.withLock { $0.removeAll() }
+        if r != -EPIPE && r != -EDEADLK && r != -EINVAL {  // this call stopped the runtime
+            let stages = registry.withLock { regs in
+                defer { regs.removeAll() }
+                return regs.values.sorted { $0.order < $1.order }
+            }
+            keepFinalSnapshot(stages, graph: live)
+        }
         _ = try SedaError.check(r)
     }
 }
@@ -222,7 +293,7 @@ final class HandlerBox<H: EventHandler>: AnyHandlerBox, @unchecked Sendable {
     override func run(_ events: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ count: Int) -> Int32 {
         if let admission {
             for i in 0..<count {
-                admission.controller.left(Unmanaged<H.Event>.fromOpaque(events[i]!).takeUnretainedValue())
+                admission.left(Unmanaged<H.Event>.fromOpaque(events[i]!).takeUnretainedValue())
             }
         }
         var batch = EventBatch<H.Event>(base: events, count: count)
@@ -237,7 +308,7 @@ final class HandlerBox<H: EventHandler>: AnyHandlerBox, @unchecked Sendable {
 
     override func drop(_ event: UnsafeMutableRawPointer) {
         let e = Unmanaged<H.Event>.fromOpaque(event)
-        admission?.controller.left(e.takeUnretainedValue())
+        admission?.left(e.takeUnretainedValue())
         e.release()
     }
 
@@ -247,9 +318,11 @@ final class HandlerBox<H: EventHandler>: AnyHandlerBox, @unchecked Sendable {
 }
 
 // Plain C function pointers, defined outside any actor: C threads call them.
-private let runHandler: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int) -> Int32 = { ctx, events, count in
-    Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().run(events!, count)
-}
+private let runHandler:
+    @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int) -> Int32 = {
+        ctx, events, count in
+        Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().run(events!, count)
+    }
 
 private let dropEvent: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { ctx, event in
     Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().drop(event!)

@@ -33,6 +33,11 @@ public enum SedaError: Error, Equatable, Sendable, CustomStringConvertible {
     case noCapacity
     /// No stage has that name.
     case noSuchStage(String)
+    /// A stage of that name exists already in this runtime. C: `-EEXIST`.
+    case stageExists(String)
+    /// More events in one all-or-nothing enqueue than the queue can ever
+    /// hold (its capacity). C: `-EINVAL`.
+    case batchTooLarge(count: Int, capacity: Int)
     /// The stage exists but carries another event type.
     case eventTypeMismatch(stage: String, expected: String, actual: String)
     /// A configuration key or value is wrong; the message names it.
@@ -69,6 +74,8 @@ public enum SedaError: Error, Equatable, Sendable, CustomStringConvertible {
         case .wouldDeadlock: -EDEADLK
         case .noCapacity: -ENOSPC
         case .noSuchStage: -ENOENT
+        case .stageExists: -EEXIST
+        case .batchTooLarge: -EINVAL
         case .eventTypeMismatch, .invalidConfiguration: -EINVAL
         case .rejected: -EAGAIN
         case .system(let errno): -errno
@@ -85,9 +92,14 @@ public enum SedaError: Error, Equatable, Sendable, CustomStringConvertible {
         case .outOfMemory: "out of memory"
         case .alreadyExists: "already exists"
         case .notSupported: "not supported"
-        case .wouldDeadlock: "would deadlock (called from the thread it waits for)"
+        case .wouldDeadlock:
+            "would deadlock: the call must wait for a thread it may be running on (a handler on the shared "
+                + "threads must not wait for room in a queue; a stage cannot be destroyed from its own handler)"
         case .noCapacity: "no capacity left on the shared thread manager"
         case .noSuchStage(let name): "no stage named '\(name)'"
+        case .stageExists(let name): "a stage named '\(name)' exists already"
+        case .batchTooLarge(let count, let capacity):
+            "\(count) events at once is more than the queue's capacity of \(capacity)"
         case .eventTypeMismatch(let stage, let expected, let actual):
             "stage '\(stage)' takes \(actual), not \(expected)"
         case .invalidConfiguration(let message): "invalid configuration: \(message)"

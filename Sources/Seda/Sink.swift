@@ -1,4 +1,5 @@
 import CSedaCore
+import Glibc
 
 /// Where events for a stage go: its queue, behind the stage's admission
 /// controller. Cheap to copy; any thread may use it, handlers included.
@@ -26,14 +27,28 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     /// capacity) or ``SedaError/closed`` (SinkClosed: the stage is gone or the
     /// runtime is stopping). On a throw the event was not accepted; every
     /// refusal is counted by the stage.
+    ///
+    /// On a stage with several ``StageOptions/priorityClasses``, an event
+    /// whose type is ``Prioritized`` goes to the class its
+    /// ``Prioritized/priority`` names (clamped to the stage's classes): the
+    /// number the per-class admission policies read decides its place in the
+    /// queue too. Other events go to the last class.
     public func enqueue(_ event: consuming Event) throws(SedaError) {
-        try admitAndEnqueue(event) { seda_stage_enqueue(stage.pointer, $0) }
+        let e = event
+        if let routing = stage.priority {
+            let c = UInt32(routing.priorityClass(of: e))
+            try admitAndEnqueue(e) { seda_stage_enqueue_class(stage.pointer, $0, c) }
+        } else {
+            try admitAndEnqueue(e) { seda_stage_enqueue(stage.pointer, $0) }
+        }
     }
 
     /// Admission, then `enqueue` with a retained reference (given back if the
     /// queue refuses, and the admission undone).
-    private func admitAndEnqueue(_ event: Event,
-                                 _ enqueue: (UnsafeMutableRawPointer) -> Int32) throws(SedaError) {
+    private func admitAndEnqueue(
+        _ event: Event,
+        _ enqueue: (UnsafeMutableRawPointer) -> Int32
+    ) throws(SedaError) {
         let probe = admission.map { _ in self.probe }
         if let admission, let probe, let reason = admission.controller.admit(event, to: probe) {
             stage.rejections.add(reason)
@@ -52,12 +67,21 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     /// most `timeout` (`nil`: no limit): backpressure for a producer that
     /// prefers to wait. The thread parks until the stage makes room.
     /// Admission still applies: a refusal is thrown at once, not waited out.
-    /// Throws ``SedaError/timedOut``, ``SedaError/closed``,
-    /// ``SedaError/rejected(_:)``, or ``SedaError/wouldDeadlock`` from a
-    /// handler on the runtime's shared threads, which must never block. From
-    /// `async` code the `async` overload is used: it does not block a thread.
+    /// Throws ``SedaError/timedOut``, ``SedaError/closed`` or
+    /// ``SedaError/rejected(_:)``. From `async` code the `async` overload is
+    /// used: it does not block a thread.
+    ///
+    /// From a handler on the runtime's shared threads, which must never
+    /// block, it enqueues when the queue has room and throws
+    /// ``SedaError/wouldDeadlock`` only when it would have to wait (counted
+    /// as a full rejection): see <doc:ThreadRules> for what to do instead.
+    ///
+    /// The event goes to the stage's last priority class whatever its
+    /// ``Prioritized/priority`` (the C core has no class-aware timed enqueue).
     public func enqueue(_ event: consuming Event, timeout: Duration?) throws(SedaError) {
-        let ns = timeout.map(nanoseconds) ?? -1
+        let ns = timeoutNanoseconds(timeout)
+        // On a shared thread the C core enqueues when there is room and
+        // returns -EDEADLK (counted as full) only when it would have to wait.
         try admitAndEnqueue(event) { seda_stage_enqueue_wait(stage.pointer, $0, ns) }
     }
 
@@ -67,7 +91,7 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     /// thread per CPU. Cancellation ends the wait with ``SedaError/timedOut``.
     public func enqueue(_ event: consuming Event, timeout: Duration?) async throws(SedaError) {
         let e = event
-        let deadline = timeout.map { stage.clock.now + nanoseconds($0) }
+        let deadline = timeout.map { saturatingAdd(stage.clock.now, timeoutNanoseconds($0)) }
         var pause: Int64 = 20_000
         while true {
             do throws(SedaError) {
@@ -110,10 +134,13 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     /// Enqueues a control event: the runtime's own or the application's
     /// housekeeping (a cleanup tick, a shutdown notice), which neither
     /// admission control nor the queue discipline may drop. Only a full or
-    /// closed queue refuses it.
+    /// closed queue refuses it. The admission controller never hears of it
+    /// (neither ``AdmissionController/admit(_:to:)`` nor
+    /// ``AdmissionController/left(_:)``).
     public func enqueueControl(_ event: consuming Event) throws(SedaError) {
-        let p = Unmanaged.passRetained(event).toOpaque()
-        let r = seda_stage_enqueue_control(stage.pointer, p)
+        let e = event
+        let p = Unmanaged.passRetained(e).toOpaque()
+        let r = stage.enqueueControl(p, e)
         if r < 0 {
             Unmanaged<Event>.fromOpaque(p).release()
             throw SedaError(code: r)
@@ -123,10 +150,13 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     /// Enqueues every event, in order and adjacent in the queue, or none:
     /// throws ``SedaError/rejected(_:)`` if admission refuses any of them,
     /// ``SedaError/full``, ``SedaError/closed``, or
-    /// ``SedaError/invalidArgument`` when there are more than the capacity.
+    /// ``SedaError/batchTooLarge(count:capacity:)`` when there are more than
+    /// the queue can ever hold. They go to the stage's last priority class
+    /// (the C core has no class-aware batch enqueue).
     public func enqueueMany<C: Collection>(_ events: C) throws(SedaError) where C.Element == Event {
         let n = events.count
         if n == 0 { return }
+        try checkBatch(n)
         try admitAll(events)
         let r: Int32 = withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: n) { buf in
             var i = 0
@@ -144,6 +174,12 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
             undoAll(events)
             throw SedaError(code: r)
         }
+    }
+
+    /// Throws ``SedaError/batchTooLarge(count:capacity:)`` for more events
+    /// than the stage's queue can hold at once.
+    func checkBatch(_ n: Int) throws(SedaError) {
+        if n > stage.queueCapacity { throw .batchTooLarge(count: n, capacity: stage.queueCapacity) }
     }
 
     /// Runs admission over a batch, all or nothing: on a refusal the events
@@ -167,9 +203,4 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
         let probe = self.probe
         for e in events { admission.controller.undo(e, at: probe) }
     }
-}
-
-func nanoseconds(_ d: Duration) -> Int64 {
-    let (s, a) = d.components
-    return s >= Int64.max / 1_000_000_000 ? Int64.max : Swift.max(0, s * 1_000_000_000 + a / 1_000_000_000)
 }

@@ -66,9 +66,11 @@ public struct StageOptions: Sendable, Equatable {
     /// (its handlers meet full queues and keep or shed as they choose).
     public var pauseWhenDownstreamClogged: Bool = false
 
-    public init(threadManager: ThreadManager = .shared(), batchSize: Int = 64,
-                queueCapacity: Int = 1024, pinCPU: Int? = nil, discipline: QueueDiscipline = .fifo,
-                priorityClasses: Int = 1, pauseWhenDownstreamClogged: Bool = false) {
+    public init(
+        threadManager: ThreadManager = .shared(), batchSize: Int = 64,
+        queueCapacity: Int = 1024, pinCPU: Int? = nil, discipline: QueueDiscipline = .fifo,
+        priorityClasses: Int = 1, pauseWhenDownstreamClogged: Bool = false
+    ) {
         self.pauseWhenDownstreamClogged = pauseWhenDownstreamClogged
         self.threadManager = threadManager
         self.batchSize = batchSize
@@ -102,7 +104,8 @@ public struct StageOptions: Sendable, Equatable {
             throw bad("priorityClasses \(priorityClasses) is not in 1...\(SEDA_STAGE_MAX_CLASSES)")
         }
         if case .codel(let target, let interval) = discipline,
-           target <= .zero || interval <= .zero {
+            target <= .zero || interval <= .zero
+        {
             throw bad("codel target \(target) and interval \(interval) must be positive")
         }
     }
@@ -124,36 +127,107 @@ public enum ShutdownMode: Sendable {
 }
 
 /// Owns one reference to a C stage, with what every sink of the stage
-/// shares: its admission controller and its rejection counts.
+/// shares: its admission controller, its rejection counts, the control
+/// events in its queue and how events find their priority class.
 @usableFromInline
 final class StageHandle: @unchecked Sendable {
-    // @unchecked: the C stage is safe for concurrent use; every field is immutable.
+    // @unchecked: the C stage is safe for concurrent use; every field is
+    // immutable or Sendable.
     @usableFromInline let pointer: OpaquePointer
     let clock: SedaClock
     /// An `AdmissionBox<Event>` for the stage's event type, or nil.
-    let admission: AnyObject?
+    let admission: (any AdmissionBoxing)?
     let rejections = RejectionCounts()
+    /// Events one queue holds: the capacity asked for, rounded up to a power
+    /// of two (at least 2), as the C queue does.
+    let queueCapacity: Int
+    /// Events of a `Prioritized` type go to the class their priority names.
+    let priority: PriorityRouting?
 
-    init(adopting pointer: OpaquePointer, clock: SedaClock, admission: AnyObject? = nil) {
+    init(
+        adopting pointer: OpaquePointer, clock: SedaClock, options: StageOptions = StageOptions(),
+        admission: (any AdmissionBoxing)? = nil, priority: PriorityRouting? = nil
+    ) {
         self.pointer = pointer
         self.clock = clock
         self.admission = admission
+        self.priority = priority
+        var c = 2
+        while c < options.queueCapacity { c <<= 1 }
+        queueCapacity = c
     }
 
     deinit { seda_stage_release(pointer) }
 
     var name: String { String(cString: seda_stage_name(pointer)) }
+
+    /// The control events in the queue, when admission must not hear of them.
+    var controlLedger: ControlEventLedger? { admission?.ledger }
+
+    /// Enqueues `retained` (a +1 reference to `event`) as a control event,
+    /// noted in the ledger first. Returns the C result; on failure the
+    /// reference is still the caller's.
+    func enqueueControl(_ retained: UnsafeMutableRawPointer, _ event: AnyObject) -> Int32 {
+        let ledger = controlLedger
+        ledger?.add(event)
+        let r = seda_stage_enqueue_control(pointer, retained)
+        if r < 0 { ledger?.remove(event) }
+        return r
+    }
+}
+
+/// How a stage with several priority classes finds an event's class: from
+/// ``Prioritized/priority``, the same number the per-class admission
+/// policies read, so that one notion of priority drives both admission and
+/// scheduling. Made only for a `Prioritized` event type and a stage with
+/// more than one class.
+struct PriorityRouting: Sendable {
+    let classes: Int
+
+    init?<Event>(_ type: Event.Type, classes: Int) {
+        guard classes > 1, type is any Prioritized.Type else { return nil }
+        self.classes = classes
+    }
+
+    /// The class of `event`: its priority, clamped to the stage's classes.
+    func priorityClass(of event: AnyObject) -> Int {
+        guard let p = event as? any Prioritized else { return classes - 1 }
+        return min(max(p.priority, 0), classes - 1)
+    }
 }
 
 /// What a handler's ``EventHandler/setUp(_:)`` gets: its stage's name and
-/// options, the runtime (to find other stages' sinks) and a logger.
+/// options, and the runtime (to find other stages' sinks).
+///
+/// The context refers to the runtime weakly: a handler that keeps its
+/// context does not keep the runtime alive (the runtime owns the handler;
+/// a strong reference back would be a cycle, and the runtime would never be
+/// released).
 public struct StageContext: Sendable {
     public let name: String
     public let options: StageOptions
-    public let runtime: Runtime
+    private let box: WeakRuntime
 
-    /// The sink of another stage, checked against its event type.
-    public func sink<Event>(named name: String, of type: Event.Type = Event.self) throws(SedaError) -> Sink<Event> {
-        try runtime.sink(named: name, of: type)
+    init(name: String, options: StageOptions, runtime: Runtime) {
+        self.name = name
+        self.options = options
+        box = WeakRuntime(runtime)
     }
+
+    /// The runtime, or `nil` once it has been released.
+    public var runtime: Runtime? { box.runtime }
+
+    /// The sink of another stage, checked against its event type. Throws
+    /// ``SedaError/closed`` once the runtime has been released.
+    public func sink<Event>(named name: String, of type: Event.Type = Event.self) throws(SedaError) -> Sink<Event> {
+        guard let runtime else { throw .closed }
+        return try runtime.sink(named: name, of: type)
+    }
+}
+
+/// A weak reference to a runtime that can travel between threads.
+final class WeakRuntime: @unchecked Sendable {
+    // @unchecked: weak references are safe to read from any thread.
+    weak var runtime: Runtime?
+    init(_ runtime: Runtime) { self.runtime = runtime }
 }

@@ -6,13 +6,15 @@ extension ThreadGovernor {
     /// enables it (`threadPool.sizeController.enable`), each with its own
     /// resolved settings; the interval and `autoMaxDetect` come from
     /// `seda.global.threadPool.sizeController`. Stages added later are
-    /// governed by calling ``govern(_:settings:)`` with
+    /// governed by calling `govern(_:settings:)` with
     /// `configuration.settings(forStage:).governor`.
-    public convenience init(runtime: Runtime, configuration: SedaConfiguration,
-                            logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
+    public convenience init(
+        runtime: Runtime, configuration: SedaConfiguration,
+        logger: Logger? = nil, historyLimit: Int = 256
+    ) throws(SedaError) {
         var enabled: [(String, GovernorSettings)] = []
         var global: GovernorSettings?
-        for name in runtime.stageNames where !name.contains(".") {
+        for name in runtime.stageNames {
             guard let options = runtime.registeredOptions(name) else { continue }
             let g = try configuration.settings(forStage: name, defaults: options).governor
             global = global ?? g
@@ -21,7 +23,9 @@ extension ThreadGovernor {
         // delay and autoMaxDetect are runtime-wide keys: any stage's
         // resolution has them; with no stage, resolve an unconfigured name.
         let runtimeWide: GovernorSettings
-        if let global { runtimeWide = global } else {
+        if let global {
+            runtimeWide = global
+        } else {
             runtimeWide = try configuration.settings(forStage: "seda-governor").governor
         }
         var settings = GovernorSettings()
@@ -37,10 +41,12 @@ extension BatchController {
     /// it (`batchController.enable`), each with its resolved settings
     /// (`maxBatch` is the stage's `batchSize`). It ticks at the shortest
     /// `recalcWindow` among them (1 s if none).
-    public convenience init(runtime: Runtime, configuration: SedaConfiguration,
-                            logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
+    public convenience init(
+        runtime: Runtime, configuration: SedaConfiguration,
+        logger: Logger? = nil, historyLimit: Int = 256
+    ) throws(SedaError) {
         var enabled: [(String, BatchControllerSettings)] = []
-        for name in runtime.stageNames where !name.contains(".") {
+        for name in runtime.stageNames {
             guard let options = runtime.registeredOptions(name) else { continue }
             let b = try configuration.settings(forStage: name, defaults: options).batchController
             if b.enabled { enabled.append((name, b)) }
@@ -54,12 +60,13 @@ extension BatchController {
 extension ResponseTimeControllerOptions {
     /// The options ``ResponseTimeControllerSettings`` describe (the
     /// configuration's `rtController.*`), or `nil` when it is not enabled.
-    /// `"direct"` is this controller; throws ``SedaError/invalidConfiguration(_:)``
+    /// `"direct"` is this controller; throws `SedaError/invalidConfiguration(_:)`
     /// for the types Seda does not implement (`"pid"`, `"mm1"`).
     public init?(_ settings: ResponseTimeControllerSettings) throws(SedaError) {
         guard settings.enabled else { return nil }
         guard settings.type == .direct else {
-            throw .invalidConfiguration("rtController.type \"\(settings.type.rawValue)\" is not implemented; use \"direct\"")
+            throw .invalidConfiguration(
+                "rtController.type \"\(settings.type.rawValue)\" is not implemented; use \"direct\"")
         }
         guard let target = settings.targetResponseTime else {
             throw .invalidConfiguration("rtController.enable is true but rtController.targetResponseTime is not set")

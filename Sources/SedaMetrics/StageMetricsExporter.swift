@@ -3,8 +3,14 @@ import Seda
 
 /// Publishes stage snapshots through swift-metrics: counters for events
 /// (enqueued, processed, rejected by reason, handed back, handler errors),
-/// gauges for queue length, threads and latency quantiles, each with a
-/// `stage` dimension. Call ``export(_:)`` periodically (e.g. every second).
+/// gauges for queue length, threads and latency quantiles and, for a stage
+/// guarded by a response-time controller, its admission rate
+/// (`seda_stage_admission_rate`, -1 while unlimited), measured p90
+/// (`seda_stage_response_time_p90_seconds`) and target
+/// (`seda_stage_response_time_target_seconds`); each with a `stage`
+/// dimension. Call ``export(_:)`` periodically (e.g. every second).
+///
+/// Thread rules: any thread; exports are serialised.
 public final class StageMetricsExporter: @unchecked Sendable {
     // @unchecked: `last` is guarded by `lock`.
     private let factory: any MetricsFactory
@@ -36,18 +42,42 @@ public final class StageMetricsExporter: @unchecked Sendable {
                     count("seda_stage_rejected_total", n, prev?.rejectedByReason[reason], [("reason", reason)])
                 }
                 count("seda_stage_handler_errors_total", s.handlerErrors, prev?.handlerErrors)
-                Gauge(label: "seda_stage_queue_length", dimensions: dims, factory: factory).record(Double(s.queueLength))
+                Gauge(label: "seda_stage_queue_length", dimensions: dims, factory: factory).record(
+                    Double(s.queueLength))
                 Gauge(label: "seda_stage_threads", dimensions: dims, factory: factory).record(Double(s.threads))
-                for (q, qd, st) in [("0.5", s.queueDelay.p50Nanoseconds, s.serviceTime.p50Nanoseconds),
-                                    ("0.9", s.queueDelay.p90Nanoseconds, s.serviceTime.p90Nanoseconds),
-                                    ("0.99", s.queueDelay.p99Nanoseconds, s.serviceTime.p99Nanoseconds)] {
-                    Gauge(label: "seda_stage_queue_delay_seconds", dimensions: dims + [("quantile", q)],
-                          factory: factory).record(Double(qd) / 1e9)
-                    Gauge(label: "seda_stage_service_time_seconds", dimensions: dims + [("quantile", q)],
-                          factory: factory).record(Double(st) / 1e9)
+                for (q, qd, st) in [
+                    ("0.5", s.queueDelay.p50Nanoseconds, s.serviceTime.p50Nanoseconds),
+                    ("0.9", s.queueDelay.p90Nanoseconds, s.serviceTime.p90Nanoseconds),
+                    ("0.99", s.queueDelay.p99Nanoseconds, s.serviceTime.p99Nanoseconds),
+                ] {
+                    Gauge(
+                        label: "seda_stage_queue_delay_seconds", dimensions: dims + [("quantile", q)],
+                        factory: factory
+                    ).record(Double(qd) / 1e9)
+                    Gauge(
+                        label: "seda_stage_service_time_seconds", dimensions: dims + [("quantile", q)],
+                        factory: factory
+                    ).record(Double(st) / 1e9)
+                }
+                if let rt = s.responseTime {
+                    // Why requests are refused: the admitted rate against
+                    // the measured p90 and its target (-1: unlimited rate).
+                    Gauge(label: "seda_stage_admission_rate", dimensions: dims, factory: factory)
+                        .record(rt.rate.isFinite ? rt.rate : -1)
+                    Gauge(label: "seda_stage_response_time_target_seconds", dimensions: dims, factory: factory)
+                        .record(seconds(rt.target))
+                    if let p90 = rt.lastP90 {
+                        Gauge(label: "seda_stage_response_time_p90_seconds", dimensions: dims, factory: factory)
+                            .record(seconds(p90))
+                    }
                 }
                 last[s.name] = s
             }
         }
     }
+}
+
+private func seconds(_ d: Duration) -> Double {
+    let (s, a) = d.components
+    return Double(s) + Double(a) / 1e18
 }

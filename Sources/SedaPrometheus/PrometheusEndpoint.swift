@@ -2,7 +2,7 @@ import Prometheus
 import SedaMetrics
 
 /// A Prometheus registry for an application's metrics endpoint: give
-/// ``factory`` to ``StageMetricsExporter`` (or bootstrap `MetricsSystem`
+/// ``factory`` to `StageMetricsExporter` (or bootstrap `MetricsSystem`
 /// with it) and serve ``render()`` as `text/plain; version=0.0.4`.
 public final class PrometheusEndpoint: Sendable {
     public let registry: PrometheusCollectorRegistry

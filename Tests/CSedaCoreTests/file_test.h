@@ -95,11 +95,16 @@ static inline void ft_collector_init(ft_collector_t *c)
 }
 
 /* A collector fed through a sink stage on the shared threads. */
-static inline void ft_collector_init_stage(ft_collector_t *c, seda_runtime_t *rt, const char *name, size_t capacity)
+static inline void ft_collector_init_stage(ft_collector_t *c, seda_runtime_t *rt, const char *name,
+                                           size_t capacity)
 {
     ft_collector_init(c);
     seda_stage_options_t so = {
-        .name = name, .queue_capacity = capacity, .handler = ft_handler, .drop = ft_drop, .ctx = c,
+        .name = name,
+        .queue_capacity = capacity,
+        .handler = ft_handler,
+        .drop = ft_drop,
+        .ctx = c,
     };
     CHECK_OK(seda_stage_create(rt, &so, &c->stage));
     c->sink.stage = c->stage;
@@ -243,7 +248,8 @@ static inline int ft_engine_available(int engine)
 }
 
 /* A file stage on `engine`, which must be the one granted. */
-static inline seda_file_stage_t *ft_stage(seda_runtime_t *rt, int engine, seda_file_stage_options_t *extra)
+static inline seda_file_stage_t *ft_stage(seda_runtime_t *rt, int engine,
+                                          seda_file_stage_options_t *extra)
 {
     seda_file_stage_options_t o = extra ? *extra : (seda_file_stage_options_t){ 0 };
     if (!o.name)

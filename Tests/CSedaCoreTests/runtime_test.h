@@ -57,23 +57,27 @@ static inline void reset_counts(void)
 
 /* Bounded waiting for a condition some other thread makes true (a liveness
  * guard, not a timing assertion: 20 s is far beyond any honest delay). */
-#define WAIT_UNTIL(cond)                                                          \
-    do {                                                                          \
-        int64_t wait_deadline_ = seda_clock_now(NULL) + 20000000000LL;            \
-        while (!(cond)) {                                                         \
-            CHECK(seda_clock_now(NULL) < wait_deadline_);                         \
-            struct timespec ts_ = { 0, 1000000 };                                 \
-            nanosleep(&ts_, NULL);                                                \
-        }                                                                         \
+#define WAIT_UNTIL(cond)                                               \
+    do {                                                               \
+        int64_t wait_deadline_ = seda_clock_now(NULL) + 20000000000LL; \
+        while (!(cond)) {                                              \
+            CHECK(seda_clock_now(NULL) < wait_deadline_);              \
+            struct timespec ts_ = { 0, 1000000 };                      \
+            nanosleep(&ts_, NULL);                                     \
+        }                                                              \
     } while (0)
 
 static size_t next_capacity = 256; /* queue capacity for make_stage */
 
-static inline seda_stage_t *make_stage(seda_runtime_t *rt, const char *name, seda_handler_fn h, void *ctx,
-                                int manager, uint32_t conc, uint32_t batch)
+static inline seda_stage_t *make_stage(seda_runtime_t *rt, const char *name, seda_handler_fn h,
+                                       void *ctx, int manager, uint32_t conc, uint32_t batch)
 {
-    seda_stage_options_t o = { .name = name, .handler = h, .ctx = ctx, .drop = drop_cb,
-                               .thread_manager = manager, .concurrency = conc,
+    seda_stage_options_t o = { .name = name,
+                               .handler = h,
+                               .ctx = ctx,
+                               .drop = drop_cb,
+                               .thread_manager = manager,
+                               .concurrency = conc,
                                .batch_max = batch,
                                .queue_capacity = next_capacity };
     seda_stage_t *s = NULL;

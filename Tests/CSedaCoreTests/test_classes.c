@@ -33,14 +33,19 @@ static void test_priority_classes(void)
     seda_runtime_t *rt;
     CHECK_OK(seda_runtime_create(&rt, NULL));
     struct order_ctx o = { 0 };
-    seda_stage_options_t so = { .name = "prio", .handler = record_order, .ctx = &o, .drop = drop_cb,
-                                .thread_manager = SEDA_THREADS_DEDICATED, .batch_max = 1,
-                                .queue_capacity = 16, .classes = 3 };
+    seda_stage_options_t so = { .name = "prio",
+                                .handler = record_order,
+                                .ctx = &o,
+                                .drop = drop_cb,
+                                .thread_manager = SEDA_THREADS_DEDICATED,
+                                .batch_max = 1,
+                                .queue_capacity = 16,
+                                .classes = 3 };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &so, &s));
     struct ev *wrong = ev_new(99, 0);
     CHECK_RC(seda_stage_enqueue_class(s, wrong, 3), -EINVAL);
-    free(wrong); /* not counted: never entered the stage */
+    free(wrong);                                     /* not counted: never entered the stage */
     CHECK_OK(seda_stage_enqueue(s, ev_new(100, 0))); /* holds the thread at the gate */
     WAIT_UNTIL(atomic_load(&o.gate.entered));
     /* n = 10 * class + i; plain enqueues are class 2, control is class 0. */

@@ -49,7 +49,7 @@ static void test_manual(void)
 
     CHECK_OK(seda_clock_manual_set(c, 2000));
     CHECK_EQ(seda_clock_now(c), 2000);
-    CHECK_OK(seda_clock_manual_set(c, 2000)); /* same time: fine */
+    CHECK_OK(seda_clock_manual_set(c, 2000));          /* same time: fine */
     CHECK_RC(seda_clock_manual_set(c, 1999), -EINVAL); /* never backwards */
     CHECK_EQ(seda_clock_now(c), 2000);
 

@@ -106,8 +106,8 @@ static void close_queued(int engine, const char *dir)
     CHECK_OK(seda_stage_create(rt, &so, &b));
     set_gate(0);
     static char token;
-    CHECK_OK(seda_stage_enqueue(b, &token));     /* holds the shared thread */
-    wait_blocked(); /* before any request: the submission stage, bound to
+    CHECK_OK(seda_stage_enqueue(b, &token)); /* holds the shared thread */
+    wait_blocked();                          /* before any request: the submission stage, bound to
                      * that thread, would otherwise run first */
     ft_collector_t fifo_c;
     ft_collector_init(&fifo_c);

@@ -57,8 +57,12 @@ static void full_sink(int engine, const char *dir)
     ft_collector_t c;
     ft_collector_init(&c);
     seda_stage_options_t so = {
-        .name = "sink", .queue_capacity = 2, .thread_manager = SEDA_THREADS_DEDICATED,
-        .handler = gated, .drop = ft_drop, .ctx = &c,
+        .name = "sink",
+        .queue_capacity = 2,
+        .thread_manager = SEDA_THREADS_DEDICATED,
+        .handler = gated,
+        .drop = ft_drop,
+        .ctx = &c,
     };
     CHECK_OK(seda_stage_create(rt, &so, &c.stage));
     c.sink.stage = c.stage;
@@ -109,7 +113,11 @@ static void sink_gone(int engine, const char *dir)
     ft_collector_t c;
     ft_collector_init(&c);
     seda_stage_options_t so = {
-        .name = "sink", .thread_manager = SEDA_THREADS_DEDICATED, .handler = gated, .drop = ft_drop, .ctx = &c,
+        .name = "sink",
+        .thread_manager = SEDA_THREADS_DEDICATED,
+        .handler = gated,
+        .drop = ft_drop,
+        .ctx = &c,
     };
     seda_stage_t *sink;
     CHECK_OK(seda_stage_create(rt, &so, &sink));
@@ -186,7 +194,9 @@ static void from_handlers(int engine, const char *dir)
     ft_collector_init(&c);
     struct chain ch = { .f = open_data(fs, dir), .c = &c, .next = 4 };
     /* ch.sink is read by the handler only once events flow, after it is set. */
-    seda_stage_options_t so = { .name = "chain", .handler = chain_handler, .drop = chain_drop, .ctx = &ch };
+    seda_stage_options_t so = {
+        .name = "chain", .handler = chain_handler, .drop = chain_drop, .ctx = &ch
+    };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &so, &s));
     ch.sink.stage = s;

@@ -27,12 +27,12 @@ static void drop_dac_override(void)
 }
 
 /* Makes one request and waits for its completion. */
-#define ONE(c, request)                        \
-    ({                                         \
-        size_t one_base_ = ft_count(c);        \
-        CHECK_OK(request);                     \
-        ft_wait((c), one_base_ + 1);           \
-        ft_at((c), one_base_);                 \
+#define ONE(c, request)                 \
+    ({                                  \
+        size_t one_base_ = ft_count(c); \
+        CHECK_OK(request);              \
+        ft_wait((c), one_base_ + 1);    \
+        ft_at((c), one_base_);          \
     })
 
 static int64_t open_result(seda_file_stage_t *fs, const char *path, int flags)
@@ -100,9 +100,9 @@ static void body(int engine, const char *dir, ft_log_t *log)
     CHECK_RC(seda_file_read(f, 0, buf, (size_t)1 << 31, &c.sink, NULL), -EINVAL);
     CHECK_RC(seda_file_write(f, (uint64_t)INT64_MAX, buf, al, &c.sink, NULL), -EINVAL);
     int warnings = log->warnings;
-    CHECK_RC(seda_file_write(f, 1, buf, al, &c.sink, NULL), -EINVAL);       /* offset */
-    CHECK_RC(seda_file_write(f, 0, buf + 1, al, &c.sink, NULL), -EINVAL);   /* buffer */
-    CHECK_RC(seda_file_write(f, 0, buf, al + 1, &c.sink, NULL), -EINVAL);   /* length */
+    CHECK_RC(seda_file_write(f, 1, buf, al, &c.sink, NULL), -EINVAL);     /* offset */
+    CHECK_RC(seda_file_write(f, 0, buf + 1, al, &c.sink, NULL), -EINVAL); /* buffer */
+    CHECK_RC(seda_file_write(f, 0, buf, al + 1, &c.sink, NULL), -EINVAL); /* length */
     CHECK(ft_log_has(log, "not aligned") || ft_log_has(log, "must be multiples"));
     CHECK(log->warnings <= warnings + 1);
     CHECK_EQ(ft_count(&c), delivered); /* refused: nothing delivered */
@@ -110,7 +110,8 @@ static void body(int engine, const char *dir, ft_log_t *log)
     /* Injected: the 3rd write from now fails with EIO, the others land. */
     CHECK_OK(seda_file_stage_inject_fault(fs, 1u << SEDA_FILE_WRITE, 3, 1, EIO));
     for (int i = 0; i < 5; i++) {
-        CHECK_EQ(ONE(&c, seda_file_write(f, (uint64_t)i * al, buf, al, &c.sink, NULL))->result, i == 2 ? -EIO : (int64_t)al);
+        CHECK_EQ(ONE(&c, seda_file_write(f, (uint64_t)i * al, buf, al, &c.sink, NULL))->result,
+                 i == 2 ? -EIO : (int64_t)al);
     }
     /* ENOSPC on two writes in a row, among many in flight: exactly two fail. */
     CHECK_OK(seda_file_stage_inject_fault(fs, 1u << SEDA_FILE_WRITE, 10, 2, ENOSPC));

@@ -41,7 +41,9 @@ static void roundtrip(seda_file_t *f, uint64_t off)
 
 static int engine_of(seda_runtime_t *rt, int option, ft_log_t *log)
 {
-    seda_file_stage_options_t o = { .name = "choice", .engine = option, .log = ft_log_fn, .log_ctx = log };
+    seda_file_stage_options_t o = {
+        .name = "choice", .engine = option, .log = ft_log_fn, .log_ctx = log
+    };
     seda_file_stage_t *fs;
     CHECK_OK(seda_file_stage_create(rt, &o, &fs));
     int e = seda_file_stage_engine(fs);
@@ -77,8 +79,9 @@ static void choice(void)
     unsetenv("SEDA_DISK");
     int uring = (seda_features() & SEDA_FEATURE_IO_URING) != 0;
     int aio = (seda_features() & SEDA_FEATURE_LIBAIO) != 0;
-    CHECK_EQ(engine_of(rt, SEDA_DISK_DEFAULT, &log),
-             uring ? SEDA_DISK_IO_URING : aio ? SEDA_DISK_LIBAIO : SEDA_DISK_THREADS);
+    CHECK_EQ(engine_of(rt, SEDA_DISK_DEFAULT, &log), uring ? SEDA_DISK_IO_URING
+                                                     : aio ? SEDA_DISK_LIBAIO
+                                                           : SEDA_DISK_THREADS);
     setenv("SEDA_DISK", "threads", 1);
     CHECK_EQ(engine_of(rt, SEDA_DISK_DEFAULT, &log), SEDA_DISK_THREADS);
     if (aio) {
@@ -95,7 +98,9 @@ static void choice(void)
     unsetenv("SEDA_DISK");
 
     /* Resizing the pool. */
-    seda_file_stage_options_t o = { .name = "pool", .engine = SEDA_DISK_THREADS, .threads = 2, .max_threads = 4 };
+    seda_file_stage_options_t o = {
+        .name = "pool", .engine = SEDA_DISK_THREADS, .threads = 2, .max_threads = 4
+    };
     CHECK_OK(seda_file_stage_create(rt, &o, &fs));
     CHECK(seda_file_stage_pool(fs) != NULL);
     CHECK_OK(seda_file_stage_set_threads(fs, 4));

@@ -19,7 +19,7 @@ struct run {
     seda_file_stage_t *fs;
     seda_file_t *f;
     unsigned char *model;
-    size_t size;  /* the file's length: the end of the furthest write */
+    size_t size;   /* the file's length: the end of the furthest write */
     uint32_t unit; /* offsets and lengths are multiples of it */
     uint64_t rng;
 };
@@ -71,7 +71,8 @@ static void write_all(struct run *r, size_t writes)
     for (size_t k = 0; k < writes; k++) {
         size_t slot = order[k];
         size_t len = rnd_len(r, SLOT);
-        size_t shift = (SLOT - len) / r->unit ? (ft_rnd(&r->rng) % ((SLOT - len) / r->unit + 1)) * r->unit : 0;
+        size_t shift =
+            (SLOT - len) / r->unit ? (ft_rnd(&r->rng) % ((SLOT - len) / r->unit + 1)) * r->unit : 0;
         uint64_t off = slot * SLOT + shift;
         unsigned char *b = buffer(r, len, &pooled[slot]);
         for (size_t i = 0; i < len; i++)
@@ -115,12 +116,13 @@ static void check_read(struct run *r, seda_file_event_t *ev)
     if (want > ev->len)
         want = ev->len;
     if (ev->result != (int64_t)want) {
-        fprintf(stderr, "read at %llu len %zu: got %lld, want %zu (size %zu)\n", (unsigned long long)ev->offset,
-                ev->len, (long long)ev->result, want, r->size);
+        fprintf(stderr, "read at %llu len %zu: got %lld, want %zu (size %zu)\n",
+                (unsigned long long)ev->offset, ev->len, (long long)ev->result, want, r->size);
         exit(1);
     }
     if (memcmp(ev->buf, r->model + ev->offset, want) != 0) {
-        fprintf(stderr, "read at %llu len %zu: bytes differ\n", (unsigned long long)ev->offset, ev->len);
+        fprintf(stderr, "read at %llu len %zu: bytes differ\n", (unsigned long long)ev->offset,
+                ev->len);
         exit(1);
     }
 }
@@ -169,16 +171,21 @@ static void read_all(struct run *r, size_t reads, size_t model_len)
     seda_file_buffer_free(r->fs, taken);
 }
 
-static void body(int engine, int direct, int registered, const char *dir, size_t writes, size_t reads)
+static void body(int engine, int direct, int registered, const char *dir, size_t writes,
+                 size_t reads)
 {
     int fds = ft_count_fds();
     seda_runtime_t *rt = ft_runtime(2);
     /* A small depth and engine batches, so that requests wait in the stage. */
     /* Registered: a 4 MiB arena (under the usual 8 MiB RLIMIT_MEMLOCK), so
      * that some requests use fixed buffers and some, from the heap, do not. */
-    seda_file_stage_options_t o = { .queue_depth = 16, .threads = 3, .register_buffers = registered ? 1 : -1,
+    seda_file_stage_options_t o = { .queue_depth = 16,
+                                    .threads = 3,
+                                    .register_buffers = registered ? 1 : -1,
                                     .buffer_pool_bytes = registered ? (size_t)4 << 20 : 0 };
-    struct run r = { .engine = engine, .direct = direct || engine == SEDA_DISK_LIBAIO, .rng = 0x5eda + (uint64_t)engine };
+    struct run r = { .engine = engine,
+                     .direct = direct || engine == SEDA_DISK_LIBAIO,
+                     .rng = 0x5eda + (uint64_t)engine };
     r.fs = ft_stage(rt, engine, &o);
     seda_file_stage_stats_t st;
     seda_file_stage_stats(r.fs, &st);
@@ -225,7 +232,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < FT_ENGINES; i++) {
         int engine = ft_engines[i];
         if (!ft_engine_available(engine)) {
-            fprintf(stderr, "%s: not offered by this kernel, skipped\n", seda_disk_engine_name(engine));
+            fprintf(stderr, "%s: not offered by this kernel, skipped\n",
+                    seda_disk_engine_name(engine));
             continue;
         }
         for (int direct = 0; direct <= 1; direct++) {

@@ -28,8 +28,8 @@ static seda_runtime_t *make_runtime(void)
 
 struct bound_ctx {
     seda_runtime_t *rt;
-    int home;                /* the thread the stage is bound to */
-    seda_stage_t *next;      /* forward here, or free when NULL */
+    int home;           /* the thread the stage is bound to */
+    seda_stage_t *next; /* forward here, or free when NULL */
     _Atomic uint64_t seen, wrong_thread;
 };
 
@@ -49,9 +49,13 @@ static int bound_handler(void *ctx, void **events, size_t n)
 static seda_stage_t *make_bound(seda_runtime_t *rt, const char *name, struct bound_ctx *c,
                                 uint32_t thread)
 {
-    seda_stage_options_t o = { .name = name, .handler = bound_handler, .ctx = c,
-                               .drop = drop_cb, .thread_manager = SEDA_THREADS_SHARED,
-                               .queue_capacity = 4096, .bind_to_thread = 1,
+    seda_stage_options_t o = { .name = name,
+                               .handler = bound_handler,
+                               .ctx = c,
+                               .drop = drop_cb,
+                               .thread_manager = SEDA_THREADS_SHARED,
+                               .queue_capacity = 4096,
+                               .bind_to_thread = 1,
                                .thread_index = thread };
     seda_stage_t *s = NULL;
     CHECK_OK(seda_stage_create(rt, &o, &s));
@@ -85,7 +89,8 @@ static void test_bound_stages_stay_home(void)
         a[i] = make_bound(rt, name, &first[i], (uint32_t)i);
     }
     /* From an outside thread, and from a dedicated pool. */
-    seda_stage_t *relay = make_stage(rt, "relay", relay_handler, a[1], SEDA_THREADS_DEDICATED, 1, 16);
+    seda_stage_t *relay =
+        make_stage(rt, "relay", relay_handler, a[1], SEDA_THREADS_DEDICATED, 1, 16);
     enum { N = 20000 };
     for (uint64_t k = 0; k < N; k++) {
         seda_stage_t *to = k % 3 == 0 ? a[0] : k % 3 == 1 ? a[1] : relay;
@@ -124,8 +129,11 @@ static int nop_handler(void *ctx, void **events, size_t n)
 static void test_bind_is_checked(void)
 {
     seda_runtime_t *rt = make_runtime();
-    seda_stage_options_t o = { .name = "x", .handler = nop_handler, .drop = drop_cb,
-                               .thread_manager = SEDA_THREADS_SHARED, .bind_to_thread = 1,
+    seda_stage_options_t o = { .name = "x",
+                               .handler = nop_handler,
+                               .drop = drop_cb,
+                               .thread_manager = SEDA_THREADS_SHARED,
+                               .bind_to_thread = 1,
                                .thread_index = THREADS };
     seda_stage_t *s = NULL;
     CHECK_RC(seda_stage_create(rt, &o, &s), -EINVAL); /* no such thread */
@@ -252,8 +260,8 @@ static void setup_run(struct seda__loop *l, struct seda__task *t)
     struct probe *p = (struct probe *)t;
     probe_check_thread(p);
     CHECK_OK(seda__loop_watch(l, &p->watcher, SEDA_POLLER_IN));
-    CHECK_OK(seda__loop_timer_start(l, &p->timer,
-                                    seda_clock_now(seda_runtime_clock(p->rt)) + 5000000));
+    CHECK_OK(
+        seda__loop_timer_start(l, &p->timer, seda_clock_now(seda_runtime_clock(p->rt)) + 5000000));
     atomic_store(&p->ran, 1);
 }
 

@@ -27,8 +27,8 @@
 
 #define LONG_NS (10LL * 1000000000) /* bounds a wait that must end with an event */
 
-static int backend;      /* the backend under test */
-static int edge;         /* its trigger mode is SEDA_POLLER_EDGE */
+static int backend; /* the backend under test */
+static int edge;    /* its trigger mode is SEDA_POLLER_EDGE */
 static int is_select;
 
 static int count_fds(void)

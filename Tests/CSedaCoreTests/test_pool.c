@@ -38,9 +38,13 @@ static void test_pool_resize(void)
     seda_runtime_t *rt;
     CHECK_OK(seda_runtime_create(&rt, NULL));
     _Atomic uint64_t consumed = 0;
-    seda_stage_options_t o = { .name = "pool", .handler = consume_all, .ctx = &consumed,
-                               .drop = drop_cb, .thread_manager = SEDA_THREADS_DEDICATED,
-                               .concurrency = 1, .max_threads = 4 };
+    seda_stage_options_t o = { .name = "pool",
+                               .handler = consume_all,
+                               .ctx = &consumed,
+                               .drop = drop_cb,
+                               .thread_manager = SEDA_THREADS_DEDICATED,
+                               .concurrency = 1,
+                               .max_threads = 4 };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &o, &s));
     seda_stage_stats_t st;
@@ -64,7 +68,8 @@ static void test_pool_resize(void)
     seda_stage_stats(s, &st);
     CHECK_EQ(st.threads, 3);
     CHECK_EQ(st.concurrency, 3);
-    seda_stage_t *shared = make_stage(rt, "shared", consume_all, &consumed, SEDA_THREADS_SHARED, 1, 8);
+    seda_stage_t *shared =
+        make_stage(rt, "shared", consume_all, &consumed, SEDA_THREADS_SHARED, 1, 8);
     CHECK_RC(seda_stage_set_threads(shared, 2), -ENOTSUP);
     seda_stage_release(shared);
     seda_stage_release(s);

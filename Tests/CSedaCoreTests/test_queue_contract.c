@@ -175,6 +175,11 @@ static void test_timed_wait(void)
     CHECK_OK(seda_queue_enqueue(q, EV(5)));
     CHECK_RC(seda_queue_dequeue_wait(q, &ev, NULL, 1, 0), 1);
     CHECK(ev == EV(5));
+    /* "As long as it takes" written as the largest timeout: the deadline
+     * saturates instead of overflowing (UBSan flags the overflow). */
+    CHECK_OK(seda_queue_enqueue_wait(q, EV(6), 0, INT64_MAX));
+    CHECK_RC(seda_queue_dequeue_wait(q, &ev, NULL, 1, INT64_MAX), 1);
+    CHECK(ev == EV(6));
     seda_queue_destroy(q, NULL, NULL);
 }
 

@@ -21,7 +21,7 @@
 static seda_queue_t *queue;
 static unsigned producers, consumers;
 static uint64_t per_producer;
-static uint64_t max_batch; /* min(16, capacity) */
+static uint64_t max_batch;                  /* min(16, capacity) */
 static _Atomic uint64_t *seen[MAX_THREADS]; /* one bit per event, per producer */
 static _Atomic uint64_t consumed_total;
 
@@ -102,7 +102,8 @@ int main(int argc, char **argv)
     size_t capacity = argc > 4 ? (size_t)strtoull(argv[4], NULL, 10) : 1024;
     if (producers < 1 || producers > MAX_THREADS || consumers < 1 || consumers > MAX_THREADS ||
         items < producers) {
-        fprintf(stderr, "usage: %s [PRODUCERS 1-64 [CONSUMERS 1-64 [ITEMS [CAPACITY]]]]\n", argv[0]);
+        fprintf(stderr, "usage: %s [PRODUCERS 1-64 [CONSUMERS 1-64 [ITEMS [CAPACITY]]]]\n",
+                argv[0]);
         return 1;
     }
     per_producer = items / producers;
@@ -127,7 +128,8 @@ int main(int argc, char **argv)
     CHECK_EQ(atomic_load(&consumed_total), per_producer * producers);
     for (unsigned p = 0; p < producers; p++) {
         for (uint64_t s = 0; s < per_producer; s++) {
-            if (!(atomic_load_explicit(&seen[p][s / 64], memory_order_relaxed) & (1ull << (s % 64)))) {
+            if (!(atomic_load_explicit(&seen[p][s / 64], memory_order_relaxed) &
+                  (1ull << (s % 64)))) {
                 fprintf(stderr, "lost: producer %u event %llu\n", p, (unsigned long long)s);
                 return 1;
             }

@@ -177,8 +177,76 @@ static void test_tiny_run_queue(void)
     CHECK_EQ(atomic_load(&freed), 40000);
 }
 
+/* ---- the run-next slot does not hold an event while a thread idles -------- */
+
+/* A's first event goes on to B; A's next events wait (in A's handler) until
+ * B has handled it. B lands in the run-next slot of A's thread, and A's turn
+ * goes on for several batches, while the second shared thread sleeps with
+ * nothing to do. B must be handed to that thread: before, B waited in the
+ * slot for A's whole turn (and here, with A waiting for B, for ever). */
+struct handoff_ctx {
+    seda_stage_t *b;
+    _Atomic uint64_t handled;
+};
+
+static int forward_first_then_wait(void *ctx, void **events, size_t count)
+{
+    struct handoff_ctx *c = ctx;
+    for (size_t i = 0; i < count; i++) {
+        struct ev *e = events[i];
+        if (e->n == 0) {
+            CHECK_OK(seda_stage_enqueue(c->b, e));
+            continue;
+        }
+        int64_t guard = seda_clock_now(NULL) + 20000000000LL; /* liveness guard */
+        while (atomic_load(&c->handled) == 0) {
+            CHECK(seda_clock_now(NULL) < guard);
+            sched_yield();
+        }
+        ev_free(e);
+    }
+    return 0;
+}
+
+static int count_handled(void *ctx, void **events, size_t count)
+{
+    struct handoff_ctx *c = ctx;
+    for (size_t i = 0; i < count; i++)
+        ev_free(events[i]);
+    atomic_fetch_add(&c->handled, count);
+    return 0;
+}
+
+static void test_run_next_handed_to_idle_thread(void)
+{
+    reset_counts();
+    seda_runtime_t *rt;
+    seda_runtime_options_t ro = { .cpu_threads = 2 };
+    CHECK_OK(seda_runtime_create(&rt, &ro));
+    struct handoff_ctx c = { 0 };
+    c.b = make_stage(rt, "b", count_handled, &c, SEDA_THREADS_SHARED, 1, 64);
+    seda_stage_t *a = make_stage(rt, "a", forward_first_then_wait, &c, SEDA_THREADS_SHARED, 1, 1);
+    /* Both shared threads asleep: idle, with nothing to run. */
+    WAIT_UNTIL(threads_sleeping("seda-cpu") == 2);
+    enum { N = 20 };
+    void *batch[N];
+    for (int i = 0; i < N; i++)
+        batch[i] = ev_new((uint64_t)i, 0);
+    CHECK_RC(seda_stage_enqueue_many(a, batch, N), N); /* a long turn for A */
+    WAIT_UNTIL(atomic_load(&c.handled) == 1);
+    CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_DRAIN, -1));
+    seda_stage_stats_t st;
+    seda_stage_stats(a, &st);
+    CHECK_EQ(st.processed, N);
+    seda_stage_release(a);
+    seda_stage_release(c.b);
+    seda_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&freed), N);
+}
+
 int main(void)
 {
+    test_run_next_handed_to_idle_thread();
     test_pipeline_order(SEDA_THREADS_SHARED);
     test_pipeline_order(SEDA_THREADS_DEDICATED);
     test_batching(SEDA_THREADS_SHARED);

@@ -40,8 +40,9 @@ static void test_shutdown_drains_cycle(void)
     seda_runtime_t *rt;
     CHECK_OK(seda_runtime_create(&rt, NULL));
     struct ping_ctx pa = { 0 }, pb = { 0 };
-    seda_stage_options_t o = { .handler = ping, .drop = drop_cb, .batch_max = 16,
-                               .queue_capacity = 4096 };
+    seda_stage_options_t o = {
+        .handler = ping, .drop = drop_cb, .batch_max = 16, .queue_capacity = 4096
+    };
     seda_stage_t *a, *b;
     o.name = "ping";
     o.ctx = &pa;
@@ -108,8 +109,132 @@ static void test_shutdown_hands_back(int manager)
     seda_runtime_destroy(rt);
 }
 
+/* ---- a drain with the largest timeout drains (bug: now + timeout overflowed) */
+
+static void test_drain_without_limit(void)
+{
+    reset_counts();
+    seda_runtime_t *rt;
+    CHECK_OK(seda_runtime_create(&rt, NULL));
+    _Atomic uint64_t processed = 0;
+    seda_stage_t *s = make_stage(rt, "slow", slow, &processed, SEDA_THREADS_SHARED, 1, 4);
+    for (uint64_t i = 0; i < 100; i++)
+        enqueue_retry(s, ev_new(i, 0));
+    CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_DRAIN, INT64_MAX));
+    CHECK_EQ(atomic_load(&processed), 100);
+    CHECK_EQ(atomic_load(&dropped), 0);
+    seda_stage_release(s);
+    seda_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&freed), 100);
+}
+
+/* ---- shutdown waits for a stage destroy running on another thread --------- */
+
+struct racing_destroy {
+    struct gate_ctx gate;
+    seda_stage_t *stage;
+    _Atomic int shutdown_returned, late_handler, destroy_called, destroy_called_before_return;
+};
+
+static int gated_then_check(void *ctx, void **events, size_t count)
+{
+    struct racing_destroy *r = ctx;
+    atomic_store(&r->gate.entered, 1);
+    while (!atomic_load(&r->gate.open))
+        sched_yield();
+    for (size_t i = 0; i < count; i++)
+        ev_free(events[i]);
+    if (atomic_load(&r->shutdown_returned))
+        atomic_store(&r->late_handler, 1);
+    return 0;
+}
+
+static void note_destroy(void *ctx)
+{
+    struct racing_destroy *r = ctx;
+    atomic_store(&r->destroy_called, 1);
+}
+
+static void *destroy_thread(void *p)
+{
+    struct racing_destroy *r = p;
+    int rc = seda_stage_destroy(r->stage, SEDA_SHUTDOWN_DRAIN);
+    CHECK(rc == 0 || rc == -EPIPE); /* -EPIPE: the shutdown got there first */
+    return NULL;
+}
+
+static void *shutdown_thread(void *p)
+{
+    seda_runtime_t *rt = p;
+    CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_HAND_BACK, 0));
+    return NULL;
+}
+
+/* A stage destroy running on one thread, holding the stage's handler, while
+ * another thread shuts the runtime down: the shutdown may return only once
+ * that handler has returned and the destroy callback was called (the header
+ * promises every destroy callback called). It used to skip the stage. */
+static void test_shutdown_waits_for_concurrent_destroy(int manager)
+{
+    reset_counts();
+    seda_runtime_t *rt;
+    CHECK_OK(seda_runtime_create(&rt, NULL));
+    struct racing_destroy r = { 0 };
+    seda_stage_options_t o = { .name = "held",
+                               .handler = gated_then_check,
+                               .ctx = &r,
+                               .drop = drop_cb,
+                               .destroy = note_destroy,
+                               .thread_manager = manager,
+                               .batch_max = 1 };
+    CHECK_OK(seda_stage_create(rt, &o, &r.stage));
+    CHECK_OK(seda_stage_enqueue(r.stage, ev_new(0, 0)));
+    WAIT_UNTIL(atomic_load(&r.gate.entered));
+    pthread_t d, t;
+    CHECK_OK(pthread_create(&d, NULL, destroy_thread, &r));
+    /* The destroy has started once the stage refuses events. */
+    uint64_t accepted = 1;
+    for (;;) {
+        struct ev *e = ev_new(1, 0);
+        int rc = seda_stage_enqueue(r.stage, e);
+        if (rc == -EPIPE) {
+            free(e); /* never entered the stage: not counted */
+            break;
+        }
+        CHECK_OK(rc);
+        accepted++;
+        sched_yield();
+    }
+    CHECK_OK(pthread_create(&t, NULL, shutdown_thread, rt));
+    /* Give a wrong shutdown every chance to return while the handler is
+     * held (a right one cannot return before the gate opens). */
+    for (int i = 0; i < 200 && !atomic_load(&r.shutdown_returned); i++) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+        if (pthread_tryjoin_np(t, NULL) == 0) {
+            atomic_store(&r.destroy_called_before_return, atomic_load(&r.destroy_called));
+            atomic_store(&r.shutdown_returned, 1);
+        }
+    }
+    atomic_store(&r.gate.open, 1);
+    if (!atomic_load(&r.shutdown_returned)) {
+        CHECK_OK(pthread_join(t, NULL));
+        atomic_store(&r.destroy_called_before_return, atomic_load(&r.destroy_called));
+        atomic_store(&r.shutdown_returned, 1);
+    }
+    CHECK_OK(pthread_join(d, NULL));
+    CHECK_EQ(atomic_load(&r.destroy_called_before_return), 1);
+    CHECK_EQ(atomic_load(&r.late_handler), 0);
+    seda_stage_release(r.stage);
+    seda_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&freed), accepted); /* handled or handed back, each once */
+}
+
 int main(void)
 {
+    test_shutdown_waits_for_concurrent_destroy(SEDA_THREADS_DEDICATED);
+    test_shutdown_waits_for_concurrent_destroy(SEDA_THREADS_SHARED);
+    test_drain_without_limit();
     test_shutdown_drains_cycle();
     test_shutdown_hands_back(SEDA_THREADS_SHARED);
     test_shutdown_hands_back(SEDA_THREADS_DEDICATED);

@@ -12,9 +12,14 @@ static void test_destroy_under_traffic(int manager, int mode)
     seda_runtime_t *rt;
     CHECK_OK(seda_runtime_create(&rt, NULL));
     _Atomic uint64_t consumed = 0, accepted = 0;
-    seda_stage_options_t o = { .name = "victim", .handler = consume_all, .ctx = &consumed,
-                               .drop = drop_cb, .destroy = count_destroy,
-                               .thread_manager = manager, .concurrency = 2, .batch_max = 8,
+    seda_stage_options_t o = { .name = "victim",
+                               .handler = consume_all,
+                               .ctx = &consumed,
+                               .drop = drop_cb,
+                               .destroy = count_destroy,
+                               .thread_manager = manager,
+                               .concurrency = 2,
+                               .batch_max = 8,
                                .queue_capacity = 64 };
     seda_stage_t *s;
     CHECK_OK(seda_stage_create(rt, &o, &s));
@@ -76,22 +81,29 @@ static void test_destroy_from_handlers(void)
     _Atomic uint64_t n = 0;
     seda_stage_t *victim = make_stage(rt, "victim", consume_all, &n, SEDA_THREADS_SHARED, 1, 8);
     struct destroyer_ctx d = { .victim = victim };
-    seda_stage_t *killer = make_stage(rt, "killer", destroy_from_handler, &d, SEDA_THREADS_SHARED, 1, 8);
+    seda_stage_t *killer =
+        make_stage(rt, "killer", destroy_from_handler, &d, SEDA_THREADS_SHARED, 1, 8);
     enqueue_retry(killer, ev_new(0, 0));
     WAIT_UNTIL(atomic_load(&d.done));
     CHECK_RC(atomic_load(&d.result), -EDEADLK);
     /* From a dedicated stage's handler it works. */
     atomic_store(&d.done, 0);
-    seda_stage_t *dkiller = make_stage(rt, "dkiller", destroy_from_handler, &d, SEDA_THREADS_DEDICATED, 1, 8);
+    seda_stage_t *dkiller =
+        make_stage(rt, "dkiller", destroy_from_handler, &d, SEDA_THREADS_DEDICATED, 1, 8);
     enqueue_retry(dkiller, ev_new(1, 0));
     WAIT_UNTIL(atomic_load(&d.done));
     CHECK_OK(atomic_load(&d.result));
 
     /* A pool whose handler resizes it, destroyed while draining. */
     seda_stage_t *self = NULL;
-    seda_stage_options_t o = { .name = "resizer", .handler = resize_self, .ctx = &self,
-                               .drop = drop_cb, .thread_manager = SEDA_THREADS_DEDICATED,
-                               .concurrency = 1, .max_threads = 2, .batch_max = 1,
+    seda_stage_options_t o = { .name = "resizer",
+                               .handler = resize_self,
+                               .ctx = &self,
+                               .drop = drop_cb,
+                               .thread_manager = SEDA_THREADS_DEDICATED,
+                               .concurrency = 1,
+                               .max_threads = 2,
+                               .batch_max = 1,
                                .queue_capacity = 1024 };
     CHECK_OK(seda_stage_create(rt, &o, &self));
     for (uint64_t i = 0; i < 500; i++)
@@ -125,11 +137,86 @@ static void test_bad_options(void)
     o.batch_max = 0;
     o.concurrency = 70000; /* more than the run queue can carry */
     CHECK_RC(seda_stage_create(rt, &o, &s), -ENOSPC);
+    /* The exported limits are the ones enforced. */
+    char name[SEDA_STAGE_NAME_MAX + 2];
+    memset(name, 'n', sizeof name);
+    name[SEDA_STAGE_NAME_MAX + 1] = '\0';
+    o.concurrency = 0;
+    o.name = name;
+    CHECK_RC(seda_stage_create(rt, &o, &s), -EINVAL);
+    name[SEDA_STAGE_NAME_MAX] = '\0';
+    o.batch_max = SEDA_BATCH_MAX + 1;
+    CHECK_RC(seda_stage_create(rt, &o, &s), -EINVAL);
+    o.batch_max = SEDA_BATCH_MAX;
+    CHECK_OK(seda_stage_create(rt, &o, &s));
+    CHECK(strcmp(seda_stage_name(s), name) == 0);
+    CHECK_RC(seda_stage_set_batch_max(s, SEDA_BATCH_MAX + 1), -EINVAL);
+    CHECK_RC(seda_stage_set_batch_max(s, 0), -EINVAL);
+    CHECK_OK(seda_stage_set_batch_max(s, 1));
+    seda_stage_stats_t st;
+    seda_stage_stats(s, &st);
+    CHECK_EQ(st.batch_max, 1);
+    seda_stage_release(s);
+    o.name = "x";
+    /* Looking up no name finds nothing (it used to crash). */
+    CHECK(seda_runtime_find_stage(rt, NULL) == NULL);
+    CHECK(seda_runtime_find_stage(NULL, "x") == NULL);
     seda_runtime_destroy(rt);
+}
+
+/* ---- two handlers destroying each other's stages: one is refused --------- */
+
+struct mutual_ctx {
+    seda_stage_t *other;
+    _Atomic int *inside; /* both handlers count in, then both destroy */
+    _Atomic int result, done;
+};
+
+static int destroy_the_other(void *ctx, void **events, size_t count)
+{
+    struct mutual_ctx *m = ctx;
+    for (size_t i = 0; i < count; i++)
+        ev_free(events[i]);
+    atomic_fetch_add(m->inside, 1);
+    while (atomic_load(m->inside) < 2)
+        sched_yield();
+    atomic_store(&m->result, seda_stage_destroy(m->other, SEDA_SHUTDOWN_DRAIN));
+    atomic_store(&m->done, 1);
+    return 0;
+}
+
+static void test_mutual_destroy(int manager_a, int manager_b)
+{
+    reset_counts();
+    seda_runtime_t *rt;
+    CHECK_OK(seda_runtime_create(&rt, NULL));
+    _Atomic int inside = 0;
+    struct mutual_ctx ma = { .inside = &inside }, mb = { .inside = &inside };
+    seda_stage_t *a = make_stage(rt, "a", destroy_the_other, &ma, manager_a, 1, 1);
+    seda_stage_t *b = make_stage(rt, "b", destroy_the_other, &mb, manager_b, 1, 1);
+    ma.other = b;
+    mb.other = a;
+    enqueue_retry(a, ev_new(0, 0));
+    enqueue_retry(b, ev_new(1, 0));
+    /* Each destroy waits for the other handler to return: without the check
+     * both would wait for ever. One of them is refused and returns. */
+    WAIT_UNTIL(atomic_load(&ma.done) && atomic_load(&mb.done));
+    int ra = atomic_load(&ma.result), rb = atomic_load(&mb.result);
+    CHECK((ra == 0 && rb == -EDEADLK) || (ra == -EDEADLK && rb == 0));
+    seda_stage_t *survivor = ra == 0 ? a : b;
+    CHECK(seda_runtime_find_stage(rt, ra == 0 ? "b" : "a") == NULL);
+    CHECK_OK(seda_stage_destroy(survivor, SEDA_SHUTDOWN_DRAIN));
+    seda_stage_release(a);
+    seda_stage_release(b);
+    seda_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&freed), 2);
 }
 
 int main(void)
 {
+    test_mutual_destroy(SEDA_THREADS_DEDICATED, SEDA_THREADS_DEDICATED);
+    test_mutual_destroy(SEDA_THREADS_DEDICATED, SEDA_THREADS_SHARED);
+    test_mutual_destroy(SEDA_THREADS_SHARED, SEDA_THREADS_DEDICATED);
     test_bad_options();
     test_destroy_under_traffic(SEDA_THREADS_SHARED, SEDA_SHUTDOWN_DRAIN);
     test_destroy_under_traffic(SEDA_THREADS_SHARED, SEDA_SHUTDOWN_HAND_BACK);

@@ -2,6 +2,8 @@
  * Statistics: the log-linear histogram and its quantiles, and a stage's
  * counters against a manual clock (deterministic times).
  */
+#include <math.h>
+
 #include "runtime_test.h"
 
 /* ---- statistics against a manual clock: deterministic times -------------- */
@@ -68,6 +70,15 @@ static void test_histogram(void)
     uint64_t p90 = seda_histogram_quantile(&h, 0.9);
     CHECK(p90 >= 90000 && p90 <= 90000 + 90000 / 8);
     CHECK_EQ(seda_histogram_quantile(&h, 1.0), 100000);
+    /* Out of range and NaN (a NaN used to reach a float-to-integer
+     * conversion: undefined behaviour, flagged by UBSan). */
+    uint64_t lowest = seda_histogram_quantile(&h, 0.0);
+    CHECK(lowest >= 1000 && lowest <= 1000 + 1000 / 8);
+    CHECK_EQ(seda_histogram_quantile(&h, -1.0), lowest);
+    CHECK_EQ(seda_histogram_quantile(&h, NAN), lowest);
+    CHECK_EQ(seda_histogram_quantile(&h, -NAN), lowest);
+    CHECK_EQ(seda_histogram_quantile(&h, INFINITY), 100000);
+    CHECK_EQ(seda_histogram_quantile(&h, -INFINITY), lowest);
 }
 
 int main(void)

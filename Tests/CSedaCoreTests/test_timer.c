@@ -352,10 +352,19 @@ static void test_levels(void)
     struct log l;
     log_init(&l, c, 64);
     const int64_t d[] = {
-        1 * MS,         63 * MS,         64 * MS,         65 * MS,
-        70 * MS,        4095 * MS,       4096 * MS,       4097 * MS,
-        5 * SEC,        262144 * MS,     10 * 60 * SEC,   3 * 86400 * SEC,
-        ((INT64_C(1) << 50) / MS) * MS,  /* 13 days */
+        1 * MS,
+        63 * MS,
+        64 * MS,
+        65 * MS,
+        70 * MS,
+        4095 * MS,
+        4096 * MS,
+        4097 * MS,
+        5 * SEC,
+        262144 * MS,
+        10 * 60 * SEC,
+        3 * 86400 * SEC,
+        ((INT64_C(1) << 50) / MS) * MS, /* 13 days */
         20 * 86400 * SEC,
         ((INT64_MAX - START) / MS - 1) * MS, /* 292 years: the top levels */
     };
@@ -619,7 +628,8 @@ static void random_run(size_t n, int64_t res, int64_t span, int64_t big_step)
             r[i].deadline = START + (int64_t)(rnd() % (uint64_t)span);
         plan[i].r = &r[i];
         /* Half are there from the start, half are added along the way. */
-        plan[i].add_at = x % 2 ? START : START + (int64_t)(rnd() % (uint64_t)(r[i].deadline - START + 1));
+        plan[i].add_at =
+            x % 2 ? START : START + (int64_t)(rnd() % (uint64_t)(r[i].deadline - START + 1));
         sorted[i] = &r[i];
     }
     qsort(sorted, n, sizeof *sorted, by_deadline);
@@ -687,8 +697,45 @@ static void random_run(size_t n, int64_t res, int64_t span, int64_t big_step)
     seda_clock_destroy(c);
 }
 
+/* ---- a deadline at the end of the clock ----------------------------------- */
+
+/* INT64_MAX is a time a manual clock can reach. A timer due then used never
+ * to fire (its tick lay past the last tick the clock can reach) while the
+ * facility reported work due at once, so its thread spun at 100% CPU. */
+static void test_deadline_at_clock_end(int64_t res, int64_t start)
+{
+    seda_clock_t *clock;
+    CHECK_OK(seda_clock_manual_create(&clock, start));
+    seda_timers_t *t;
+    CHECK_OK(seda_timers_create(&t, clock, res, no_undeliverable, NULL));
+    struct log l;
+    log_init(&l, clock, 4);
+    struct rec r = { 0 };
+    add_rec(t, &l, &r, INT64_MAX);
+    /* Not due: the next work is in the future, never "now". */
+    CHECK(seda_timers_poll(t) > 0);
+    CHECK_OK(seda_clock_manual_set(clock, INT64_MAX - 1));
+    CHECK(seda_timers_poll(t) > 0);
+    CHECK_EQ(r.fired, 0);
+    CHECK_OK(seda_clock_manual_set(clock, INT64_MAX));
+    CHECK_EQ(seda_timers_poll(t), -1);
+    CHECK_EQ(r.fired, 1);
+    CHECK_EQ(stats(t).fired, 1);
+    /* Added once the clock has ended: due at once. */
+    struct rec r2 = { 0 };
+    add_rec(t, &l, &r2, INT64_MAX);
+    CHECK_EQ(seda_timers_poll(t), -1);
+    CHECK_EQ(r2.fired, 1);
+    CHECK_EQ(seda_timers_destroy(t, NULL, NULL), 0);
+    free(l.items);
+    seda_clock_destroy(clock);
+}
+
 int main(void)
 {
+    test_deadline_at_clock_end(MS, START); /* no tick boundary at INT64_MAX */
+    test_deadline_at_clock_end(1, START);  /* a boundary at every nanosecond */
+    test_deadline_at_clock_end(7 * MS, 0);
     test_arguments();
     test_order();
     test_cancel();

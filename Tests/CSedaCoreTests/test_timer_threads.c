@@ -55,7 +55,8 @@ static void test_short_timers_in_order(void)
     int64_t now = seda_clock_now(NULL);
     for (int i = 0; i < N; i++) {
         it[i].deadline = now + delays[i];
-        CHECK_OK(seda_timers_add_at(t, it[i].deadline, seda_timer_deliver_to_queue, q, &it[i], NULL));
+        CHECK_OK(
+            seda_timers_add_at(t, it[i].deadline, seda_timer_deliver_to_queue, q, &it[i], NULL));
     }
     int64_t last = 0;
     for (int i = 0; i < N; i++) {
@@ -126,6 +127,29 @@ static void test_thread_on_manual_clock(void)
     CHECK_RC(seda_queue_dequeue(q, &ev), -EAGAIN); /* b is not due: the clock stands still */
     CHECK_OK(seda_clock_manual_advance(c, 10 * MS));
     CHECK(take_one(q) == &b);
+    CHECK_EQ(seda_timers_destroy(t, NULL, NULL), 0);
+    seda_queue_destroy(q, NULL, NULL);
+    seda_clock_destroy(c);
+}
+
+static void test_thread_at_clock_end(void)
+{
+    /* A deadline at the clock's end fires when the clock gets there (it
+     * used to never fire, with the thread spinning meanwhile). */
+    seda_clock_t *c;
+    seda_timers_t *t;
+    seda_queue_t *q;
+    struct item a = { INT64_MAX };
+    CHECK_OK(seda_clock_manual_create(&c, 1000 * MS));
+    CHECK_OK(seda_timers_create(&t, c, MS, no_undeliverable, NULL));
+    CHECK_OK(seda_queue_create(&q, 4, NULL));
+    CHECK_OK(seda_timers_start(t, "test-end"));
+    CHECK_OK(seda_timers_add_at(t, a.deadline, seda_timer_deliver_to_queue, q, &a, NULL));
+    CHECK_OK(seda_clock_manual_set(c, INT64_MAX - 1));
+    void *ev;
+    CHECK_RC(seda_queue_dequeue(q, &ev), -EAGAIN);
+    CHECK_OK(seda_clock_manual_set(c, INT64_MAX));
+    CHECK(take_one(q) == &a);
     CHECK_EQ(seda_timers_destroy(t, NULL, NULL), 0);
     seda_queue_destroy(q, NULL, NULL);
     seda_clock_destroy(c);
@@ -232,7 +256,8 @@ static void test_concurrent_add_cancel(int threads, int per_thread)
     struct adder ad[8];
     CHECK_EQ(pthread_create(&consumer, NULL, consumer_main, &sh), 0);
     for (int i = 0; i < threads; i++) {
-        ad[i] = (struct adder){ .sh = &sh, .index = i, .rng = 0x9e3779b97f4a7c15u * (uint64_t)(i + 1) };
+        ad[i] =
+            (struct adder){ .sh = &sh, .index = i, .rng = 0x9e3779b97f4a7c15u * (uint64_t)(i + 1) };
         CHECK_EQ(pthread_create(&th[i], NULL, adder_main, &ad[i]), 0);
     }
     /* A cancel-all in the middle of it all. */
@@ -290,6 +315,7 @@ int main(int argc, char **argv)
     test_short_timers_in_order();
     test_earlier_add_wakes_thread();
     test_thread_on_manual_clock();
+    test_thread_at_clock_end();
     test_concurrent_add_cancel(threads, per_thread);
     return 0;
 }

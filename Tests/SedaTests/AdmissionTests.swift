@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 
-@testable import Seda
+@_spi(Threads) @testable import Seda
 
 /// A one-thread stage's handler that lets events through one at a time, each
 /// only on a permit from the test, and moves a manual clock by its service
@@ -28,7 +28,9 @@ private final class Turnstile: EventHandler, Sendable {
             entered.add(1)
             while true {
                 let p = permits.load(ordering: .acquiring)
-                if p > 0, permits.compareExchange(expected: p, desired: p - 1, ordering: .acquiringAndReleasing).exchanged {
+                if p > 0,
+                    permits.compareExchange(expected: p, desired: p - 1, ordering: .acquiringAndReleasing).exchanged
+                {
                     break
                 }
                 usleep(200)
@@ -77,11 +79,12 @@ struct AdmissionTests {
         let life = Life()
         let runtime = try Runtime()
         let gate = Turnstile()
-        let sink = try runtime.addStage("threshold", handler: gate, options: dedicatedOne(),
-                                        admission: QueueThreshold<Job>(3))
+        let sink = try runtime.addStage(
+            "threshold", handler: gate, options: dedicatedOne(),
+            admission: QueueThreshold<Job>(3))
         try sink.enqueue(Job(0, life))
         waitUntil("the handler holds the first event") { gate.entered.value == 1 }
-        for i in 1...3 { try sink.enqueue(Job(i, life)) } // the queue now holds 3
+        for i in 1...3 { try sink.enqueue(Job(i, life)) }  // the queue now holds 3
         #expect(throws: SedaError.rejected(.queueThreshold)) { try sink.enqueue(Job(4, life)) }
         #expect(!sink.enqueueLossy(Job(5, life)))
         // A cleanup tick must get through a full-looking stage (Gnutella's lesson).
@@ -104,10 +107,10 @@ struct AdmissionTests {
         #expect(bucket.available(at: clock.now) == 5)
         for i in 0..<5 { try sink.enqueue(Job(i, life)) }
         #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Job(5, life)) }
-        try clock.advance(by: .milliseconds(100)) // one token, 1/10 s
+        try clock.advance(by: .milliseconds(100))  // one token, 1/10 s
         try sink.enqueue(Job(6, life))
         #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Job(7, life)) }
-        try clock.advance(by: .seconds(10)) // refills to the burst, no further
+        try clock.advance(by: .seconds(10))  // refills to the burst, no further
         #expect(bucket.available(at: clock.now) == 5)
         for i in 8..<13 { try sink.enqueue(Job(i, life)) }
         #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Job(13, life)) }
@@ -127,8 +130,9 @@ struct AdmissionTests {
         let runtime = try Runtime(clock: clock)
         let bucket = TokenBucket<Job>(rate: 1, burst: 4)
         let gate = Turnstile()
-        let sink = try runtime.addStage("small", handler: gate, options: dedicatedOne(queueCapacity: 2),
-                                        admission: bucket)
+        let sink = try runtime.addStage(
+            "small", handler: gate, options: dedicatedOne(queueCapacity: 2),
+            admission: bucket)
         try sink.enqueue(Job(1, life))
         waitUntil("the handler holds the first event") { gate.entered.value == 1 }
         try sink.enqueue(Job(2, life))
@@ -153,9 +157,9 @@ struct AdmissionTests {
         let sink = try runtime.addStage("orders", handler: DiscardOrders(), admission: buckets)
         try sink.enqueue(Order(priority: 1))
         #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Order(priority: 1)) }
-        #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Order(priority: 9)) } // the last class
+        #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Order(priority: 9)) }  // the last class
         try sink.enqueue(Order(priority: 0))
-        try sink.enqueue(Order(priority: -3)) // the first class
+        try sink.enqueue(Order(priority: -3))  // the first class
         #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Order(priority: 0)) }
         #expect(buckets.bucket(forPriority: 0).burst == 2)
         #expect(runtime.snapshot()[stage: "orders"]?.rejectedByReason == ["rateLimit": 3])
@@ -168,15 +172,17 @@ struct AdmissionTests {
         let bucket = TokenBucket<Job>(rate: 1, burst: 1)
         let asked = Counter()
         let odd = RejectionReason("odd")
-        let chain = AdmissionChain<Job>(bucket, AdmissionPredicate { job, probe in
-            asked.add(1)
-            #expect(probe.name == "chain")
-            return job.n % 2 == 1 ? odd : nil
-        })
+        let chain = AdmissionChain<Job>(
+            bucket,
+            AdmissionPredicate { job, probe in
+                asked.add(1)
+                #expect(probe.name == "chain")
+                return job.n % 2 == 1 ? odd : nil
+            })
         let recorder = Recorder()
         let sink = try runtime.addStage("chain", handler: recorder, admission: chain)
         #expect(throws: SedaError.rejected(odd)) { try sink.enqueue(Job(1, life)) }
-        try sink.enqueue(Job(2, life)) // the bucket's token came back from the refusal above
+        try sink.enqueue(Job(2, life))  // the bucket's token came back from the refusal above
         #expect(throws: SedaError.rejected(.rateLimit)) { try sink.enqueue(Job(4, life)) }
         #expect(asked.value == 2, "the predicate is not asked once the bucket refused")
         waitUntil("processed") { recorder.received.value == 1 }
@@ -243,17 +249,20 @@ struct AdmissionTests {
             try? runtime.shutdown()
         }
 
-        for i in 0..<40 { offer(i) } // an unlimited rate admits them all
+        for i in 0..<40 { offer(i) }  // an unlimited rate admits them all
         #expect(admitted == 40)
         #expect(controller.state.lastDecision == .none)
         stage.grant(30)
         waitUntil("30 handled") { stage.handled.value == 30 }
-        offer(40) // the window is complete: this admission updates the rate
+        offer(40)  // the window is complete: this admission updates the rate
         let overloaded = controller.state
         #expect(overloaded.updates == 1)
         #expect(overloaded.lastDecision == .decrease)
         #expect(overloaded.lastP90! > .milliseconds(60))
         #expect(overloaded.rate < overloaded.throughput, "cut below what the stage completes")
+        // An operator sees why requests are refused: in the snapshot and the graph.
+        #expect(runtime.snapshot()[stage: "rt"]?.responseTime == overloaded)
+        #expect(runtime.snapshot().graphviz().contains("(decrease)"))
 
         stage.serviceMilliseconds.store(1, ordering: .relaxed)
         stage.open()
@@ -262,7 +271,7 @@ struct AdmissionTests {
             let s = controller.state
             return s.smoothedP90! < .milliseconds(40) && s.rate > overloaded.rate * 1.2
         }
-        for _ in 0..<100_000 { // a liveness bound, not a timing one
+        for _ in 0..<100_000 {  // a liveness bound, not a timing one
             waitUntil("caught up") { stage.handled.value == admitted }
             if recovered() { break }
             try clock.advance(by: .milliseconds(10))
@@ -283,13 +292,14 @@ struct AdmissionTests {
         let runtime = try Runtime(clock: clock)
         var options = ResponseTimeControllerOptions(target: .milliseconds(50))
         options.initialRate = 200
-        options.maxRate = 200 // the stage's capacity, as the controller would have found it
+        options.maxRate = 200  // the stage's capacity, as the controller would have found it
         let controller = MultiClassResponseTimeController<Order>(options, classes: 2)
         let handler = DiscardOrders()
-        let sink = try runtime.addStage("exchange", handler: handler,
-                                        options: StageOptions(queueCapacity: 8192), admission: controller)
+        let sink = try runtime.addStage(
+            "exchange", handler: handler,
+            options: StageOptions(queueCapacity: 8192), admission: controller)
         var offered = [0, 0], admitted = [0, 0]
-        for ms in 0..<2000 { // 2 s: trades at 100/s, quotes at 2000/s (10× the rate)
+        for ms in 0..<2000 {  // 2 s: trades at 100/s, quotes at 2000/s (10× the rate)
             try clock.advance(by: .milliseconds(1))
             var arrivals = [1, 1]
             if ms % 10 == 0 { arrivals.insert(0, at: 1) }
@@ -305,7 +315,9 @@ struct AdmissionTests {
         #expect(counts.map(\.admitted) == admitted.map(UInt64.init))
         #expect(counts.map(\.refused) == zip(offered, admitted).map { UInt64($0 - $1) })
         waitUntil("processed") { handler.seen.value == admitted[0] + admitted[1] }
-        #expect(runtime.snapshot()[stage: "exchange"]?.rejectedByReason["responseTime"] == counts[1].refused + counts[0].refused)
+        #expect(
+            runtime.snapshot()[stage: "exchange"]?.rejectedByReason["responseTime"] == counts[1].refused
+                + counts[0].refused)
         try runtime.shutdown()
     }
 
@@ -315,11 +327,12 @@ struct AdmissionTests {
         let runtime = try Runtime(clock: clock)
         let bucket = TokenBucket<Job>(rate: 1, burst: 1000)
         let recorder = Recorder()
-        let sink = try runtime.addStage("shared", handler: recorder,
-                                        options: StageOptions(queueCapacity: 8192), admission: bucket)
+        let sink = try runtime.addStage(
+            "shared", handler: recorder,
+            options: StageOptions(queueCapacity: 8192), admission: bucket)
         let accepted = Counter()
         let producers = (0..<4).map { t in
-            Thread(name: "producer \(t)") {
+            startThread(name: "producer \(t)") {
                 for i in 0..<1000 where sink.enqueueLossy(Job(t * 1000 + i, life)) { accepted.add(1) }
             }
         }
@@ -329,5 +342,112 @@ struct AdmissionTests {
         #expect(runtime.snapshot()[stage: "shared"]?.rejectedByReason == ["rateLimit": 3000])
         try runtime.shutdown()
         #expect(life.balanced)
+    }
+}
+
+/// A blob of bytes for the byte-limit tests.
+private final class Parcel: SizedEvent, Sendable {
+    let sizeInBytes: Int
+    init(_ size: Int) { sizeInBytes = size }
+}
+
+/// Holds its thread until opened; counts what it handled.
+private final class ParcelGate: EventHandler, Sendable {
+    let open = Counter()
+    let entered = Counter()
+    let handled = Counter()
+    func handle(_ batch: inout EventBatch<Parcel>) throws {
+        entered.add(1)
+        while open.value == 0 { usleep(200) }
+        handled.add(batch.count)
+    }
+}
+
+extension AdmissionTests {
+    /// Bug 7: control and timer events never passed admission, but the
+    /// runtime told the admission controller they left: one control event
+    /// of 50 bytes made ByteLimit.bytesHeld -50, loosening the cap for good.
+    @Test func controlEventsNeverReachLeft() throws {
+        let clock = SedaClock.manual()
+        let runtime = try Runtime(clock: clock)
+        let limit = ByteLimit<Parcel>(cap: 100)
+        let gate = ParcelGate()
+        let sink = try runtime.addStage(
+            "bytes", handler: gate,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1), admission: limit)
+        let timers = try Timers(clock: clock, startThread: false)
+
+        try sink.enqueueControl(Parcel(50))
+        try timers.schedule(Parcel(30), to: sink, after: .milliseconds(1))
+        try clock.advance(by: .milliseconds(1))
+        timers.poll()
+        try sink.enqueue(Parcel(60))
+        #expect(limit.bytesHeld == 60, "only the admitted event counts")
+        gate.open.add(1)
+        waitUntil("handled") { gate.handled.value == 3 }
+        #expect(limit.bytesHeld == 0, "never negative: the control events took nothing back")
+        #expect(throws: SedaError.rejected(.bytes)) { try sink.enqueue(Parcel(101)) }
+
+        // Handed back at shutdown: the same rule.
+        gate.open.add(-1)
+        try sink.enqueue(Parcel(10))
+        waitUntil("held") { gate.entered.value == 4 }
+        try sink.enqueueControl(Parcel(40))
+        try sink.enqueue(Parcel(20))
+        #expect(limit.bytesHeld == 20)
+        let opener = startThread(name: "opener") {
+            waitUntil("given back") { StageStatistics(stage: sink.stage.pointer).handedBack == 2 }
+            gate.open.add(1)
+        }
+        try runtime.shutdown(.handBack)
+        opener.join()
+        #expect(limit.bytesHeld == 0)
+    }
+
+    /// One notion of priority: on a stage with priority classes, a
+    /// Prioritized event goes to the class its priority names (the number
+    /// the per-class admission policies read), without enqueue(priorityClass:).
+    @Test func prioritizedEventsFindTheirClass() throws {
+        let runtime = try Runtime()
+        let seen = Lock<[Int]>([])
+        struct Log: EventHandler {
+            let seen: Lock<[Int]>
+            let gate: Counter
+            func handle(_ batch: inout EventBatch<Order>) throws {
+                while gate.value == 0 { usleep(200) }
+                batch.forEach { o in seen.withLock { $0.append(o.priority) } }
+            }
+        }
+        let gate = Counter()
+        let sink = try runtime.addStage(
+            "orders", handler: Log(seen: seen, gate: gate),
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1, priorityClasses: 3))
+        try sink.enqueue(Order(priority: 1))  // taken at once; the handler waits
+        waitUntil("taken") { sink.count == 0 }
+        for p in [2, 1, 0, 7, -3, 1] { try sink.enqueue(Order(priority: p)) }
+        gate.add(1)
+        waitUntil("all seen") { seen.withLock { $0.count } == 7 }
+        // Class 0 first (0 and -3, clamped), then class 1, then class 2 (2 and 7, clamped).
+        #expect(seen.withLock { $0 } == [1, 0, -3, 1, 1, 2, 7])
+        try runtime.shutdown()
+    }
+
+    @Test func responseTimeStateIsInTheSnapshotAndTheGraph() throws {
+        let runtime = try Runtime(clock: .manual())
+        let rtc = ResponseTimeController<Job>(target: .milliseconds(50))
+        _ = try runtime.addStage(
+            "guarded", handler: DiscardJobs(),
+            admission: AdmissionChain<Job>(QueueThreshold<Job>(100), rtc))
+        _ = try runtime.addStage("plain", handler: DiscardJobs())
+        let s = runtime.snapshot()
+        let state = try #require(s[stage: "guarded"]?.responseTime)
+        #expect(state.target == .milliseconds(50))
+        #expect(state.rate == .infinity && state.lastDecision == ResponseTimeDecision.none)
+        #expect(s[stage: "plain"]?.responseTime == nil)
+        #expect(s.graphviz().contains("admit unlimited, p90 - / 50.0 ms (none)"))
+        try runtime.shutdown()
+        #expect(runtime.snapshot()[stage: "guarded"]?.responseTime == state, "kept after shutdown too")
     }
 }

@@ -1,13 +1,14 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Glibc
+import SedaConfiguration
 import Testing
 
 @testable import Seda
-import SedaConfiguration
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Writes `json` to a file of its own and removes it afterwards.
 private func withFile<T>(_ json: String, _ body: (String) throws -> T) throws -> T {
@@ -31,8 +32,10 @@ private func failure(_ body: () throws -> Void) -> String {
 }
 
 /// The message when loading `json` (and `environment`) fails.
-private func loadFailure(_ json: String, environment: [String: String] = [:],
-                         code: SedaSettings = SedaSettings()) throws -> String {
+private func loadFailure(
+    _ json: String, environment: [String: String] = [:],
+    code: SedaSettings = SedaSettings()
+) throws -> String {
     try withFile(json) { path in
         failure { _ = try SedaConfiguration(code: code, file: path, environment: environment) }
     }
@@ -54,14 +57,14 @@ struct ConfigurationTests {
         #expect(c.pinThreads == false)
         #expect(c.stageNames.isEmpty)
         #expect(try c.options(forStage: "Any") == StageOptions())
-        let custom = StageOptions(threadManager: .dedicated(threads: 2, maxThreads: 4), batchSize: 8,
-                                  queueCapacity: 16, pinCPU: 1)
+        let custom = StageOptions(
+            threadManager: .dedicated(threads: 2, maxThreads: 4), batchSize: 8,
+            queueCapacity: 16, pinCPU: 1)
         #expect(try c.options(forStage: "Any", defaults: custom) == custom)
         let s = try c.settings(forStage: "Any")
         #expect(s.governor == GovernorSettings())
         #expect(s.batchController == BatchControllerSettings(maxBatch: 64))
         #expect(s.responseTimeController == ResponseTimeControllerSettings())
-        #expect(c.profile == ProfileSettings())
     }
 
     @Test func environmentOverridesFileOverridesCode() throws {
@@ -69,8 +72,8 @@ struct ConfigurationTests {
         code.stages["Http"] = StageSettings(batchSize: 8, queueCapacity: 100, pinCPU: nil)
         code.global = StageSettings(queueCapacity: 50)
         let json = """
-        {"seda": {"cpuThreads": 3, "stages": {"Http": {"queueCapacity": 200, "batchSize": 16}}}}
-        """
+            {"seda": {"cpuThreads": 3, "stages": {"Http": {"queueCapacity": 200, "batchSize": 16}}}}
+            """
         try withFile(json) { path in
             let env = ["SEDA_STAGES_HTTP_QUEUE_CAPACITY": "300", "SEDA_CPU_THREADS": "4"]
             let all = try SedaConfiguration(code: code, file: path, environment: env)
@@ -95,8 +98,8 @@ struct ConfigurationTests {
 
     @Test func nullIsUnsetAndOtherSectionsAreNotOurs() throws {
         let json = """
-        {"app": {"port": 8080}, "seda": {"cpuThreads": null, "global": null, "stages": {"A": {"threads": null}}}}
-        """
+            {"app": {"port": 8080}, "seda": {"cpuThreads": null, "global": null, "stages": {"A": {"threads": null}}}}
+            """
         try withFile(json) { path in
             let c = try SedaConfiguration(code: SedaSettings(cpuThreads: 3), file: path, environment: [:])
             #expect(c.cpuThreads == 3)
@@ -104,15 +107,16 @@ struct ConfigurationTests {
         }
         let empty = try withFile("{}") { path in try SedaConfiguration(file: path, environment: [:]) }
         #expect(empty.stageNames.isEmpty)
-        #expect(failure { _ = try SedaConfiguration(file: "/nonexistent/seda.json", environment: [:]) }
-            .contains("/nonexistent/seda.json"))
+        #expect(
+            failure { _ = try SedaConfiguration(file: "/nonexistent/seda.json", environment: [:]) }
+                .contains("/nonexistent/seda.json"))
         #expect(try loadFailure("{").contains("not valid JSON"))
     }
 
     @Test func aStageKeyBeatsAGlobalKeyInAnyLayer() throws {
         let json = """
-        {"seda": {"stages": {"Http": {"queueCapacity": 200}}}}
-        """
+            {"seda": {"stages": {"Http": {"queueCapacity": 200}}}}
+            """
         try withFile(json) { path in
             let c = try SedaConfiguration(file: path, environment: ["SEDA_GLOBAL_QUEUE_CAPACITY": "999"])
             #expect(try c.options(forStage: "Http").queueCapacity == 200)
@@ -140,43 +144,44 @@ struct ConfigurationTests {
 
     @Test func everyKeyIsParsed() throws {
         let json = """
-        {
-          "app": {"anything": "is not ours"},
-          "seda": {
-            "cpuThreads": 6, "pinThreads": true,
-            "global": {
-              "threadManager": "dedicated", "threads": 2, "maxThreads": 10,
-              "batchSize": 32, "queueCapacity": 4096,
-              "threadPool": {
-                "minThreads": 1,
-                "sizeController": {"enable": true, "delay": 500, "threshold": 10,
-                                   "idleTimeThreshold": 3000, "autoMaxDetect": true}
-              },
-              "batchController": {"enable": true, "minBatch": 2, "recalcWindow": 250, "smoothConst": 0.5},
-              "rtController": {"enable": false, "type": "pid", "targetResponseTime": 12.5},
-              "profile": {"enable": true, "delay": 100}
-            },
-            "stages": {
-              "Disk": {"threads": 4, "maxThreads": 8, "pinCPU": 3, "queueCapacity": 64,
-                       "threadPool.minThreads": 2, "threadPool.sizeController.enable": false,
-                       "rtController": {"enable": true, "type": "MM1", "targetResponseTime": 5}},
-              "Cpu": {"threadManager": "shared", "concurrency": 2, "batchSize": 16,
-                      "batchController": {"minBatch": 4}},
-              "Empty": {}
+            {
+              "app": {"anything": "is not ours"},
+              "seda": {
+                "cpuThreads": 6, "pinThreads": true,
+                "global": {
+                  "threadManager": "dedicated", "threads": 2, "maxThreads": 10,
+                  "batchSize": 32, "queueCapacity": 4096,
+                  "threadPool": {
+                    "minThreads": 1,
+                    "sizeController": {"enable": true, "delay": 500, "threshold": 10,
+                                       "idleTimeThreshold": 3000, "autoMaxDetect": true}
+                  },
+                  "batchController": {"enable": true, "minBatch": 2, "recalcWindow": 250, "smoothConst": 0.5},
+                  "rtController": {"enable": false, "type": "pid", "targetResponseTime": 12.5}
+                },
+                "stages": {
+                  "Disk": {"threads": 4, "maxThreads": 8, "pinCPU": 3, "queueCapacity": 64,
+                           "threadPool.minThreads": 2, "threadPool.sizeController.enable": false,
+                           "rtController": {"enable": true, "type": "MM1", "targetResponseTime": 5}},
+                  "Cpu": {"threadManager": "shared", "concurrency": 2, "batchSize": 16,
+                          "batchController": {"minBatch": 4}},
+                  "Empty": {}
+                }
+              }
             }
-          }
-        }
-        """
+            """
         try withFile(json) { path in
             let c = try SedaConfiguration(file: path, environment: [:])
             #expect(c.cpuThreads == 6)
             #expect(c.pinThreads)
-            #expect(c.profile == ProfileSettings(enabled: true, delay: .milliseconds(100)))
             #expect(c.stageNames == ["Cpu", "Disk", "Empty"])
 
             let disk = try c.settings(forStage: "Disk")
-            #expect(disk.options == StageOptions(threadManager: .dedicated(threads: 4, maxThreads: 8),
-                                                 batchSize: 32, queueCapacity: 64, pinCPU: 3))
+            #expect(
+                disk.options
+                    == StageOptions(
+                        threadManager: .dedicated(threads: 4, maxThreads: 8),
+                        batchSize: 32, queueCapacity: 64, pinCPU: 3))
             var governor = GovernorSettings()
             governor.enabled = false
             governor.minThreads = 2
@@ -198,22 +203,28 @@ struct ConfigurationTests {
             #expect(disk.responseTimeController == rt)
 
             let cpu = try c.settings(forStage: "Cpu")
-            #expect(cpu.options == StageOptions(threadManager: .shared(concurrency: 2), batchSize: 16,
-                                                queueCapacity: 4096))
+            #expect(
+                cpu.options
+                    == StageOptions(
+                        threadManager: .shared(concurrency: 2), batchSize: 16,
+                        queueCapacity: 4096))
             #expect(cpu.batchController.minBatch == 4)
             #expect(cpu.batchController.maxBatch == 16)
             #expect(cpu.responseTimeController.type == .pid)
             #expect(cpu.responseTimeController.targetResponseTime == .milliseconds(12.5))
 
             // Global values only, for a stage nobody named.
-            #expect(try c.options(forStage: "Other") == StageOptions(
-                threadManager: .dedicated(threads: 2, maxThreads: 10), batchSize: 32, queueCapacity: 4096))
+            #expect(
+                try c.options(forStage: "Other")
+                    == StageOptions(
+                        threadManager: .dedicated(threads: 2, maxThreads: 10), batchSize: 32, queueCapacity: 4096))
         }
     }
 
     @Test func codeSetsEveryKeyToo() throws {
-        var code = SedaSettings(cpuThreads: 1, pinThreads: false, sizeControllerDelay: .seconds(3),
-                                autoMaxDetect: true, profileEnabled: true, profileDelay: .milliseconds(20))
+        var code = SedaSettings(
+            cpuThreads: 1, pinThreads: false, sizeControllerDelay: .seconds(3),
+            autoMaxDetect: true)
         code.stages["S"] = StageSettings(
             threadManager: .dedicated, threads: 2, maxThreads: 3, batchSize: 5, queueCapacity: 7, pinCPU: 0,
             minThreads: 1, sizeControllerEnabled: true, sizeControllerThreshold: 9,
@@ -222,14 +233,16 @@ struct ConfigurationTests {
             rtControllerType: .direct, targetResponseTime: .milliseconds(1.5))
         let c = try SedaConfiguration(code: code, environment: [:])
         let s = try c.settings(forStage: "S")
-        #expect(s.options == StageOptions(threadManager: .dedicated(threads: 2, maxThreads: 3), batchSize: 5,
-                                          queueCapacity: 7, pinCPU: 0))
+        #expect(
+            s.options
+                == StageOptions(
+                    threadManager: .dedicated(threads: 2, maxThreads: 3), batchSize: 5,
+                    queueCapacity: 7, pinCPU: 0))
         #expect(s.governor.enabled && s.governor.threshold == 9 && s.governor.autoMaxDetect)
         #expect(s.governor.idleTimeThreshold == .milliseconds(11) && s.governor.delay == .seconds(3))
         #expect(s.batchController.enabled && s.batchController.minBatch == 2 && s.batchController.smoothConst == 0.25)
         #expect(s.batchController.recalcWindow == .milliseconds(13))
         #expect(s.responseTimeController.enabled && s.responseTimeController.targetResponseTime == .milliseconds(1.5))
-        #expect(c.profile == ProfileSettings(enabled: true, delay: .milliseconds(20)))
         #expect(c.stageNames == ["S"])
     }
 
@@ -237,15 +250,17 @@ struct ConfigurationTests {
 
     @Test func sandstormNamesAreAliases() throws {
         let json = """
-        {"seda": {"global": {"defaultThreadManager": "TPSTM",
-                             "threadPool": {"initialThreads": 2, "maxThreads": 20}},
-                  "stages": {"Http": {"queueThreshold": 500, "batchController": {"maxBatch": 10}},
-                             "Cpu": {"threadManager": "tpptm"}}}}
-        """
+            {"seda": {"global": {"defaultThreadManager": "TPSTM",
+                                 "threadPool": {"initialThreads": 2, "maxThreads": 20}},
+                      "stages": {"Http": {"queueThreshold": 500, "batchController": {"maxBatch": 10}},
+                                 "Cpu": {"threadManager": "tpptm"}}}}
+            """
         try withFile(json) { path in
             let c = try SedaConfiguration(file: path, environment: ["SEDA_STAGES_DISK_QUEUE_THRESHOLD": "77"])
-            #expect(try c.options(forStage: "Http") == StageOptions(
-                threadManager: .dedicated(threads: 2, maxThreads: 20), batchSize: 10, queueCapacity: 500))
+            #expect(
+                try c.options(forStage: "Http")
+                    == StageOptions(
+                        threadManager: .dedicated(threads: 2, maxThreads: 20), batchSize: 10, queueCapacity: 500))
             #expect(try c.options(forStage: "Cpu").threadManager == .shared())
             #expect(try c.options(forStage: "Disk").queueCapacity == 77)
         }
@@ -255,9 +270,11 @@ struct ConfigurationTests {
         // The environment's alias beats the file's canonical key, and the
         // environment's canonical key beats the file's alias.
         try withFile(#"{"seda": {"stages": {"A": {"queueCapacity": 1}, "B": {"queueThreshold": 2}}}}"#) { path in
-            let c = try SedaConfiguration(file: path, environment: [
-                "SEDA_STAGES_A_QUEUE_THRESHOLD": "10", "SEDA_STAGES_B_QUEUE_CAPACITY": "20",
-            ])
+            let c = try SedaConfiguration(
+                file: path,
+                environment: [
+                    "SEDA_STAGES_A_QUEUE_THRESHOLD": "10", "SEDA_STAGES_B_QUEUE_CAPACITY": "20",
+                ])
             #expect(try c.options(forStage: "A").queueCapacity == 10)
             #expect(try c.options(forStage: "B").queueCapacity == 20)
         }
@@ -269,8 +286,10 @@ struct ConfigurationTests {
         #expect(m.contains("seda.stages.Http.queueThreshold = 2"))
         #expect(m.contains("keep one"))
         let e = failure {
-            _ = try SedaConfiguration(environment: ["SEDA_GLOBAL_THREAD_MANAGER": "shared",
-                                                    "SEDA_GLOBAL_DEFAULT_THREAD_MANAGER": "TPSTM"])
+            _ = try SedaConfiguration(environment: [
+                "SEDA_GLOBAL_THREAD_MANAGER": "shared",
+                "SEDA_GLOBAL_DEFAULT_THREAD_MANAGER": "TPSTM",
+            ])
         }
         #expect(e.contains("SEDA_GLOBAL_THREAD_MANAGER") && e.contains("SEDA_GLOBAL_DEFAULT_THREAD_MANAGER"))
     }
@@ -284,11 +303,13 @@ struct ConfigurationTests {
         #expect(m.contains("not a Seda configuration key"))
 
         #expect(try loadFailure(#"{"seda": {"cpuThread": 2}}"#).contains("seda.cpuThread (file "))
-        #expect(try loadFailure(#"{"seda": {"global": {"threadPool": {"maxThread": 2}}}}"#)
-            .contains("seda.global.threadPool.maxThread"))
+        #expect(
+            try loadFailure(#"{"seda": {"global": {"threadPool": {"maxThread": 2}}}}"#)
+                .contains("seda.global.threadPool.maxThread"))
         #expect(try loadFailure(#"{"seda": {"global": {"pinCPU": 2}}}"#).contains("pinCPU is set per stage"))
-        #expect(try loadFailure(#"{"seda": {"stages": {"Http": {"profile": {"enable": true}}}}}"#)
-            .contains("seda.stages.Http.profile.enable"))
+        #expect(
+            try loadFailure(#"{"seda": {"stages": {"Http": {"profile": {"enable": true}}}}}"#)
+                .contains("seda.stages.Http.profile.enable"))
         #expect(try loadFailure(#"{"seda": {"stages": {"Http": 3}}}"#).contains("seda.stages.Http = 3 (file "))
         #expect(try loadFailure(#"{"seda": 3}"#).contains("seda = 3 (file "))
     }
@@ -297,7 +318,60 @@ struct ConfigurationTests {
         let m = try loadFailure(#"{"seda": {"global": {"threadPool": {"blockTime": 1000}}}}"#)
         #expect(m.contains("seda.global.threadPool.blockTime"))
         #expect(m.contains("Sandstorm key Seda does not use"))
-        #expect(try loadFailure(#"{"seda": {"stages": {"Http": {"class": "x.Y"}}}}"#).contains("seda.stages.Http.class"))
+        #expect(
+            try loadFailure(#"{"seda": {"stages": {"Http": {"class": "x.Y"}}}}"#).contains("seda.stages.Http.class"))
+    }
+
+    /// `profile.*` was parsed and then ignored: a key that does nothing is
+    /// worse than an unknown one. Refused now, saying where the profile is.
+    @Test func profileKeysAreRefusedWithWhereToLook() throws {
+        for json in [
+            #"{"seda": {"global": {"profile": {"enable": true}}}}"#,
+            #"{"seda": {"global": {"profile.delay": 100}}}"#,
+        ] {
+            let m = try loadFailure(json)
+            #expect(m.contains("Sandstorm key Seda does not use"), "\(m)")
+            #expect(m.contains("runtime.snapshot()"), "\(m)")
+        }
+    }
+
+    /// A misspelt top-level section was silently ignored: the whole file
+    /// then configured nothing.
+    @Test func aMisspeltTopLevelSectionIsRefused() throws {
+        for name in ["sedaa", "Seda", "sdea", "seda_"] {
+            let m = try loadFailure(#"{"\#(name)": {"cpuThreads": 2}, "app": {"port": 80}}"#)
+            #expect(m.contains("top-level member \"\(name)\""), "\(m)")
+            #expect(m.contains("did you mean \"seda\"?"), "\(m)")
+        }
+        // An application's own sections are left alone, near "seda" or not.
+        try withFile(#"{"meta": {"owner": "x"}, "app": {"port": 80}}"#) { path in
+            _ = try SedaConfiguration(file: path, environment: [:])
+        }
+        // With a seda section present, nothing is guessed.
+        try withFile(#"{"seda": {"cpuThreads": 2}, "sedan": {"doors": 4}}"#) { path throws in
+            #expect(try SedaConfiguration(file: path, environment: [:]).cpuThreads == 2)
+        }
+    }
+
+    /// Invalid JSON said only "not valid JSON": now where, and what.
+    @Test func invalidJSONNamesTheLineAndColumn() throws {
+        let m = try loadFailure("{\n  \"seda\": {\n    \"cpuThreads\": 4,,\n  }\n}")
+        #expect(m.contains("not valid JSON"), "\(m)")
+        #expect(m.contains("line 3, column 21"), "\(m)")
+        #expect(m.contains("found ','"), "\(m)")
+        let unterminated = try loadFailure("{\"seda\": {\"cpuThreads\": 4}")
+        #expect(
+            unterminated.contains("line 1, column 27") && unterminated.contains("end of the text"), "\(unterminated)")
+        let twice = try loadFailure("{\"seda\": {\"cpuThreads\": 4,\n \"cpuThreads\": 2}}")
+        #expect(twice.contains("line 2, column 2") && twice.contains("\"cpuThreads\" appears twice"), "\(twice)")
+        let leadingZero = try loadFailure("{\"seda\": {\"cpuThreads\": 04}}")
+        #expect(leadingZero.contains("cannot start with 0"), "\(leadingZero)")
+        // Escapes, surrogate pairs and numbers come through as JSON means them.
+        try withFile(
+            #"{"seda": {"stages": {"Caf\u00e9\ud83d\ude00": {"batchSize": 2}}}, "x": [1.5e3, -0, true, null]}"#
+        ) { path throws in
+            #expect(try SedaConfiguration(file: path, environment: [:]).stageNames == ["Café😀"])
+        }
     }
 
     @Test func anUnknownEnvironmentVariableIsNamed() throws {
@@ -341,13 +415,16 @@ struct ConfigurationTests {
         #expect(try loadFailure(#"{"seda": {"cpuThreads": true}}"#).contains("seda.cpuThreads = true"))
         #expect(try loadFailure(#"{"seda": {"cpuThreads": "4"}}"#).contains(#"seda.cpuThreads = "4""#))
         #expect(try loadFailure(#"{"seda": {"cpuThreads": 2000}}"#).contains("seda.cpuThreads = 2000"))
-        #expect(try loadFailure(#"{"seda": {"global": {"batchController": {"smoothConst": 1}}}}"#)
-            .contains("from 0 up to, not including, 1"))
-        #expect(try loadFailure(#"{"seda": {"stages": {"X": {"rtController": {"type": "multiclass"}}}}}"#)
-            .contains(#"rtController.type = "multiclass""#))
+        #expect(
+            try loadFailure(#"{"seda": {"global": {"batchController": {"smoothConst": 1}}}}"#)
+                .contains("from 0 up to, not including, 1"))
+        #expect(
+            try loadFailure(#"{"seda": {"stages": {"X": {"rtController": {"type": "multiclass"}}}}}"#)
+                .contains(#"rtController.type = "multiclass""#))
         // A bad value in a file's stage fails at load, before any stage is added.
-        #expect(try loadFailure(#"{"seda": {"stages": {"X": {"queueCapacity": 0}}}}"#)
-            .contains("seda.stages.X.queueCapacity = 0"))
+        #expect(
+            try loadFailure(#"{"seda": {"stages": {"X": {"queueCapacity": 0}}}}"#)
+                .contains("seda.stages.X.queueCapacity = 0"))
     }
 
     @Test func badEnvironmentValuesNameTheVariable() throws {
@@ -384,13 +461,15 @@ struct ConfigurationTests {
         #expect(cpu.contains("SEDA_STAGES_CPU_THREADS"))
         #expect(cpu.contains("applies to dedicated stages"))
         // With dedicated defaults from code, the same key is fine.
-        #expect(try c.options(forStage: "Cpu", defaults: StageOptions(threadManager: .dedicated()))
-            .threadManager == .dedicated(threads: 4))
+        #expect(
+            try c.options(forStage: "Cpu", defaults: StageOptions(threadManager: .dedicated()))
+                .threadManager == .dedicated(threads: 4))
         #expect(failure { _ = try c.options(forStage: "Disk") }.contains("applies to shared stages"))
     }
 
     @Test func crossKeyChecksNameBothKeys() throws {
-        try withFile(#"{"seda": {"stages": {"A": {"threadManager": "dedicated", "threads": 4, "maxThreads": 2}}}}"#) { path in
+        try withFile(#"{"seda": {"stages": {"A": {"threadManager": "dedicated", "threads": 4, "maxThreads": 2}}}}"#) {
+            path in
             let c = try SedaConfiguration(file: path, environment: [:])
             let m = failure { _ = try c.options(forStage: "A") }
             #expect(m.contains("seda.stages.A.maxThreads = 2") && m.contains("seda.stages.A.threads = 4"))
@@ -398,22 +477,26 @@ struct ConfigurationTests {
         let rt = try SedaConfiguration(environment: ["SEDA_STAGES_A_RT_CONTROLLER_ENABLE": "true"])
         #expect(failure { _ = try rt.settings(forStage: "A") }.contains("targetResponseTime"))
         let batch = try SedaConfiguration(environment: ["SEDA_STAGES_A_BATCH_CONTROLLER_MIN_BATCH": "100"])
-        #expect(failure { _ = try batch.settings(forStage: "A", defaults: StageOptions(batchSize: 10)) }
-            .contains("above its batchSize 10"))
+        #expect(
+            failure { _ = try batch.settings(forStage: "A", defaults: StageOptions(batchSize: 10)) }
+                .contains("above its batchSize 10"))
     }
 
     // MARK: The runtime
 
     @Test func theRuntimeTakesItsSettingsFromTheConfiguration() throws {
-        let c = try SedaConfiguration(code: SedaSettings(cpuThreads: 2), environment: [
-            "SEDA_STAGES_WORK_QUEUE_CAPACITY": "8", "SEDA_STAGES_OK_QUEUE_CAPACITY": "8",
-        ])
+        let c = try SedaConfiguration(
+            code: SedaSettings(cpuThreads: 2),
+            environment: [
+                "SEDA_STAGES_WORK_QUEUE_CAPACITY": "8", "SEDA_STAGES_OK_QUEUE_CAPACITY": "8",
+            ])
         let runtime = try Runtime(configuration: c)
         #expect(runtime.cpuThreads == 2)
         try runtime.addStage("Ok", handler: Ignore(), configuration: c)
         #expect(failure { try runtime.checkConfiguredStages(c) }.contains("SEDA_STAGES_WORK_QUEUE_CAPACITY"))
-        try runtime.addStage("Work", handler: Ignore(), configuration: c,
-                             defaults: StageOptions(threadManager: .dedicated(threads: 1)))
+        try runtime.addStage(
+            "Work", handler: Ignore(), configuration: c,
+            defaults: StageOptions(threadManager: .dedicated(threads: 1)))
         try runtime.checkConfiguredStages(c)
         try runtime.shutdown()
     }
@@ -465,7 +548,7 @@ struct ConditioningConfigurationTests {
             let runtime = try Runtime(configuration: c)
             let hold = Hold()
             let sink = try runtime.addStage("Guarded", handler: hold, configuration: c)
-            try sink.enqueue(Probe())          // taken by the handler, which holds
+            try sink.enqueue(Probe())  // taken by the handler, which holds
             waitUntil("taken") { runtime.snapshot()[stage: "Guarded"]?.queueLength == 0 }
             try sink.enqueue(Probe())
             try sink.enqueue(Probe())
@@ -481,7 +564,10 @@ struct ConditioningConfigurationTests {
             { "seda": { "stages": { "S": { "admission": { "burst": 5 } } } } }
             """
         let message = try withFile(burstOnly) { path in
-            failure { _ = try SedaConfiguration(file: path, environment: [:]).settings(forStage: "S", defaults: StageOptions()) }
+            failure {
+                _ = try SedaConfiguration(file: path, environment: [:]).settings(
+                    forStage: "S", defaults: StageOptions())
+            }
         }
         #expect(message.contains("seda.stages.S.admission.burst"), "\(message)")
         #expect(message.contains("rateLimit"), "\(message)")
@@ -489,10 +575,14 @@ struct ConditioningConfigurationTests {
             { "seda": { "stages": { "S": { "codel": { "target": 5 } } } } }
             """
         let message2 = try withFile(codelOnly) { path in
-            failure { _ = try SedaConfiguration(file: path, environment: [:]).settings(forStage: "S", defaults: StageOptions()) }
+            failure {
+                _ = try SedaConfiguration(file: path, environment: [:]).settings(
+                    forStage: "S", defaults: StageOptions())
+            }
         }
         #expect(message2.contains("codel"), "\(message2)")
-        let message3 = try loadFailure("""
+        let message3 = try loadFailure(
+            """
             { "seda": { "global": { "discipline": "lifo" } } }
             """)
         #expect(message3.contains("fifo"), "\(message3)")

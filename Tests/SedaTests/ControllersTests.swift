@@ -1,9 +1,9 @@
 import Glibc
+import SedaConfiguration
 import Synchronization
 import Testing
 
-@testable import Seda
-import SedaConfiguration
+@_spi(Threads) @testable import Seda
 
 // MARK: - Fakes
 
@@ -38,18 +38,23 @@ struct FakePool {
     var processed: UInt64 = 0
     var handler: UInt64 = 0
 
-    mutating func sample(afterMilliseconds ms: Int64, queue: Int, threads: Int,
-                         rate: Double = 0, busyThreads: Double = 0) -> GovernorSample {
+    mutating func sample(
+        afterMilliseconds ms: Int64, queue: Int, threads: Int,
+        rate: Double = 0, busyThreads: Double = 0
+    ) -> GovernorSample {
         time += ms * 1_000_000
         processed += UInt64(rate * Double(ms) / 1000)
         handler += UInt64(busyThreads * Double(ms) * 1_000_000)
-        return GovernorSample(time: time, queueLength: queue, processed: processed,
-                              handlerNanoseconds: handler, threads: threads)
+        return GovernorSample(
+            time: time, queueLength: queue, processed: processed,
+            handlerNanoseconds: handler, threads: threads)
     }
 }
 
-func governorSettings(threshold: Int, minThreads: Int = 1, idle: Duration = .seconds(1),
-                      delay: Duration = .milliseconds(500), autoMaxDetect: Bool = false) -> GovernorSettings {
+func governorSettings(
+    threshold: Int, minThreads: Int = 1, idle: Duration = .seconds(1),
+    delay: Duration = .milliseconds(500), autoMaxDetect: Bool = false
+) -> GovernorSettings {
     var s = GovernorSettings()
     s.threshold = threshold
     s.minThreads = minThreads
@@ -101,11 +106,15 @@ struct ControllersTests {
         var policy = GovernorPolicy(settings: governorSettings(threshold: 50), autoMaxDetect: false)
         var pool = FakePool()
         let s1 = pool.sample(afterMilliseconds: 0, queue: 100, threads: 1, rate: 300, busyThreads: 1)
-        #expect(policy.decide(s1, maxThreads: 4) == .init(threads: 2, reason: .queueAtThreshold(queueLength: 100, threshold: 50)))
+        #expect(
+            policy.decide(s1, maxThreads: 4)
+                == .init(threads: 2, reason: .queueAtThreshold(queueLength: 100, threshold: 50)))
         #expect(policy.decide(pool.sample(afterMilliseconds: 500, queue: 150, threads: 2), maxThreads: 4)?.threads == 3)
         // Draining, but not fast enough to be below the threshold at the next sample.
         #expect(policy.decide(pool.sample(afterMilliseconds: 500, queue: 120, threads: 3), maxThreads: 4)?.threads == 4)
-        #expect(policy.decide(pool.sample(afterMilliseconds: 500, queue: 130, threads: 4), maxThreads: 4) == nil, "at the maximum")
+        #expect(
+            policy.decide(pool.sample(afterMilliseconds: 500, queue: 130, threads: 4), maxThreads: 4) == nil,
+            "at the maximum")
     }
 
     @Test func governorLeavesABacklogThatDrainsByTheNextSample() {
@@ -122,8 +131,9 @@ struct ControllersTests {
         var policy = GovernorPolicy(settings: governorSettings(threshold: 50, idle: .seconds(1)), autoMaxDetect: false)
         var pool = FakePool()
         func next(_ threads: Int, busy: Double = 0.5, queue: Int = 0) -> GovernorPolicy.Change? {
-            policy.decide(pool.sample(afterMilliseconds: 500, queue: queue, threads: threads, rate: 100, busyThreads: busy),
-                          maxThreads: 8)
+            policy.decide(
+                pool.sample(afterMilliseconds: 500, queue: queue, threads: threads, rate: 100, busyThreads: busy),
+                maxThreads: 8)
         }
         #expect(next(3) == nil, "the first sample only sets the baseline")
         #expect(next(3) == nil, "idle for 0.5 s")
@@ -135,25 +145,34 @@ struct ControllersTests {
     }
 
     @Test func governorKeepsThreadsTheLoadNeeds() {
-        var policy = GovernorPolicy(settings: governorSettings(threshold: 50, minThreads: 1, idle: .seconds(1)),
-                                    autoMaxDetect: false)
+        var policy = GovernorPolicy(
+            settings: governorSettings(threshold: 50, minThreads: 1, idle: .seconds(1)),
+            autoMaxDetect: false)
         var pool = FakePool()
         // 1.5 threads' worth of work: 2 threads stay (1 would be 150 % busy)...
         for _ in 0..<20 {
-            #expect(policy.decide(pool.sample(afterMilliseconds: 500, queue: 3, threads: 2, rate: 500, busyThreads: 1.5),
-                                  maxThreads: 8) == nil)
+            #expect(
+                policy.decide(
+                    pool.sample(afterMilliseconds: 500, queue: 3, threads: 2, rate: 500, busyThreads: 1.5),
+                    maxThreads: 8) == nil)
         }
         // ...and of 3, one goes (2 would be 75 % busy, within the 80 % headroom).
         var changes: [Int] = []
         for _ in 0..<3 {
-            if let c = policy.decide(pool.sample(afterMilliseconds: 500, queue: 0, threads: 3, rate: 500, busyThreads: 1.5),
-                                     maxThreads: 8) { changes.append(c.threads) }
+            if let c = policy.decide(
+                pool.sample(afterMilliseconds: 500, queue: 0, threads: 3, rate: 500, busyThreads: 1.5),
+                maxThreads: 8)
+            {
+                changes.append(c.threads)
+            }
         }
         #expect(changes == [2])
         // 1.7 threads' worth with 3: 2 would be 85 % busy: none goes.
         for _ in 0..<10 {
-            #expect(policy.decide(pool.sample(afterMilliseconds: 500, queue: 0, threads: 3, rate: 500, busyThreads: 1.7),
-                                  maxThreads: 8) == nil)
+            #expect(
+                policy.decide(
+                    pool.sample(afterMilliseconds: 500, queue: 0, threads: 3, rate: 500, busyThreads: 1.7),
+                    maxThreads: 8) == nil)
         }
     }
 
@@ -162,8 +181,10 @@ struct ControllersTests {
         var pool = FakePool()
         _ = policy.decide(pool.sample(afterMilliseconds: 0, queue: 0, threads: 2), maxThreads: 4)
         #expect(policy.decide(pool.sample(afterMilliseconds: 500, queue: 0, threads: 2), maxThreads: 4) == nil)
-        #expect(policy.decide(pool.sample(afterMilliseconds: 500, queue: 0, threads: 2, busyThreads: 1.9),
-                              maxThreads: 4) == nil, "busy: not idle")
+        #expect(
+            policy.decide(
+                pool.sample(afterMilliseconds: 500, queue: 0, threads: 2, busyThreads: 1.9),
+                maxThreads: 4) == nil, "busy: not idle")
         #expect(policy.decide(pool.sample(afterMilliseconds: 500, queue: 0, threads: 2), maxThreads: 4) == nil)
         #expect(policy.decide(pool.sample(afterMilliseconds: 500, queue: 0, threads: 2), maxThreads: 4)?.threads == 1)
     }
@@ -172,11 +193,13 @@ struct ControllersTests {
         var policy = GovernorPolicy(settings: governorSettings(threshold: 10), autoMaxDetect: true)
         var pool = FakePool()
         func next(_ queue: Int, _ threads: Int, _ rate: Double) -> GovernorPolicy.Change? {
-            policy.decide(pool.sample(afterMilliseconds: 1000, queue: queue, threads: threads, rate: rate,
-                                      busyThreads: Double(threads)), maxThreads: 8)
+            policy.decide(
+                pool.sample(
+                    afterMilliseconds: 1000, queue: queue, threads: threads, rate: rate,
+                    busyThreads: Double(threads)), maxThreads: 8)
         }
-        #expect(next(100, 2, 200)?.threads == 3)   // no interval yet: no probe
-        #expect(next(200, 3, 300)?.threads == 4)   // backlogged at 300/s with 3: probe
+        #expect(next(100, 2, 200)?.threads == 3)  // no interval yet: no probe
+        #expect(next(200, 3, 300)?.threads == 4)  // backlogged at 300/s with 3: probe
         // With 4, 310/s: under 300 × (1 + 0.5/3) = 350.
         #expect(next(300, 4, 310) == .init(threads: 3, reason: .noThroughputGain(threads: 3, before: 300, after: 310)))
         #expect(policy.learnedMax == 3)
@@ -192,8 +215,10 @@ struct ControllersTests {
         var policy = GovernorPolicy(settings: governorSettings(threshold: 10), autoMaxDetect: true)
         var pool = FakePool()
         func next(_ queue: Int, _ threads: Int, _ rate: Double) -> GovernorPolicy.Change? {
-            policy.decide(pool.sample(afterMilliseconds: 1000, queue: queue, threads: threads, rate: rate,
-                                      busyThreads: Double(threads)), maxThreads: 8)
+            policy.decide(
+                pool.sample(
+                    afterMilliseconds: 1000, queue: queue, threads: threads, rate: rate,
+                    busyThreads: Double(threads)), maxThreads: 8)
         }
         #expect(next(100, 2, 200)?.threads == 3)
         #expect(next(200, 3, 300)?.threads == 4)
@@ -209,13 +234,17 @@ struct ControllersTests {
         let runtime = try Runtime(cpuThreads: 1, clock: clock)
         let gate = PoolGate()
         let gated = GatedHandler(gate: gate)
-        let sink = try runtime.addStage("gated", handler: gated, options: StageOptions(
-            threadManager: .dedicated(threads: 1, maxThreads: 3), batchSize: 1, queueCapacity: 64))
+        let sink = try runtime.addStage(
+            "gated", handler: gated,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1, maxThreads: 3), batchSize: 1, queueCapacity: 64))
         for i in 0..<20 { try sink.enqueue(Job(i, life)) }
         waitUntil("the first thread holds an event") { gated.entered.value == 1 }
 
-        let governor = try ThreadGovernor(runtime: runtime, settings: governorSettings(
-            threshold: 5, idle: .seconds(1), delay: .milliseconds(500)))
+        let governor = try ThreadGovernor(
+            runtime: runtime,
+            settings: governorSettings(
+                threshold: 5, idle: .seconds(1), delay: .milliseconds(500)))
         try governor.govern("gated")
         #expect(governor.governedStages == ["gated"])
 
@@ -228,12 +257,15 @@ struct ControllersTests {
         #expect(governor.tick().isEmpty, "at maxThreads")
         #expect(runtime.snapshot()[stage: "gated"]?.threads == 3)
         let t0 = clock.now - 1_000_000_000
-        #expect(governor.decisions == [
-            ControllerDecision(timeNanoseconds: t0, stage: "gated", knob: .threads, old: 1, new: 2,
-                               reason: .queueAtThreshold(queueLength: 19, threshold: 5)),
-            ControllerDecision(timeNanoseconds: t0 + 500_000_000, stage: "gated", knob: .threads, old: 2, new: 3,
-                               reason: .queueAtThreshold(queueLength: 18, threshold: 5)),
-        ])
+        #expect(
+            governor.decisions == [
+                ControllerDecision(
+                    timeNanoseconds: t0, stage: "gated", knob: .threads, old: 1, new: 2,
+                    reason: .queueAtThreshold(queueLength: 19, threshold: 5)),
+                ControllerDecision(
+                    timeNanoseconds: t0 + 500_000_000, stage: "gated", knob: .threads, old: 2, new: 3,
+                    reason: .queueAtThreshold(queueLength: 18, threshold: 5)),
+            ])
 
         gate.open()
         waitUntil("all processed") { runtime.snapshot()[stage: "gated"]?.processed == 20 }
@@ -260,14 +292,17 @@ struct ControllersTests {
     @Test func governorRefusesWhatItCannotGovern() throws {
         let runtime = try Runtime(cpuThreads: 1)
         _ = try runtime.addStage("shared", handler: DiscardJobs())
-        _ = try runtime.addStage("pool", handler: DiscardJobs(),
-                                 options: StageOptions(threadManager: .dedicated(threads: 1, maxThreads: 2)))
+        _ = try runtime.addStage(
+            "pool", handler: DiscardJobs(),
+            options: StageOptions(threadManager: .dedicated(threads: 1, maxThreads: 2)))
         let governor = try ThreadGovernor(runtime: runtime)
         #expect(governor.interval == .seconds(2))
         #expect(throws: SedaError.notSupported) { try governor.govern("shared") }
         #expect(throws: SedaError.noSuchStage("nope")) { try governor.govern("nope") }
-        #expect(throws: SedaError.invalidConfiguration(
-            "thread governor, stage 'pool': minThreads 3 is above its maxThreads 2")) {
+        #expect(
+            throws: SedaError.invalidConfiguration(
+                "thread governor, stage 'pool': minThreads 3 is above its maxThreads 2")
+        ) {
             try governor.govern("pool", settings: governorSettings(threshold: 10, minThreads: 3))
         }
         try governor.govern("pool")
@@ -284,21 +319,25 @@ struct ControllersTests {
         let runtime = try Runtime(cpuThreads: 1)
         let maxThreads = 8, threshold = 100
         let handler = SometimesSlow()
-        let sink = try runtime.addStage("logger", handler: handler, options: StageOptions(
-            threadManager: .dedicated(threads: 1, maxThreads: maxThreads), batchSize: 1, queueCapacity: 1 << 14))
-        let governor = try ThreadGovernor(runtime: runtime, settings: governorSettings(
-            threshold: threshold, idle: .seconds(1), delay: .milliseconds(250)))
+        let sink = try runtime.addStage(
+            "logger", handler: handler,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1, maxThreads: maxThreads), batchSize: 1, queueCapacity: 1 << 14))
+        let governor = try ThreadGovernor(
+            runtime: runtime,
+            settings: governorSettings(
+                threshold: threshold, idle: .seconds(1), delay: .milliseconds(250)))
         try governor.govern("logger")
         try governor.start()
 
         let rate = 500, seconds = 6
         let events = rate * seconds
-        let producer = Thread(name: "load") {
+        let producer = startThread(name: "load") {
             // Open loop: event i is due at start + i/rate, whatever the stage does.
             let start = monotonicNanoseconds()
             for i in 0..<events {
                 sleepUntil(start + Int64(i) * 1_000_000_000 / Int64(rate))
-                try! sink.enqueue(Job(i, life)) // the queue holds the whole run
+                try! sink.enqueue(Job(i, life))  // the queue holds the whole run
             }
         }
         var samples: [(threads: Int, queue: Int)] = []
@@ -326,8 +365,10 @@ struct ControllersTests {
     // MARK: - Batching controller
 
     /// Runs the climb against a made-up stage whose throughput is `rate(b)`.
-    func climb(_ rate: (Int) -> Double, from start: Int, minBatch: Int = 1, maxBatch: Int = 64,
-               windows: Int) -> [Int] {
+    func climb(
+        _ rate: (Int) -> Double, from start: Int, minBatch: Int = 1, maxBatch: Int = 64,
+        windows: Int
+    ) -> [Int] {
         var settings = BatchControllerSettings(maxBatch: maxBatch)
         settings.minBatch = minBatch
         var policy = BatchPolicy(settings: settings, tolerance: 0.05)
@@ -370,7 +411,8 @@ struct ControllersTests {
         let clock = SedaClock.manual()
         let runtime = try Runtime(cpuThreads: 1, clock: clock)
         let recorder = Recorder()
-        let sink = try runtime.addStage("agg", handler: recorder, options: StageOptions(batchSize: 64, queueCapacity: 4096))
+        let sink = try runtime.addStage(
+            "agg", handler: recorder, options: StageOptions(batchSize: 64, queueCapacity: 4096))
         let controller = try BatchController(runtime: runtime, interval: .seconds(1))
         var settings = BatchControllerSettings(maxBatch: 64)
         settings.minBatch = 8
@@ -408,11 +450,13 @@ struct ControllersTests {
 
     @Test func controllersAreBuiltFromConfiguration() throws {
         var code = SedaSettings(sizeControllerDelay: .milliseconds(250), autoMaxDetect: true)
-        code.stages["pool"] = StageSettings(threadManager: .dedicated, threads: 2, maxThreads: 6, minThreads: 2,
-                                            sizeControllerEnabled: true, sizeControllerThreshold: 7)
+        code.stages["pool"] = StageSettings(
+            threadManager: .dedicated, threads: 2, maxThreads: 6, minThreads: 2,
+            sizeControllerEnabled: true, sizeControllerThreshold: 7)
         code.stages["plain"] = StageSettings(threadManager: .dedicated, threads: 1)
-        code.stages["batched"] = StageSettings(batchSize: 32, batchControllerEnabled: true, minBatch: 4,
-                                               recalcWindow: .milliseconds(500), smoothConst: 0.5)
+        code.stages["batched"] = StageSettings(
+            batchSize: 32, batchControllerEnabled: true, minBatch: 4,
+            recalcWindow: .milliseconds(500), smoothConst: 0.5)
         let configuration = try SedaConfiguration(code: code, environment: [:])
         let runtime = try Runtime(configuration: configuration)
         for name in ["pool", "plain", "batched"] {
@@ -439,12 +483,15 @@ struct ControllersTests {
         let controller = try BatchController(runtime: runtime, interval: .milliseconds(5))
         try controller.control("agg", settings: BatchControllerSettings(maxBatch: 64))
         try controller.start()
-        try controller.start() // a second start does nothing
+        try controller.start()  // a second start does nothing
         usleep(30_000)
         controller.stop()
         controller.stop()
-        let governor = try ThreadGovernor(runtime: runtime, settings: governorSettings(threshold: 10,
-                                                                                      delay: .milliseconds(5)))
+        let governor = try ThreadGovernor(
+            runtime: runtime,
+            settings: governorSettings(
+                threshold: 10,
+                delay: .milliseconds(5)))
         try governor.start()
         usleep(20_000)
         // Dropped while running: deinit stops its thread.

@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 
-@testable import Seda
+@_spi(Threads) @testable import Seda
 
 /// An event that counts its deinitialisations, to prove the queue neither
 /// leaks an event nor releases one twice.
@@ -52,7 +52,7 @@ struct EventQueueTests {
         #expect(throws: SedaError.full) { try q.enqueue(contentsOf: (5..<9).map { Tracked($0, deinits) }) }
         #expect(deinits.value == 4, "a rejected batch goes back whole to the caller")
         #expect(q.count == 5)
-        #expect(throws: SedaError.invalidArgument) {
+        #expect(throws: SedaError.batchTooLarge(count: 9, capacity: 8)) {
             try q.enqueue(contentsOf: (0..<9).map { Tracked($0, deinits) })
         }
         let got = try q.dequeue(max: 16)
@@ -105,7 +105,9 @@ struct EventQueueTests {
     /// Producers and consumers on real threads: every event arrives exactly
     /// once, each producer's events in order per consumer, and every event is
     /// deinitialised exactly once.
-    @Test(arguments: [(producers: 4, consumers: 4, perProducer: 20_000), (producers: 3, consumers: 1, perProducer: 20_000)])
+    @Test(arguments: [
+        (producers: 4, consumers: 4, perProducer: 20_000), (producers: 3, consumers: 1, perProducer: 20_000),
+    ])
     func concurrentProducersAndConsumers(producers: Int, consumers: Int, perProducer: Int) throws {
         let deinits = Counter()
         let created = Counter()
@@ -117,51 +119,53 @@ struct EventQueueTests {
         let consumerLogs = (0..<consumers).map { _ in Box(ConsumerLog()) }
         let producerErrors = (0..<producers).map { _ in Box([String]()) }
 
-        var threads: [Thread] = []
+        var threads: [SedaThread] = []
         for c in 0..<consumers {
             let log = consumerLogs[c]
-            threads.append(Thread(name: "consumer-\(c)") {
-                var last = Array(repeating: -1, count: producers)
-                while true {
-                    let batch: [Tracked]
-                    do throws(SedaError) {
-                        batch = try q.dequeue(max: 1 + c * 7, timeout: nil)
-                    } catch .closed {
-                        break
-                    } catch {
-                        log.value.failures.append("dequeue: \(error)")
-                        break
+            threads.append(
+                startThread(name: "consumer-\(c)") {
+                    var last = Array(repeating: -1, count: producers)
+                    while true {
+                        let batch: [Tracked]
+                        do throws(SedaError) {
+                            batch = try q.dequeue(max: 1 + c * 7, timeout: nil)
+                        } catch .closed {
+                            break
+                        } catch {
+                            log.value.failures.append("dequeue: \(error)")
+                            break
+                        }
+                        for e in batch {
+                            let p = e.value / perProducer
+                            if e.value <= last[p] { log.value.failures.append("order: \(e.value) after \(last[p])") }
+                            last[p] = e.value
+                            log.value.received.append(e.value)
+                        }
+                        received.add(batch.count)
                     }
-                    for e in batch {
-                        let p = e.value / perProducer
-                        if e.value <= last[p] { log.value.failures.append("order: \(e.value) after \(last[p])") }
-                        last[p] = e.value
-                        log.value.received.append(e.value)
-                    }
-                    received.add(batch.count)
-                }
-            })
+                })
         }
-        var producerThreads: [Thread] = []
+        var producerThreads: [SedaThread] = []
         for p in 0..<producers {
             let errors = producerErrors[p]
-            producerThreads.append(Thread(name: "producer-\(p)") {
-                var i = 0
-                while i < perProducer {
-                    let n = Swift.min(1 + (i % 5), perProducer - i)
-                    let events = (i..<(i + n)).map { Tracked(p * perProducer + $0, deinits) }
-                    created.add(n)
-                    do throws(SedaError) {
-                        if n == 1 { try q.enqueue(events[0]) } else { try q.enqueue(contentsOf: events) }
-                        i += n
-                    } catch .full {
-                        sched_yield()
-                    } catch {
-                        errors.value.append("enqueue: \(error)")
-                        return
+            producerThreads.append(
+                startThread(name: "producer-\(p)") {
+                    var i = 0
+                    while i < perProducer {
+                        let n = Swift.min(1 + (i % 5), perProducer - i)
+                        let events = (i..<(i + n)).map { Tracked(p * perProducer + $0, deinits) }
+                        created.add(n)
+                        do throws(SedaError) {
+                            if n == 1 { try q.enqueue(events[0]) } else { try q.enqueue(contentsOf: events) }
+                            i += n
+                        } catch .full {
+                            sched_yield()
+                        } catch {
+                            errors.value.append("enqueue: \(error)")
+                            return
+                        }
                     }
-                }
-            })
+                })
         }
         producerThreads.forEach { $0.join() }
         q.close()

@@ -21,4 +21,20 @@ struct MetricsTests {
         #expect(text.contains("seda_stage_queue_length{stage=\"metered\"} 0"))
         try runtime.shutdown()
     }
+
+    /// The response-time controller's state reaches the metrics: an
+    /// operator sees the admission rate next to the p90 and its target.
+    @Test func responseTimeStateIsExported() throws {
+        let runtime = try Runtime(clock: .manual())
+        let rtc = ResponseTimeController<Job>(target: .milliseconds(50))
+        _ = try runtime.addStage("guarded", handler: DiscardJobs(), admission: rtc)
+        _ = try runtime.addStage("plain", handler: DiscardJobs())
+        let endpoint = PrometheusEndpoint()
+        StageMetricsExporter(factory: endpoint.factory).export(runtime.snapshot())
+        let text = endpoint.render()
+        #expect(text.contains("seda_stage_admission_rate{stage=\"guarded\"} -1"), "unlimited until measured")
+        #expect(text.contains("seda_stage_response_time_target_seconds{stage=\"guarded\"} 0.05"))
+        #expect(!text.contains("seda_stage_admission_rate{stage=\"plain\"}"))
+        try runtime.shutdown()
+    }
 }

@@ -1,9 +1,11 @@
+// swift-format-ignore-file
 import Testing
 
 @testable import Seda
 
 // The README's Swift examples, kept compiling and running here. When one
-// changes, change the other.
+// changes, change the other: the code is kept as the README writes it, so
+// the formatter leaves this file alone.
 
 private final class Request: Sendable {
     let path: String

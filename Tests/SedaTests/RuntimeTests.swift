@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 
-@testable import Seda
+@_spi(Threads) @testable import Seda
 
 /// An event for stage tests: a number, a time-to-live, and a deinit counter.
 final class Job: Sendable {
@@ -94,8 +94,9 @@ struct RuntimeTests {
         #expect(snap[stage: "b"]?.enqueued == UInt64(n))
         #expect(snap[stage: "a"]?.downstream == ["b"])
         #expect(snap[stage: "c"]?.queueDelay.count == UInt64(n))
-        let decision = ControllerDecision(timeNanoseconds: 0, stage: "b", knob: .batchSize, old: 16, new: 8,
-                                          reason: .throughputHeld(rate: 1))
+        let decision = ControllerDecision(
+            timeNanoseconds: 0, stage: "b", knob: .batchSize, old: 16, new: 8,
+            reason: .throughputHeld(rate: 1))
         let dot = snap.graphviz(since: snap, decisions: [decision])
         #expect(dot.contains("16 → 8"), "controller decisions show in the profiler's graph")
         #expect(dot.contains("\"a\" -> \"b\""))
@@ -135,7 +136,9 @@ struct RuntimeTests {
         #expect(throws: SedaError.eventTypeMismatch(stage: "jobs", expected: "Life", actual: "Job")) {
             try runtime.sink(named: "jobs", of: Life.self)
         }
-        #expect(throws: SedaError.alreadyExists) { try runtime.addStage("jobs", handler: Recorder()) }
+        // A duplicate name names the stage.
+        #expect(throws: SedaError.stageExists("jobs")) { try runtime.addStage("jobs", handler: Recorder()) }
+        #expect("\(SedaError.stageExists("jobs"))".contains("'jobs'"))
         #expect(runtime.stageNames == ["jobs"])
         try runtime.shutdown()
     }
@@ -146,8 +149,9 @@ struct RuntimeTests {
             try runtime.addStage("x", handler: Recorder(), options: StageOptions(batchSize: 0))
         }
         #expect(throws: SedaError.invalidConfiguration("stage 'x': maxThreads 1 is below threads 2")) {
-            try runtime.addStage("x", handler: Recorder(),
-                                 options: StageOptions(threadManager: .dedicated(threads: 2, maxThreads: 1)))
+            try runtime.addStage(
+                "x", handler: Recorder(),
+                options: StageOptions(threadManager: .dedicated(threads: 2, maxThreads: 1)))
         }
         #expect(throws: SedaError.invalidConfiguration("cpuThreads 0 is not in 1...1024")) {
             try Runtime(cpuThreads: 0)
@@ -189,7 +193,7 @@ struct RuntimeTests {
                     finished.add(1)
                     continue
                 }
-                try peer.enqueue(job) // capacity covers every job: never full
+                try peer.enqueue(job)  // capacity covers every job: never full
             }
         }
     }
@@ -205,9 +209,17 @@ struct RuntimeTests {
         toPong.withLock { $0 = pong }
         toPing.withLock { $0 = ping }
         for i in 0..<1000 { try ping.enqueue(Job(i, ttl: 100, life)) }
+        // The graph kept after the shutdown is the one learned before it.
+        waitUntil("bouncing") { runtime.snapshot().stages.allSatisfy { $0.downstream.count == 1 } }
         try runtime.shutdown(.drain)
         #expect(finished.value == 1000, "every job ran its course before shutdown returned")
-        #expect(runtime.snapshot().stages.isEmpty)
+        // The final totals stay readable after the shutdown, graph included.
+        let final = runtime.snapshot()
+        #expect(final.stages.map(\.name) == ["ping", "pong"])
+        #expect(final.stages.map(\.processed).reduce(0, +) == 1000 * 101, "each job: 1 + 100 hops")
+        #expect(final.stages.allSatisfy { $0.handedBack == 0 && $0.queueLength == 0 })
+        #expect(final[stage: "ping"]?.downstream == ["pong"] && final[stage: "pong"]?.downstream == ["ping"])
+        #expect(runtime.stageNames.isEmpty, "no stage is live any more")
         toPong.withLock { $0 = nil }
         toPing.withLock { $0 = nil }
         #expect(life.balanced)
@@ -228,8 +240,9 @@ struct RuntimeTests {
         let life = Life()
         let runtime = try Runtime()
         let sleepy = Sleepy()
-        let sink = try runtime.addStage("sleepy", handler: sleepy,
-                                        options: StageOptions(threadManager: manager, batchSize: 2))
+        let sink = try runtime.addStage(
+            "sleepy", handler: sleepy,
+            options: StageOptions(threadManager: manager, batchSize: 2))
         for i in 0..<300 { try sink.enqueue(Job(i, life)) }
         try runtime.shutdown(.handBack)
         #expect(sleepy.tornDown.value == 1)
@@ -244,13 +257,13 @@ struct RuntimeTests {
         let first = Recorder()
         let sink = try runtime.addStage("victim", handler: first, options: StageOptions(queueCapacity: 64))
         let accepted = Counter()
-        let producer = Thread(name: "producer") {
+        let producer = startThread(name: "producer") {
             for i in 0..<200_000 {
                 do throws(SedaError) {
                     try enqueueRetrying(sink, Job(i, life))
                     accepted.add(1)
                 } catch {
-                    return // closed: the stage is gone
+                    return  // closed: the stage is gone
                 }
             }
         }
@@ -269,8 +282,9 @@ struct RuntimeTests {
 
     @Test func dedicatedPoolResizes() throws {
         let runtime = try Runtime()
-        _ = try runtime.addStage("pool", handler: Sleepy(),
-                                 options: StageOptions(threadManager: .dedicated(threads: 1, maxThreads: 3)))
+        _ = try runtime.addStage(
+            "pool", handler: Sleepy(),
+            options: StageOptions(threadManager: .dedicated(threads: 1, maxThreads: 3)))
         #expect(runtime.snapshot()[stage: "pool"]?.threads == 1)
         try runtime.setThreads(3, forStage: "pool")
         #expect(runtime.snapshot()[stage: "pool"]?.threads == 3)
@@ -292,8 +306,9 @@ struct RuntimeTests {
             }
         }
         let life = Life()
-        let sink = try runtime.addStage("tick", handler: Tick(clock: clock),
-                                        options: StageOptions(threadManager: .dedicated(threads: 1)))
+        let sink = try runtime.addStage(
+            "tick", handler: Tick(clock: clock),
+            options: StageOptions(threadManager: .dedicated(threads: 1)))
         try sink.enqueueMany((0..<4).map { Job($0, life) })
         waitUntil("processed") { runtime.snapshot()[stage: "tick"]?.processed == 4 }
         let s = runtime.snapshot()[stage: "tick"]!
@@ -310,9 +325,11 @@ struct BackpressureTests {
         let life = Life()
         let runtime = try Runtime()
         let gate = Gate()
-        let sink = try runtime.addStage("gated", handler: gate,
-                                        options: StageOptions(threadManager: .dedicated(threads: 1),
-                                                              batchSize: 1, queueCapacity: 2))
+        let sink = try runtime.addStage(
+            "gated", handler: gate,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1),
+                batchSize: 1, queueCapacity: 2))
         try sink.enqueue(Job(0, life))
         waitUntil("handler holds the thread") { gate.entered.value == 1 }
         try sink.enqueue(Job(1, life))
@@ -321,7 +338,7 @@ struct BackpressureTests {
         #expect(throws: SedaError.timedOut) { try sink.enqueue(Job(3, life), timeout: .milliseconds(2)) }
         await #expect(throws: SedaError.timedOut) { try await sink.enqueue(Job(3, life), timeout: .milliseconds(2)) }
         // Once the stage makes room, a blocked thread and an async task both get in.
-        let blocked = Thread(name: "blocked") { try? sink.enqueue(Job(4, life), timeout: nil) }
+        let blocked = startThread(name: "blocked") { try? sink.enqueue(Job(4, life), timeout: nil) }
         gate.open.add(1)
         try await sink.enqueue(Job(5, life), timeout: .seconds(30))
         blocked.join()
@@ -331,29 +348,52 @@ struct BackpressureTests {
         #expect(life.balanced)
     }
 
+    /// Enqueues each event into `target` with a timeout; records nil for
+    /// an accepted one, else the error.
     struct WaitsOnShared: EventHandler {
         let target: Lock<Sink<Job>?>
-        let result: Lock<SedaError?>
+        let results: Lock<[SedaError?]>
         func handle(_ batch: inout EventBatch<Job>) throws {
             let target = self.target.withLock { $0 }!
-            do throws(SedaError) {
-                try target.enqueue(batch.take(0)!, timeout: .seconds(1))
-            } catch {
-                result.withLock { $0 = error }
+            for i in 0..<batch.count {
+                guard let job = batch.take(i) else { continue }
+                do throws(SedaError) {
+                    try target.enqueue(job, timeout: .seconds(1))
+                    results.withLock { $0.append(nil) }
+                } catch {
+                    results.withLock { $0.append(error) }
+                }
             }
         }
     }
 
+    /// A handler on the shared threads may not wait, but an enqueue with a
+    /// timeout that finds room needs no wait: it succeeds (it used to throw
+    /// .wouldDeadlock whatever the queue held). Only a full queue refuses,
+    /// counted as full.
     @Test func handlersOnTheSharedThreadsMayNotWait() throws {
         let life = Life()
         let runtime = try Runtime()
-        let target = Lock<Sink<Job>?>(nil), result = Lock<SedaError?>(nil)
-        let other = try runtime.addStage("other", handler: Recorder())
+        let target = Lock<Sink<Job>?>(nil), results = Lock<[SedaError?]>([])
+        let gate = Gate()
+        let other = try runtime.addStage(
+            "other", handler: gate,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 2))
         target.withLock { $0 = other }
-        let sink = try runtime.addStage("waits", handler: WaitsOnShared(target: target, result: result))
+        try other.enqueue(Job(100, life))
+        waitUntil("held") { gate.entered.value == 1 }
+        let sink = try runtime.addStage("waits", handler: WaitsOnShared(target: target, results: results))
         try sink.enqueue(Job(0, life))
-        waitUntil("handled") { result.withLock { $0 } != nil }
-        #expect(result.withLock { $0 } == .wouldDeadlock)
+        waitUntil("handled") { results.withLock { $0.count } == 1 }
+        #expect(results.withLock { $0 } == [nil], "room: accepted without waiting")
+        try other.enqueue(Job(101, life))  // now full
+        try sink.enqueue(Job(1, life))
+        waitUntil("handled") { results.withLock { $0.count } == 2 }
+        #expect(results.withLock { $0 } == [nil, .wouldDeadlock], "full: would have to wait")
+        #expect(runtime.snapshot()[stage: "other"]?.rejectedFull == 1)
+        #expect("\(SedaError.wouldDeadlock)".contains("must not wait for room"))
+        gate.open.add(1)
         target.withLock { $0 = nil }
         try runtime.shutdown()
         #expect(life.balanced)
@@ -379,9 +419,11 @@ struct DisciplineTests {
         let runtime = try Runtime(clock: clock)
         let life = Life()
         let slow = Slow(clock: clock)
-        let sink = try runtime.addStage("codel", handler: slow, options: StageOptions(
-            threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 512,
-            discipline: .codel(target: .milliseconds(5), interval: .milliseconds(100))))
+        let sink = try runtime.addStage(
+            "codel", handler: slow,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 512,
+                discipline: .codel(target: .milliseconds(5), interval: .milliseconds(100))))
         for i in 0..<200 {
             if i % 20 == 0 { try sink.enqueueControl(Job(-1 - i, life)) } else { try sink.enqueue(Job(i, life)) }
         }
@@ -394,7 +436,10 @@ struct DisciplineTests {
         #expect(slow.controls.value == 10, "control events are never dropped")
         try runtime.shutdown()
         #expect(life.balanced, "dropped events were released")
-        #expect(throws: SedaError.invalidConfiguration("stage 'x': codel target 0.0 seconds and interval 0.1 seconds must be positive")) {
+        #expect(
+            throws: SedaError.invalidConfiguration(
+                "stage 'x': codel target 0.0 seconds and interval 0.1 seconds must be positive")
+        ) {
             try StageOptions(discipline: .codel(target: .zero, interval: .milliseconds(100))).validate(stage: "x")
         }
     }
@@ -405,14 +450,16 @@ extension DisciplineTests {
         let life = Life()
         let runtime = try Runtime()
         let gate = Gate()
-        let sink = try runtime.addStage("prio", handler: gate, options: StageOptions(
-            threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 16, priorityClasses: 3))
+        let sink = try runtime.addStage(
+            "prio", handler: gate,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1, queueCapacity: 16, priorityClasses: 3))
         try sink.enqueue(Job(100, life))
         waitUntil("held") { gate.entered.value == 1 }
         for i in 0..<3 {
             for c in (0..<3).reversed() { try sink.enqueue(Job(10 * c + i, life), priorityClass: c) }
         }
-        try sink.enqueue(Job(23, life))        // plain: the last class
+        try sink.enqueue(Job(23, life))  // plain: the last class
         try sink.enqueueControl(Job(3, life))  // control: class 0
         #expect(throws: SedaError.invalidArgument) { try sink.enqueue(Job(99, life), priorityClass: 3) }
         gate.open.add(1)
@@ -444,9 +491,10 @@ extension DisciplineTests {
         let runtime = try Runtime()
         let gate = BlobGate()
         let limit = ByteLimit<Blob>(cap: 100)
-        let sink = try runtime.addStage("bytes", handler: gate,
-                                        options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1),
-                                        admission: limit)
+        let sink = try runtime.addStage(
+            "bytes", handler: gate,
+            options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1),
+            admission: limit)
         try sink.enqueue(Blob(10))
         waitUntil("held") { gate.entered.value == 1 }
         #expect(limit.bytesHeld == 0, "the one in the handler has left the queue")
@@ -481,16 +529,18 @@ extension BackpressureTests {
         let states = StateRecorder()
         let watcher = try runtime.addStage("watcher", handler: states)
         let gate = Gate()
-        let sink = try runtime.addStage("slow", handler: gate,
-                                        options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1,
-                                                              queueCapacity: 8))
+        let sink = try runtime.addStage(
+            "slow", handler: gate,
+            options: StageOptions(
+                threadManager: .dedicated(threads: 1), batchSize: 1,
+                queueCapacity: 8))
         try runtime.watch(stage: "slow", notify: watcher)
         #expect(throws: SedaError.system(errno: EBUSY)) { try runtime.watch(stage: "slow", notify: watcher) }
         try sink.enqueue(Job(0, life))
         waitUntil("held") { gate.entered.value == 1 }
         for i in 1...8 { try sink.enqueue(Job(i, life)) }
         #expect(throws: SedaError.full) { try sink.enqueue(Job(9, life)) }
-        #expect(throws: SedaError.full) { try sink.enqueue(Job(10, life)) } // still clogged: no second event
+        #expect(throws: SedaError.full) { try sink.enqueue(Job(10, life)) }  // still clogged: no second event
         waitUntil("clogged") { states.count.value == 1 }
         gate.open.add(1)
         waitUntil("drained") { states.count.value == 2 }
@@ -528,20 +578,124 @@ extension BackpressureTests {
         let slow = SlowSink()
         let down = try runtime.addStage("down", handler: slow, options: StageOptions(batchSize: 8, queueCapacity: 8))
         let me = Lock<Sink<Job>?>(nil)
-        let up = try runtime.addStage("up", handler: ForwardOrKeep(me: me, next: down),
-                                      options: StageOptions(batchSize: 8, queueCapacity: 4096,
-                                                            pauseWhenDownstreamClogged: true))
+        let up = try runtime.addStage(
+            "up", handler: ForwardOrKeep(me: me, next: down),
+            options: StageOptions(
+                batchSize: 8, queueCapacity: 4096,
+                pauseWhenDownstreamClogged: true))
         me.withLock { $0 = up }
         for i in 0..<1000 { try up.enqueue(Job(i, life)) }
         waitUntil("all through") { slow.done.value == 1000 }
         let s = runtime.snapshot()
         #expect(s[stage: "up"]!.pauses > 0, "up waited for down instead of spinning on it")
         #expect(s[stage: "down"]!.queuePeak <= 8)
-        #expect(throws: SedaError.invalidConfiguration("stage 'x': pauseWhenDownstreamClogged needs the shared thread manager")) {
-            try StageOptions(threadManager: .dedicated(threads: 1), pauseWhenDownstreamClogged: true).validate(stage: "x")
+        #expect(
+            throws: SedaError.invalidConfiguration(
+                "stage 'x': pauseWhenDownstreamClogged needs the shared thread manager")
+        ) {
+            try StageOptions(threadManager: .dedicated(threads: 1), pauseWhenDownstreamClogged: true).validate(
+                stage: "x")
         }
         me.withLock { $0 = nil }
         try runtime.shutdown()
         #expect(life.balanced)
+    }
+}
+
+extension RuntimeTests {
+    /// A stage whose name holds "." could never be configured (keys name a
+    /// stage between dots): refused when it is made, saying why.
+    @Test func stageNamesWithADotAreRefused() throws {
+        let runtime = try Runtime()
+        #expect(throws: SedaError.self) { try runtime.addStage("http.parse", handler: Recorder()) }
+        do {
+            try runtime.addStage("http.parse", handler: Recorder())
+        } catch {
+            #expect("\(error)".contains("'http.parse' contains '.'"))
+        }
+        #expect(throws: SedaError.self) { try runtime.addStage("", handler: Recorder()) }
+        #expect(throws: SedaError.self) {
+            try runtime.addStage(String(repeating: "x", count: SedaLimits.stageNameBytes + 1), handler: Recorder())
+        }
+        try runtime.addStage("http-parse", handler: Recorder())
+        #expect(runtime.stageNames == ["http-parse"])
+        try runtime.shutdown()
+    }
+
+    /// More events in one all-or-nothing enqueue than the queue can hold
+    /// said only "invalid argument"; now it says how many and the capacity.
+    @Test func aBatchBeyondTheCapacityNamesBoth() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let gate = Gate()
+        let small = try runtime.addStage(
+            "small", handler: gate,
+            options: StageOptions(threadManager: .dedicated(threads: 1), queueCapacity: 6))
+        #expect(throws: SedaError.batchTooLarge(count: 9, capacity: 8)) {
+            try small.enqueueMany((0..<9).map { Job($0, life) })
+        }
+        #expect(
+            "\(SedaError.batchTooLarge(count: 9, capacity: 8))"
+                == "9 events at once is more than the queue's capacity of 8")
+        // A handler forwarding a batch too big for the next stage learns the same.
+        let outcome = Lock<SedaError?>(nil)
+        let hold = Counter()
+        struct ForwardAll: EventHandler {
+            let next: Sink<Job>
+            let outcome: Lock<SedaError?>
+            let hold: Counter
+            func handle(_ batch: inout EventBatch<Job>) throws {
+                if batch[0]?.n == -1 {  // the first batch holds the thread while the rest queue up
+                    while hold.value == 0 { usleep(200) }
+                    return
+                }
+                do throws(SedaError) { try batch.forward(to: next) } catch { outcome.withLock { $0 = error } }
+            }
+        }
+        let front = try runtime.addStage(
+            "front", handler: ForwardAll(next: small, outcome: outcome, hold: hold),
+            options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 16))
+        try front.enqueue(Job(-1, life))
+        waitUntil("holding") { front.count == 0 }
+        try front.enqueueMany((0..<12).map { Job($0, life) })
+        hold.add(1)  // the next batch is all 12
+        waitUntil("forwarded") { outcome.withLock { $0 } != nil }
+        #expect(outcome.withLock { $0 } == .batchTooLarge(count: 12, capacity: 8))
+        gate.open.add(1)
+        try runtime.shutdown()
+        #expect(life.balanced)
+    }
+
+    /// A second watcher for one stage was refused, but kept for the life of
+    /// the runtime all the same: a leak per refusal.
+    @Test func aRefusedWatcherIsNotKept() throws {
+        let runtime = try Runtime()
+        let states = try runtime.addStage("states", handler: StateRecorder())
+        try runtime.addStage("watched", handler: Recorder())
+        try runtime.watch(stage: "watched", notify: states)
+        for _ in 0..<3 {
+            #expect(throws: SedaError.system(errno: EBUSY)) { try runtime.watch(stage: "watched", notify: states) }
+        }
+        #expect(runtime.watchers.withLock { $0.count } == 1)
+        try runtime.shutdown()
+    }
+
+    /// The Swift side of blocked-handler detection: the C core reports a
+    /// handler blocking a shared thread; the runtime logs it once per stage,
+    /// naming the stage and what to do instead, and counts every report.
+    @Test func aBlockedHandlerIsLoggedOncePerStage() throws {
+        let log = LogCapture()
+        let runtime = try Runtime(logger: log.logger)
+        runtime.handlerBlocked(stage: "sleepy", running: .seconds(2), usual: .microseconds(5))
+        runtime.handlerBlocked(stage: "sleepy", running: .seconds(2), usual: .microseconds(5))
+        runtime.handlerBlocked(stage: "other", running: .milliseconds(300), usual: nil)
+        let lines = log.matching("blocked a shared thread")
+        #expect(lines.count == 2)
+        #expect(lines.first?.level == .warning)
+        #expect(lines.first?.message.contains("stage 'sleepy'") == true)
+        #expect(lines.first?.message.contains(".dedicated") == true)
+        #expect(lines.first?.metadata["running"] == "2.0 s")
+        #expect(runtime.blockedHandlerReports == ["sleepy": 2, "other": 1])
+        try runtime.shutdown()
     }
 }

@@ -1,9 +1,9 @@
 import Logging
+import SedaServiceLifecycle
 import ServiceLifecycle
 import Testing
 
 @testable import Seda
-import SedaServiceLifecycle
 
 @Suite("Runtime as a Service")
 struct ServiceTests {
@@ -13,11 +13,13 @@ struct ServiceTests {
         let life = Life()
         let runtime = try Runtime()
         let recorder = Recorder()
-        let sink = try runtime.addStage("work", handler: recorder,
-                                        options: StageOptions(threadManager: .dedicated(threads: 1)))
+        let sink = try runtime.addStage(
+            "work", handler: recorder,
+            options: StageOptions(threadManager: .dedicated(threads: 1)))
         for i in 0..<1000 { try sink.enqueue(Job(i, life)) }
-        let group = ServiceGroup(services: [runtime], gracefulShutdownSignals: [.sigterm],
-                                 logger: Logger(label: "test"))
+        let group = ServiceGroup(
+            services: [runtime], gracefulShutdownSignals: [.sigterm],
+            logger: Logger(label: "test"))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             await group.triggerGracefulShutdown()

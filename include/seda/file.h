@@ -105,7 +105,7 @@ typedef struct seda_file seda_file_t;
 
 /* The disk engines (see the top of this file). */
 enum seda_disk_engine {
-    SEDA_DISK_DEFAULT = 0,  /* SEDA_DISK, else io_uring */
+    SEDA_DISK_DEFAULT = 0, /* SEDA_DISK, else io_uring */
     SEDA_DISK_IO_URING = 1,
     SEDA_DISK_LIBAIO = 2,
     SEDA_DISK_THREADS = 3,
@@ -142,8 +142,8 @@ enum seda_file_event_flags {
  * fields; do not write them. Never allocate one yourself.
  */
 typedef struct seda_file_event {
-    int op;              /* enum seda_file_op */
-    uint32_t flags;      /* enum seda_file_event_flags */
+    int op;         /* enum seda_file_op */
+    uint32_t flags; /* enum seda_file_event_flags */
     /* Bytes transferred (READ: 0..len, below len only at end of file; WRITE:
      * len unless the device filled up mid-way), 0 for OPEN, FSYNC,
      * FDATASYNC and CLOSE, or a negative errno. */
@@ -152,11 +152,11 @@ typedef struct seda_file_event {
      * closed handle (valid until this event is released; calls on it return
      * -EBADF). */
     seda_file_t *file;
-    uint64_t offset;     /* READ/WRITE: where */
-    void *buf;           /* READ/WRITE: the bytes (the caller's buffer, or a pooled one) */
-    size_t len;          /* READ/WRITE: bytes asked */
-    void *user;          /* the caller's tag, as given */
-    int64_t accepted_ns; /* CLOCK_MONOTONIC when the request was accepted */
+    uint64_t offset;      /* READ/WRITE: where */
+    void *buf;            /* READ/WRITE: the bytes (the caller's buffer, or a pooled one) */
+    size_t len;           /* READ/WRITE: bytes asked */
+    void *user;           /* the caller's tag, as given */
+    int64_t accepted_ns;  /* CLOCK_MONOTONIC when the request was accepted */
     int64_t completed_ns; /* CLOCK_MONOTONIC when the result was known */
 } seda_file_event_t;
 
@@ -203,7 +203,7 @@ typedef struct seda_file_stage_options {
      * every request on the threads engine). Unique in the runtime, at most
      * 40 bytes; copied. */
     const char *name;
-    int engine;                  /* enum seda_disk_engine */
+    int engine; /* enum seda_disk_engine */
     /* Requests in the kernel at once (the ring's size, the AIO context's
      * size); more wait in the stage. 0: 256. At most 4096. */
     uint32_t queue_depth;
@@ -224,7 +224,7 @@ typedef struct seda_file_stage_options {
      * line in the log; 1: register, with a warning if refused; -1: never.
      * seda-bench disk --registered measures it. Ignored by the other engines. */
     int register_buffers;
-    seda_file_log_fn log;        /* NULL: warnings go to stderr */
+    seda_file_log_fn log; /* NULL: warnings go to stderr */
     void *log_ctx;
     /* Receives (and owns) each completion whose sink stage refused it for
      * good (-EPIPE). NULL: the event is released. */
@@ -277,12 +277,12 @@ seda_stage_t *seda_file_stage_pool(const seda_file_stage_t *fs);
 int seda_file_stage_set_threads(seda_file_stage_t *fs, uint32_t n);
 
 typedef struct seda_file_stage_stats {
-    int engine;                   /* enum seda_disk_engine in use */
-    int buffers_registered;       /* 1: the arena is registered with the ring */
-    uint64_t accepted;            /* requests accepted (opens included) */
-    uint64_t completed;           /* completions produced (results of any sign) */
-    uint64_t failed;              /* ... of which negative, -ECANCELED included */
-    uint64_t canceled;            /* ... of which -ECANCELED */
+    int engine;             /* enum seda_disk_engine in use */
+    int buffers_registered; /* 1: the arena is registered with the ring */
+    uint64_t accepted;      /* requests accepted (opens included) */
+    uint64_t completed;     /* completions produced (results of any sign) */
+    uint64_t failed;        /* ... of which negative, -ECANCELED included */
+    uint64_t canceled;      /* ... of which -ECANCELED */
     uint64_t bytes_read, bytes_written;
     uint64_t submit_calls;        /* io_uring_enter / io_submit calls made */
     uint64_t reap_calls;          /* times the home worker reaped (woken by the eventfd) */

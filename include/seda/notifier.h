@@ -27,7 +27,19 @@
  * queues need different notifiers, or wakes of INT32_MAX.
  *
  * Two kinds: a futex word (the default) and an eventfd (SEDA_NOTIFIER_EVENTFD),
- * whose descriptor an epoll loop can watch alongside its sockets.
+ * whose descriptor an epoll loop can watch alongside its sockets. The
+ * eventfd is readable only while a wake-up is pending for a waiter that has
+ * not taken it: a wake claims up to `count` waiters and posts one unit each,
+ * and every waiter leaves (park or cancel) either by taking a unit or, if no
+ * wake claimed it, by withdrawing from the count. Once the traffic stops and
+ * every waiter is parked, the descriptor holds nothing and nobody wakes.
+ *
+ * An event loop that sleeps in its own poller: prepare, check for work, then
+ * wait in the poller with seda_notifier_fd among its descriptors; after the
+ * poller returns, seda_notifier_park(n, epoch, 0) leaves (taking the pending
+ * unit if there is one, and reporting 0 when woken) while
+ * seda_notifier_cancel leaves without looking at the descriptor (taking a
+ * unit only when a wake claimed this thread).
  */
 #ifndef SEDA_NOTIFIER_H
 #define SEDA_NOTIFIER_H
@@ -66,7 +78,10 @@ void seda_notifier_destroy(seda_notifier_t *n);
  */
 uint32_t seda_notifier_prepare(seda_notifier_t *n);
 
-/* Withdraws a prepare without sleeping (work was found). */
+/* Withdraws a prepare without sleeping (work was found). For the eventfd
+ * kind, if a wake claimed this thread meanwhile, takes the unit it posted
+ * (a read; it may wait the few instructions between that wake's claim and
+ * its write), so that no unit is left behind. */
 void seda_notifier_cancel(seda_notifier_t *n);
 
 /*
@@ -80,18 +95,22 @@ int seda_notifier_park(seda_notifier_t *n, uint32_t epoch, int64_t timeout_ns);
 
 /*
  * Wakes up to `count` parked threads (count < 1 wakes one; INT32_MAX all).
- * Costs one seq_cst load when none is parked; otherwise one futex_wake or
- * eventfd write. Any thread may call it at any time.
+ * Costs one seq_cst load when none is parked; otherwise one futex_wake or,
+ * for the eventfd kind, a CAS claiming the waiters and one eventfd write (no
+ * write when every waiter withdrew meanwhile). Any thread may call it at any
+ * time.
  */
 void seda_notifier_wake(seda_notifier_t *n, int32_t count);
 
 /* The eventfd of a SEDA_NOTIFIER_EVENTFD notifier, or -EBADF for a futex one. */
 int seda_notifier_fd(const seda_notifier_t *n);
 
-/* Threads between prepare and park/cancel right now (a racy snapshot). */
+/* Threads between prepare and park/cancel right now (a racy snapshot); for
+ * the eventfd kind, those a wake has not claimed yet. */
 uint32_t seda_notifier_waiters(const seda_notifier_t *n);
 
-/* How many wake system calls this notifier has made since it was created. */
+/* How many wake system calls (futex wakes, eventfd writes) this notifier has
+ * made since it was created. */
 uint64_t seda_notifier_wake_syscalls(const seda_notifier_t *n);
 
 #ifdef __cplusplus

@@ -83,7 +83,7 @@ enum seda_poller_trigger {
 
 /* One reported descriptor. */
 typedef struct seda_poller_event {
-    void *udata;     /* as given to add or the last mod */
+    void *udata; /* as given to add or the last mod */
     int fd;
     uint32_t events; /* enum seda_poller_events */
 } seda_poller_event_t;

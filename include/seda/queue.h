@@ -14,9 +14,9 @@
  *
  * Per-event metadata. Each slot carries, beside the event pointer, a 32-bit
  * `stamp` chosen by the producer. The runtime stores the enqueue time in
- * microseconds in the low 31 bits (wrapping), read from the clock once per
- * batch, so the queueing delay of an event is `(now_us - stamp) & 0x7fffffff`
- * (exact for delays under 35 minutes) without a clock read per event; bit 31
+ * microseconds in the low 31 bits (wrapping; see seda_stage_enqueue), so the
+ * queueing delay of an event is `(now_us - stamp) & 0x7fffffff` (exact for
+ * delays under 35 minutes) with one clock read per dequeued batch; bit 31
  * marks a control event. The stamp fits beside a
  * 32-bit sequence number, so a slot stays 16 bytes (four per cache line).
  * Metadata that describes the event itself (its class or priority, its size in

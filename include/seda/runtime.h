@@ -17,6 +17,14 @@
  * Thread rules: every function here may be called from any thread, including
  * from inside a handler, except where a comment says otherwise
  * (seda_runtime_shutdown, seda_runtime_destroy, seda_stage_destroy).
+ *
+ * Several runtimes in one process: a handler of runtime A may enqueue into a
+ * stage of runtime B. To B it is an outside producer: the event is stamped
+ * with B's clock, no edge is recorded (each runtime's stage graph holds its
+ * own stages), a stage of A with pause_when_clogged does not wait for B's
+ * stages, and once B shuts down the enqueue fails with -EPIPE as any outside
+ * enqueue does. Destroying each other's stages is checked for deadlock
+ * across runtimes (seda_stage_destroy).
  */
 #ifndef SEDA_RUNTIME_H
 #define SEDA_RUNTIME_H
@@ -36,9 +44,31 @@ typedef struct seda_stage seda_stage_t;
 
 /* ---- runtime ---------------------------------------------------------- */
 
+/* How much a log message matters (seda_runtime_options.log). */
+enum seda_log_level {
+    SEDA_LOG_DEBUG = 0,
+    SEDA_LOG_INFO = 1,
+    SEDA_LOG_WARNING = 2, /* something is wrong and the runtime works around it */
+    SEDA_LOG_ERROR = 3,   /* something failed */
+};
+
+/*
+ * Receives the runtime's log messages: a handler that blocked the shared
+ * threads, and from the I/O layer fallbacks (io_uring refused, another
+ * backend used) and resource limits (EMFILE). `stage` names the stage the
+ * message is about, or is NULL; both strings are valid only during the
+ * call. Called on whichever thread noticed (a shared thread after a batch,
+ * an I/O thread), possibly from several at once: it must be thread-safe and
+ * quick, must not block, and must not shut down or destroy the runtime.
+ */
+typedef void (*seda_log_fn)(void *ctx, int level, const char *stage, const char *message);
+
 typedef struct seda_runtime_options {
-    uint32_t cpu_threads;        /* shared thread manager size; 0: one per CPU */
-    int pin_threads;             /* nonzero: pin shared thread i to CPU i */
+    /* Shared thread manager size; 0: one per CPU the creating thread may run
+     * on (its affinity mask, as a cpuset container restricts it). */
+    uint32_t cpu_threads;
+    /* Nonzero: pin shared thread i to the i-th of those CPUs (wrapping). */
+    int pin_threads;
     uint32_t run_queue_capacity; /* bounds the sum of stage concurrencies; 0: 65536 */
     const seda_clock_t *clock;   /* NULL: the monotonic clock */
     /* The poller every shared thread's loop waits in (enum
@@ -46,14 +76,19 @@ typedef struct seda_runtime_options {
      * SEDA_POLLER environment variable, else the built-in default. io_uring
      * falls back to epoll with a logged warning when the kernel refuses it. */
     int poller;
-    uint32_t uring_entries;      /* io_uring submission queue size; 0: the poller's default */
+    uint32_t uring_entries; /* io_uring submission queue size; 0: the poller's default */
+    /* Where log messages go (every level), with log_ctx. NULL: warnings and
+     * errors to stderr ("seda: warning: stage 'x': ..."), the rest dropped. */
+    seda_log_fn log;
+    void *log_ctx;
 } seda_runtime_options_t;
 
 /*
  * Creates a runtime and starts its shared threads, each with its worker loop
  * and poller (created on that thread). opts may be NULL for defaults.
  * Returns 0, -EINVAL (a bad poller, or SEDA_POLLER naming no backend),
- * -ENOMEM, or the poller's error (-EMFILE...).
+ * -ENOMEM (memory, or a thread that could not be started; nothing is left
+ * running), or the poller's error (-EMFILE...).
  */
 int seda_runtime_create(seda_runtime_t **out, const seda_runtime_options_t *opts);
 
@@ -129,13 +164,17 @@ int seda_runtime_loop_stats(const seda_runtime_t *rt, uint32_t i, seda_loop_stat
 typedef int (*seda_handler_fn)(void *ctx, void **events, size_t count);
 
 enum seda_thread_manager {
-    SEDA_THREADS_SHARED = 0,    /* the runtime's per-CPU threads (non-blocking handlers) */
+    /* The runtime's per-CPU threads, for handlers that do not block: one
+     * that does starves every stage there. A batch that runs > 100 ms and
+     * > 100x the stage's mean is counted (stalled_batches) and reported
+     * once per stage through the log hook. */
+    SEDA_THREADS_SHARED = 0,
     SEDA_THREADS_DEDICATED = 1, /* a pool of the stage's own (handlers that block) */
 };
 
 /* How a stage's queue behaves under overload. */
 enum seda_discipline {
-    SEDA_DISCIPLINE_FIFO = 0,  /* oldest first, nothing dropped */
+    SEDA_DISCIPLINE_FIFO = 0, /* oldest first, nothing dropped */
     /* CoDel (RFC 8289): once events have waited longer than codel_target_ns
      * for a whole codel_interval_ns, drop the oldest ones at an increasing
      * rate until the waiting time falls below target. Keeps queueing delay
@@ -147,15 +186,25 @@ enum seda_discipline {
 /* The most priority classes a stage can have. */
 #define SEDA_STAGE_MAX_CLASSES 8
 
+/* The longest stage name, in bytes (without the terminating NUL). */
+#define SEDA_STAGE_NAME_MAX 63
+
+/* The largest batch a handler can be given (seda_stage_options.batch_max,
+ * seda_stage_set_batch_max). */
+#define SEDA_BATCH_MAX 1024
+
 typedef struct seda_stage_options {
-    const char *name;        /* unique within the runtime; copied */
-    size_t queue_capacity;   /* rounded up to a power of two; 0: 1024 */
-    uint32_t batch_max;      /* events per handler call, at most; 0: 64 */
-    int thread_manager;      /* enum seda_thread_manager */
-    uint32_t concurrency;    /* SHARED: handler runs at once (0: 1).
+    const char *name;      /* unique within the runtime, 1..SEDA_STAGE_NAME_MAX bytes; copied */
+    size_t queue_capacity; /* rounded up to a power of two; 0: 1024 */
+    uint32_t batch_max;    /* events per handler call, at most (<= SEDA_BATCH_MAX); 0: 64 */
+    int thread_manager;    /* enum seda_thread_manager */
+    uint32_t concurrency;  /* SHARED: handler runs at once (0: 1).
                               * DEDICATED: initial threads (0: 1) */
-    uint32_t max_threads;    /* DEDICATED: upper bound for seda_stage_set_threads (0: concurrency) */
-    int pin_to_cpu;          /* DEDICATED: nonzero pins the pool to CPU pin_cpu */
+    uint32_t max_threads;  /* DEDICATED: upper bound for seda_stage_set_threads (0: concurrency) */
+    /* DEDICATED: nonzero pins the pool to the pin_cpu-th (wrapping) of the
+     * CPUs the runtime's creator may run on (CPU pin_cpu on a machine with
+     * no affinity restriction). */
+    int pin_to_cpu;
     int pin_cpu;
     /* SHARED: nonzero binds the stage to shared thread thread_index: only
      * that thread runs it (other threads' enqueues put it on that thread's
@@ -180,8 +229,9 @@ typedef struct seda_stage_options {
      * class 1's only when class 0 is empty, and so on. Plain enqueues go to
      * the last (lowest) class, control events to class 0. */
     uint32_t classes;
-    /* SHARED only: while a stage this stage's handler feeds is clogged (an
-     * enqueue into it found it full), do not schedule this stage: its
+    /* SHARED only: while a stage this stage's handler feeds (in the same
+     * runtime) is clogged (an enqueue into it found it full), do not
+     * schedule this stage: its
      * events wait in its own queue (backpressure travels upstream) until
      * that stage drains to a quarter. Where waiting would close a cycle
      * (that stage waits, through a chain of waiting stages, for this one),
@@ -202,10 +252,10 @@ typedef struct seda_stage_options {
  * handle in *out that the caller owns (release it with seda_stage_release);
  * the runtime keeps its own reference until the stage is destroyed.
  * Returns 0; -EINVAL (no name, handler or drop; bad thread manager; name
- * longer than 63 bytes; batch_max above 1024; max_threads below
- * concurrency; more than SEDA_STAGE_MAX_CLASSES classes; bind_to_thread
- * on a dedicated pool, with concurrency above 1 or a thread_index that is
- * not a shared thread; unknown
+ * longer than SEDA_STAGE_NAME_MAX bytes; batch_max above SEDA_BATCH_MAX;
+ * max_threads below concurrency; more than SEDA_STAGE_MAX_CLASSES classes;
+ * bind_to_thread on a dedicated pool, with concurrency above 1 or a
+ * thread_index that is not a shared thread; unknown
  * discipline or negative CoDel times; pause_when_clogged on a dedicated
  * pool); -EEXIST (name taken); -ENOSPC (the run queue cannot take the
  * stage's concurrency); -EPIPE (runtime shut down); -ENOMEM (memory or
@@ -215,7 +265,8 @@ typedef struct seda_stage_options {
 int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *opts, seda_stage_t **out);
 
 /*
- * Looks a stage up by name. Returns a new reference (release it) or NULL.
+ * Looks a stage up by name. Returns a new reference (release it) or NULL
+ * (no such stage; NULL rt or name).
  */
 seda_stage_t *seda_runtime_find_stage(seda_runtime_t *rt, const char *name);
 
@@ -228,19 +279,29 @@ void seda_stage_release(seda_stage_t *s);
  * Enqueues one event. Returns 0; -EAGAIN (full; counted); -EPIPE (stage
  * destroyed or runtime stopping; counted). On failure the event still belongs
  * to the caller. The stage is scheduled if it was idle. When called from a
- * handler, records the edge "calling stage -> this stage" for the stage graph
- * and stamps the event with the batch's start time (no clock read).
+ * handler, records the edge "calling stage -> this stage" for the stage graph.
+ *
+ * The event is stamped with the time it entered the queue (the runtime's
+ * clock, in microseconds), from which CoDel decides and the queue-delay
+ * histogram is kept. One exception saves a clock read on the shared threads'
+ * hot path: a handler on the shared threads enqueueing into a FIFO stage of
+ * its own runtime stamps the start of its batch, which is early by at most
+ * the time the handler ran before the enqueue (short, by the shared threads'
+ * contract); the delay recorded downstream may include that much.
  */
 int seda_stage_enqueue(seda_stage_t *s, void *event);
 
 /*
  * seda_stage_enqueue, waiting while the stage's queue is full for at most
  * timeout_ns (< 0: no limit): backpressure for producers that prefer to
- * wait. Returns 0; -ETIMEDOUT (counted as a full rejection); -EPIPE;
- * -EDEADLK on the runtime's shared threads, where waiting could deadlock
- * the graph (the stage that would make room may need this thread; in a
- * cycle it always does): handlers there must not block. From a dedicated
- * pool in a cyclic graph, give a timeout.
+ * wait. Returns 0; -ETIMEDOUT (counted as a full rejection); -EPIPE.
+ * On a shared thread (a handler of the shared thread manager, of any
+ * runtime) it never waits: waiting there could deadlock the graph (the
+ * stage that would make room may need this thread; in a cycle it always
+ * does), and handlers there must not block. It enqueues when the queue has
+ * room, and returns -EDEADLK (counted as a full rejection) only when it
+ * would have to wait. From a dedicated pool in a cyclic graph, give a
+ * timeout.
  */
 int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns);
 
@@ -261,15 +322,37 @@ int seda_stage_enqueue_control(seda_stage_t *s, void *event);
 int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count);
 
 /*
+ * Inside a handler, about the batch it is running: whether events[index]
+ * (by its position in the array as the handler received it) entered the
+ * queue as a control event (seda_stage_enqueue_control; timers delivered
+ * that way too). Control events bypassed admission control, so a binding
+ * that accounts for admitted events (an admission controller's "left")
+ * must skip them. Returns 1 or 0; -EINVAL for an index beyond the batch, or
+ * when the calling thread is not running a handler. Call it on the
+ * handler's thread, during the handler call.
+ */
+int seda_batch_is_control(size_t index);
+
+/*
+ * Inside a handler: how many events of its batch are control events (0 in
+ * the common case, so a binding can skip asking per event). -EINVAL when
+ * the calling thread is not running a handler. Costs a pass over the batch.
+ */
+int seda_batch_control_count(void);
+
+/*
  * Destroys a stage while others run: closes its queue (later enqueues fail
  * with -EPIPE), then DRAIN lets its threads process what is queued, HAND_BACK
  * gives it to the drop callback; waits for running handlers, joins a
  * dedicated pool, calls the destroy callback, and unregisters the name.
  * Returns 0; -EPIPE if already destroyed; -EINVAL for an unknown mode;
- * -EDEADLK from the stage's own handler, or for a shared-thread stage from a
- * handler on the shared threads (it would wait for its own thread; destroy
- * from another thread or a dedicated stage). The caller's reference stays
- * valid until released.
+ * -EDEADLK where the wait could never end: from the stage's own handler; for
+ * a shared-thread stage, from a handler on the shared threads (it would wait
+ * for its own thread; destroy from another thread or a dedicated stage); and
+ * from a handler of a stage that the stage being destroyed waits for through
+ * destroys in progress (A's handler destroying B while B's handler destroys
+ * A: one of the two gets -EDEADLK, the other proceeds), across runtimes too.
+ * The caller's reference stays valid until released.
  */
 int seda_stage_destroy(seda_stage_t *s, int mode);
 
@@ -295,8 +378,10 @@ typedef void (*seda_stage_state_fn)(void *ctx, seda_stage_t *stage, int state);
  * per transition: CLOGGED on the producer thread whose enqueue found the
  * queue full, DRAINED on the stage's thread after a batch. fn must be quick
  * and must not block (it may enqueue a control event to another stage).
- * Install it before traffic; one watcher per stage. Returns 0, or -EBUSY if
- * the stage has one.
+ * One watcher per stage, installed at any time (transitions before the
+ * install are not reported), from any thread. Returns 0; -EBUSY if the stage
+ * has one (of two racing installs, exactly one succeeds); -EINVAL for a NULL
+ * fn.
  */
 int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx);
 
@@ -304,18 +389,12 @@ int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx);
  * per class), for admission policies that run on every enqueue. */
 size_t seda_stage_queue_length(const seda_stage_t *s);
 
-/* 1 while the stage is clogged, else 0. */
-int seda_stage_is_clogged(const seda_stage_t *s);
-
 /*
- * Sets the largest batch the handler gets (1..1024) while the stage runs
+ * Sets the largest batch the handler gets (1..SEDA_BATCH_MAX) while the stage runs
  * (Sandstorm's batching controller turns this knob); the next dequeue uses
  * it. Returns 0 or -EINVAL.
  */
 int seda_stage_set_batch_max(seda_stage_t *s, uint32_t n);
-
-/* The current largest batch. */
-uint32_t seda_stage_batch_max(const seda_stage_t *s);
 
 /* The stage's name (valid while a reference is held). */
 const char *seda_stage_name(const seda_stage_t *s);
@@ -330,7 +409,8 @@ void seda_stage_stats(const seda_stage_t *s, seda_stage_stats_t *out);
  * call), in creation order. Returns how many. Do not create or destroy stages
  * from fn.
  */
-size_t seda_runtime_each_stage(seda_runtime_t *rt, void (*fn)(void *ctx, seda_stage_t *s), void *ctx);
+size_t seda_runtime_each_stage(seda_runtime_t *rt, void (*fn)(void *ctx, seda_stage_t *s),
+                               void *ctx);
 
 /*
  * The live stages this stage's handler has enqueued into, learned at run

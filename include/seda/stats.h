@@ -33,7 +33,8 @@ uint64_t seda_histogram_bucket_max(uint32_t bucket);
 
 /*
  * The value at quantile q (0 <= q <= 1) of a snapshot: the upper bound of the
- * bucket holding it, capped at max_ns. 0 for an empty snapshot.
+ * bucket holding it, capped at max_ns. 0 for an empty snapshot. q below 0
+ * (or NaN) counts as 0, above 1 as 1.
  */
 uint64_t seda_histogram_quantile(const seda_histogram_snapshot_t *h, double q);
 
@@ -49,13 +50,19 @@ typedef struct seda_stage_stats {
     uint64_t batches;         /* handler calls */
     uint64_t handler_errors;  /* handler calls that returned an error */
     uint64_t handler_ns;      /* time spent inside the handler */
-    uint64_t queue_length;    /* events waiting now */
-    uint64_t queue_peak;      /* longest queue the stage's threads sampled (at a turn's start) */
-    uint32_t threads;         /* dedicated pool: live threads; shared pool: 0 */
-    uint32_t concurrency;     /* how many threads may run the handler at once */
-    uint32_t batch_max;       /* the largest batch the handler gets now */
-    uint32_t clogged;         /* 1 while clogged (an enqueue found the queue full, not yet drained) */
-    seda_histogram_snapshot_t queue_delay;  /* enqueue -> handler start, per event */
+    /* Batches on the shared threads that ran > 100 ms and > 100x the stage's
+     * mean batch time (stalls left out): its handler blocked every stage
+     * there (logged once, see seda_runtime_options.log). Always 0 for a
+     * dedicated pool. */
+    uint64_t stalled_batches;
+    uint64_t queue_length; /* events waiting now */
+    uint64_t queue_peak;   /* longest queue the stage's threads sampled (at a turn's start) */
+    uint32_t threads;      /* dedicated pool: live threads; shared pool: 0 */
+    uint32_t concurrency;  /* how many threads may run the handler at once */
+    uint32_t batch_max;    /* the largest batch the handler gets now */
+    uint32_t clogged;      /* 1 while clogged (an enqueue found the queue full, not yet drained) */
+    seda_histogram_snapshot_t
+        queue_delay; /* enqueue -> handler start, per event (see seda_stage_enqueue) */
     seda_histogram_snapshot_t service_time; /* handler time per event (batch time / batch size) */
 } seda_stage_stats_t;
 

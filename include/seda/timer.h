@@ -14,7 +14,9 @@
  * nanoseconds. Time is cut into ticks of `resolution` ns (default 1 ms),
  * counted from the facility's creation: a timer is due at the first tick
  * boundary at or after its deadline, so it is delivered at most one resolution
- * late (plus scheduling delay) and never before its deadline.
+ * late (plus scheduling delay) and never before its deadline. A deadline past
+ * the last tick boundary the clock can reach (within one resolution of
+ * INT64_MAX) falls due when the clock reads INT64_MAX, its end.
  *
  * Order. Due timers are delivered in deadline order; timers with equal
  * deadlines in the order they were added. A timer deferred because its target
@@ -112,7 +114,8 @@ size_t seda_timers_destroy(seda_timers_t *t, seda_timer_hand_back_fn hand_back, 
  * anyone, the thread polls every resolution (real time) while timers are
  * pending. thread_name: at most 15 characters are kept; NULL for
  * "seda-timers". Returns 0; -EALREADY if started before; -EINVAL (NULL t);
- * or a pthread error. The thread stops in seda_timers_destroy.
+ * -ENOMEM (the thread could not be started). The thread stops in
+ * seda_timers_destroy.
  */
 int seda_timers_start(seda_timers_t *t, const char *thread_name);
 

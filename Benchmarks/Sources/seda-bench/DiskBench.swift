@@ -55,7 +55,9 @@ struct DiskBench: ParsableCommand {
     var noFio = false
 
     func validate() throws {
-        guard seconds > 0, sizeGib >= 1, sizeMib.map({ $0 >= 1 }) ?? true, !qd.isEmpty, qd.allSatisfy({ $0 >= 1 && $0 <= 1024 }) else {
+        guard seconds > 0, sizeGib >= 1, sizeMib.map({ $0 >= 1 }) ?? true, !qd.isEmpty,
+            qd.allSatisfy({ $0 >= 1 && $0 <= 1024 })
+        else {
             throw ValidationError("--seconds > 0, --size-gib >= 1, --size-mib >= 1, --qd values in 1...1024")
         }
         for e in engines where seda_disk_engine_parse(e) <= 0 {
@@ -80,11 +82,14 @@ struct DiskBench: ParsableCommand {
         var created: Int32 = 0
         let prep = seda_bench_disk_prepare(path, bytes, &created)
         guard prep == 0 else { throw ValidationError("cannot prepare \(path): error \(prep)") }
-        print("seda-bench disk: \(path) (\(bytes >> 20) MiB, \(created != 0 ? "created" : "reused")), O_DIRECT, "
-              + "\(Stats.fixed(seconds, 1)) s per run\(registered ? ", registered buffers" : "")")
-        var table = Table(headers: ["workload", "QD", "engine", "Seda IOPS", "MB/s", "p50 µs", "p99 µs",
-                                    "I/O per submit", "I/O per reap", "check", "fio IOPS", "fio MB/s", "fio p50", "fio p99",
-                                    "Seda/fio"])
+        print(
+            "seda-bench disk: \(path) (\(bytes >> 20) MiB, \(created != 0 ? "created" : "reused")), O_DIRECT, "
+                + "\(Stats.fixed(seconds, 1)) s per run\(registered ? ", registered buffers" : "")")
+        var table = Table(headers: [
+            "workload", "QD", "engine", "Seda IOPS", "MB/s", "p50 µs", "p99 µs",
+            "I/O per submit", "I/O per reap", "check", "fio IOPS", "fio MB/s", "fio p50", "fio p99",
+            "Seda/fio",
+        ])
         var seed: UInt64 = 1
         var failures: [String] = []
         for w in workloads {
@@ -106,24 +111,32 @@ struct DiskBench: ParsableCommand {
                         cfg.path = p
                         return seda_bench_disk_seda(&cfg, &s)
                     }
-                    let rf: Int32 = noFio ? -1 : path.withCString { p -> Int32 in
-                        cfg.path = p
-                        return fio.withCString { seda_bench_disk_fio(&cfg, $0, &f) }
-                    }
+                    let rf: Int32 =
+                        noFio
+                        ? -1
+                        : path.withCString { p -> Int32 in
+                            cfg.path = p
+                            return fio.withCString { seda_bench_disk_fio(&cfg, $0, &f) }
+                        }
                     let perSubmit = s.submit_calls > 0 ? Stats.fixed(Double(s.ops) / Double(s.submit_calls), 1) : "-"
                     let perReap = s.reap_calls > 0 ? Stats.fixed(Double(s.ops) / Double(s.reap_calls), 1) : "-"
-                    let check = rs != 0 ? "error \(rs)"
-                        : s.verified == 0 ? "MISMATCH"
-                        : w == "randwrite" ? "\(s.verified_blocks) equal" : "ok"
+                    let check =
+                        rs != 0
+                        ? "error \(rs)"
+                        : s.verified == 0
+                            ? "MISMATCH"
+                            : w == "randwrite" ? "\(s.verified_blocks) equal" : "ok"
                     if rs != 0 || s.verified == 0 { failures.append("\(w) QD\(depth) \(e): \(check)") }
                     if !noFio && rf != 0 { failures.append("\(w) QD\(depth) fio \(e): error \(rf)") }
                     func num(_ ok: Bool, _ x: Double, _ d: Int) -> String { ok ? Stats.fixed(x, d) : "-" }
-                    table.add([w, "\(depth)", e,
-                               num(rs == 0, s.iops, 0), num(rs == 0, s.mb_per_s, 1),
-                               num(rs == 0, s.p50_us, 1), num(rs == 0, s.p99_us, 1), perSubmit, perReap, check,
-                               num(rf == 0, f.iops, 0), num(rf == 0, f.mb_per_s, 1),
-                               num(rf == 0, f.p50_us, 1), num(rf == 0, f.p99_us, 1),
-                               rs == 0 && rf == 0 && f.iops > 0 ? Stats.fixed(s.iops / f.iops, 2) + "×" : "-"])
+                    table.add([
+                        w, "\(depth)", e,
+                        num(rs == 0, s.iops, 0), num(rs == 0, s.mb_per_s, 1),
+                        num(rs == 0, s.p50_us, 1), num(rs == 0, s.p99_us, 1), perSubmit, perReap, check,
+                        num(rf == 0, f.iops, 0), num(rf == 0, f.mb_per_s, 1),
+                        num(rf == 0, f.p50_us, 1), num(rf == 0, f.p99_us, 1),
+                        rs == 0 && rf == 0 && f.iops > 0 ? Stats.fixed(s.iops / f.iops, 2) + "×" : "-",
+                    ])
                 }
             }
         }

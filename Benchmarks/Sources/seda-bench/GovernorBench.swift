@@ -1,6 +1,6 @@
 import ArgumentParser
 import Glibc
-import Seda
+@_spi(Threads) import Seda
 import Synchronization
 
 /// `seda-bench governor`: the seed's thread governor experiment. Sandstorm's
@@ -21,7 +21,8 @@ import Synchronization
 struct GovernorBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "governor",
-        abstract: "Thread governor: Sandstorm's bottleneck experiment; threads, queue and p90 response time per sample.",
+        abstract:
+            "Thread governor: Sandstorm's bottleneck experiment; threads, queue and p90 response time per sample.",
         discussion: """
             One dedicated stage, batch size 1; 15% of events sleep 20 ms; 1000 events/s open loop \
             (λ·p·L = 3 threads of work). The governor samples every --interval-ms: it adds a thread \
@@ -76,19 +77,22 @@ struct GovernorBench: ParsableCommand {
 
     func run() throws {
         let work = Double(rate) * slowFraction * Double(slowMs) / 1000
-        print("seda-bench governor: \(rate) events/s open loop for \(seconds) s; "
-              + "\(Int((slowFraction * 100).rounded()))% sleep \(slowMs) ms (λ·p·L = \(Stats.fixed(work, 1)) threads); "
-              + "sampling every \(intervalMs) ms, threshold \(threshold), threads \(threads)...\(maxThreads), "
-              + "idle \(idleMs) ms\(autoMaxDetect ? ", autoMaxDetect" : "")")
+        print(
+            "seda-bench governor: \(rate) events/s open loop for \(seconds) s; "
+                + "\(Int((slowFraction * 100).rounded()))% sleep \(slowMs) ms (λ·p·L = \(Stats.fixed(work, 1)) threads); "
+                + "sampling every \(intervalMs) ms, threshold \(threshold), threads \(threads)...\(maxThreads), "
+                + "idle \(idleMs) ms\(autoMaxDetect ? ", autoMaxDetect" : "")")
 
         let events = rate * seconds
         var capacity = 1024
         while capacity < events, capacity < 1 << 22 { capacity <<= 1 }
         let runtime = try Runtime(cpuThreads: 1)
         let log = GovernorResponseLog()
-        let sink = try runtime.addStage("logger", handler: GovernorSlowLogger(slowNanoseconds: slowMs * 1_000_000, log: log),
-                                        options: StageOptions(threadManager: .dedicated(threads: threads, maxThreads: maxThreads),
-                                                              batchSize: 1, queueCapacity: capacity))
+        let sink = try runtime.addStage(
+            "logger", handler: GovernorSlowLogger(slowNanoseconds: slowMs * 1_000_000, log: log),
+            options: StageOptions(
+                threadManager: .dedicated(threads: threads, maxThreads: maxThreads),
+                batchSize: 1, queueCapacity: capacity))
         var settings = GovernorSettings()
         settings.delay = .milliseconds(intervalMs)
         settings.threshold = threshold
@@ -101,7 +105,7 @@ struct GovernorBench: ParsableCommand {
         let interval = UInt64(intervalMs) * 1_000_000
         let end = start + UInt64(seconds) * 1_000_000_000
         let rows = Mutex<[GovernorRow]>([])
-        let sampler = GovernorSamplerThread {
+        let sampler = try SedaThread(name: "sampler") {
             var last = runtime.snapshot()[stage: "logger"]!
             var lastTime = start
             var k: UInt64 = 1
@@ -119,8 +123,9 @@ struct GovernorBench: ParsableCommand {
                     p90: GovernorBench.quantile(latencies, 0.9),
                     decision: made.map { "\($0.old) → \($0.new): \($0.reason)" }.joined(separator: "; "))
                 rows.withLock { $0.append(row) }
-                governorProgress("t=\(Stats.fixed(row.seconds, 1)) s queue \(row.queue) threads \(row.threads) "
-                         + "p90 \(Stats.fixed(Double(row.p90) / 1e6, 1)) ms \(row.decision)")
+                governorProgress(
+                    "t=\(Stats.fixed(row.seconds, 1)) s queue \(row.queue) threads \(row.threads) "
+                        + "p90 \(Stats.fixed(Double(row.p90) / 1e6, 1)) ms \(row.decision)")
                 last = seen
                 lastTime = now
                 k += 1
@@ -144,17 +149,23 @@ struct GovernorBench: ParsableCommand {
 
         var table = Table(headers: ["t s", "queue", "threads", "events/s", "p90 response ms", "governor decision"])
         for r in rows.withLock({ $0 }) {
-            table.add([Stats.fixed(r.seconds, 1), "\(r.queue)", "\(r.threads)", "\(Int(r.rate.rounded()))",
-                       Stats.fixed(Double(r.p90) / 1e6, 1), r.decision])
+            table.add([
+                Stats.fixed(r.seconds, 1), "\(r.queue)", "\(r.threads)", "\(Int(r.rate.rounded()))",
+                Stats.fixed(Double(r.p90) / 1e6, 1), r.decision,
+            ])
         }
         print(table.render())
         let decisions = governor.decisions
         let settled = rows.withLock { $0.last?.threads } ?? threads
-        let lastChange = decisions.last.map { Stats.fixed(Double($0.timeNanoseconds - decisions[0].timeNanoseconds) / 1e9, 1) }
-        print("settled at \(settled) threads (\(settled - threads) added to \(threads)); "
-              + "\(decisions.count) decisions\(lastChange.map { ", the last \($0) s after the first" } ?? "")")
-        print("anchor: Sandstorm (seed slides) added 2 threads to 1 = 3 threads; λ·p·L = \(Stats.fixed(work, 1)); "
-              + "Seda/Sandstorm \(Stats.fixed(Double(settled) / 3, 2))×")
+        let lastChange = decisions.last.map {
+            Stats.fixed(Double($0.timeNanoseconds - decisions[0].timeNanoseconds) / 1e9, 1)
+        }
+        print(
+            "settled at \(settled) threads (\(settled - threads) added to \(threads)); "
+                + "\(decisions.count) decisions\(lastChange.map { ", the last \($0) s after the first" } ?? "")")
+        print(
+            "anchor: Sandstorm (seed slides) added 2 threads to 1 = 3 threads; λ·p·L = \(Stats.fixed(work, 1)); "
+                + "Seda/Sandstorm \(Stats.fixed(Double(settled) / 3, 2))×")
         if rejected > 0 { print("rejected (queue full): \(rejected) events") }
     }
 
@@ -199,7 +210,12 @@ private final class GovernorEvent: Sendable {
 private final class GovernorResponseLog: Sendable {
     private let latencies = Mutex<[UInt64]>([])
     func record(_ ns: UInt64) { latencies.withLock { $0.append(ns) } }
-    func takeAll() -> [UInt64] { latencies.withLock { l in defer { l = [] }; return l } }
+    func takeAll() -> [UInt64] {
+        latencies.withLock { l in
+            defer { l = [] }
+            return l
+        }
+    }
 }
 
 /// The bottleneck: sleeps for slow events, then records the response time.
@@ -215,25 +231,6 @@ private struct GovernorSlowLogger: EventHandler {
             log.record(now > event.due ? now - event.due : 0)
         }
     }
-}
-
-/// A joinable POSIX thread (the sampler): not the cooperative pool.
-private final class GovernorSamplerThread: @unchecked Sendable {
-    // @unchecked: `handle` is written once, in init, and read by join().
-    private var handle = pthread_t()
-    private let body: @Sendable () -> Void
-
-    init(_ body: @escaping @Sendable () -> Void) {
-        self.body = body
-        let ctx = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&handle, nil, { ctx in
-            Unmanaged<GovernorSamplerThread>.fromOpaque(ctx!).takeRetainedValue().body()
-            return nil
-        }, ctx)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-    }
-
-    func join() { pthread_join(handle, nil) }
 }
 
 private func governorProgress(_ line: String) {

@@ -24,7 +24,8 @@ import Synchronization
 struct OverloadBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "overload",
-        abstract: "Admission control under overload: goodput and p90 vs offered load, with and without the response-time controller.",
+        abstract:
+            "Admission control under overload: goodput and p90 vs offered load, with and without the response-time controller.",
         discussion: """
             Parts: a load ladder (--loads × capacity) per --policies entry; a run at 2× capacity \
             whose pool halves mid-run; a multi-class run (high priority at 0.3×, low at 10× capacity). \
@@ -53,8 +54,11 @@ struct OverloadBench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Offered loads, as multiples of the nominal capacity.")
     var loads: [Double] = [0.5, 1, 2, 5, 10]
 
-    @Option(parsing: .upToNextOption,
-            help: "Admission policies for the ladder and the halving run: none, seda (the default controller), sandstorm (Sandstorm's AIMD constants).")
+    @Option(
+        parsing: .upToNextOption,
+        help:
+            "Admission policies for the ladder and the halving run: none, seda (the default controller), sandstorm (Sandstorm's AIMD constants)."
+    )
     var policies: [String] = ["none", "seda"]
 
     @Option(help: "The gradient law's drain horizon in update windows (default: the law's).")
@@ -71,7 +75,8 @@ struct OverloadBench: ParsableCommand {
 
     func validate() throws {
         guard threads >= 2, serviceMs > 0, targetMs > 0, queueCapacity >= 1, !loads.isEmpty,
-              loads.allSatisfy({ $0 > 0 }) else {
+            loads.allSatisfy({ $0 > 0 })
+        else {
             throw ValidationError("--threads >= 2; --service-ms, --target-ms, --loads > 0; --queue-capacity >= 1")
         }
         if let s = stepSeconds, s < 1 { throw ValidationError("--step-seconds must be at least 1") }
@@ -100,7 +105,8 @@ struct OverloadBench: ParsableCommand {
         let oldSlack = PipelineClock.setMainThreadTimerSlack(1)
         defer { if let oldSlack { _ = PipelineClock.setMainThreadTimerSlack(oldSlack) } }
         let capacity = try calibrate()
-        print("""
+        print(
+            """
             seda-bench overload: \(threads) threads sleeping \(Stats.fixed(serviceMs, 1)) ms per event: \
             nominal capacity \(Stats.fixed(nominalCapacity, 0)) events/s, measured \(Stats.fixed(capacity, 0)); \
             target p90 \(Stats.fixed(targetMs, 0)) ms; queue \(queueCapacity); \(Stats.fixed(step, 0)) s steps, \
@@ -112,8 +118,12 @@ struct OverloadBench: ParsableCommand {
         if parts.contains("ladder") {
             for name in policies {
                 let policy = OverloadPolicy(rawValue: name)!
-                let phases = loads.map { OverloadPhase(seconds: step, streams: [(nominalCapacity * $0, 1)], threads: threads) }
-                let windows = phases.indices.map { OverloadWindow(phase: $0, from: 0.5, to: 1, label: "\(Stats.fixed(loads[$0], 1))×") }
+                let phases = loads.map {
+                    OverloadPhase(seconds: step, streams: [(nominalCapacity * $0, 1)], threads: threads)
+                }
+                let windows = phases.indices.map {
+                    OverloadWindow(phase: $0, from: 0.5, to: 1, label: "\(Stats.fixed(loads[$0], 1))×")
+                }
                 let results = try runPhases(phases, windows: windows, policy: policy)
                 print("\nLadder, \(policy.title):")
                 print(table(results, capacity: capacity, policy: policy))
@@ -121,12 +131,14 @@ struct OverloadBench: ParsableCommand {
             }
             for (policy, results) in ladders where policy != .none {
                 let worst = results.map(\.p90).max() ?? 0
-                verdicts.append("\(policy.rawValue) ladder: worst p90 \(fmtMs(worst)) ms = \(Stats.fixed(worst / targetNs, 2))× target "
-                                + "(goal ≤ 1.2×) \(worst <= 1.2 * targetNs ? "met" : "MISSED")")
+                verdicts.append(
+                    "\(policy.rawValue) ladder: worst p90 \(fmtMs(worst)) ms = \(Stats.fixed(worst / targetNs, 2))× target "
+                        + "(goal ≤ 1.2×) \(worst <= 1.2 * targetNs ? "met" : "MISSED")")
                 if let top = results.last {
                     let share = top.goodput / capacity
-                    verdicts.append("\(policy.rawValue) ladder: goodput at \(top.label) = \(Stats.fixed(share * 100, 1))% of measured capacity "
-                                    + "(goal ≥ 90%) \(share >= 0.9 ? "met" : "MISSED")")
+                    verdicts.append(
+                        "\(policy.rawValue) ladder: goodput at \(top.label) = \(Stats.fixed(share * 100, 1))% of measured capacity "
+                            + "(goal ≥ 90%) \(share >= 0.9 ? "met" : "MISSED")")
                 }
             }
         }
@@ -135,44 +147,62 @@ struct OverloadBench: ParsableCommand {
             for name in policies {
                 let policy = OverloadPolicy(rawValue: name)!
                 let load = nominalCapacity * 2
-                let phases = [OverloadPhase(seconds: step, streams: [(load, 1)], threads: threads),
-                              OverloadPhase(seconds: step * 2, streams: [(load, 1)], threads: threads / 2)]
-                let windows = [OverloadWindow(phase: 0, from: 0.5, to: 1, label: "full, 2nd half"),
-                               OverloadWindow(phase: 1, from: 0, to: 0.25, label: "halved, 1st quarter"),
-                               OverloadWindow(phase: 1, from: 0.25, to: 0.5, label: "halved, 2nd quarter"),
-                               OverloadWindow(phase: 1, from: 0.5, to: 1, label: "halved, 2nd half")]
+                let phases = [
+                    OverloadPhase(seconds: step, streams: [(load, 1)], threads: threads),
+                    OverloadPhase(seconds: step * 2, streams: [(load, 1)], threads: threads / 2),
+                ]
+                let windows = [
+                    OverloadWindow(phase: 0, from: 0.5, to: 1, label: "full, 2nd half"),
+                    OverloadWindow(phase: 1, from: 0, to: 0.25, label: "halved, 1st quarter"),
+                    OverloadWindow(phase: 1, from: 0.25, to: 0.5, label: "halved, 2nd quarter"),
+                    OverloadWindow(phase: 1, from: 0.5, to: 1, label: "halved, 2nd half"),
+                ]
                 let results = try runPhases(phases, windows: windows, policy: policy)
-                print("\nCapacity halves (\(threads) → \(threads / 2) threads) under 2× the full capacity, \(policy.title):")
+                print(
+                    "\nCapacity halves (\(threads) → \(threads / 2) threads) under 2× the full capacity, \(policy.title):"
+                )
                 print(table(results, capacity: capacity, policy: policy, offeredLabel: "window"))
                 if policy != .none, let last = results.last {
-                    verdicts.append("\(policy.rawValue) after halving: p90 \(fmtMs(last.p90)) ms = \(Stats.fixed(last.p90 / targetNs, 2))× target "
-                                    + "(goal ≤ 1.2×) \(last.p90 <= 1.2 * targetNs ? "met" : "MISSED"), goodput "
-                                    + "\(Stats.fixed(last.goodput / (capacity / 2) * 100, 1))% of half the capacity")
+                    verdicts.append(
+                        "\(policy.rawValue) after halving: p90 \(fmtMs(last.p90)) ms = \(Stats.fixed(last.p90 / targetNs, 2))× target "
+                            + "(goal ≤ 1.2×) \(last.p90 <= 1.2 * targetNs ? "met" : "MISSED"), goodput "
+                            + "\(Stats.fixed(last.goodput / (capacity / 2) * 100, 1))% of half the capacity")
                 }
             }
         }
 
         if parts.contains("multiclass") {
-            let phases = [OverloadPhase(seconds: step * 2, streams: [(nominalCapacity * 0.3, 0), (nominalCapacity * 10, 1)],
-                                        threads: threads)]
+            let phases = [
+                OverloadPhase(
+                    seconds: step * 2, streams: [(nominalCapacity * 0.3, 0), (nominalCapacity * 10, 1)],
+                    threads: threads)
+            ]
             let windows = [OverloadWindow(phase: 0, from: 0.5, to: 1, label: "last half")]
             let result = try runPhases(phases, windows: windows, policy: .multiClass)[0]
-            print("\nMulti-class: high priority at 0.3× capacity, low priority at 10×, \(OverloadPolicy.multiClass.title):")
-            var t = Table(headers: ["class", "offered ev/s", "admitted", "goodput ev/s", "p50 ms", "p90 ms", "p99 ms",
-                                    "within target"])
+            print(
+                "\nMulti-class: high priority at 0.3× capacity, low priority at 10×, \(OverloadPolicy.multiClass.title):"
+            )
+            var t = Table(headers: [
+                "class", "offered ev/s", "admitted", "goodput ev/s", "p50 ms", "p90 ms", "p99 ms",
+                "within target",
+            ])
             for c in 0...1 {
                 let k = result.classes[c]
-                t.add([c == 0 ? "high (0)" : "low (1)", Stats.fixed(Double(k.offered) / result.seconds, 0),
-                       fmtPercent(Double(k.admitted), Double(k.offered)), Stats.fixed(Double(k.completed) / result.seconds, 0),
-                       fmtMs(k.p50), fmtMs(k.p90), fmtMs(k.p99), fmtPercent(Double(k.withinTarget), Double(k.offered))])
+                t.add([
+                    c == 0 ? "high (0)" : "low (1)", Stats.fixed(Double(k.offered) / result.seconds, 0),
+                    fmtPercent(Double(k.admitted), Double(k.offered)),
+                    Stats.fixed(Double(k.completed) / result.seconds, 0),
+                    fmtMs(k.p50), fmtMs(k.p90), fmtMs(k.p99), fmtPercent(Double(k.withinTarget), Double(k.offered)),
+                ])
             }
             print(t.render())
             let high = result.classes[0]
             let admitted = Double(high.admitted) / Double(max(high.offered, 1))
             let served = Double(high.withinTarget) / Double(max(high.offered, 1))
-            verdicts.append("multi-class: high priority admitted \(Stats.fixed(admitted * 100, 2))% (goal ≥ 99%) "
-                            + "\(admitted >= 0.99 ? "met" : "MISSED"); served within the target \(Stats.fixed(served * 100, 2))%; "
-                            + "total goodput \(Stats.fixed(result.goodput / capacity * 100, 1))% of capacity")
+            verdicts.append(
+                "multi-class: high priority admitted \(Stats.fixed(admitted * 100, 2))% (goal ≥ 99%) "
+                    + "\(admitted >= 0.99 ? "met" : "MISSED"); served within the target \(Stats.fixed(served * 100, 2))%; "
+                    + "total goodput \(Stats.fixed(result.goodput / capacity * 100, 1))% of capacity")
         }
 
         if !verdicts.isEmpty {
@@ -190,8 +220,9 @@ struct OverloadBench: ParsableCommand {
         let count = Int(nominalCapacity * (quick ? 1.5 : 3))
         let runtime = try Runtime()
         let log = OverloadLog(expected: count)
-        let sink = try runtime.addStage("calibrate", handler: OverloadSleeper(serviceNanoseconds: Int(serviceMs * 1e6), log: log),
-                                        options: stageOptions(capacity: max(queueCapacity, count)))
+        let sink = try runtime.addStage(
+            "calibrate", handler: OverloadSleeper(serviceNanoseconds: Int(serviceMs * 1e6), log: log),
+            options: stageOptions(capacity: max(queueCapacity, count)))
         let start = PipelineClock.now()
         for _ in 0..<count { try sink.enqueue(OverloadEvent(due: start, priority: 0)) }
         try runtime.shutdown(.drain)
@@ -200,13 +231,17 @@ struct OverloadBench: ParsableCommand {
     }
 
     func stageOptions(capacity: Int? = nil) -> StageOptions {
-        StageOptions(threadManager: .dedicated(threads: threads, maxThreads: threads), batchSize: 1,
-                     queueCapacity: capacity ?? queueCapacity)
+        StageOptions(
+            threadManager: .dedicated(threads: threads, maxThreads: threads), batchSize: 1,
+            queueCapacity: capacity ?? queueCapacity)
     }
 
-    func runPhases(_ phases: [OverloadPhase], windows: [OverloadWindow], policy: OverloadPolicy) throws -> [OverloadResult] {
+    func runPhases(_ phases: [OverloadPhase], windows: [OverloadWindow], policy: OverloadPolicy) throws
+        -> [OverloadResult]
+    {
         let runtime = try Runtime()
-        let expected = Int(phases.map { $0.seconds * min($0.streams.map(\.0).reduce(0, +), nominalCapacity * 1.5) }.reduce(0, +))
+        let expected = Int(
+            phases.map { $0.seconds * min($0.streams.map(\.0).reduce(0, +), nominalCapacity * 1.5) }.reduce(0, +))
         let log = OverloadLog(expected: expected)
         var controllerState: () -> String = { "" }
         var controller: () -> ResponseTimeControllerState? = { nil }
@@ -216,8 +251,9 @@ struct OverloadBench: ParsableCommand {
         case .none:
             sink = try runtime.addStage("stage", handler: handler, options: stageOptions())
         case .seda, .sandstorm:
-            let c = ResponseTimeController<OverloadEvent>(ResponseTimeControllerOptions(
-                target: target, law: policy == .seda ? gradient : .sandstorm))
+            let c = ResponseTimeController<OverloadEvent>(
+                ResponseTimeControllerOptions(
+                    target: target, law: policy == .seda ? gradient : .sandstorm))
             controllerState = { fmtRate(c.state.rate) }
             controller = { c.state }
             sink = try runtime.addStage("stage", handler: handler, options: stageOptions(), admission: c)
@@ -281,10 +317,15 @@ struct OverloadBench: ParsableCommand {
             }
             if trace, let s = controller(), s.updates != traced {
                 traced = s.updates
-                func d(_ x: Duration?) -> String { x.map { fmtMs(Double($0.components.attoseconds) / 1e9 + Double($0.components.seconds) * 1e9) } ?? "-" }
-                print("  t=\(Stats.fixed(Double(Int64(now) - Int64(start)) / 1e9, 2))s \(s.lastDecision.rawValue) rate \(fmtRate(s.rate)) "
-                      + "p90 \(d(s.lastP90)) smoothed \(d(s.smoothedP90)) queueing p90 \(d(s.queueDelayP90)) "
-                      + "throughput \(Stats.fixed(s.throughput, 0)) events \(s.windowEvents) refused \(s.windowRefusals)")
+                func d(_ x: Duration?) -> String {
+                    x.map { fmtMs(Double($0.components.attoseconds) / 1e9 + Double($0.components.seconds) * 1e9) }
+                        ?? "-"
+                }
+                print(
+                    "  t=\(Stats.fixed(Double(Int64(now) - Int64(start)) / 1e9, 2))s \(s.lastDecision.rawValue) rate \(fmtRate(s.rate)) "
+                        + "p90 \(d(s.lastP90)) smoothed \(d(s.smoothedP90)) queueing p90 \(d(s.queueDelayP90)) "
+                        + "throughput \(Stats.fixed(s.throughput, 0)) events \(s.windowEvents) refused \(s.windowRefusals)"
+                )
             }
             if now < d { PipelineClock.sleep(until: d) }
             let priority = phases[phase].streams[next].1
@@ -310,7 +351,8 @@ struct OverloadBench: ParsableCommand {
         return windows.indices.map { w in
             let (lo, hi) = bounds[w]
             let seconds = Double(hi - lo) / 1e9
-            var result = OverloadResult(label: windows[w].label, seconds: seconds, load: phases[windows[w].phase].streams.map(\.0).reduce(0, +))
+            var result = OverloadResult(
+                label: windows[w].label, seconds: seconds, load: phases[windows[w].phase].streams.map(\.0).reduce(0, +))
             result.queueAtEnd = queueAtEnd[w]
             result.rate = rateAtEnd[w]
             var latencies: [[UInt64]] = [[], []]
@@ -322,7 +364,7 @@ struct OverloadBench: ParsableCommand {
             result.goodput = Double(done) / seconds
             for k in 0...1 {
                 var l = latencies[k]
-                let unfinished = admitted[w][k] - l.count // still queued when the drain gave up
+                let unfinished = admitted[w][k] - l.count  // still queued when the drain gave up
                 l.append(contentsOf: repeatElement(.max, count: max(0, unfinished)))
                 l.sort()
                 result.classes[k].offered = offered[w][k]
@@ -350,16 +392,22 @@ struct OverloadBench: ParsableCommand {
 
     var targetNs: Double { targetMs * 1e6 }
 
-    func table(_ results: [OverloadResult], capacity: Double, policy: OverloadPolicy, offeredLabel: String = "offered") -> String {
-        var headers = [offeredLabel, "offered ev/s", "goodput ev/s", "goodput/cap", "rejected", "p50 ms", "p90 ms", "p99 ms",
-                       "p90/target", "queue at end"]
+    func table(_ results: [OverloadResult], capacity: Double, policy: OverloadPolicy, offeredLabel: String = "offered")
+        -> String
+    {
+        var headers = [
+            offeredLabel, "offered ev/s", "goodput ev/s", "goodput/cap", "rejected", "p50 ms", "p90 ms", "p99 ms",
+            "p90/target", "queue at end",
+        ]
         if policy != .none { headers.append("rate at end") }
         var t = Table(headers: headers)
         for r in results {
-            var row = [r.label, Stats.fixed(Double(r.offered) / r.seconds, 0), Stats.fixed(r.goodput, 0),
-                       fmtPercent(r.goodput, capacity), fmtPercent(Double(r.offered - r.admitted), Double(r.offered)),
-                       fmtMs(r.p50), fmtMs(r.p90), fmtMs(r.p99), r.p90.isFinite ? Stats.fixed(r.p90 / targetNs, 2) + "×" : "∞",
-                       "\(r.queueAtEnd)"]
+            var row = [
+                r.label, Stats.fixed(Double(r.offered) / r.seconds, 0), Stats.fixed(r.goodput, 0),
+                fmtPercent(r.goodput, capacity), fmtPercent(Double(r.offered - r.admitted), Double(r.offered)),
+                fmtMs(r.p50), fmtMs(r.p90), fmtMs(r.p99), r.p90.isFinite ? Stats.fixed(r.p90 / targetNs, 2) + "×" : "∞",
+                "\(r.queueAtEnd)",
+            ]
             if policy != .none { row.append(r.rate) }
             t.add(row)
         }
@@ -372,7 +420,8 @@ struct OverloadBench: ParsableCommand {
             return
         }
         let data = path + ".dat"
-        var text = "# load " + ladders.map { "p90_ms_\($0.0.rawValue) goodput_\($0.0.rawValue)" }.joined(separator: " ") + "\n"
+        var text =
+            "# load " + ladders.map { "p90_ms_\($0.0.rawValue) goodput_\($0.0.rawValue)" }.joined(separator: " ") + "\n"
         for (i, load) in loads.enumerated() {
             text += "\(load)"
             for (_, results) in ladders {
@@ -381,7 +430,10 @@ struct OverloadBench: ParsableCommand {
             }
             text += "\n"
         }
-        guard let f = fopen(data, "w") else { print("cannot write \(data)"); return }
+        guard let f = fopen(data, "w") else {
+            print("cannot write \(data)")
+            return
+        }
         fputs(text, f)
         fclose(f)
         var script = """
@@ -395,13 +447,21 @@ struct OverloadBench: ParsableCommand {
             set grid
 
             """
-        let p90s = ladders.enumerated().map { i, l in "'\(data)' using 1:\(2 + 2 * i) with linespoints title '\(l.0.rawValue)'" }
+        let p90s = ladders.enumerated().map { i, l in
+            "'\(data)' using 1:\(2 + 2 * i) with linespoints title '\(l.0.rawValue)'"
+        }
         script += "plot " + p90s.joined(separator: ", ") + ", \(targetMs) with lines dashtype 2 title 'target'\n"
         script += "unset logscale y\nset ylabel 'goodput (events/s)'\nset yrange [0:\(nominalCapacity * 1.15)]\n"
-        let goodputs = ladders.enumerated().map { i, l in "'\(data)' using 1:\(3 + 2 * i) with linespoints title '\(l.0.rawValue)'" }
-        script += "plot " + goodputs.joined(separator: ", ") + ", \(nominalCapacity) with lines dashtype 2 title 'capacity'\n"
+        let goodputs = ladders.enumerated().map { i, l in
+            "'\(data)' using 1:\(3 + 2 * i) with linespoints title '\(l.0.rawValue)'"
+        }
+        script +=
+            "plot " + goodputs.joined(separator: ", ") + ", \(nominalCapacity) with lines dashtype 2 title 'capacity'\n"
         script += "unset multiplot\n"
-        guard let g = popen("gnuplot", "w") else { print("cannot run gnuplot"); return }
+        guard let g = popen("gnuplot", "w") else {
+            print("cannot run gnuplot")
+            return
+        }
         fputs(script, g)
         let rc = pclose(g)
         print(rc == 0 ? "\nplot: \(path) (data: \(data))" : "\ngnuplot failed (\(rc))")

@@ -19,7 +19,8 @@ import Histogram
 struct PipelineBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
-        abstract: "4-stage pipeline: events/s at saturation and open-loop latency, Seda vs AsyncStream, AsyncChannel and DispatchQueue.",
+        abstract:
+            "4-stage pipeline: events/s at saturation and open-loop latency, Seda vs AsyncStream, AsyncChannel and DispatchQueue.",
         discussion: """
             Every stage runs a trivial handler (it bumps a counter in the event). \
             The load generator is the main thread, a plain thread outside the \
@@ -62,14 +63,18 @@ struct PipelineBench: ParsableCommand {
         if let only {
             for c in (Self.baselines + Self.sedaContenders) where c.label.contains(only) {
                 for _ in 0..<runs {
-                    print("\(c.label), batch \(c.batch ?? 1): \(Stats.fixed(try measureThroughput(c) / 1e6, 3)) M events/s")
+                    print(
+                        "\(c.label), batch \(c.batch ?? 1): \(Stats.fixed(try measureThroughput(c) / 1e6, 3)) M events/s"
+                    )
                 }
             }
             return
         }
         let contenders = Self.baselines + Self.sedaContenders
         let cpus = seda_bench_cpus()
-        print("seda-bench pipeline: \(Self.stages) stages, \(events) events per throughput run, median of \(runs) runs (min–max), \(cpus) CPUs")
+        print(
+            "seda-bench pipeline: \(Self.stages) stages, \(events) events per throughput run, median of \(runs) runs (min–max), \(cpus) CPUs"
+        )
 
         // Throughput, interleaved run by run so drift in the machine's load
         // touches every pipeline alike.
@@ -78,7 +83,8 @@ struct PipelineBench: ParsableCommand {
             for (i, contender) in contenders.enumerated() {
                 let rate = try measureThroughput(contender)
                 throughput[i].append(rate)
-                progress("throughput run \(r + 1)/\(runs): \(contender.label): \(Stats.fixed(rate / 1e6, 3)) M events/s")
+                progress(
+                    "throughput run \(r + 1)/\(runs): \(contender.label): \(Stats.fixed(rate / 1e6, 3)) M events/s")
             }
         }
         let medians = throughput.map(Stats.median)
@@ -97,7 +103,9 @@ struct PipelineBench: ParsableCommand {
             let result = try measureLatency(contender, rate: offered)
             latencies.append((result.histogram, result.lagMean))
             if result.lowSlack { slackNote = "the generator sleeps with 1 ns timer slack" }
-            progress("latency: \(contender.label): p50 \(micros(result.histogram.valueAtPercentile(50))) µs, p99 \(micros(result.histogram.valueAtPercentile(99))) µs")
+            progress(
+                "latency: \(contender.label): p50 \(micros(result.histogram.valueAtPercentile(50))) µs, p99 \(micros(result.histogram.valueAtPercentile(99))) µs"
+            )
         }
 
         let direct = PipelineContender(label: "no stages", batch: nil, isBaseline: false) { DirectPipeline() }
@@ -106,11 +114,14 @@ struct PipelineBench: ParsableCommand {
         // with no stage between. No pipeline can beat it.
         let ceiling = Stats.median(try (0..<runs).map { _ in try measureThroughput(direct) })
 
-        print("latency: \(latencyEvents) events open-loop at \(Int(offered.rounded())) events/s "
-              + "(\(Int(Self.latencyLoad * 100))% of the slowest baseline, \(contenders[slowest].label)); "
-              + "from each event's due time; \(slackNote)")
-        var table = Table(headers: ["pipeline", "batch", "M events/s", "vs fastest baseline",
-                                    "p50 µs", "p99 µs", "p99.9 µs", "gen lag µs"])
+        print(
+            "latency: \(latencyEvents) events open-loop at \(Int(offered.rounded())) events/s "
+                + "(\(Int(Self.latencyLoad * 100))% of the slowest baseline, \(contenders[slowest].label)); "
+                + "from each event's due time; \(slackNote)")
+        var table = Table(headers: [
+            "pipeline", "batch", "M events/s", "vs fastest baseline",
+            "p50 µs", "p99 µs", "p99.9 µs", "gen lag µs",
+        ])
         for (i, contender) in contenders.enumerated() {
             let h = latencies[i].histogram
             table.add([
@@ -128,13 +139,16 @@ struct PipelineBench: ParsableCommand {
         print("* baselines move one event at a time; the batch column applies to Seda only.")
         print("vs fastest baseline: median events/s over \(contenders[fastest].label)'s.")
         print("gen lag: mean time from an event's due time to its send; the latency figures include it.")
-        print("harness ceiling (the generator calls the sink itself, no stages): "
-              + "\(Stats.fixed(ceiling / 1e6, 3)) M events/s = \(Stats.fixed(ceiling / medians[fastest], 2))× the fastest baseline.")
-        print("harness floor at the same rate (the generator calls the sink itself, no stages): "
-              + "p50 \(micros(floor.histogram.valueAtPercentile(50))) µs, "
-              + "p99 \(micros(floor.histogram.valueAtPercentile(99))) µs, "
-              + "p99.9 \(micros(floor.histogram.valueAtPercentile(99.9))) µs, "
-              + "gen lag \(Stats.fixed(floor.lagMean / 1e3, 1)) µs.")
+        print(
+            "harness ceiling (the generator calls the sink itself, no stages): "
+                + "\(Stats.fixed(ceiling / 1e6, 3)) M events/s = \(Stats.fixed(ceiling / medians[fastest], 2))× the fastest baseline."
+        )
+        print(
+            "harness floor at the same rate (the generator calls the sink itself, no stages): "
+                + "p50 \(micros(floor.histogram.valueAtPercentile(50))) µs, "
+                + "p99 \(micros(floor.histogram.valueAtPercentile(99))) µs, "
+                + "p99.9 \(micros(floor.histogram.valueAtPercentile(99.9))) µs, "
+                + "gen lag \(Stats.fixed(floor.lagMean / 1e3, 1)) µs.")
     }
 
     /// One saturation run: events/s from the first send to the last completion.

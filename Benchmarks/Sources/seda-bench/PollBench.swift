@@ -13,7 +13,8 @@ import Glibc
 struct PollBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "poll",
-        abstract: "Cost per delivered event (µs) and events/s with 1 active and N idle connections, per poller backend.",
+        abstract:
+            "Cost per delivered event (µs) and events/s with 1 active and N idle connections, per poller backend.",
         discussion: """
             The idle connections' client ends live in a child process, so N idle connections cost \
             this process N descriptors (15,000 fit under a 20,000 limit). Each figure is the median \
@@ -49,7 +50,8 @@ struct PollBench: ParsableCommand {
         }
         let capacity = seda_bench_poll_capacity()
         if let n = idle.max(), n > capacity {
-            throw ValidationError("\(n) idle connections do not fit under this process's descriptor limit (at most \(capacity))")
+            throw ValidationError(
+                "\(n) idle connections do not fit under this process's descriptor limit (at most \(capacity))")
         }
     }
 
@@ -99,13 +101,18 @@ struct PollBench: ParsableCommand {
                     }
                     samples.append(Cell(nsPerEvent: r.ns_per_event, eventsPerSecond: r.events_per_s))
                 }
-                results[b].append(outcome ?? .measured(Cell(
-                    nsPerEvent: Stats.median(samples.map(\.nsPerEvent)),
-                    eventsPerSecond: Stats.median(samples.map(\.eventsPerSecond)))))
+                results[b].append(
+                    outcome
+                        ?? .measured(
+                            Cell(
+                                nsPerEvent: Stats.median(samples.map(\.nsPerEvent)),
+                                eventsPerSecond: Stats.median(samples.map(\.eventsPerSecond)))))
             }
         }
 
-        print("seda-bench poll: 1 active + N idle TCP connections on 127.0.0.1, median of \(runs) run(s) of ≤ \(Stats.fixed(seconds, 2)) s")
+        print(
+            "seda-bench poll: 1 active + N idle TCP connections on 127.0.0.1, median of \(runs) run(s) of ≤ \(Stats.fixed(seconds, 2)) s"
+        )
         var headers = ["idle N"]
         headers += names.map { "\($0) µs/event" }
         headers += names.map { "\($0) events/s" }
@@ -119,22 +126,30 @@ struct PollBench: ParsableCommand {
         print(table.render())
 
         // Growth: each backend's cost at its largest N against its own N=smallest (the anchor).
-        var growth = Table(headers: ["backend", "µs/event at N=\(ns.first!)", "at largest N", "largest N", "× vs N=\(ns.first!)"])
+        var growth = Table(headers: [
+            "backend", "µs/event at N=\(ns.first!)", "at largest N", "largest N", "× vs N=\(ns.first!)",
+        ])
         for (b, name) in names.enumerated() {
             guard case .measured(let first) = results[b][0] else { continue }
             var lastIndex = 0
             for i in ns.indices { if case .measured = results[b][i] { lastIndex = i } }
             guard case .measured(let last) = results[b][lastIndex] else { continue }
-            growth.add([name, Stats.fixed(first.nsPerEvent / 1000, 2), Stats.fixed(last.nsPerEvent / 1000, 2),
-                        "\(ns[lastIndex])", Stats.fixed(last.nsPerEvent / first.nsPerEvent, 2) + "×"])
+            growth.add([
+                name, Stats.fixed(first.nsPerEvent / 1000, 2), Stats.fixed(last.nsPerEvent / 1000, 2),
+                "\(ns[lastIndex])", Stats.fixed(last.nsPerEvent / first.nsPerEvent, 2) + "×",
+            ])
         }
         print("\n" + growth.render())
         if kinds.contains(Int32(SEDA_POLLER_SELECT.rawValue)), ns.contains(where: { Int($0) + 16 >= fdSetSize }) {
-            print("\nselect: stops at FD_SETSIZE (\(fdSetSize)): a descriptor at or above it cannot be watched (the poller refuses it with EMFILE).")
+            print(
+                "\nselect: stops at FD_SETSIZE (\(fdSetSize)): a descriptor at or above it cannot be watched (the poller refuses it with EMFILE)."
+            )
         }
         for (b, name) in names.enumerated() {
             for (i, o) in results[b].enumerated() {
-                if case .failed(let rc) = o { print("\(name) at N=\(ns[i]) failed: \(String(cString: seda_strerror(rc)))") }
+                if case .failed(let rc) = o {
+                    print("\(name) at N=\(ns[i]) failed: \(String(cString: seda_strerror(rc)))")
+                }
             }
         }
         if !plot.isEmpty { writePlot(plot, ns: ns, names: names, results: results) }
@@ -162,7 +177,10 @@ struct PollBench: ParsableCommand {
             }
             text += "\n"
         }
-        guard let f = fopen(data, "w") else { print("cannot write \(data)"); return }
+        guard let f = fopen(data, "w") else {
+            print("cannot write \(data)")
+            return
+        }
         fputs(text, f)
         fclose(f)
         let lines = names.enumerated().map { i, name in
@@ -181,7 +199,10 @@ struct PollBench: ParsableCommand {
             plot \(lines.joined(separator: ", "))
 
             """
-        guard let g = popen("gnuplot", "w") else { print("cannot run gnuplot"); return }
+        guard let g = popen("gnuplot", "w") else {
+            print("cannot run gnuplot")
+            return
+        }
         fputs(script, g)
         let rc = pclose(g)
         print(rc == 0 ? "\nplot: \(path) (data: \(data))" : "\ngnuplot failed (\(rc))")

@@ -32,7 +32,9 @@ struct QueueBench: ParsableCommand {
     }
 
     enum Queue: Int32, CaseIterable {
-        case seda = 0, ck = 1, mutex = 2
+        case seda = 0
+        case ck = 1
+        case mutex = 2
     }
 
     struct Scenario {
@@ -59,9 +61,13 @@ struct QueueBench: ParsableCommand {
 
     func run() throws {
         let cpus = seda_bench_cpus()
-        print("seda-bench queue: \(items) events per run, capacity \(capacity), median of \(runs) runs (min–max), \(cpus) CPUs")
-        var table = Table(headers: ["scenario", "seda Mops/s", "ck_ring Mops/s", "mutex ring Mops/s",
-                                    "seda/ck", "seda min/median"])
+        print(
+            "seda-bench queue: \(items) events per run, capacity \(capacity), median of \(runs) runs (min–max), \(cpus) CPUs"
+        )
+        var table = Table(headers: [
+            "scenario", "seda Mops/s", "ck_ring Mops/s", "mutex ring Mops/s",
+            "seda/ck", "seda min/median",
+        ])
         for scenario in Self.scenarios {
             var figures: [Queue: Figure] = [:]
             // Interleave the queues run by run, so drift in the machine's load
@@ -77,9 +83,11 @@ struct QueueBench: ParsableCommand {
                 }
             }
             let seda = figures[.seda]!, ck = figures[.ck]!, mutex = figures[.mutex]!
-            table.add([scenario.label, seda.cell, ck.cell, mutex.cell,
-                       Stats.fixed(seda.median / ck.median, 2) + "×",
-                       Stats.fixed(seda.min / seda.median, 2)])
+            table.add([
+                scenario.label, seda.cell, ck.cell, mutex.cell,
+                Stats.fixed(seda.median / ck.median, 2) + "×",
+                Stats.fixed(seda.min / seda.median, 2),
+            ])
         }
         print(table.render())
     }

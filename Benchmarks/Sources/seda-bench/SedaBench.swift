@@ -7,7 +7,9 @@ struct SedaBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "seda-bench",
         abstract: "Measure Seda beside its anchors, side by side in one run.",
-        subcommands: [QueueBench.self, PipelineBench.self, TimerBench.self, GovernorBench.self, OverloadBench.self,
-                      PollBench.self, DiskBench.self]
+        subcommands: [
+            QueueBench.self, PipelineBench.self, TimerBench.self, GovernorBench.self, OverloadBench.self,
+            PollBench.self, DiskBench.self, HTTPPathBench.self,
+        ]
     )
 }

@@ -14,9 +14,10 @@ struct Table {
         let all = [headers] + rows
         let widths = headers.indices.map { c in all.map { $0[c].count }.max()! }
         func line(_ cells: [String]) -> String {
-            "| " + cells.enumerated().map { c, s in
-                s + String(repeating: " ", count: widths[c] - s.count)
-            }.joined(separator: " | ") + " |"
+            "| "
+                + cells.enumerated().map { c, s in
+                    s + String(repeating: " ", count: widths[c] - s.count)
+                }.joined(separator: " | ") + " |"
         }
         let rule = "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|"
         return ([line(headers), rule] + rows.map(line)).joined(separator: "\n")

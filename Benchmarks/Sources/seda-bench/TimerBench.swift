@@ -42,18 +42,26 @@ struct TimerBench: ParsableCommand {
                 samples.append(r)
             }
             func med(_ f: (seda_bench_timer_result_t) -> Double) -> Double { Stats.median(samples.map(f)) }
-            rows.append((n, seda_bench_timer_result_t(
-                fill_ns: med(\.fill_ns), add_cancel_ns: med(\.add_cancel_ns), fire_ns: med(\.fire_ns),
-                heap_add_cancel_ns: med(\.heap_add_cancel_ns), heap_fire_ns: med(\.heap_fire_ns))))
+            rows.append(
+                (
+                    n,
+                    seda_bench_timer_result_t(
+                        fill_ns: med(\.fill_ns), add_cancel_ns: med(\.add_cancel_ns), fire_ns: med(\.fire_ns),
+                        heap_add_cancel_ns: med(\.heap_add_cancel_ns), heap_fire_ns: med(\.heap_fire_ns))
+                ))
         }
         let base = rows[0].1
-        var table = Table(headers: ["pending", "wheel add+cancel", "wheel fire", "heap add+cancel", "heap fire",
-                                    "wheel add+cancel vs \(rows[0].0)", "wheel fire vs \(rows[0].0)"])
+        var table = Table(headers: [
+            "pending", "wheel add+cancel", "wheel fire", "heap add+cancel", "heap fire",
+            "wheel add+cancel vs \(rows[0].0)", "wheel fire vs \(rows[0].0)",
+        ])
         for (n, r) in rows {
-            table.add(["\(n)", Stats.fixed(r.add_cancel_ns, 1), Stats.fixed(r.fire_ns, 1),
-                       Stats.fixed(r.heap_add_cancel_ns, 1), Stats.fixed(r.heap_fire_ns, 1),
-                       Stats.fixed(r.add_cancel_ns / base.add_cancel_ns, 2) + "×",
-                       Stats.fixed(r.fire_ns / base.fire_ns, 2) + "×"])
+            table.add([
+                "\(n)", Stats.fixed(r.add_cancel_ns, 1), Stats.fixed(r.fire_ns, 1),
+                Stats.fixed(r.heap_add_cancel_ns, 1), Stats.fixed(r.heap_fire_ns, 1),
+                Stats.fixed(r.add_cancel_ns / base.add_cancel_ns, 2) + "×",
+                Stats.fixed(r.fire_ns / base.fire_ns, 2) + "×",
+            ])
         }
         print(table.render())
     }

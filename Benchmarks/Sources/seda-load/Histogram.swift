@@ -5,7 +5,7 @@ struct Bin {
     var loMs: Double
     var hiMs: Double
     var ok: UInt64 = 0
-    var other: UInt64 = 0       // non-2xx responses (503 ...)
+    var other: UInt64 = 0  // non-2xx responses (503 ...)
     var unanswered: UInt64 = 0  // still waiting at the end (binned at their age)
 
     static let edges: [Double] = {
@@ -49,7 +49,7 @@ struct Bin {
         add(other, \.other)
         add(unanswered, \.unanswered)
         guard let first = bins.firstIndex(where: { $0.total > 0 }),
-              let last = bins.lastIndex(where: { $0.total > 0 })
+            let last = bins.lastIndex(where: { $0.total > 0 })
         else { return [] }
         return Array(bins[first...last])
     }

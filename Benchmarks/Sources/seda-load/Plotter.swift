@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The seed's figures, drawn by gnuplot (SVG): completions/s and response
@@ -24,7 +24,8 @@ enum Plotter {
                 var text = "# x completions_per_s ok_per_s resp_p50_ms resp_p90_ms resp_max_ms\n"
                 for r in mine {
                     let xv = mode == "open" ? fmt(r.rate, 1) : String(r.clients)
-                    text += "\(xv) \(fmt(r.completionsPerS, 1)) \(fmt(r.okPerS, 1)) \(fmt(r.respP50, 3)) \(fmt(r.respP90, 3)) \(fmt(r.respMax, 3))\n"
+                    text +=
+                        "\(xv) \(fmt(r.completionsPerS, 1)) \(fmt(r.okPerS, 1)) \(fmt(r.respP50, 3)) \(fmt(r.respP90, 3)) \(fmt(r.respMax, 3))\n"
                 }
                 try writeFile(dat, text)
                 plots.append("'\(dat)' using 1:2 with linespoints title '\(label)'")
@@ -34,9 +35,11 @@ enum Plotter {
             let gp = "\(prefix)-\(mode).gp"
             let svg1 = "\(prefix)-\(mode)-completions.svg", svg2 = "\(prefix)-\(mode)-response.svg"
             var script = "set terminal svg size 800,500 dynamic\nset grid\nset key top left\n"
-            script += "set output '\(svg1)'\nset title 'Completions/s (8 KB page)'\nset xlabel '\(x)'\nset ylabel 'completions/s'\n"
+            script +=
+                "set output '\(svg1)'\nset title 'Completions/s (8 KB page)'\nset xlabel '\(x)'\nset ylabel 'completions/s'\n"
             script += "plot " + plots.joined(separator: ", ") + "\n"
-            script += "set output '\(svg2)'\nset title 'Response time (from when each request was due)'\nset ylabel 'ms'\nset logscale y\n"
+            script +=
+                "set output '\(svg2)'\nset title 'Response time (from when each request was due)'\nset ylabel 'ms'\nset logscale y\n"
             script += "plot " + rtPlots.joined(separator: ", ") + "\n"
             try writeFile(gp, script)
             try gnuplot(gp)
@@ -56,7 +59,8 @@ enum Plotter {
             }
             if !plots.isEmpty {
                 var script = "set terminal svg size 800,500 dynamic\nset grid\nset output '\(svg)'\n"
-                script += "set title 'Response time histogram'\nset xlabel 'response time (ms)'\nset ylabel 'requests'\n"
+                script +=
+                    "set title 'Response time histogram'\nset xlabel 'response time (ms)'\nset ylabel 'requests'\n"
                 script += "set logscale x\nset logscale y\nplot " + plots.joined(separator: ", ") + "\n"
                 try writeFile(gp, script)
                 try gnuplot(gp)
@@ -68,7 +72,8 @@ enum Plotter {
 
     static func gnuplot(_ script: String) throws {
         // The script names only files this tool wrote; quote it for the shell anyway.
-        let quoted = "'" + script.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
+        let quoted =
+            "'" + script.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
         let status = system("gnuplot " + quoted)
         if status != 0 {
             throw SedaLoadError("gnuplot failed on \(script) (is gnuplot-nox installed?)")

@@ -1,7 +1,7 @@
 import CSedaLoad
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One run's figures: a table row, a CSV row, a point of a figure.
@@ -93,10 +93,10 @@ struct Row {
         func d(_ i: Int) -> Double? { Double(c[i]) }
         func n(_ i: Int) -> Int? { Int(c[i]) }
         guard let clients = n(2), let rate = d(3), let think = d(4), let rpc = n(5), let dur = d(6),
-              let cps = d(7), let ok = d(8), let rej = d(9), let oth = d(10), let err = n(11), let con = n(12),
-              let cerr = n(13), let un = n(14), let p50 = d(15), let p90 = d(16), let p99 = d(17), let mx = d(18),
-              let r50 = d(19), let r99 = d(20), let c50 = d(21), let c90 = d(22), let c99 = d(23), let cmx = d(24),
-              let fair = d(25), let mbit = d(26), let lag = d(27)
+            let cps = d(7), let ok = d(8), let rej = d(9), let oth = d(10), let err = n(11), let con = n(12),
+            let cerr = n(13), let un = n(14), let p50 = d(15), let p90 = d(16), let p99 = d(17), let mx = d(18),
+            let r50 = d(19), let r99 = d(20), let c50 = d(21), let c90 = d(22), let c99 = d(23), let cmx = d(24),
+            let fair = d(25), let mbit = d(26), let lag = d(27)
         else { return nil }
         label = c[0]
         mode = c[1]
@@ -146,7 +146,8 @@ struct Row {
         let all = [headers] + body
         let widths = headers.indices.map { c in all.map { $0[c].count }.max()! }
         func line(_ cells: [String]) -> String {
-            "| " + cells.enumerated().map { c, s in s + String(repeating: " ", count: widths[c] - s.count) }
+            "| "
+                + cells.enumerated().map { c, s in s + String(repeating: " ", count: widths[c] - s.count) }
                 .joined(separator: " | ") + " |"
         }
         let rule = "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|"

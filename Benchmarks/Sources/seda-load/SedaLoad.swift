@@ -2,7 +2,7 @@ import ArgumentParser
 import CSedaLoad
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `seda-load`: the seed's HTTP benchmark client. The engine is C (epoll,
@@ -47,8 +47,9 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("think-ms"), help: "Closed loop: sleep after each response (ms).")
     var thinkMs: Double = 20
 
-    @Option(name: .customLong("requests-per-connection"),
-            help: "A new connection after this many requests (0: never). Default 100 closed loop, 0 open loop.")
+    @Option(
+        name: .customLong("requests-per-connection"),
+        help: "A new connection after this many requests (0: never). Default 100 closed loop, 0 open loop.")
     var requestsPerConnection: Int?
 
     @Option(help: "Path requested.")
@@ -84,8 +85,9 @@ struct Run: ParsableCommand {
     @Flag(help: "No progress lines on stderr.")
     var quiet = false
 
-    @Flag(name: .customLong("require-clean"),
-          help: "Exit 1 unless every run got 2xx responses with no error, failed connect or unanswered request.")
+    @Flag(
+        name: .customLong("require-clean"),
+        help: "Exit 1 unless every run got 2xx responses with no error, failed connect or unanswered request.")
     var requireClean = false
 
     func validate() throws {
@@ -129,8 +131,11 @@ struct Run: ParsableCommand {
             cfg.expect_body = Int64(expectBytes ?? -1)
             cfg.progress = quiet ? 0 : 1
             if !quiet {
-                eprint("seda-load: \(label): " + (r > 0 ? "\(fmt(r, 0)) requests/s over \(n) connections"
-                                                    : "\(n) clients") + " for \(fmt(duration, 1)) s")
+                eprint(
+                    "seda-load: \(label): "
+                        + (r > 0
+                            ? "\(fmt(r, 0)) requests/s over \(n) connections"
+                            : "\(n) clients") + " for \(fmt(duration, 1)) s")
             }
             var result = sload_http_result_t()
             let rc = path.withCString { p -> Int32 in
@@ -168,7 +173,9 @@ struct Run: ParsableCommand {
 
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Draw the seed's figures from CSV rows (from several servers): completions/s and response times against clients or rate.")
+        abstract:
+            "Draw the seed's figures from CSV rows (from several servers): completions/s and response times against clients or rate."
+    )
 
     @Option(help: "CSV written by seda-load --csv.")
     var csv: String

@@ -7,7 +7,7 @@ import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `seda-nio-httpd`: a minimal SwiftNIO HTTP/1.1 server written for the
@@ -185,8 +185,9 @@ final class PageHandler: ChannelInboundHandler {
         headers.add(name: "content-length", value: String(body.readableBytes))
         let keepAlive = head.isKeepAlive
         if !keepAlive { headers.add(name: "connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
-                      promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+            promise: nil)
         if head.method != .HEAD {
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }

@@ -60,7 +60,10 @@ public protocol AdmissionController<Event>: Sendable {
     /// handler, dropped by the queue discipline, or handed back at destroy
     /// or shutdown (on the stage's or the destroying thread, just before).
     /// Policies that account for what the queue holds (bytes) release it
-    /// here. Default: nothing. Called only for stages with admission.
+    /// here. Default: nothing. Called only for stages with admission, and
+    /// only for events that passed ``admit(_:to:)``: control events
+    /// (``Sink/enqueueControl(_:)``, timers, stage-state notices) bypass
+    /// admission and never reach it.
     func left(_ event: Event)
 }
 
@@ -117,11 +120,83 @@ final class RejectionCounts: Sendable {
     var snapshot: [String: UInt64] { counts.withLock { $0 } }
 }
 
+/// What the runtime needs of a stage's admission controller without knowing
+/// its event type.
+protocol AdmissionBoxing: AnyObject, Sendable {
+    /// The control events in the stage's queue.
+    var ledger: ControlEventLedger { get }
+    /// The state of a response-time controller among the stage's policies.
+    var responseTimeState: ResponseTimeControllerState? { get }
+}
+
 /// A stage's admission controller, type-erased so that the runtime's
 /// registry can hold it; sinks of the stage share it.
-final class AdmissionBox<Event: AnyObject & Sendable>: Sendable {
+final class AdmissionBox<Event: AnyObject & Sendable>: AdmissionBoxing {
     let controller: any AdmissionController<Event>
+    let ledger = ControlEventLedger()
     init(_ controller: any AdmissionController<Event>) { self.controller = controller }
+
+    var responseTimeState: ResponseTimeControllerState? {
+        (controller as? any ReportsResponseTime)?.responseTimeState
+    }
+
+    /// An event left the queue (handed to the handler, dropped, handed
+    /// back): tells the controller, unless it was a control event, which
+    /// never passed admission.
+    @inline(__always)
+    func left(_ event: Event) {
+        if ledger.take(event) { return }
+        controller.left(event)
+    }
+}
+
+/// Admission policies that run a response-time controller report its state
+/// here, for snapshots, metrics and the stage graph (an ``AdmissionChain``
+/// reports its first such policy's).
+protocol ReportsResponseTime {
+    var responseTimeState: ResponseTimeControllerState? { get }
+}
+
+/// The control events (``Sink/enqueueControl(_:)``, timers, stage-state
+/// notices) waiting in a stage that has an admission controller, so that the
+/// controller's ``AdmissionController/left(_:)`` hears only of events it
+/// admitted: a control event released from a ``ByteLimit`` would take bytes
+/// it never added and loosen the cap for good.
+///
+/// A control event is noted before its enqueue and taken when it leaves the
+/// queue, by identity and count (an event enqueued twice as control is
+/// noted twice). The C core does not tell the handler which events came in
+/// as control events; until it does, this ledger costs one relaxed load per
+/// event while no control event waits, and a lock while one does.
+///
+/// Thread rules: any thread. ``add(_:)`` happens before the enqueue that
+/// publishes the event (the queue's release/acquire pair orders it before
+/// the consumer's ``take(_:)``); ``remove(_:)`` undoes an enqueue that failed.
+final class ControlEventLedger: Sendable {
+    /// Control events noted and not yet taken. Relaxed: the queue's own
+    /// release (enqueue) and acquire (dequeue) order it with the event.
+    private let pending = Atomic<Int>(0)
+    private let counts = Lock<[ObjectIdentifier: Int]>([:])
+
+    func add(_ event: AnyObject) {
+        counts.withLock { $0[ObjectIdentifier(event), default: 0] += 1 }
+        pending.add(1, ordering: .relaxed)
+    }
+
+    func remove(_ event: AnyObject) { _ = take(event) }
+
+    /// Whether `event` was noted as a control event (and forgets it once).
+    @inline(__always)
+    func take(_ event: AnyObject) -> Bool {
+        if pending.load(ordering: .relaxed) == 0 { return false }
+        return counts.withLock { c in
+            let id = ObjectIdentifier(event)
+            guard let n = c[id] else { return false }
+            if n == 1 { c.removeValue(forKey: id) } else { c[id] = n - 1 }
+            pending.subtract(1, ordering: .relaxed)
+            return true
+        }
+    }
 }
 
 /// An atomic Int (Synchronization's Atomic is ~Copyable; a class holds it).

@@ -5,7 +5,7 @@
 /// back when a threshold later refuses.
 ///
 /// Thread rules: those of its policies; the chain adds no state.
-public struct AdmissionChain<Event: AnyObject & Sendable>: AdmissionController {
+public struct AdmissionChain<Event: AnyObject & Sendable>: AdmissionController, ReportsResponseTime {
     /// The policies, asked in this order.
     public let policies: [any AdmissionController<Event>]
 
@@ -30,6 +30,14 @@ public struct AdmissionChain<Event: AnyObject & Sendable>: AdmissionController {
     /// The queue refused an event every policy admitted: undo them all.
     public func undo(_ event: Event, at stage: StageProbe) {
         for policy in policies.reversed() { policy.undo(event, at: stage) }
+    }
+
+    /// The first response-time controller's state among the policies.
+    var responseTimeState: ResponseTimeControllerState? {
+        for policy in policies {
+            if let s = (policy as? any ReportsResponseTime)?.responseTimeState { return s }
+        }
+        return nil
     }
 
     /// The event left the queue: every policy admitted it, so tell them all

@@ -63,8 +63,9 @@ public enum ResponseTimeControlLaw: Sendable, Equatable {
     /// by an EWMA (`smoothing` is the old value's weight); above
     /// `highWater × target` the rate is divided by `decreaseFactor`, below
     /// `lowWater × target` it grows by `increase` events/s.
-    case aimd(increase: Double, decreaseFactor: Double, lowWater: Double = 0.9, highWater: Double = 1.2,
-              smoothing: Double = 0.7)
+    case aimd(
+        increase: Double, decreaseFactor: Double, lowWater: Double = 0.9, highWater: Double = 1.2,
+        smoothing: Double = 0.7)
 
     /// Sandstorm's constants: +0.5 events/s, ÷2, watermarks 0.9 and 1.2.
     public static let sandstorm = ResponseTimeControlLaw.aimd(increase: 0.5, decreaseFactor: 2)
@@ -104,14 +105,17 @@ public struct ResponseTimeControllerOptions: Sendable, Equatable {
         precondition(minRate > 0 && minRate <= maxRate, "need 0 < minRate <= maxRate")
         precondition(initialRate > 0, "initialRate must be positive")
         precondition(samplesPerUpdate >= 1, "samplesPerUpdate must be at least 1")
-        precondition(minimumUpdateInterval >= .zero && maximumUpdateInterval >= minimumUpdateInterval,
-                     "need 0 <= minimumUpdateInterval <= maximumUpdateInterval")
+        precondition(
+            minimumUpdateInterval >= .zero && maximumUpdateInterval >= minimumUpdateInterval,
+            "need 0 <= minimumUpdateInterval <= maximumUpdateInterval")
         if case .gradient(let setpoint, let drain, let probe) = law {
-            precondition(setpoint > 0 && drain >= 1 && probe >= 0, "gradient(setpoint: > 0, drainUpdates: >= 1, probe: >= 0)")
+            precondition(
+                setpoint > 0 && drain >= 1 && probe >= 0, "gradient(setpoint: > 0, drainUpdates: >= 1, probe: >= 0)")
         }
         if case .aimd(let inc, let dec, let low, let high, let smoothing) = law {
-            precondition(inc >= 0 && dec > 1 && low <= high && (0..<1).contains(smoothing),
-                         "aimd(increase: >= 0, decreaseFactor: > 1, lowWater <= highWater, smoothing in 0..<1)")
+            precondition(
+                inc >= 0 && dec > 1 && low <= high && (0..<1).contains(smoothing),
+                "aimd(increase: >= 0, decreaseFactor: > 1, lowWater <= highWater, smoothing in 0..<1)")
         }
     }
 }
@@ -133,8 +137,12 @@ public enum ResponseTimeDecision: String, Sendable, Equatable {
     case idle
 }
 
-/// A response-time controller's state, for the profiler and for logs.
+/// A response-time controller's state, for the profiler and for logs. A
+/// stage's snapshot carries it (``StageSnapshot/responseTime``), the stage
+/// graph shows it and `StageMetricsExporter` (`SedaMetrics`) exports it.
 public struct ResponseTimeControllerState: Sendable, Equatable {
+    /// The 90th-percentile response time the controller aims for.
+    public var target: Duration
     /// Events per second admitted now (`.infinity`: unlimited).
     public var rate: Double
     /// The last window's p90 response time (see ``ResponseTimeController``).
@@ -185,21 +193,25 @@ public struct ResponseTimeControllerState: Sendable, Equatable {
 /// ``SedaClock/manual(startingAt:)``.
 ///
 /// Thread rules: any thread, at once.
-public final class ResponseTimeController<Event: AnyObject & Sendable>: AdmissionController {
+public final class ResponseTimeController<Event: AnyObject & Sendable>: AdmissionController, ReportsResponseTime {
     let loop: ResponseTimeLoop
 
     public init(_ options: ResponseTimeControllerOptions, logger: Logger = Logger(label: "seda.admission")) {
         loop = ResponseTimeLoop(options, classes: 1, logger: logger)
     }
 
-    public convenience init(target: Duration, law: ResponseTimeControlLaw = .gradient(),
-                            logger: Logger = Logger(label: "seda.admission")) {
+    public convenience init(
+        target: Duration, law: ResponseTimeControlLaw = .gradient(),
+        logger: Logger = Logger(label: "seda.admission")
+    ) {
         self.init(ResponseTimeControllerOptions(target: target, law: law), logger: logger)
     }
 
     public var options: ResponseTimeControllerOptions { loop.options }
     /// The last update's measurements and decision.
     public var state: ResponseTimeControllerState { loop.state }
+
+    var responseTimeState: ResponseTimeControllerState? { loop.state }
 
     public func admit(_ event: Event, to stage: StageProbe) -> RejectionReason? {
         loop.admit(priorityClass: 0, probe: stage) ? nil : .responseTime
@@ -226,7 +238,9 @@ public final class ResponseTimeController<Event: AnyObject & Sendable>: Admissio
 /// and counted per class in ``classCounts``.
 ///
 /// Thread rules: any thread, at once.
-public final class MultiClassResponseTimeController<Event: AnyObject & Sendable & Prioritized>: AdmissionController {
+public final class MultiClassResponseTimeController<Event: AnyObject & Sendable & Prioritized>: AdmissionController,
+    ReportsResponseTime
+{
     /// Events admitted and refused by one priority class.
     public struct ClassCount: Sendable, Equatable {
         public var admitted: UInt64
@@ -237,20 +251,27 @@ public final class MultiClassResponseTimeController<Event: AnyObject & Sendable 
     private let counters: [PriorityClassCounter]
 
     /// `classes` priority classes (>= 1; priority 0 the highest).
-    public init(_ options: ResponseTimeControllerOptions, classes: Int,
-                logger: Logger = Logger(label: "seda.admission")) {
+    public init(
+        _ options: ResponseTimeControllerOptions, classes: Int,
+        logger: Logger = Logger(label: "seda.admission")
+    ) {
         precondition(classes >= 1, "MultiClassResponseTimeController needs at least one class")
         loop = ResponseTimeLoop(options, classes: classes, logger: logger)
         counters = (0..<classes).map { _ in PriorityClassCounter() }
     }
 
-    public convenience init(target: Duration, classes: Int, law: ResponseTimeControlLaw = .gradient(),
-                            logger: Logger = Logger(label: "seda.admission")) {
+    public convenience init(
+        target: Duration, classes: Int, law: ResponseTimeControlLaw = .gradient(),
+        logger: Logger = Logger(label: "seda.admission")
+    ) {
         self.init(ResponseTimeControllerOptions(target: target, law: law), classes: classes, logger: logger)
     }
 
     public var options: ResponseTimeControllerOptions { loop.options }
+    /// The last update's measurements and decision.
     public var state: ResponseTimeControllerState { loop.state }
+
+    var responseTimeState: ResponseTimeControllerState? { loop.state }
 
     /// Admitted and refused events per class, index = priority.
     public var classCounts: [ClassCount] {
@@ -308,7 +329,7 @@ final class ResponseTimeLoop: Sendable {
     private let memory: Lock<Memory>
 
     struct Memory {
-        var baseline: ResponseTimeReading?
+        var baseline: StageStatistics?
         var baselineTime: Int64 = 0
         var stage: ObjectIdentifier?
         var smoothed: Double?
@@ -322,13 +343,16 @@ final class ResponseTimeLoop: Sendable {
         self.classes = classes
         self.logger = logger
         bucket = GCRA(rate: min(options.initialRate, options.maxRate))
-        tolerance = (options.burst ?? options.target / 4).nanoseconds
-        minInterval = options.minimumUpdateInterval.nanoseconds
-        maxInterval = options.maximumUpdateInterval.nanoseconds
-        target = Double(options.target.nanoseconds)
-        memory = Lock(Memory(state: ResponseTimeControllerState(
-            rate: bucket.rate, lastP90: nil, smoothedP90: nil, queueDelayP90: nil, throughput: 0,
-            capacityEstimate: nil, windowEvents: 0, windowRefusals: 0, updates: 0, lastDecision: .none)))
+        tolerance = (options.burst ?? options.target / 4).saturatingNanoseconds
+        minInterval = options.minimumUpdateInterval.saturatingNanoseconds
+        maxInterval = options.maximumUpdateInterval.saturatingNanoseconds
+        target = Double(options.target.saturatingNanoseconds)
+        memory = Lock(
+            Memory(
+                state: ResponseTimeControllerState(
+                    target: options.target, rate: bucket.rate, lastP90: nil, smoothedP90: nil, queueDelayP90: nil,
+                    throughput: 0,
+                    capacityEstimate: nil, windowEvents: 0, windowRefusals: 0, updates: 0, lastDecision: .none)))
     }
 
     var state: ResponseTimeControllerState { memory.withLock { $0.state } }
@@ -348,19 +372,20 @@ final class ResponseTimeLoop: Sendable {
         // One producer wins; the others admit at the current rate meanwhile.
         guard updating.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
         defer { updating.store(false, ordering: .releasing) }
-        guard now >= nextCheck.load(ordering: .relaxed) else { return } // the previous winner just checked
+        guard now >= nextCheck.load(ordering: .relaxed) else { return }  // the previous winner just checked
         nextCheck.store(now + minInterval, ordering: .relaxed)
         memory.withLock { update(&$0, now: now, probe: probe) }
     }
 
     /// Runs under the lock, on the one producer that won the flag.
     private func update(_ m: inout Memory, now: Int64, probe: StageProbe) {
-        let reading = ResponseTimeReading(stage: probe.stage.pointer)
+        let reading = StageStatistics(stage: probe.stage.pointer)
         let id = ObjectIdentifier(probe.stage)
         guard let base = m.baseline, m.stage == id else {
             if m.stage != nil, m.stage != id {
-                logger.warning("a response-time controller guards one stage; it now measures another",
-                               metadata: ["stage": "\(probe.name)"])
+                logger.warning(
+                    "a response-time controller guards one stage; it now measures another",
+                    metadata: ["stage": "\(probe.name)"])
             }
             (m.baseline, m.baselineTime, m.stage) = (reading, now, id)
             return
@@ -369,7 +394,8 @@ final class ResponseTimeLoop: Sendable {
         let completed = reading.processed &- base.processed
         var early = false
         if case .gradient(let setpoint, _, _) = options.law, elapsed > 0,
-           completed >= UInt64(max(1, options.samplesPerUpdate / 5)) {
+            completed >= UInt64(max(1, options.samplesPerUpdate / 5))
+        {
             // The queue alone already implies a wait over the setpoint (the
             // capacity dropped, or a flood came in at an old rate): act on a
             // fifth of a window rather than let it grow for the rest.
@@ -377,7 +403,7 @@ final class ResponseTimeLoop: Sendable {
             early = wait > setpoint * target
         }
         if completed < UInt64(options.samplesPerUpdate) && elapsed < maxInterval && !early { return }
-        if completed == 0 && reading.queueLength > 0 { return } // nothing finished yet: widen the window
+        if completed == 0 && reading.queueLength > 0 { return }  // nothing finished yet: widen the window
         let window = ResponseTimeWindow(from: base, to: reading)
         let refused = refusals.exchange(0, ordering: .relaxed)
         (m.baseline, m.baselineTime) = (reading, now)
@@ -406,12 +432,12 @@ final class ResponseTimeLoop: Sendable {
                 m.smoothed = smoothed
                 // A full window at this throughput, even when this one ended early.
                 let windowLength = max(Double(max(elapsed, 1)), Double(options.samplesPerUpdate) / throughput * 1e9)
-                let tau = drainUpdates * windowLength                    // ns
-                let impliedWait = Double(reading.queueLength) / throughput * 1e9 // ns a new arrival waits
+                let tau = drainUpdates * windowLength  // ns
+                let impliedWait = Double(reading.queueLength) / throughput * 1e9  // ns a new arrival waits
                 // What an event enqueued now can expect: the queue's wait
                 // plus the window's service part. It leads the measured p90.
                 let present = impliedWait + max(0, p - window.queueDelayP90)
-                let room = setpoint * target - max(smoothed, present)    // ns; < 0 over the setpoint
+                let room = setpoint * target - max(smoothed, present)  // ns; < 0 over the setpoint
                 let queueing = window.queueDelayP90 >= 0.1 * target
                 if queueing && reading.queueLength > 0 { m.capacity = throughput }
                 let excess = min(-room, impliedWait)
@@ -447,35 +473,27 @@ final class ResponseTimeLoop: Sendable {
         next = min(max(next, options.minRate), options.maxRate)
         if next != rate { bucket.setRate(next) }
 
-        func duration(_ ns: Double) -> Duration { .nanoseconds(Int64(ns.rounded())) }
+        func duration(_ ns: Double) -> Duration { Duration(saturatingNanoseconds: ns) }
         m.state = ResponseTimeControllerState(
-            rate: bucket.rate,
+            target: options.target, rate: bucket.rate,
             lastP90: window.events > 0 ? duration(window.p90) : m.state.lastP90,
             smoothedP90: m.smoothed.map(duration),
             queueDelayP90: window.events > 0 ? duration(window.queueDelayP90) : m.state.queueDelayP90,
             throughput: throughput, capacityEstimate: m.capacity, windowEvents: window.events,
             windowRefusals: refused, updates: m.state.updates + 1, lastDecision: decision)
-        logger.debug("response-time controller update", metadata: [
-            "stage": "\(probe.name)", "decision": "\(decision.rawValue)",
-            "rate": "\(rate) -> \(m.state.rate)", "p90": "\(m.state.lastP90.map(describeDuration) ?? "-")",
-            "smoothedP90": "\(m.state.smoothedP90.map(describeDuration) ?? "-")",
-            "queueDelayP90": "\(m.state.queueDelayP90.map(describeDuration) ?? "-")",
-            "target": "\(describeDuration(options.target))", "throughput": "\(throughput)",
-            "queue": "\(reading.queueLength)", "refused": "\(refused)", "events": "\(window.events)",
-        ])
+        logger.debug(
+            "response-time controller update",
+            metadata: [
+                "stage": "\(probe.name)", "decision": "\(decision.rawValue)",
+                "rate": "\(rate) -> \(m.state.rate)", "p90": "\(m.state.lastP90.map(describeDuration) ?? "-")",
+                "smoothedP90": "\(m.state.smoothedP90.map(describeDuration) ?? "-")",
+                "queueDelayP90": "\(m.state.queueDelayP90.map(describeDuration) ?? "-")",
+                "target": "\(describeDuration(options.target))", "throughput": "\(throughput)",
+                "queue": "\(reading.queueLength)", "refused": "\(refused)", "events": "\(window.events)",
+            ])
     }
 }
 
-fileprivate func describeDuration(_ d: Duration) -> String {
-    formatNanos(UInt64(max(0, d.nanoseconds)))
-}
-
-extension Duration {
-    /// Whole nanoseconds (saturating).
-    fileprivate var nanoseconds: Int64 {
-        let (s, a) = components
-        let (ns, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return s < 0 ? .min : .max }
-        return ns.addingReportingOverflow(a / 1_000_000_000).overflow ? .max : ns + a / 1_000_000_000
-    }
+private func describeDuration(_ d: Duration) -> String {
+    formatNanos(UInt64(max(0, d.saturatingNanoseconds)))
 }

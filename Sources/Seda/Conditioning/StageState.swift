@@ -38,8 +38,9 @@ final class StageWatcher: @unchecked Sendable {
 
 let stageStateCallback: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, Int32) -> Void = { ctx, _, state in
     let w = Unmanaged<StageWatcher>.fromOpaque(ctx!).takeUnretainedValue()
-    let event = StageStateEvent(stage: w.stage,
-                                state: state == Int32(SEDA_STAGE_CLOGGED.rawValue) ? .clogged : .drained)
+    let event = StageStateEvent(
+        stage: w.stage,
+        state: state == Int32(SEDA_STAGE_CLOGGED.rawValue) ? .clogged : .drained)
     // A control event: no admission or discipline drops it. If the watcher
     // itself is full or gone, the transition is counted, not lost silently.
     do throws(SedaError) {
@@ -60,10 +61,14 @@ extension Runtime {
         let reg = registry.withLock { $0[name] }
         guard let reg else { throw .noSuchStage(name) }
         let watcher = StageWatcher(stage: name, notify: notify)
-        // The runtime keeps the watcher for its lifetime: the C stage holds
-        // only a raw pointer to it.
+        // The C stage holds only a raw pointer to the watcher: the runtime
+        // keeps it for its lifetime once the stage took it (this frame keeps
+        // it alive until then, callbacks included). A refused watcher is
+        // not kept.
+        _ = try SedaError.check(
+            seda_stage_watch(
+                reg.stage.pointer, stageStateCallback,
+                Unmanaged.passUnretained(watcher).toOpaque()))
         watchers.withLock { $0.append(watcher) }
-        _ = try SedaError.check(seda_stage_watch(reg.stage.pointer, stageStateCallback,
-                                                 Unmanaged.passUnretained(watcher).toOpaque()))
     }
 }

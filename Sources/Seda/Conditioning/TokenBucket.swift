@@ -35,7 +35,7 @@ final class GCRA: Sendable {
     /// `rate` events per second as nanoseconds per event; 0 when unlimited.
     static func interval(forRate rate: Double) -> Int64 {
         precondition(rate > 0, "a rate must be positive (got \(rate))")
-        if rate >= 1e9 { return 0 } // more than one event per nanosecond: unlimited
+        if rate >= 1e9 { return 0 }  // more than one event per nanosecond: unlimited
         return max(1, Int64((1e9 / rate).rounded()))
     }
 
@@ -62,8 +62,9 @@ final class GCRA: Sendable {
         while true {
             let start = max(current, now)
             if start - now > tolerance { return false }
-            let (exchanged, original) = tat.compareExchange(expected: current, desired: start + step,
-                                                            ordering: .relaxed)
+            let (exchanged, original) = tat.compareExchange(
+                expected: current, desired: start + step,
+                ordering: .relaxed)
             if exchanged { return true }
             current = original
         }

@@ -82,6 +82,7 @@ public final class BatchController: @unchecked Sendable {
 
     /// A controller that controls no stage yet (see ``control(_:settings:)``).
     /// - Parameters:
+    ///   - runtime: the runtime whose stages it controls (kept alive by it).
     ///   - interval: time between ticks; a stage whose `recalcWindow` is
     ///     longer is measured every few ticks.
     ///   - tolerance: the relative change in smoothed throughput that counts
@@ -89,8 +90,10 @@ public final class BatchController: @unchecked Sendable {
     ///   - logger: where decisions go at debug level (default: the runtime's,
     ///     with `controller: batching` metadata).
     ///   - historyLimit: how many decisions ``decisions`` keeps.
-    public init(runtime: Runtime, interval: Duration = .seconds(1), tolerance: Double = 0.05,
-                logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
+    public init(
+        runtime: Runtime, interval: Duration = .seconds(1), tolerance: Double = 0.05,
+        logger: Logger? = nil, historyLimit: Int = 256
+    ) throws(SedaError) {
         guard interval > .zero else {
             throw .invalidConfiguration("batching controller: interval \(interval) must be positive")
         }
@@ -115,7 +118,8 @@ public final class BatchController: @unchecked Sendable {
     public func control(_ name: String, settings: BatchControllerSettings) throws(SedaError) {
         let at = "batching controller, stage '\(name)'"
         guard settings.minBatch >= 1, settings.minBatch <= settings.maxBatch, settings.maxBatch <= 1024 else {
-            throw .invalidConfiguration("\(at): expected 1 ≤ minBatch (\(settings.minBatch)) ≤ maxBatch (\(settings.maxBatch)) ≤ 1024")
+            throw .invalidConfiguration(
+                "\(at): expected 1 ≤ minBatch (\(settings.minBatch)) ≤ maxBatch (\(settings.maxBatch)) ≤ 1024")
         }
         guard settings.smoothConst >= 0, settings.smoothConst < 1 else {
             throw .invalidConfiguration("\(at): smoothConst \(settings.smoothConst) is not in 0..<1")
@@ -124,17 +128,20 @@ public final class BatchController: @unchecked Sendable {
             throw .invalidConfiguration("\(at): recalcWindow \(settings.recalcWindow) must be positive")
         }
         guard runtime.registeredOptions(name) != nil else { throw .noSuchStage(name) }
-        let ratio = Double(controllerNanoseconds(settings.recalcWindow)) / Double(controllerNanoseconds(interval))
+        let ratio = Double(settings.recalcWindow.saturatingNanoseconds) / Double(interval.saturatingNanoseconds)
         let every = max(1, Int(ratio.rounded()))
         state.withLock { st in
             if st.stages[name] == nil { st.order.append(name) }
-            st.stages[name] = Controlled(policy: BatchPolicy(settings: settings, tolerance: tolerance),
-                                         everyTicks: every, ticksLeft: 0)
+            st.stages[name] = Controlled(
+                policy: BatchPolicy(settings: settings, tolerance: tolerance),
+                everyTicks: every, ticksLeft: 0)
         }
-        logger.debug("controlling stage", metadata: [
-            "stage": "\(name)", "minBatch": "\(settings.minBatch)", "maxBatch": "\(settings.maxBatch)",
-            "recalcWindow": "\(settings.recalcWindow)", "smoothConst": "\(settings.smoothConst)",
-        ])
+        logger.debug(
+            "controlling stage",
+            metadata: [
+                "stage": "\(name)", "minBatch": "\(settings.minBatch)", "maxBatch": "\(settings.maxBatch)",
+                "recalcWindow": "\(settings.recalcWindow)", "smoothConst": "\(settings.smoothConst)",
+            ])
     }
 
     /// Stops controlling stage `name`; its batch size stays where it is.
@@ -165,12 +172,15 @@ public final class BatchController: @unchecked Sendable {
                 c.ticksLeft = c.everyTicks
                 let sample = BatchSample(time: snap.takenAtNanoseconds, processed: s.processed, batchSize: s.batchSize)
                 guard let change = c.policy.decide(sample) else { continue }
-                let d = ControllerDecision(timeNanoseconds: sample.time, stage: name, knob: .batchSize,
-                                           old: sample.batchSize, new: change.batchSize, reason: change.reason)
-                if let d = applyDecision(d, history: &st.history, logger: logger,
-                                         set: { () throws(SedaError) in
-                                             try runtime.setBatchSize(change.batchSize, forStage: name)
-                                         }) {
+                let d = ControllerDecision(
+                    timeNanoseconds: sample.time, stage: name, knob: .batchSize,
+                    old: sample.batchSize, new: change.batchSize, reason: change.reason)
+                if let d = applyDecision(
+                    d, history: &st.history, logger: logger,
+                    set: { () throws(SedaError) in
+                        try runtime.setBatchSize(change.batchSize, forStage: name)
+                    })
+                {
                     made.append(d)
                 }
             }
@@ -251,16 +261,16 @@ struct BatchPolicy {
         let expected = inEffect
         inEffect = b
         guard let p = prev, s.time > p.time else { return nil }
-        guard expected == b else { // someone else changed it: start from here
+        guard expected == b else {  // someone else changed it: start from here
             from = nil
             return nil
         }
-        guard s.processed >= p.processed else { // the counters restarted: start over
+        guard s.processed >= p.processed else {  // the counters restarted: start over
             estimates = [:]
             from = nil
             return nil
         }
-        guard s.processed > p.processed else { return nil } // idle: no evidence
+        guard s.processed > p.processed else { return nil }  // idle: no evidence
         let rate = Double(s.processed - p.processed) * 1e9 / Double(s.time - p.time)
         let c = settings.smoothConst
         let e = estimates[b].map { c * $0 + (1 - c) * rate } ?? rate

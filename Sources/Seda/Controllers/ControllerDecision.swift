@@ -1,4 +1,3 @@
-import Glibc
 import Logging
 
 /// One change a controller made to a stage: when (the runtime's clock),
@@ -101,167 +100,29 @@ struct DecisionHistory {
 }
 
 func formatDuration(_ d: Duration) -> String {
-    let (s, a) = d.components
-    return formatNanos(UInt64(max(0, s)) * 1_000_000_000 + UInt64(max(0, a) / 1_000_000_000))
-}
-
-/// Whole nanoseconds of `d`, saturating.
-func controllerNanoseconds(_ d: Duration) -> Int64 {
-    let (s, a) = d.components
-    return s >= Int64.max / 1_000_000_000 ? Int64.max : s * 1_000_000_000 + a / 1_000_000_000
-}
-
-/// A controller's own thread: calls `body` every `interval` (on the monotonic
-/// clock, on a fixed schedule; a late tick does not shift the ones after it,
-/// missed ones are skipped) until ``stop()``. It sleeps on a pthread
-/// condition variable, so ``stop()`` wakes it at once.
-/// Starts and stops one controller's ticking thread: at most one at a time.
-final class ControllerLoop: Sendable {
-    private let thread = Lock<ControllerThread?>(nil)
-
-    /// Starts ticking every `interval` on a thread named `name`, unless a
-    /// thread is running already (made under the lock, so two starts cannot
-    /// both make one). Returns whether it started one.
-    func start(name: String, interval: Duration, tick: @escaping @Sendable () -> Void) throws(SedaError) -> Bool {
-        let result: Result<Bool, SedaError> = thread.withLock { t in
-            guard t == nil else { return .success(false) }
-            do throws(SedaError) {
-                t = try ControllerThread(name: name, interval: interval, body: tick)
-                return .success(true)
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
-    }
-
-    /// Stops the thread and waits for it. Idempotent.
-    func stop() {
-        let t = thread.withLock { t in defer { t = nil }; return t }
-        t?.stop()
-    }
-}
-
-final class ControllerThread: @unchecked Sendable {
-    // @unchecked: `stopping` and `joined` are guarded by `mutex`; `tid` is
-    // written once, in init, and read only by stop() (the owner publishes
-    // this object through a lock); the rest is immutable.
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let cond: UnsafeMutablePointer<pthread_cond_t>
-    private var stopping = false
-    private var joined = false
-    private var tid = pthread_t()
-    private let intervalNanoseconds: Int64
-    private let body: @Sendable () -> Void
-
-    private let name: String
-
-    /// Starts the thread, named `name` (at most 15 bytes are kept).
-    init(name: String, interval: Duration, body: @escaping @Sendable () -> Void) throws(SedaError) {
-        self.name = name
-        intervalNanoseconds = max(1, controllerNanoseconds(interval))
-        self.body = body
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        precondition(pthread_mutex_init(mutex, nil) == 0, "pthread_mutex_init failed")
-        cond = .allocate(capacity: 1)
-        cond.initialize(to: pthread_cond_t())
-        var attr = pthread_condattr_t()
-        pthread_condattr_init(&attr)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        precondition(pthread_cond_init(cond, &attr) == 0, "pthread_cond_init failed")
-        pthread_condattr_destroy(&attr)
-
-        let ctx = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&tid, nil, { ctx in
-            let me = Unmanaged<ControllerThread>.fromOpaque(ctx!).takeRetainedValue()
-            me.run()
-            return nil
-        }, ctx)
-        if rc != 0 {
-            Unmanaged<ControllerThread>.fromOpaque(ctx).release()
-            joined = true
-            throw SedaError(code: -rc)
-        }
-    }
-
-    deinit {
-        pthread_cond_destroy(cond)
-        cond.deallocate()
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-
-    private static func monotonicNow() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-    }
-
-    /// Names the calling thread (pthread_setname_np is not imported without
-    /// _GNU_SOURCE; this is what it does for the calling thread).
-    private func nameThisThread() {
-        let fd = open("/proc/thread-self/comm", O_WRONLY)
-        guard fd >= 0 else { return }
-        let bytes = Array(name.utf8.prefix(15))
-        _ = write(fd, bytes, bytes.count)
-        close(fd)
-    }
-
-    private func run() {
-        nameThisThread()
-        var next = Self.monotonicNow() + intervalNanoseconds
-        while true {
-            pthread_mutex_lock(mutex)
-            while !stopping, Self.monotonicNow() < next {
-                var ts = timespec(tv_sec: Int(next / 1_000_000_000), tv_nsec: Int(next % 1_000_000_000))
-                _ = pthread_cond_timedwait(cond, mutex, &ts)
-            }
-            let stop = stopping
-            pthread_mutex_unlock(mutex)
-            if stop { return }
-            body()
-            next += intervalNanoseconds
-            let now = Self.monotonicNow()
-            if next <= now { // ran late: skip the missed ticks, keep the phase
-                next += ((now - next) / intervalNanoseconds + 1) * intervalNanoseconds
-            }
-        }
-    }
-
-    /// Stops the thread and waits for it (for at most the tick it may be
-    /// running). Idempotent. From the thread's own tick it does not wait.
-    func stop() {
-        pthread_mutex_lock(mutex)
-        stopping = true
-        let alreadyJoined = joined
-        joined = true
-        pthread_cond_broadcast(cond)
-        pthread_mutex_unlock(mutex)
-        if alreadyJoined { return }
-        if pthread_equal(pthread_self(), tid) != 0 {
-            pthread_detach(tid) // called from body(): the loop ends after it returns
-        } else {
-            pthread_join(tid, nil)
-        }
-    }
+    formatNanos(UInt64(max(0, d.saturatingNanoseconds)))
 }
 
 /// Turns a controller's knob and, if the runtime took the new value, records
 /// and logs the decision (debug); if it refused, logs a warning and returns
 /// nil. The one path both controllers' ticks take.
-func applyDecision(_ d: ControllerDecision, history: inout DecisionHistory, logger: Logger,
-                   extra: Logger.Metadata = [:], set: () throws(SedaError) -> Void) -> ControllerDecision? {
+func applyDecision(
+    _ d: ControllerDecision, history: inout DecisionHistory, logger: Logger,
+    extra: Logger.Metadata = [:], set: () throws(SedaError) -> Void
+) -> ControllerDecision? {
     do throws(SedaError) {
         try set()
     } catch {
-        logger.warning("controller could not set \(d.knob.rawValue)", metadata: [
-            "stage": "\(d.stage)", "value": "\(d.new)", "error": "\(error)",
-        ])
+        logger.warning(
+            "controller could not set \(d.knob.rawValue)",
+            metadata: [
+                "stage": "\(d.stage)", "value": "\(d.new)", "error": "\(error)",
+            ])
         return nil
     }
     history.append(d)
-    logger.debug("\(d.knob.rawValue) \(d.old) → \(d.new)",
-                 metadata: extra.merging(["stage": "\(d.stage)", "reason": "\(d.reason)"]) { a, _ in a })
+    logger.debug(
+        "\(d.knob.rawValue) \(d.old) → \(d.new)",
+        metadata: extra.merging(["stage": "\(d.stage)", "reason": "\(d.reason)"]) { a, _ in a })
     return d
 }

@@ -85,14 +85,17 @@ public final class ThreadGovernor: @unchecked Sendable {
 
     /// A governor that governs no stage yet (see ``govern(_:settings:)``).
     /// - Parameters:
+    ///   - runtime: the runtime whose stages it governs (kept alive by it).
     ///   - settings: `delay` is the sampling interval and `autoMaxDetect`
     ///     applies to every stage; the rest are the defaults of
     ///     ``govern(_:settings:)``. `enabled` is not read.
     ///   - logger: where decisions go at debug level (default: the runtime's,
     ///     with `controller: governor` metadata).
     ///   - historyLimit: how many decisions ``decisions`` keeps.
-    public init(runtime: Runtime, settings: GovernorSettings = GovernorSettings(),
-                logger: Logger? = nil, historyLimit: Int = 256) throws(SedaError) {
+    public init(
+        runtime: Runtime, settings: GovernorSettings = GovernorSettings(),
+        logger: Logger? = nil, historyLimit: Int = 256
+    ) throws(SedaError) {
         guard settings.delay > .zero else {
             throw .invalidConfiguration("thread governor: delay \(settings.delay) must be positive")
         }
@@ -111,8 +114,12 @@ public final class ThreadGovernor: @unchecked Sendable {
 
     private static func validate(_ s: GovernorSettings, stage: String?) throws(SedaError) {
         let at = stage.map { "thread governor, stage '\($0)'" } ?? "thread governor"
-        guard s.threshold >= 1 else { throw .invalidConfiguration("\(at): threshold \(s.threshold) must be at least 1") }
-        guard s.minThreads >= 1 else { throw .invalidConfiguration("\(at): minThreads \(s.minThreads) must be at least 1") }
+        guard s.threshold >= 1 else {
+            throw .invalidConfiguration("\(at): threshold \(s.threshold) must be at least 1")
+        }
+        guard s.minThreads >= 1 else {
+            throw .invalidConfiguration("\(at): minThreads \(s.minThreads) must be at least 1")
+        }
         guard s.idleTimeThreshold > .zero else {
             throw .invalidConfiguration("\(at): idleTimeThreshold \(s.idleTimeThreshold) must be positive")
         }
@@ -139,10 +146,12 @@ public final class ThreadGovernor: @unchecked Sendable {
             if st.stages[name] == nil { st.order.append(name) }
             st.stages[name] = GovernorPolicy(settings: s, autoMaxDetect: autoMaxDetect)
         }
-        logger.debug("governing stage", metadata: [
-            "stage": "\(name)", "threshold": "\(s.threshold)", "minThreads": "\(s.minThreads)",
-            "maxThreads": "\(maxThreads)", "idleTimeThreshold": "\(s.idleTimeThreshold)",
-        ])
+        logger.debug(
+            "governing stage",
+            metadata: [
+                "stage": "\(name)", "threshold": "\(s.threshold)", "minThreads": "\(s.minThreads)",
+                "maxThreads": "\(maxThreads)", "idleTimeThreshold": "\(s.idleTimeThreshold)",
+            ])
     }
 
     /// Stops governing stage `name`; its pool keeps its size.
@@ -168,18 +177,23 @@ public final class ThreadGovernor: @unchecked Sendable {
             var made: [ControllerDecision] = []
             for name in st.order {
                 guard let s = snap[stage: name], let options = runtime.registeredOptions(name),
-                      case .dedicated(let t, let m) = options.threadManager else { continue }
-                let sample = GovernorSample(time: snap.takenAtNanoseconds, queueLength: Int(s.queueLength),
-                                            processed: s.processed, handlerNanoseconds: s.handlerNanoseconds,
-                                            threads: s.concurrency)
+                    case .dedicated(let t, let m) = options.threadManager
+                else { continue }
+                let sample = GovernorSample(
+                    time: snap.takenAtNanoseconds, queueLength: Int(s.queueLength),
+                    processed: s.processed, handlerNanoseconds: s.handlerNanoseconds,
+                    threads: s.concurrency)
                 guard let change = st.stages[name]!.decide(sample, maxThreads: m ?? t) else { continue }
-                let d = ControllerDecision(timeNanoseconds: sample.time, stage: name, knob: .threads,
-                                           old: sample.threads, new: change.threads, reason: change.reason)
-                if let d = applyDecision(d, history: &st.history, logger: logger,
-                                         extra: ["queueLength": "\(sample.queueLength)"],
-                                         set: { () throws(SedaError) in
-                                             try runtime.setThreads(change.threads, forStage: name)
-                                         }) {
+                let d = ControllerDecision(
+                    timeNanoseconds: sample.time, stage: name, knob: .threads,
+                    old: sample.threads, new: change.threads, reason: change.reason)
+                if let d = applyDecision(
+                    d, history: &st.history, logger: logger,
+                    extra: ["queueLength": "\(sample.queueLength)"],
+                    set: { () throws(SedaError) in
+                        try runtime.setThreads(change.threads, forStage: name)
+                    })
+                {
                     made.append(d)
                 }
             }
@@ -282,9 +296,11 @@ struct GovernorPolicy {
         if let p = prev, s.time > p.time {
             if s.processed >= p.processed, s.handlerNanoseconds >= p.handlerNanoseconds {
                 let dt = Double(s.time - p.time)
-                interval = (Double(s.processed - p.processed) * 1e9 / dt,
-                            Double(s.handlerNanoseconds - p.handlerNanoseconds) / dt)
-            } else { // the counters restarted: start over
+                interval = (
+                    Double(s.processed - p.processed) * 1e9 / dt,
+                    Double(s.handlerNanoseconds - p.handlerNanoseconds) / dt
+                )
+            } else {  // the counters restarted: start over
                 idleSince = nil
                 probe = nil
             }
@@ -298,8 +314,9 @@ struct GovernorPolicy {
                 learnedMax = p.threads
                 learnedMaxSamplesLeft = ThreadGovernor.autoMaxHoldSamples
                 idleSince = nil
-                return Change(threads: p.threads,
-                              reason: .noThroughputGain(threads: p.threads, before: p.rate, after: iv.rate))
+                return Change(
+                    threads: p.threads,
+                    reason: .noThroughputGain(threads: p.threads, before: p.rate, after: iv.rate))
             }
         }
 
@@ -315,13 +332,14 @@ struct GovernorPolicy {
 
         // Shrink a thread idle for the idle timeout.
         guard let iv = interval, let p = prev, n > settings.minThreads,
-              iv.busyThreads <= Double(n - 1) * ThreadGovernor.surplusUtilization else {
+            iv.busyThreads <= Double(n - 1) * ThreadGovernor.surplusUtilization
+        else {
             idleSince = nil
             return nil
         }
         let since = idleSince ?? p.time
         idleSince = since
-        guard s.time - since >= controllerNanoseconds(settings.idleTimeThreshold) else { return nil }
+        guard s.time - since >= settings.idleTimeThreshold.saturatingNanoseconds else { return nil }
         idleSince = s.time
         return Change(threads: n - 1, reason: .idle(for: .nanoseconds(s.time - since), busyThreads: iv.busyThreads))
     }
