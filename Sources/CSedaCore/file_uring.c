@@ -264,8 +264,8 @@ static size_t uring_reap(struct seda__file_engine *e)
             struct __kernel_timespec zero = { 0, 0 };
             struct io_uring_cqe *cqe;
             unsigned nr = waiting > (int64_t)e->cq_entries ? e->cq_entries : (unsigned)waiting;
-            (void)io_uring_wait_cqes(&e->ring, &cqe, nr, &zero,
-                                     NULL); /* times out: fewer than nr done */
+            /* Times out when fewer than nr are done: as expected. */
+            (void)io_uring_wait_cqes(&e->ring, &cqe, nr, &zero, NULL);
         }
     }
     return take_cqes(e);
