@@ -677,7 +677,7 @@ static void teardown(struct seda_file_stage *fs)
         seda_file_t *next = f->next;
         close(f->fd);
         atomic_fetch_sub_explicit(&fs->files_open, 1, memory_order_relaxed);
-        free(f);
+        seda__file_mem_unref(f);
         f = next;
     }
     if (fs->engine && fs->engine != fs->pool)
@@ -740,7 +740,7 @@ void seda_file_stage_stats(const seda_file_stage_t *fs, seda_file_stage_stats_t 
     out->delivery_retries = LOAD(delivery_retries);
     out->undeliverable = LOAD(undeliverable);
     out->direct_fallbacks = LOAD(direct_fallbacks);
-    out->events_outstanding = LOAD(refs) - 1; /* the handle's own */
+    out->events_outstanding = LOAD(events_live);
     out->buffers_outstanding = atomic_load_explicit(&fs->buffers.outstanding, memory_order_relaxed);
     out->buffers_heap = atomic_load_explicit(&fs->buffers.heap, memory_order_relaxed);
     out->files_open = LOAD(files_open);

@@ -57,6 +57,7 @@ typedef struct seda__file_req {
     mode_t mode;                  /* OPEN */
     struct seda_file *owned_file; /* CLOSE: the closed file, freed with the event */
     bool holds_file_ref;          /* ev.file's reference, dropped after delivery */
+    bool caller_buffer;           /* *_pooled: a refused request leaves the buffer to the caller */
     bool prechecked;              /* passed seda__file_precheck (left in the backlog) */
     /* Engine scratch (libaio's struct iocb lives here, see file_libaio.c). */
     _Alignas(16) unsigned char engine_area[64];
@@ -73,6 +74,10 @@ struct seda_file {
     /* 1 (the open file) + requests accepted and not yet delivered. The last
      * decrement closes the descriptor (see file.c, file_unref). */
     _Atomic uint32_t refs;
+    /* The handle's memory: 1 (its CLOSE event, or destroy for a file never
+     * closed) + seda_file_retain's. The last frees it (file_request.c,
+     * seda__file_mem_unref). */
+    _Atomic uint32_t mem_refs;
     /* Set by seda_file_close (API side): later calls get -EBADF. */
     _Atomic bool close_called;
     /* Set once the close is accepted or processed: requests not yet in the
@@ -228,9 +233,12 @@ struct seda_file_stage {
 
     _Atomic bool warned_alignment;
     _Atomic bool destroying;
-    /* 1 (the application's handle) + completion events not yet released:
-     * the memory goes with the last (file.c, fs_unref). */
+    /* The stage's memory (and its buffer arena): 1 (the application's
+     * handle) + completion events not yet released + pooled buffers the
+     * application holds + retained file handles. The last frees it
+     * (seda__file_stage_unref). */
     _Atomic uint64_t refs;
+    _Atomic uint64_t events_live; /* completion events not yet released (statistics) */
 
     _Atomic uint64_t accepted, completed, failed, canceled, bytes_read, bytes_written;
     _Atomic uint64_t submit_calls, pending, delivery_retries, undeliverable, direct_fallbacks;
@@ -265,6 +273,9 @@ void seda__file_do_close(seda__file_req_t *r);
 
 /* Drops a request's reference on its file (the last one closes it). */
 void seda__file_unref(struct seda_file *f);
+
+/* Drops a reference on a file handle's memory (the last frees it). */
+void seda__file_mem_unref(struct seda_file *f);
 
 /* Drops one of the stage's refs; the last frees it (file.c). */
 void seda__file_stage_unref(struct seda_file_stage *fs);

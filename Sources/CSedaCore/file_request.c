@@ -63,6 +63,7 @@ static seda__file_req_t *req_new(struct seda_file_stage *fs, int op, seda_file_t
     /* Pairs with the acq_rel decrement in seda__file_stage_unref; relaxed
      * suffices for an increment made while another reference is held. */
     atomic_fetch_add_explicit(&fs->refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&fs->events_live, 1, memory_order_relaxed);
     return r;
 }
 
@@ -75,8 +76,10 @@ void seda_file_event_release(seda_file_event_t *ev)
     if (ev->flags & SEDA_FILE_EVENT_OWNS_BUFFER)
         seda__file_buffers_free(&fs->buffers, ev->buf);
     free(r->path);
-    free(r->owned_file);
+    if (r->owned_file)
+        seda__file_mem_unref(r->owned_file);
     free(r);
+    atomic_fetch_sub_explicit(&fs->events_live, 1, memory_order_relaxed);
     seda__file_stage_unref(fs);
 }
 
@@ -85,6 +88,9 @@ void *seda_file_event_take_buffer(seda_file_event_t *ev)
     if (!ev || !(ev->flags & SEDA_FILE_EVENT_OWNS_BUFFER))
         return NULL;
     ev->flags &= ~(uint32_t)SEDA_FILE_EVENT_OWNS_BUFFER;
+    /* The buffer now keeps the stage's memory (its arena) itself; relaxed:
+     * the event's own reference is held meanwhile. */
+    atomic_fetch_add_explicit(&req_of(ev)->fs->refs, 1, memory_order_relaxed);
     return ev->buf;
 }
 
@@ -333,6 +339,29 @@ void seda__file_unref(seda_file_t *f)
     file_unref(f);
 }
 
+void seda__file_mem_unref(seda_file_t *f)
+{
+    /* acq_rel: the thread that frees sees every holder's use first. */
+    if (atomic_fetch_sub_explicit(&f->mem_refs, 1, memory_order_acq_rel) == 1)
+        free(f);
+}
+
+void seda_file_retain(seda_file_t *f)
+{
+    /* Relaxed: the caller holds a valid handle, so one reference at least. */
+    atomic_fetch_add_explicit(&f->mem_refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&f->fs->refs, 1, memory_order_relaxed);
+}
+
+void seda_file_release(seda_file_t *f)
+{
+    if (!f)
+        return;
+    struct seda_file_stage *fs = f->fs;
+    seda__file_mem_unref(f);
+    seda__file_stage_unref(fs);
+}
+
 /* The direct-I/O alignment the file system asks for (statx STATX_DIOALIGN),
  * or 4096 (every device's logical block size divides it) if it does not say. */
 static void dio_alignment(int fd, uint32_t *mem, uint32_t *off)
@@ -410,6 +439,7 @@ void seda__file_do_open(seda__file_req_t *r)
     if (direct)
         dio_alignment(fd, &f->mem_align, &f->offset_align);
     atomic_init(&f->refs, 1);
+    atomic_init(&f->mem_refs, 1);
     pthread_mutex_lock(&fs->files_lock);
     f->next = fs->files;
     if (fs->files)
@@ -491,6 +521,8 @@ unref:
 unpend:
     atomic_fetch_sub_explicit(&fs->pending, 1, memory_order_relaxed);
 refuse:
+    if (r->caller_buffer) /* the caller keeps its buffer */
+        r->ev.flags &= ~(uint32_t)SEDA_FILE_EVENT_OWNS_BUFFER;
     seda_file_event_release(&r->ev);
     return e;
 }
@@ -532,7 +564,7 @@ static int check_aligned(seda_file_t *f, uint64_t offset, const void *buf, size_
     return -EINVAL;
 }
 
-static int rw_request(seda_file_t *f, int op, uint64_t offset, void *buf, size_t len,
+static int rw_request(seda_file_t *f, int op, uint64_t offset, void *buf, size_t len, bool pooled,
                       const seda_file_sink_t *sink, void *user)
 {
     if (!f || !sink_ok(sink) || len == 0 || len > MAX_RW || offset > (uint64_t)INT64_MAX - len ||
@@ -545,7 +577,10 @@ static int rw_request(seda_file_t *f, int op, uint64_t offset, void *buf, size_t
     seda__file_req_t *r = req_new(fs, op, f, sink, user);
     if (!r)
         return -ENOMEM;
-    if (!buf) {
+    if (pooled) { /* the caller's pooled buffer travels in the request */
+        r->ev.flags |= SEDA_FILE_EVENT_OWNS_BUFFER;
+        r->caller_buffer = true;
+    } else if (!buf) {
         buf = seda__file_buffers_alloc(&fs->buffers, len);
         if (!buf) {
             seda_file_event_release(&r->ev);
@@ -556,19 +591,39 @@ static int rw_request(seda_file_t *f, int op, uint64_t offset, void *buf, size_t
     r->ev.offset = offset;
     r->ev.buf = buf;
     r->ev.len = len;
-    return accept_request(fs, f, r);
+    int accepted = accept_request(fs, f, r);
+    /* A pooled buffer given to the request no longer keeps the stage's
+     * memory: the event does (and may be gone already: fs is not touched
+     * after this). */
+    if (accepted == 0 && pooled)
+        seda__file_stage_unref(fs);
+    return accepted;
 }
 
 int seda_file_read(seda_file_t *f, uint64_t offset, void *buf, size_t len,
                    const seda_file_sink_t *sink, void *user)
 {
-    return rw_request(f, SEDA_FILE_READ, offset, buf, len, sink, user);
+    return rw_request(f, SEDA_FILE_READ, offset, buf, len, false, sink, user);
 }
 
 int seda_file_write(seda_file_t *f, uint64_t offset, const void *buf, size_t len,
                     const seda_file_sink_t *sink, void *user)
 {
-    return rw_request(f, SEDA_FILE_WRITE, offset, (void *)buf, len, sink, user);
+    return rw_request(f, SEDA_FILE_WRITE, offset, (void *)buf, len, false, sink, user);
+}
+
+int seda_file_read_pooled(seda_file_t *f, uint64_t offset, void *buf, size_t len,
+                          const seda_file_sink_t *sink, void *user)
+{
+    if (!buf)
+        return -EINVAL;
+    return rw_request(f, SEDA_FILE_READ, offset, buf, len, true, sink, user);
+}
+
+int seda_file_write_pooled(seda_file_t *f, uint64_t offset, void *buf, size_t len,
+                           const seda_file_sink_t *sink, void *user)
+{
+    return rw_request(f, SEDA_FILE_WRITE, offset, buf, len, true, sink, user);
 }
 
 int seda_file_sync(seda_file_t *f, int datasync, const seda_file_sink_t *sink, void *user)
@@ -610,11 +665,16 @@ int seda_file_close(seda_file_t *f, const seda_file_sink_t *sink, void *user)
 
 void *seda_file_buffer_alloc(seda_file_stage_t *fs, size_t len)
 {
-    return fs ? seda__file_buffers_alloc(&fs->buffers, len) : NULL;
+    void *buf = fs ? seda__file_buffers_alloc(&fs->buffers, len) : NULL;
+    if (buf) /* it keeps the arena: relaxed, the caller holds the stage */
+        atomic_fetch_add_explicit(&fs->refs, 1, memory_order_relaxed);
+    return buf;
 }
 
 void seda_file_buffer_free(seda_file_stage_t *fs, void *buf)
 {
-    if (fs)
-        seda__file_buffers_free(&fs->buffers, buf);
+    if (!fs || !buf)
+        return;
+    seda__file_buffers_free(&fs->buffers, buf);
+    seda__file_stage_unref(fs);
 }

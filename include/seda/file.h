@@ -169,8 +169,9 @@ void seda_file_event_release(seda_file_event_t *ev);
 /*
  * Takes a pooled buffer out of a READ/WRITE completion (SEDA_FILE_EVENT_OWNS_BUFFER):
  * the caller owns it from then on and frees it with seda_file_buffer_free on
- * the same file stage; the event keeps `buf` for reading but no longer frees
- * it. Returns the buffer, or NULL if the event owns none.
+ * the same file stage (or gives it to another request: seda_file_read_pooled,
+ * seda_file_write_pooled); the event keeps `buf` for reading but no longer
+ * frees it. Returns the buffer, or NULL if the event owns none.
  */
 void *seda_file_event_take_buffer(seda_file_event_t *ev);
 
@@ -254,9 +255,9 @@ int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *
  * delivered while its sink takes it (else undeliverable), files still open
  * are closed (their handles become invalid without a CLOSE event), and the
  * stages are destroyed. Completion events still held by the application stay
- * valid; release them as usual. Every pooled buffer taken out of an event or
- * allocated must have been freed before (they live in the stage's arena).
- * Never from a handler of the runtime (it waits for the stage's threads and
+ * valid; release them as usual, and so do pooled buffers the application
+ * holds (free them as usual: the stage's memory and arena go with the last
+ * of them) and retained file handles (seda_file_retain). Never from a handler of the runtime (it waits for the stage's threads and
  * for its home worker's loop).
  * NULL is ignored.
  */
@@ -332,6 +333,20 @@ int seda_file_read(seda_file_t *f, uint64_t offset, void *buf, size_t len,
 int seda_file_write(seda_file_t *f, uint64_t offset, const void *buf, size_t len,
                     const seda_file_sink_t *sink, void *user);
 
+/*
+ * seda_file_read / seda_file_write with a buffer from seda_file_buffer_alloc
+ * (or taken from an event) on f's stage, of at least len bytes, that the
+ * request takes over: the completion event owns it
+ * (SEDA_FILE_EVENT_OWNS_BUFFER), to be taken back with
+ * seda_file_event_take_buffer or freed with the event. A buffer travels
+ * from request to handler to the next request without a copy or an
+ * allocation. When the call fails, the caller still owns the buffer.
+ */
+int seda_file_read_pooled(seda_file_t *f, uint64_t offset, void *buf, size_t len,
+                          const seda_file_sink_t *sink, void *user);
+int seda_file_write_pooled(seda_file_t *f, uint64_t offset, void *buf, size_t len,
+                           const seda_file_sink_t *sink, void *user);
+
 /* fsync (datasync 0) or fdatasync (datasync 1) of everything written before
  * whose completion was delivered. Requests in flight at the same time are not
  * ordered with it. */
@@ -354,6 +369,17 @@ int seda_file_sync(seda_file_t *f, int datasync, const seda_file_sink_t *sink, v
  */
 int seda_file_close(seda_file_t *f, const seda_file_sink_t *sink, void *user);
 
+/*
+ * Keeps f's handle valid after its CLOSE event is released (or its stage
+ * destroyed): until the matching seda_file_release, the calls below read it
+ * safely and requests on it are refused (-EBADF once it is closing, -EPIPE
+ * once its stage is destroyed). For bindings whose file objects outlive the
+ * completions. Any thread; the caller must hold a valid handle to retain.
+ */
+void seda_file_retain(seda_file_t *f);
+/* Drops a seda_file_retain. NULL is ignored. */
+void seda_file_release(seda_file_t *f);
+
 /* The alignment O_DIRECT requests on f need (offset, length, buffer address):
  * 1 for a buffered file. */
 uint32_t seda_file_alignment(const seda_file_t *f);
@@ -373,7 +399,9 @@ int seda_file_engine(const seda_file_t *f);
  * A buffer of at least len bytes (1..1 GiB) aligned to SEDA_FILE_BUFFER_ALIGN,
  * from the stage's arena when a buffer of that size class is free there,
  * else from the heap. Its contents are undefined. NULL on -ENOMEM or a bad
- * length. Free it with seda_file_buffer_free on the same stage.
+ * length. Free it with seda_file_buffer_free on the same stage, or give it to
+ * a request (seda_file_read_pooled, seda_file_write_pooled). It keeps the
+ * stage's memory: it may be freed after seda_file_stage_destroy.
  */
 void *seda_file_buffer_alloc(seda_file_stage_t *fs, size_t len);
 
