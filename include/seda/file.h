@@ -362,7 +362,7 @@ int seda_file_sync(seda_file_t *f, int datasync, const seda_file_sink_t *sink, v
  * completion: an unlinked file's space may come back just after the CLOSE).
  * The handle
  * stays valid (calls on it return -EBADF) until that CLOSE event is
- * released. Returns 0, -EBADF (already closing), -EAGAIN (a queue is full:
+ * released, or longer while retained (seda_file_retain). Returns 0, -EBADF (already closing), -EAGAIN (a queue is full:
  * the file stays open; retry), -EPIPE, -ENOMEM. A request made on another
  * thread at the same time as the close is either accepted (and completes or
  * is cancelled) or refused with -EBADF.
