@@ -83,6 +83,11 @@ void seda_file_event_release(seda_file_event_t *ev)
     seda__file_stage_unref(fs);
 }
 
+seda_file_stage_t *seda_file_event_stage(const seda_file_event_t *ev)
+{
+    return ((const seda__file_req_t *)ev)->fs; /* ev is the first member */
+}
+
 void *seda_file_event_take_buffer(seda_file_event_t *ev)
 {
     if (!ev || !(ev->flags & SEDA_FILE_EVENT_OWNS_BUFFER))

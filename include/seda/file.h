@@ -175,6 +175,9 @@ void seda_file_event_release(seda_file_event_t *ev);
  */
 void *seda_file_event_take_buffer(seda_file_event_t *ev);
 
+/* The file stage that made ev (the one its buffer belongs to). */
+seda_file_stage_t *seda_file_event_stage(const seda_file_event_t *ev);
+
 /*
  * Where a completion goes: a stage (enqueued with seda_stage_enqueue; kept
  * and retried while the stage is full), or, when stage is NULL, a callback
