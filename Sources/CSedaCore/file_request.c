@@ -461,6 +461,11 @@ uint32_t seda_file_alignment(const seda_file_t *f)
     return f->mem_align > f->offset_align ? f->mem_align : f->offset_align;
 }
 
+seda_file_stage_t *seda_file_stage_of(const seda_file_t *f)
+{
+    return f->fs;
+}
+
 int seda_file_is_direct(const seda_file_t *f)
 {
     return f->direct;

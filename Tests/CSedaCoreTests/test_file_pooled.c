@@ -52,6 +52,8 @@ static void travelling_buffers(int engine, const char *dir)
         seda_file_event_t *ev = ft_at(&c, (size_t)i);
         CHECK_EQ(ev->result, LEN);
         CHECK(ev->flags & SEDA_FILE_EVENT_OWNS_BUFFER);
+        CHECK(seda_file_event_stage(ev) == fs);
+        CHECK(seda_file_stage_of(ev->file) == fs);
         bufs[i] = seda_file_event_take_buffer(ev);
         CHECK(bufs[i] == ev->buf);
         CHECK(seda_file_event_take_buffer(ev) == NULL);

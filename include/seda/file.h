@@ -387,6 +387,9 @@ void seda_file_release(seda_file_t *f);
  * 1 for a buffered file. */
 uint32_t seda_file_alignment(const seda_file_t *f);
 
+/* The file stage f belongs to. */
+seda_file_stage_t *seda_file_stage_of(const seda_file_t *f);
+
 /* 1 if f is open with O_DIRECT, else 0. */
 int seda_file_is_direct(const seda_file_t *f);
 
