@@ -33,8 +33,8 @@ let package = Package(
         // The applications, as libraries with thin executables (when they land):
         .library(name: "SedaHTTP", targets: ["SedaHTTP"]),
         //   .executable(name: "seda-httpd", targets: ["seda-httpd"]),
-        //   .library(name: "SedaGnutella", targets: ["SedaGnutella"]),
-        //   .executable(name: "seda-gnutella", targets: ["seda-gnutella"]),
+        .library(name: "SedaGnutella", targets: ["SedaGnutella"]),
+        .executable(name: "seda-gnutella", targets: ["seda-gnutella"]),
     ],
     dependencies: [
         // The core's only Swift dependency.
@@ -44,6 +44,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The applications' command lines only (never a library target).
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // MARK: The C core
@@ -121,8 +123,15 @@ let package = Package(
             linkerSettings: [.linkedLibrary("http_parser")]
         ),
         //   .executableTarget(name: "seda-httpd", dependencies: ["SedaHTTP", "SedaConfiguration"]),
-        //   .target(name: "SedaGnutella", dependencies: ["Seda"]),
-        //   .executableTarget(name: "seda-gnutella", dependencies: ["SedaGnutella", "SedaConfiguration"]),
+        .target(name: "SedaGnutella", dependencies: ["Seda"]),
+        .executableTarget(
+            name: "seda-gnutella",
+            dependencies: [
+                "SedaGnutella",
+                "Seda",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // with tests in Tests/SedaHTTPTests and Tests/SedaGnutellaTests.
 
         // MARK: Tests
@@ -140,6 +149,7 @@ let package = Package(
                 "SedaServiceLifecycle",
             ]
         ),
+        .testTarget(name: "SedaGnutellaTests", dependencies: ["SedaGnutella"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -44,6 +44,7 @@ let package = Package(
                 .product(name: "Seda", package: "Seda"),
                 .product(name: "SedaHTTP", package: "Seda"),
                 "CSedaBench",
+                "CSedaLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

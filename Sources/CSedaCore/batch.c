@@ -49,7 +49,8 @@ static void note_stall(seda_stage_t *s, size_t k, uint64_t took)
               "a batch of %zu event(s) ran %.1f ms on a shared thread (usually %.3f ms): "
               "its handler blocked, and every stage on the shared threads waited. "
               "A handler that blocks (sleeps, waits for I/O or a lock) belongs on a "
-              "dedicated pool (SEDA_THREADS_DEDICATED). Counted as stalled_batches; "
+              "dedicated pool (C: SEDA_THREADS_DEDICATED; Swift: ThreadManager.dedicated). "
+              "Every such batch is counted (stalled_batches; Swift: stalledBatches); "
               "logged once per stage.",
               k, (double)took / 1e6, (double)mean / 1e6);
 }

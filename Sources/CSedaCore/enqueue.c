@@ -142,6 +142,14 @@ int seda_stage_enqueue_control(seda_stage_t *s, void *event)
 
 int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns)
 {
+    return seda_stage_enqueue_wait_class(s, event, s->classes - 1, timeout_ns);
+}
+
+int seda_stage_enqueue_wait_class(seda_stage_t *s, void *event, uint32_t cls, int64_t timeout_ns)
+{
+    if (cls >= s->classes)
+        return -EINVAL;
+    seda_queue_t *q = s->queues[cls];
     int r = admit(s);
     if (r < 0)
         return after_enqueue(s, r);
@@ -152,14 +160,14 @@ int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns)
      * like any full rejection. */
     struct seda__worker *w = seda__worker_tls;
     if (w && w->cpu_thread) {
-        r = seda_queue_enqueue_at(default_queue(s), event, stamp_now(s));
+        r = seda_queue_enqueue_at(q, event, stamp_now(s));
         if (r == -EAGAIN) {
             after_enqueue(s, r);
             return -EDEADLK;
         }
         return after_enqueue(s, r);
     }
-    r = seda_queue_enqueue_wait(default_queue(s), event, stamp_now(s), timeout_ns);
+    r = seda_queue_enqueue_wait(q, event, stamp_now(s), timeout_ns);
     if (r == -ETIMEDOUT) {
         atomic_fetch_add_explicit(&s->rejected_full, 1, memory_order_relaxed);
         return r;
@@ -169,12 +177,28 @@ int seda_stage_enqueue_wait(seda_stage_t *s, void *event, int64_t timeout_ns)
 
 int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count)
 {
+    return seda_stage_enqueue_many_class(s, events, count, s->classes - 1);
+}
+
+int seda_stage_enqueue_many_class(seda_stage_t *s, void *const *events, size_t count, uint32_t cls)
+{
+    if (cls >= s->classes)
+        return -EINVAL;
     if (count == 0)
         return 0;
     int r = admit(s);
     if (r == 0)
-        r = seda_queue_enqueue_many_at(default_queue(s), events, count, stamp_now(s));
+        r = seda_queue_enqueue_many_at(s->queues[cls], events, count, stamp_now(s));
     return after_enqueue(s, r);
+}
+
+/* The stage with that id on a runtime's list, or NULL. rt->lock held. */
+static seda_stage_t *find_id(seda_stage_t *list, uint64_t id)
+{
+    for (seda_stage_t *t = list; t; t = t->next)
+        if (t->id == id)
+            return t;
+    return NULL;
 }
 
 size_t seda_stage_edges(const seda_stage_t *cs, seda_stage_t **out, size_t max)
@@ -182,8 +206,9 @@ size_t seda_stage_edges(const seda_stage_t *cs, seda_stage_t **out, size_t max)
     seda_stage_t *s = (seda_stage_t *)cs;
     seda_runtime_t *rt = s->rt;
     size_t n = 0;
-    /* Resolve ids against the live stages; destroyed targets drop out. Lock
-     * order: runtime, then stage. */
+    /* Resolve ids against the live stages and those shutdown retired;
+     * stages seda_stage_destroy took down drop out. Lock order: runtime,
+     * then stage. */
     pthread_mutex_lock(&rt->lock);
     pthread_mutex_lock(&s->edge_lock);
     size_t total = SEDA__INLINE_EDGES + s->n_more;
@@ -193,15 +218,15 @@ size_t seda_stage_edges(const seda_stage_t *cs, seda_stage_t **out, size_t max)
                           : s->more_edges[i - SEDA__INLINE_EDGES];
         if (id == 0)
             continue;
-        for (seda_stage_t *t = rt->stages; t; t = t->next) {
-            if (t->id == id) {
-                if (n < max) {
-                    seda_stage_retain(t);
-                    out[n] = t;
-                }
-                n++;
-                break;
+        seda_stage_t *t = find_id(rt->stages, id);
+        if (!t)
+            t = find_id(rt->retired, id);
+        if (t) {
+            if (n < max) {
+                seda_stage_retain(t);
+                out[n] = t;
             }
+            n++;
         }
     }
     pthread_mutex_unlock(&s->edge_lock);

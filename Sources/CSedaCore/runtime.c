@@ -151,10 +151,10 @@ seda_stage_t *seda_runtime_find_stage(seda_runtime_t *rt, const char *name)
     return found;
 }
 
-void seda__unregister(seda_stage_t *s)
+/* Takes s out of the live list. rt->lock held. */
+static void unlink_stage(seda_stage_t *s)
 {
     seda_runtime_t *rt = s->rt;
-    pthread_mutex_lock(&rt->lock);
     seda_stage_t **pp = &rt->stages, *prev = NULL;
     while (*pp && *pp != s) {
         prev = *pp;
@@ -167,5 +167,34 @@ void seda__unregister(seda_stage_t *s)
         if (s->manager == SEDA_THREADS_SHARED)
             rt->concurrency_sum -= s->concurrency;
     }
+}
+
+void seda__unregister(seda_stage_t *s)
+{
+    pthread_mutex_lock(&s->rt->lock);
+    unlink_stage(s);
+    pthread_mutex_unlock(&s->rt->lock);
+}
+
+void seda__retire(seda_stage_t *s)
+{
+    seda_runtime_t *rt = s->rt;
+    pthread_mutex_lock(&rt->lock);
+    unlink_stage(s);
+    s->next = rt->retired;
+    rt->retired = s;
     pthread_mutex_unlock(&rt->lock);
+}
+
+void seda__release_retired(seda_runtime_t *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    seda_stage_t *s = rt->retired;
+    rt->retired = NULL;
+    pthread_mutex_unlock(&rt->lock);
+    while (s) {
+        seda_stage_t *next = s->next;
+        seda_stage_release(s); /* the runtime's reference */
+        s = next;
+    }
 }

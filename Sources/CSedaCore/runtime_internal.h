@@ -132,6 +132,7 @@ struct seda_stage {
     seda_handler_fn handler;
     void *ctx;
     void (*drop)(void *ctx, void *event);
+    void (*drop_control)(void *ctx, void *event); /* NULL: drop */
     void (*destroy_ctx)(void *ctx);
     /* Read at every dequeue, written by a batching controller now and then:
      * relaxed, since any value in range is a valid batch size. */
@@ -143,7 +144,7 @@ struct seda_stage {
     /* A stage bound to one shared thread: that thread's loop (only it runs
      * the stage); NULL for any shared thread or a dedicated pool. */
     struct seda__loop *home;
-    struct seda_stage *next; /* runtime's list, under rt->lock */
+    struct seda_stage *next; /* runtime's list (live or retired), under rt->lock */
     /* Set by whoever takes the stage down (destroy or shutdown), once. */
     _Atomic bool destroyed;
     /* Set (release) when that is done: its threads are done with the handler
@@ -239,6 +240,9 @@ struct seda_runtime {
      * whole runtime, which also makes the cycle check race-free. */
     pthread_mutex_t park_lock;
     struct seda_stage *stages, *last;
+    /* The stages shutdown took down, with the runtime's reference, kept
+     * until seda_runtime_destroy for seda_stage_edges (the final graph). */
+    struct seda_stage *retired;
     uint64_t concurrency_sum;
     uint32_t run_queue_capacity;
     uint64_t last_id;
@@ -265,6 +269,11 @@ void seda__runtime_release(seda_runtime_t *rt);
 seda_stage_t **seda__snapshot_stages(seda_runtime_t *rt, size_t *n);
 /* Takes s out of the runtime's list (and its run queue budget). */
 void seda__unregister(seda_stage_t *s);
+/* seda__unregister, then keeps s (and the runtime's reference to it) on
+ * the retired list, where seda_stage_edges still finds it. */
+void seda__retire(seda_stage_t *s);
+/* Releases the retired stages (seda_runtime_destroy). */
+void seda__release_retired(seda_runtime_t *rt);
 
 /* ---- classes.c ---- */
 /* Takes up to max events from the highest class that has any. Returns a

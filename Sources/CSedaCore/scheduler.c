@@ -30,8 +30,15 @@ void seda__push_stage(seda_stage_t *s, bool take_ref)
 {
     if (take_ref)
         seda_stage_retain(s);
-    /* A bound stage goes to its loop's own list, any other to the run queue. */
-    seda_queue_t *q = s->home ? s->home->local : s->rt->run_queue;
+    /* A bound stage goes to its loop's own list, any other to the run queue.
+     * Read what the wake-up needs now: once the enqueue succeeds, the
+     * instance's reference belongs to whichever thread takes it, which may
+     * run the turn and drop the last reference (a destroy in progress)
+     * before this thread goes on. The loop and the runtime outlive that: a
+     * runtime thread's own, or kept by the caller's stage reference. */
+    struct seda__loop *home = s->home;
+    seda_runtime_t *rt = s->rt;
+    seda_queue_t *q = home ? home->local : rt->run_queue;
     int r;
     /* Capacity is reserved at stage creation, but a consumer preempted
      * between claiming a slot and freeing it makes the ring look full for a
@@ -44,12 +51,13 @@ void seda__push_stage(seda_stage_t *s, bool take_ref)
         seda_stage_release(s);
         return;
     }
-    /* The enqueue was the seq_cst publication; now wake a sleeping loop. */
-    if (s->home) {
-        if (s->home != seda__loop_current())
-            seda__loop_wake(s->home);
+    /* The enqueue was the seq_cst publication; now wake a sleeping loop.
+     * s itself may be gone by now. */
+    if (home) {
+        if (home != seda__loop_current())
+            seda__loop_wake(home);
     } else {
-        seda__loop_wake_any(s->rt);
+        seda__loop_wake_any(rt);
     }
 }
 

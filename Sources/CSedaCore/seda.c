@@ -62,6 +62,14 @@ const char *seda_err_name(int code)
     }
 }
 
+int seda_err_code_at(size_t index)
+{
+#define SEDA_CODE(name, message) name,
+    static const int codes[] = { SEDA_ERRNO_MAP(SEDA_CODE) };
+#undef SEDA_CODE
+    return index < sizeof codes / sizeof codes[0] ? codes[index] : 0;
+}
+
 void *seda__alloc_aligned(size_t size)
 {
     size_t rounded = (size + SEDA__CACHELINE - 1) & ~(size_t)(SEDA__CACHELINE - 1);

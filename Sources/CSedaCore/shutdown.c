@@ -14,15 +14,20 @@
 
 #include "runtime_internal.h"
 
-/* Gives every queued event of s to its drop callback (counted). */
+/* Gives every queued event of s to its drop callback, control events to
+ * drop_control if the stage has one (counted). */
 static void hand_back_all(seda_stage_t *s)
 {
     void *ev;
+    uint32_t stamp;
     uint64_t n = 0;
     int r;
-    while ((r = seda__stage_dequeue(s, &ev, NULL, 1)) != -EPIPE) {
+    while ((r = seda__stage_dequeue(s, &ev, &stamp, 1)) != -EPIPE) {
         if (r == 1) {
-            s->drop(s->ctx, ev);
+            if ((stamp & SEDA__STAMP_CONTROL) && s->drop_control)
+                s->drop_control(s->ctx, ev);
+            else
+                s->drop(s->ctx, ev);
             n++;
         } else {
             sched_yield(); /* a producer is publishing an event it claimed */
@@ -182,8 +187,7 @@ int seda_runtime_shutdown(seda_runtime_t *rt, int mode, int64_t timeout_ns)
         seda_stage_t *s = all[i];
         if (!atomic_exchange(&s->destroyed, true)) {
             seda__stage_finish(s, SEDA_SHUTDOWN_HAND_BACK);
-            seda__unregister(s);
-            seda_stage_release(s); /* the runtime's reference */
+            seda__retire(s); /* keeps the runtime's reference until destroy */
         } else {
             /* A seda_stage_destroy on another thread is taking it down: its
              * handler may still run and its destroy callback is still to
@@ -213,6 +217,7 @@ void seda_runtime_destroy(seda_runtime_t *rt)
      * every stage finished. */
     while (atomic_load(&rt->state) != SEDA__RT_DONE)
         sleep_briefly();
+    seda__release_retired(rt);
     /* Freed now, or when the last stage handle still held elsewhere goes. */
     seda__runtime_release(rt);
 }

@@ -59,6 +59,11 @@ size_t seda_stage_queue_length(const seda_stage_t *s)
     return seda__stage_size(s);
 }
 
+size_t seda_stage_queue_capacity(const seda_stage_t *s)
+{
+    return seda_queue_capacity(s->queues[0]); /* every class's queue is this size */
+}
+
 int seda_stage_set_batch_max(seda_stage_t *s, uint32_t n)
 {
     if (n < 1 || n > SEDA_BATCH_MAX)
@@ -224,6 +229,7 @@ int seda_stage_create(seda_runtime_t *rt, const seda_stage_options_t *o, seda_st
     s->handler = o->handler;
     s->ctx = o->ctx;
     s->drop = o->drop;
+    s->drop_control = o->drop_control;
     s->destroy_ctx = o->destroy;
     atomic_init(&s->batch_max, o->batch_max ? o->batch_max : 64);
     s->manager = o->thread_manager;

@@ -89,9 +89,9 @@ public struct EventBatch<Event: AnyObject & Sendable>: ~Copyable {
     /// controller sees each event. Throws ``SedaError/rejected(_:)``,
     /// ``SedaError/full`` or ``SedaError/closed`` (the events then stay in
     /// the batch) and ``SedaError/batchTooLarge(count:capacity:)`` when they
-    /// outnumber the sink's capacity.
-    /// They go to the sink's last priority class, like
-    /// ``Sink/enqueueMany(_:)`` (the C core has no class-aware batch enqueue).
+    /// outnumber the sink's capacity. On a stage with several priority
+    /// classes they go to one class, the most urgent their ``Prioritized``
+    /// priorities name, as with ``Sink/enqueueMany(_:)``.
     public mutating func forward(to sink: Sink<Event>) throws(SedaError) {
         // Close the gaps left by take(_:), keeping the order.
         var n = 0
@@ -106,7 +106,9 @@ public struct EventBatch<Event: AnyObject & Sendable>: ~Copyable {
             Unmanaged<Event>.fromOpaque($0!).takeUnretainedValue()
         }
         if sink.admission != nil { try sink.admitAll(events) }
-        let r = seda_stage_enqueue_many(sink.stage.pointer, base, n)
+        let r =
+            sink.batchPriorityClass(events).map { seda_stage_enqueue_many_class(sink.stage.pointer, base, n, $0) }
+            ?? seda_stage_enqueue_many(sink.stage.pointer, base, n)
         if r < 0 {
             sink.undoAll(events)
             throw SedaError(code: r)

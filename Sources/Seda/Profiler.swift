@@ -47,6 +47,13 @@ public struct StageSnapshot: Sendable, Equatable {
     public var handlerErrors: UInt64
     /// Time spent inside the handler.
     public var handlerNanoseconds: UInt64
+    /// Batches on the shared threads that ran far longer than the stage's
+    /// usual (over 100 ms and 100 times its mean): its handler blocked,
+    /// and every stage on the shared threads waited behind it. The first
+    /// is logged (a warning with the stage's name, once per stage); give
+    /// such a stage a dedicated pool (see <doc:ThreadRules>). Always 0 on
+    /// a dedicated pool.
+    public var stalledBatches: UInt64
     public var queueLength: UInt64
     /// The longest queue the stage's threads found at a batch start.
     public var queuePeak: UInt64
@@ -56,7 +63,14 @@ public struct StageSnapshot: Sendable, Equatable {
     public var concurrency: Int
     /// The largest batch the handler gets now.
     public var batchSize: Int
-    /// Enqueue to handler start, per event.
+    /// Per event, from entering this stage's queue to the start of the
+    /// handler's batch that got it. One exception saves a clock read on the
+    /// shared threads' hop: an event a handler on the shared threads sends
+    /// to a FIFO stage of its own runtime is stamped with the start of the
+    /// sender's batch, so its delay here may include the time that handler
+    /// ran before the enqueue (short: handlers there do not block). A CoDel
+    /// stage, a dedicated pool's or an outside thread's enqueue, and
+    /// another runtime's handler stamp the moment of entry.
     public var queueDelay: LatencySummary
     /// Handler time per event.
     public var serviceTime: LatencySummary
@@ -109,6 +123,7 @@ public struct RuntimeSnapshot: Sendable {
             label += "\\np90 wait \(formatNanos(s.queueDelay.p90Nanoseconds))"
             if s.threads > 0 { label += "\\n\(s.threads) threads" }
             if s.clogged { label += "\\nCLOGGED" }
+            if s.stalledBatches > 0 { label += "\\n\(s.stalledBatches) stalled batches" }
             if let d = decisions.last(where: { $0.stage == s.name }) {
                 label += "\\n\(d.knob.rawValue) \(d.old) → \(d.new)"
             }
@@ -131,7 +146,8 @@ extension Runtime {
     /// Every live stage's counters and histograms, in creation order. After
     /// ``shutdown(_:timeout:)``, every stage that was live then, with its
     /// final counters (what it processed, handed back, dropped...) and the
-    /// graph as it last was; the clock reading is the shutdown's.
+    /// final graph (edges first used while draining included); the clock
+    /// reading is the shutdown's.
     public func snapshot() -> RuntimeSnapshot {
         if let last = finalSnapshot.withLock({ $0 }) { return last }
         return liveSnapshot()
@@ -160,12 +176,13 @@ extension Runtime {
 
     /// Keeps the stages' final counters, read after the shutdown through the
     /// handles the registry held (the C core has unlisted them by then), with
-    /// the stage graph `graph` learned while they ran.
-    func keepFinalSnapshot(_ stages: [Registration], graph: RuntimeSnapshot) {
+    /// the final stage graph: the C core resolves the edges against the
+    /// stages the shutdown took down until the runtime is destroyed, so the
+    /// edges first used while draining are there too.
+    func keepFinalSnapshot(_ stages: [Registration]) {
         var out: [StageSnapshot] = []
         for reg in stages {
             var s = StageSnapshot(stage: reg.stage.pointer)
-            s.downstream = graph[stage: s.name]?.downstream ?? []
             s.rejectedByReason = reg.stage.rejections.snapshot
             s.responseTime = reg.stage.admission?.responseTimeState
             out.append(s)
@@ -203,6 +220,7 @@ extension StageSnapshot {
             pauses: s.pauses, clogged: s.clogged,
             rejectedFull: s.rejectedFull, rejectedClosed: s.rejectedClosed, rejectedByReason: [:],
             batches: s.batches, handlerErrors: s.handlerErrors, handlerNanoseconds: s.handlerNanoseconds,
+            stalledBatches: s.stalledBatches,
             queueLength: s.queueLength, queuePeak: s.queuePeak,
             threads: s.threads, concurrency: s.concurrency, batchSize: s.batchSize,
             queueDelay: LatencySummary(s.queueDelay), serviceTime: LatencySummary(s.serviceTime),

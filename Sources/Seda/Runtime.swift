@@ -38,9 +38,8 @@ public final class Runtime: @unchecked Sendable {
     let watchers = Lock<[StageWatcher]>([])
     /// Every stage's counters as the shutdown left them (see ``snapshot()``).
     let finalSnapshot = Lock<RuntimeSnapshot?>(nil)
-    /// Stages whose handler the C core reported blocking a shared thread
-    /// (logged once each), and how many times.
-    let blockedHandlers = Lock<[String: Int]>([:])
+    /// Where the C core's log messages go (``logger``), kept alive with the runtime.
+    let coreLog: CoreLog
     /// Creation order of the stages, for snapshots taken from the registry.
     private let stagesAdded = AtomicInt()
 
@@ -60,8 +59,11 @@ public final class Runtime: @unchecked Sendable {
 
     /// Creates a runtime and starts its shared threads.
     /// - Parameters:
-    ///   - cpuThreads: threads in the shared thread manager (`nil`: one per CPU).
-    ///   - pinThreads: pin shared thread *i* to CPU *i*.
+    ///   - cpuThreads: threads in the shared thread manager (`nil`: one per
+    ///     CPU the process may run on: its affinity mask, as a cpuset
+    ///     container restricts it).
+    ///   - pinThreads: pin shared thread *i* to the *i*-th CPU the process
+    ///     may run on (wrapping), not to CPU number *i*.
     ///   - clock: the clock to read (``SedaClock/manual(startingAt:)`` in tests).
     ///   - logger: where the runtime and its stages log (each stage's
     ///     messages carry `stage` metadata).
@@ -76,11 +78,16 @@ public final class Runtime: @unchecked Sendable {
         opts.cpu_threads = UInt32(cpuThreads ?? 0)
         opts.pin_threads = pinThreads ? 1 : 0
         opts.clock = clock.pointer
+        let coreLog = CoreLog(logger)
+        opts.log = CoreLog.hook
+        opts.log_ctx = coreLog.context
         var rt: OpaquePointer?
-        _ = try SedaError.check(seda_runtime_create(&rt, &opts))
+        // Creation may log (a poller fallback): the hook's target must live.
+        _ = try SedaError.check(withExtendedLifetime(coreLog) { seda_runtime_create(&rt, &opts) })
         handle = rt!
         self.clock = clock
         self.logger = logger
+        self.coreLog = coreLog
         LiveRuntimes.add(self)
     }
 
@@ -152,6 +159,7 @@ public final class Runtime: @unchecked Sendable {
         o.handler = runHandler
         o.ctx = ctx
         o.drop = dropEvent
+        o.drop_control = dropControlEvent
         o.destroy = destroyHandler
         var stage: OpaquePointer?
         let r = name.withCString { cname in
@@ -165,7 +173,7 @@ public final class Runtime: @unchecked Sendable {
             throw r == -EEXIST ? SedaError.stageExists(name) : SedaError(code: r)
         }
         let sh = StageHandle(
-            adopting: stage!, clock: clock, options: options, admission: admissionBox,
+            adopting: stage!, clock: clock, admission: admissionBox,
             priority: PriorityRouting(H.Event.self, classes: options.priorityClasses))
         let order = stagesAdded.add(1)
         registry.withLock {
@@ -230,8 +238,9 @@ public final class Runtime: @unchecked Sendable {
         _ = try SedaError.check(seda_stage_set_threads(reg.stage.pointer, UInt32(n)))
     }
 
-    /// Sets the largest batch a stage's handler gets (1...1024) while it
-    /// runs: the knob a batching controller turns.
+    /// Sets the largest batch a stage's handler gets (1 to
+    /// ``SedaLimits/batchSize``) while it runs: the knob a batching
+    /// controller turns.
     public func setBatchSize(_ n: Int, forStage name: String) throws(SedaError) {
         let reg = registry.withLock { $0[name] }
         guard let reg else { throw .noSuchStage(name) }
@@ -248,15 +257,13 @@ public final class Runtime: @unchecked Sendable {
     public func shutdown(_ mode: ShutdownMode = .drain, timeout: Duration? = nil) throws(SedaError) {
         let ns = timeoutNanoseconds(timeout)
         logger.debug("runtime shutting down", metadata: ["mode": "\(mode)"])
-        // The stage graph is learned while stages live: read it first.
-        let live = liveSnapshot()
         let r = seda_runtime_shutdown(handle, mode.cValue, ns)
         if r != -EPIPE && r != -EDEADLK && r != -EINVAL {  // this call stopped the runtime
             let stages = registry.withLock { regs in
                 defer { regs.removeAll() }
                 return regs.values.sorted { $0.order < $1.order }
             }
-            keepFinalSnapshot(stages, graph: live)
+            keepFinalSnapshot(stages)
         }
         _ = try SedaError.check(r)
     }
@@ -272,6 +279,12 @@ class AnyHandlerBox: @unchecked Sendable {
     /// An event the stage gives back instead of processing: tell admission,
     /// then release it.
     func drop(_ event: UnsafeMutableRawPointer) {
+        Unmanaged<AnyObject>.fromOpaque(event).release()
+    }
+
+    /// A control event given back: it never passed admission, so admission
+    /// does not hear of it.
+    final func dropControl(_ event: UnsafeMutableRawPointer) {
         Unmanaged<AnyObject>.fromOpaque(event).release()
     }
 
@@ -292,8 +305,11 @@ final class HandlerBox<H: EventHandler>: AnyHandlerBox, @unchecked Sendable {
 
     override func run(_ events: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ count: Int) -> Int32 {
         if let admission {
-            for i in 0..<count {
-                admission.left(Unmanaged<H.Event>.fromOpaque(events[i]!).takeUnretainedValue())
+            // Control events (timers, stage-state notices, enqueueControl)
+            // bypassed admission: the C core knows which ones they are.
+            let controls = seda_batch_control_count()
+            for i in 0..<count where controls == 0 || seda_batch_is_control(i) == 0 {
+                admission.controller.left(Unmanaged<H.Event>.fromOpaque(events[i]!).takeUnretainedValue())
             }
         }
         var batch = EventBatch<H.Event>(base: events, count: count)
@@ -308,7 +324,7 @@ final class HandlerBox<H: EventHandler>: AnyHandlerBox, @unchecked Sendable {
 
     override func drop(_ event: UnsafeMutableRawPointer) {
         let e = Unmanaged<H.Event>.fromOpaque(event)
-        admission?.left(e.takeUnretainedValue())
+        admission?.controller.left(e.takeUnretainedValue())
         e.release()
     }
 
@@ -326,6 +342,11 @@ private let runHandler:
 
 private let dropEvent: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { ctx, event in
     Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().drop(event!)
+}
+
+private let dropControlEvent: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = {
+    ctx, event in
+    Unmanaged<AnyHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().dropControl(event!)
 }
 
 private let destroyHandler: @convention(c) (UnsafeMutableRawPointer?) -> Void = { ctx in

@@ -14,6 +14,9 @@ struct RuntimeRelease: @unchecked Sendable {
     /// The stages, in creation order, held so their counters stay readable.
     let stages: [(name: String, stage: StageHandle)]
     let logger: Logger
+    /// The C runtime's log hook target: held while the release runs, which
+    /// may outlive the ``Runtime`` (a release finishing on a thread of its own).
+    let coreLog: CoreLog
     /// What the log says happened ("runtime released").
     let why: String
     /// How long the drain may take.
@@ -23,6 +26,10 @@ struct RuntimeRelease: @unchecked Sendable {
     /// false, having done nothing, on one of the runtime's own threads, where
     /// stopping it would wait for the calling thread.
     func run(destroy: Bool = true) -> Bool {
+        withExtendedLifetime(coreLog) { drainAndReport(destroy: destroy) }
+    }
+
+    private func drainAndReport(destroy: Bool) -> Bool {
         let before = stages.map { StageStatistics(stage: $0.stage.pointer) }
         let r = seda_runtime_shutdown(
             handle, Int32(SEDA_SHUTDOWN_DRAIN.rawValue),
@@ -110,6 +117,6 @@ extension Runtime {
         let stages = registry.withLock { regs in
             regs.sorted { $0.value.order < $1.value.order }.map { (name: $0.key, stage: $0.value.stage) }
         }
-        return RuntimeRelease(handle: handle, stages: stages, logger: logger, why: why)
+        return RuntimeRelease(handle: handle, stages: stages, logger: logger, coreLog: coreLog, why: why)
     }
 }

@@ -76,13 +76,19 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     /// ``SedaError/wouldDeadlock`` only when it would have to wait (counted
     /// as a full rejection): see <doc:ThreadRules> for what to do instead.
     ///
-    /// The event goes to the stage's last priority class whatever its
-    /// ``Prioritized/priority`` (the C core has no class-aware timed enqueue).
+    /// A ``Prioritized`` event goes to its class as with ``enqueue(_:)``,
+    /// and waits for room in that class's queue.
     public func enqueue(_ event: consuming Event, timeout: Duration?) throws(SedaError) {
+        let e = event
         let ns = timeoutNanoseconds(timeout)
         // On a shared thread the C core enqueues when there is room and
         // returns -EDEADLK (counted as full) only when it would have to wait.
-        try admitAndEnqueue(event) { seda_stage_enqueue_wait(stage.pointer, $0, ns) }
+        if let routing = stage.priority {
+            let c = UInt32(routing.priorityClass(of: e))
+            try admitAndEnqueue(e) { seda_stage_enqueue_wait_class(stage.pointer, $0, c, ns) }
+        } else {
+            try admitAndEnqueue(e) { seda_stage_enqueue_wait(stage.pointer, $0, ns) }
+        }
     }
 
     /// The `async` variant of ``enqueue(_:timeout:)``: while the queue is
@@ -140,7 +146,7 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     public func enqueueControl(_ event: consuming Event) throws(SedaError) {
         let e = event
         let p = Unmanaged.passRetained(e).toOpaque()
-        let r = stage.enqueueControl(p, e)
+        let r = seda_stage_enqueue_control(stage.pointer, p)
         if r < 0 {
             Unmanaged<Event>.fromOpaque(p).release()
             throw SedaError(code: r)
@@ -151,20 +157,28 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
     /// throws ``SedaError/rejected(_:)`` if admission refuses any of them,
     /// ``SedaError/full``, ``SedaError/closed``, or
     /// ``SedaError/batchTooLarge(count:capacity:)`` when there are more than
-    /// the queue can ever hold. They go to the stage's last priority class
-    /// (the C core has no class-aware batch enqueue).
+    /// the queue can ever hold.
+    ///
+    /// On a stage with several priority classes, a batch of ``Prioritized``
+    /// events goes to one class, the most urgent (lowest) class its events'
+    /// priorities name: all or none, in order and adjacent, and no event
+    /// waits behind its priority. Enqueue events one by one to place each
+    /// in its own class. Other events go to the last class.
     public func enqueueMany<C: Collection>(_ events: C) throws(SedaError) where C.Element == Event {
         let n = events.count
         if n == 0 { return }
         try checkBatch(n)
         try admitAll(events)
+        let c = batchPriorityClass(events)
         let r: Int32 = withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: n) { buf in
             var i = 0
             for e in events {
                 buf[i] = Unmanaged.passRetained(e).toOpaque()
                 i += 1
             }
-            let r = seda_stage_enqueue_many(stage.pointer, buf.baseAddress!, n)
+            let r =
+                c.map { seda_stage_enqueue_many_class(stage.pointer, buf.baseAddress!, n, $0) }
+                ?? seda_stage_enqueue_many(stage.pointer, buf.baseAddress!, n)
             if r < 0 {
                 for j in 0..<n { Unmanaged<Event>.fromOpaque(buf[j]!).release() }
             }
@@ -174,6 +188,20 @@ public struct Sink<Event: AnyObject & Sendable>: Sendable {
             undoAll(events)
             throw SedaError(code: r)
         }
+    }
+
+    /// The priority class an all-or-none batch goes to (``enqueueMany(_:)``,
+    /// ``EventBatch/forward(to:)``) on a stage that routes ``Prioritized``
+    /// events: the most urgent (lowest) class the batch's events name,
+    /// clamped to the stage's classes. One queue keeps the batch all or none
+    /// and in order; the most urgent keeps every event at or ahead of its
+    /// priority. `nil` for a stage without routing: the last class, where
+    /// plain enqueues go.
+    func batchPriorityClass<S: Sequence>(_ events: S) -> UInt32? where S.Element == Event {
+        guard let routing = stage.priority else { return nil }
+        var c = routing.classes - 1
+        for e in events where c > 0 { c = Swift.min(c, routing.priorityClass(of: e)) }
+        return UInt32(c)
     }
 
     /// Throws ``SedaError/batchTooLarge(count:capacity:)`` for more events

@@ -1,15 +1,17 @@
 import CSedaCore
 
 /// The limits on stages and the runtime, in one place (configuration and
-/// validation read them here).
+/// validation read them here), taken from the C core's headers where it
+/// sets them.
 public enum SedaLimits {
-    /// The longest stage name, in UTF-8 bytes.
-    public static let stageNameBytes = 63
-    /// The largest batch a handler can be given.
-    public static let batchSize = 1024
-    /// The largest queue capacity.
+    /// The longest stage name, in UTF-8 bytes (`SEDA_STAGE_NAME_MAX`).
+    public static let stageNameBytes = Int(SEDA_STAGE_NAME_MAX)
+    /// The largest batch a handler can be given (`SEDA_BATCH_MAX`).
+    public static let batchSize = Int(SEDA_BATCH_MAX)
+    /// The largest queue capacity (`SEDA_QUEUE_MAX_CAPACITY`).
     public static let queueCapacity = Int(SEDA_QUEUE_MAX_CAPACITY)
-    /// The most strict priority classes a stage can have.
+    /// The most strict priority classes a stage can have
+    /// (`SEDA_STAGE_MAX_CLASSES`).
     public static let priorityClasses = Int(SEDA_STAGE_MAX_CLASSES)
     /// The most threads of one pool, of the shared thread manager, or
     /// handler calls at once on the shared threads.
@@ -36,7 +38,9 @@ public enum QueueDiscipline: Sendable, Equatable {
     /// the waiting time falls below `target`. Queueing delay stays bounded
     /// under overload; a burst that drains within `interval` loses nothing.
     /// Dropped events are released and counted (``StageSnapshot/dropped``);
-    /// control events (``Sink/enqueueControl(_:)``, timers) never are.
+    /// control events (``Sink/enqueueControl(_:)``, timers) never are. The
+    /// waiting time is an event's own in this queue: a CoDel stage stamps
+    /// each event when it enters (see ``StageSnapshot/queueDelay``).
     case codel(target: Duration = .milliseconds(5), interval: Duration = .milliseconds(100))
 }
 
@@ -49,7 +53,10 @@ public struct StageOptions: Sendable, Equatable {
     /// The queue's capacity (rounded up to a power of two): enqueues beyond it
     /// fail with ``SedaError/full`` (Sandstorm's `queueThreshold`).
     public var queueCapacity: Int = 1024
-    /// For a dedicated pool: pin its threads to this CPU.
+    /// For a dedicated pool: pin its threads to the `pinCPU`-th CPU the
+    /// process may run on (counting from 0 in its affinity mask, wrapping
+    /// around), which is CPU number `pinCPU` only on a machine with no
+    /// affinity restriction (a cpuset container has one).
     public var pinCPU: Int? = nil
     /// How the queue behaves under overload.
     public var discipline: QueueDiscipline = .fifo
@@ -127,8 +134,8 @@ public enum ShutdownMode: Sendable {
 }
 
 /// Owns one reference to a C stage, with what every sink of the stage
-/// shares: its admission controller, its rejection counts, the control
-/// events in its queue and how events find their priority class.
+/// shares: its admission controller, its rejection counts and how events
+/// find their priority class.
 @usableFromInline
 final class StageHandle: @unchecked Sendable {
     // @unchecked: the C stage is safe for concurrent use; every field is
@@ -138,42 +145,26 @@ final class StageHandle: @unchecked Sendable {
     /// An `AdmissionBox<Event>` for the stage's event type, or nil.
     let admission: (any AdmissionBoxing)?
     let rejections = RejectionCounts()
-    /// Events one queue holds: the capacity asked for, rounded up to a power
-    /// of two (at least 2), as the C queue does.
+    /// Events one queue holds (each priority class has one), as the C core
+    /// rounded the capacity asked for.
     let queueCapacity: Int
     /// Events of a `Prioritized` type go to the class their priority names.
     let priority: PriorityRouting?
 
     init(
-        adopting pointer: OpaquePointer, clock: SedaClock, options: StageOptions = StageOptions(),
+        adopting pointer: OpaquePointer, clock: SedaClock,
         admission: (any AdmissionBoxing)? = nil, priority: PriorityRouting? = nil
     ) {
         self.pointer = pointer
         self.clock = clock
         self.admission = admission
         self.priority = priority
-        var c = 2
-        while c < options.queueCapacity { c <<= 1 }
-        queueCapacity = c
+        queueCapacity = seda_stage_queue_capacity(pointer)
     }
 
     deinit { seda_stage_release(pointer) }
 
     var name: String { String(cString: seda_stage_name(pointer)) }
-
-    /// The control events in the queue, when admission must not hear of them.
-    var controlLedger: ControlEventLedger? { admission?.ledger }
-
-    /// Enqueues `retained` (a +1 reference to `event`) as a control event,
-    /// noted in the ledger first. Returns the C result; on failure the
-    /// reference is still the caller's.
-    func enqueueControl(_ retained: UnsafeMutableRawPointer, _ event: AnyObject) -> Int32 {
-        let ledger = controlLedger
-        ledger?.add(event)
-        let r = seda_stage_enqueue_control(pointer, retained)
-        if r < 0 { ledger?.remove(event) }
-        return r
-    }
 }
 
 /// How a stage with several priority classes finds an event's class: from

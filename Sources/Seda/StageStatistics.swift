@@ -109,7 +109,7 @@ struct HistogramCounts: Sendable, Equatable {
 /// profiler and the controllers do it once per sample, never per event.
 struct StageStatistics: Sendable {
     var enqueued, processed, handedBack, dropped, pauses: UInt64
-    var rejectedFull, rejectedClosed, batches, handlerErrors, handlerNanoseconds: UInt64
+    var rejectedFull, rejectedClosed, batches, handlerErrors, handlerNanoseconds, stalledBatches: UInt64
     var queueLength, queuePeak: UInt64
     var threads, concurrency, batchSize: Int
     var clogged: Bool
@@ -132,6 +132,7 @@ struct StageStatistics: Sendable {
         batches = s.batches
         handlerErrors = s.handler_errors
         handlerNanoseconds = s.handler_ns
+        stalledBatches = s.stalled_batches
         queueLength = s.queue_length
         queuePeak = s.queue_peak
         threads = Int(s.threads)

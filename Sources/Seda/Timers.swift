@@ -293,7 +293,7 @@ private let deliverEntry: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutabl
     let event = Unmanaged<AnyObject>.fromOpaque(e.event!)
     // A control event: no admission policy or queue discipline drops a timer.
     guard let repeating = e.repeating else {
-        let r = e.stage.enqueueControl(e.event!, event.takeUnretainedValue())
+        let r = seda_stage_enqueue_control(e.stage.pointer, e.event!)
         if r >= 0 {
             e.event = nil  // the stage's queue owns it now
             entry.release()
@@ -302,7 +302,7 @@ private let deliverEntry: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutabl
     }
     // A repeating timer keeps its reference: the queue gets one of its own.
     _ = event.retain()
-    let r = e.stage.enqueueControl(e.event!, event.takeUnretainedValue())
+    let r = seda_stage_enqueue_control(e.stage.pointer, e.event!)
     if r < 0 {
         event.release()
         return r  // full: retried as it is; closed: undeliverable releases the entry

@@ -2,7 +2,9 @@ import CoreMetrics
 import Seda
 
 /// Publishes stage snapshots through swift-metrics: counters for events
-/// (enqueued, processed, rejected by reason, handed back, handler errors),
+/// (enqueued, processed, rejected by reason, handed back, handler errors)
+/// and for batches that stalled the shared threads
+/// (`seda_stage_stalled_batches_total`),
 /// gauges for queue length, threads and latency quantiles and, for a stage
 /// guarded by a response-time controller, its admission rate
 /// (`seda_stage_admission_rate`, -1 while unlimited), measured p90
@@ -42,6 +44,7 @@ public final class StageMetricsExporter: @unchecked Sendable {
                     count("seda_stage_rejected_total", n, prev?.rejectedByReason[reason], [("reason", reason)])
                 }
                 count("seda_stage_handler_errors_total", s.handlerErrors, prev?.handlerErrors)
+                count("seda_stage_stalled_batches_total", s.stalledBatches, prev?.stalledBatches)
                 Gauge(label: "seda_stage_queue_length", dimensions: dims, factory: factory).record(
                     Double(s.queueLength))
                 Gauge(label: "seda_stage_threads", dimensions: dims, factory: factory).record(Double(s.threads))

@@ -32,6 +32,11 @@ static void test_table(void)
         for (size_t j = 0; j < i; j++)
             CHECK(table[j].code != e->code); /* no alias (EWOULDBLOCK, EOPNOTSUPP) */
     }
+    /* The walker bindings use: the same codes, in order, then 0. */
+    for (size_t i = 0; i < TABLE_LEN; i++)
+        CHECK_EQ(seda_err_code_at(i), table[i].code);
+    CHECK_EQ(seda_err_code_at(TABLE_LEN), 0);
+    CHECK_EQ(seda_err_code_at((size_t)-1), 0);
     CHECK(strcmp(seda_err_name(0), "OK") == 0);
     CHECK(strcmp(seda_strerror(0), "success") == 0);
 }

@@ -1,7 +1,11 @@
 /*
  * Runtime shutdown: DRAIN takes a cyclic graph to quiescence, HAND_BACK gives
- * what is queued to the drop callbacks; nothing is lost either way.
+ * what is queued to the drop callbacks; nothing is lost either way. The
+ * stage graph stays readable after the shutdown, with the edges first used
+ * while draining.
  */
+#include <stdbool.h>
+
 #include "runtime_test.h"
 
 /* ---- shutdown drains a cyclic graph to quiescence --------------------------- */
@@ -66,11 +70,86 @@ static void test_shutdown_drains_cycle(void)
     CHECK_EQ(atomic_load(&pa.finished) + atomic_load(&pb.finished), N);
     CHECK_EQ(atomic_load(&dropped), 0);
     CHECK_EQ(atomic_load(&freed), N);
-    CHECK_EQ(seda_stage_edges(a, edges, 2), 0); /* b is gone */
+    /* The final graph: b is shut down, kept until the runtime is destroyed. */
+    CHECK_EQ(seda_stage_edges(a, edges, 2), 1);
+    CHECK(edges[0] == b);
+    seda_stage_release(edges[0]);
     CHECK_RC(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_DRAIN, -1), -EPIPE);
     seda_stage_release(a);
     seda_stage_release(b);
     seda_runtime_destroy(rt);
+}
+
+/* ---- the final graph has the edges first used while draining ------------- */
+
+struct forward_ctx {
+    seda_runtime_t *rt;
+    seda_stage_t *to;
+    _Atomic int open;
+};
+
+static int gated_forward(void *ctx, void **events, size_t count)
+{
+    struct forward_ctx *f = ctx;
+    while (!atomic_load(&f->open))
+        sched_yield();
+    for (size_t i = 0; i < count; i++)
+        enqueue_retry(f->to, events[i]);
+    return 0;
+}
+
+/* Whether rt's shutdown has begun: creating a stage under a taken name
+ * fails with -EEXIST while the runtime runs, with -EPIPE from the
+ * shutdown's start on. */
+static bool stopping(seda_runtime_t *rt)
+{
+    seda_stage_options_t o = {
+        .name = "first", .handler = consume_all, .drop = drop_cb, .queue_capacity = 2
+    };
+    seda_stage_t *s;
+    int r = seda_stage_create(rt, &o, &s);
+    if (r != -EPIPE)
+        CHECK_RC(r, -EEXIST);
+    return r == -EPIPE;
+}
+
+/* Opens the gate once the shutdown has begun. */
+static void *open_once_stopping(void *p)
+{
+    struct forward_ctx *f = p;
+    WAIT_UNTIL(stopping(f->rt));
+    atomic_store(&f->open, 1);
+    return NULL;
+}
+
+static void test_final_graph_has_drain_edges(void)
+{
+    reset_counts();
+    seda_runtime_t *rt;
+    CHECK_OK(seda_runtime_create(&rt, NULL));
+    _Atomic uint64_t consumed = 0;
+    struct forward_ctx f = { .rt = rt };
+    seda_stage_t *second =
+        make_stage(rt, "second", consume_all, &consumed, SEDA_THREADS_SHARED, 1, 8);
+    f.to = second;
+    seda_stage_t *first = make_stage(rt, "first", gated_forward, &f, SEDA_THREADS_DEDICATED, 1, 8);
+    for (uint64_t i = 0; i < 10; i++)
+        enqueue_retry(first, ev_new(i, 0));
+    CHECK_EQ(seda_stage_edges(first, NULL, 0), 0); /* nothing forwarded yet */
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, open_once_stopping, &f) == 0);
+    CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_DRAIN, -1));
+    pthread_join(t, NULL);
+    CHECK_EQ(atomic_load(&consumed), 10);
+    seda_stage_t *edges[2];
+    CHECK_EQ(seda_stage_edges(first, edges, 2), 1);
+    CHECK(edges[0] == second);
+    seda_stage_release(edges[0]);
+    CHECK_EQ(seda_stage_edges(second, edges, 2), 0);
+    seda_stage_release(first);
+    seda_stage_release(second);
+    seda_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&freed), 10);
 }
 
 /* ---- shutdown that hands back what is queued ------------------------------ */
@@ -236,6 +315,7 @@ int main(void)
     test_shutdown_waits_for_concurrent_destroy(SEDA_THREADS_SHARED);
     test_drain_without_limit();
     test_shutdown_drains_cycle();
+    test_final_graph_has_drain_edges();
     test_shutdown_hands_back(SEDA_THREADS_SHARED);
     test_shutdown_hands_back(SEDA_THREADS_DEDICATED);
     puts("shutdown: ok");

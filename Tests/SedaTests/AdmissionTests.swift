@@ -367,7 +367,9 @@ extension AdmissionTests {
     /// Bug 7: control and timer events never passed admission, but the
     /// runtime told the admission controller they left: one control event
     /// of 50 bytes made ByteLimit.bytesHeld -50, loosening the cap for good.
-    @Test func controlEventsNeverReachLeft() throws {
+    /// Handled in batches that mix both kinds, and handed back by a shutdown
+    /// or a stage destroy: the controller hears only of what it admitted.
+    @Test(arguments: [false, true]) func controlEventsNeverReachLeft(handBackByDestroy: Bool) throws {
         let clock = SedaClock.manual()
         let runtime = try Runtime(clock: clock)
         let limit = ByteLimit<Parcel>(cap: 100)
@@ -375,7 +377,7 @@ extension AdmissionTests {
         let sink = try runtime.addStage(
             "bytes", handler: gate,
             options: StageOptions(
-                threadManager: .dedicated(threads: 1), batchSize: 1), admission: limit)
+                threadManager: .dedicated(threads: 1), batchSize: 8), admission: limit)
         let timers = try Timers(clock: clock, startThread: false)
 
         try sink.enqueueControl(Parcel(50))
@@ -389,10 +391,11 @@ extension AdmissionTests {
         #expect(limit.bytesHeld == 0, "never negative: the control events took nothing back")
         #expect(throws: SedaError.rejected(.bytes)) { try sink.enqueue(Parcel(101)) }
 
-        // Handed back at shutdown: the same rule.
+        // Handed back at shutdown or destroy: the same rule.
         gate.open.add(-1)
+        let batches = gate.entered.value
         try sink.enqueue(Parcel(10))
-        waitUntil("held") { gate.entered.value == 4 }
+        waitUntil("held") { gate.entered.value == batches + 1 }
         try sink.enqueueControl(Parcel(40))
         try sink.enqueue(Parcel(20))
         #expect(limit.bytesHeld == 20)
@@ -400,9 +403,14 @@ extension AdmissionTests {
             waitUntil("given back") { StageStatistics(stage: sink.stage.pointer).handedBack == 2 }
             gate.open.add(1)
         }
-        try runtime.shutdown(.handBack)
+        if handBackByDestroy {
+            try runtime.destroyStage(named: "bytes", mode: .handBack)
+        } else {
+            try runtime.shutdown(.handBack)
+        }
         opener.join()
         #expect(limit.bytesHeld == 0)
+        if handBackByDestroy { try runtime.shutdown() }
     }
 
     /// One notion of priority: on a stage with priority classes, a
@@ -431,6 +439,60 @@ extension AdmissionTests {
         waitUntil("all seen") { seen.withLock { $0.count } == 7 }
         // Class 0 first (0 and -3, clamped), then class 1, then class 2 (2 and 7, clamped).
         #expect(seen.withLock { $0 } == [1, 0, -3, 1, 1, 2, 7])
+        try runtime.shutdown()
+    }
+
+    /// The timed enqueue, enqueueMany and EventBatch.forward honour
+    /// Prioritized too: a timed enqueue goes to its event's class; a batch
+    /// goes whole, in order, to the most urgent class among its events.
+    @Test func timedAndBatchEnqueuesFindTheirClass() throws {
+        let runtime = try Runtime()
+        let seen = Lock<[Int]>([])
+        struct Log: EventHandler {
+            let seen: Lock<[Int]>
+            let gate: Counter
+            func handle(_ batch: inout EventBatch<Order>) throws {
+                while gate.value == 0 { usleep(200) }
+                batch.forEach { o in seen.withLock { $0.append(o.priority) } }
+            }
+        }
+        /// Holds its thread on the first event (priority -100) until opened,
+        /// then forwards each batch whole.
+        struct Relay: EventHandler {
+            let next: Sink<Order>
+            let gate: Counter
+            func handle(_ batch: inout EventBatch<Order>) throws {
+                if batch[0]?.priority == -100 {
+                    while gate.value == 0 { usleep(200) }
+                    return
+                }
+                try batch.forward(to: next)
+            }
+        }
+        let gate = Counter()
+        let orders = try runtime.addStage(
+            "orders", handler: Log(seen: seen, gate: gate),
+            options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 1, priorityClasses: 3))
+        let relayGate = Counter()
+        let relay = try runtime.addStage(
+            "relay", handler: Relay(next: orders, gate: relayGate),
+            options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 8))
+        try orders.enqueue(Order(priority: 1))  // taken at once; the handler waits
+        waitUntil("taken") { orders.count == 0 }
+        try relay.enqueue(Order(priority: -100))
+        waitUntil("relay held") { relay.count == 0 }
+
+        try orders.enqueue(Order(priority: 2), timeout: .seconds(5))  // class 2
+        try orders.enqueueMany([Order(priority: 1), Order(priority: 2)])  // class 1, whole
+        try orders.enqueueMany([Order(priority: 2), Order(priority: 0)])  // class 0, whole
+        try relay.enqueueMany([Order(priority: 2), Order(priority: 1)])
+        waitUntil("queued at the relay") { relay.count == 2 }
+        relayGate.add(1)
+        waitUntil("forwarded") { orders.count == 7 }  // class 1, whole
+        try orders.enqueueMany([Order(priority: 2)])  // class 2
+        gate.add(1)
+        waitUntil("all seen") { seen.withLock { $0.count } == 9 }
+        #expect(seen.withLock { $0 } == [1, 2, 0, 1, 2, 2, 1, 2, 2])
         try runtime.shutdown()
     }
 

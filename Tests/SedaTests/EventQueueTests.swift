@@ -96,10 +96,10 @@ struct EventQueueTests {
     }
 
     @Test func errorCodesRoundTrip() {
-        for e in [SedaError.full, .closed, .invalidArgument, .timedOut, .outOfMemory, .system(errno: 5)] {
+        for e in [SedaError.full, .closed, .invalidArgument, .timedOut, .outOfMemory, .system(errno: EROFS)] {
             #expect(SedaError(code: e.code) == e)
         }
-        #expect("\(SedaError.system(errno: 5))".contains("5"))
+        #expect("\(SedaError.system(errno: EROFS))".contains("\(EROFS)"))
     }
 
     /// Producers and consumers on real threads: every event arrives exactly

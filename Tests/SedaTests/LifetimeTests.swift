@@ -86,7 +86,7 @@ struct LifetimeTests {
         }
         let release = RuntimeRelease(
             handle: runtime.handle, stages: [("stuck", sink.stage)],
-            logger: log.logger, why: "test release", drainTimeout: .milliseconds(50))
+            logger: log.logger, coreLog: runtime.coreLog, why: "test release", drainTimeout: .milliseconds(50))
         #expect(release.run(destroy: false))
         opener.join()
         let errors = log.matching("given back unprocessed")

@@ -22,6 +22,20 @@ struct MetricsTests {
         try runtime.shutdown()
     }
 
+    /// Batches that blocked the shared threads are a counter: an operator
+    /// sees which stage's handler should have a dedicated pool.
+    @Test func stalledBatchesAreExported() throws {
+        let clock = SedaClock.manual()
+        let runtime = try Runtime(clock: clock)
+        let blocker = SharedThreadBlocker()
+        let sink = try runtime.addStage("sleepy", handler: blocker)
+        try blocker.block(Job(1, Life()), in: sink, runtime: runtime, clock: clock)
+        let endpoint = PrometheusEndpoint()
+        StageMetricsExporter(factory: endpoint.factory).export(runtime.snapshot())
+        #expect(endpoint.render().contains("seda_stage_stalled_batches_total{stage=\"sleepy\"} 1"))
+        try runtime.shutdown()
+    }
+
     /// The response-time controller's state reaches the metrics: an
     /// operator sees the admission rate next to the p90 and its target.
     @Test func responseTimeStateIsExported() throws {

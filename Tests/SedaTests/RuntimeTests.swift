@@ -1,3 +1,4 @@
+import CSedaCore
 import Glibc
 import Synchronization
 import Testing
@@ -209,7 +210,6 @@ struct RuntimeTests {
         toPong.withLock { $0 = pong }
         toPing.withLock { $0 = ping }
         for i in 0..<1000 { try ping.enqueue(Job(i, ttl: 100, life)) }
-        // The graph kept after the shutdown is the one learned before it.
         waitUntil("bouncing") { runtime.snapshot().stages.allSatisfy { $0.downstream.count == 1 } }
         try runtime.shutdown(.drain)
         #expect(finished.value == 1000, "every job ran its course before shutdown returned")
@@ -222,6 +222,50 @@ struct RuntimeTests {
         #expect(runtime.stageNames.isEmpty, "no stage is live any more")
         toPong.withLock { $0 = nil }
         toPing.withLock { $0 = nil }
+        #expect(life.balanced)
+    }
+
+    /// The final graph has the edges first used while draining: `first`
+    /// forwards nothing until the shutdown has begun.
+    @Test func theFinalGraphHasTheEdgesOfTheDrain() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        struct GatedForward: EventHandler {
+            let gate: PoolGate
+            let next: Sink<Job>
+            func handle(_ batch: inout EventBatch<Job>) throws {
+                while !gate.isOpen { usleep(200) }
+                for i in 0..<batch.count {
+                    if let job = batch.take(i) { try enqueueRetrying(next, job) }
+                }
+            }
+        }
+        let gate = PoolGate()
+        let second = try runtime.addStage("second", handler: DiscardJobs())
+        let first = try runtime.addStage(
+            "first", handler: GatedForward(gate: gate, next: second),
+            options: StageOptions(threadManager: .dedicated(threads: 1)))
+        let probe = try runtime.addStage("probe", handler: DiscardJobs())
+        for i in 0..<10 { try first.enqueue(Job(i, life)) }
+        #expect(runtime.snapshot()[stage: "first"]?.downstream == [])
+        // Outside enqueues fail with .closed from the shutdown's start on.
+        let opener = startThread(name: "opener") {
+            waitUntil("stopping") {
+                do throws(SedaError) {
+                    try probe.enqueue(Job(-1, life))
+                    return false
+                } catch {
+                    return error == .closed
+                }
+            }
+            gate.open()
+        }
+        try runtime.shutdown(.drain)
+        opener.join()
+        let final = runtime.snapshot()
+        #expect(final[stage: "second"]?.processed == 10)
+        #expect(final[stage: "first"]?.downstream == ["second"])
+        #expect(final[stage: "second"]?.downstream == [])
         #expect(life.balanced)
     }
 
@@ -392,7 +436,7 @@ struct BackpressureTests {
         waitUntil("handled") { results.withLock { $0.count } == 2 }
         #expect(results.withLock { $0 } == [nil, .wouldDeadlock], "full: would have to wait")
         #expect(runtime.snapshot()[stage: "other"]?.rejectedFull == 1)
-        #expect("\(SedaError.wouldDeadlock)".contains("must not wait for room"))
+        #expect("\(SedaError.wouldDeadlock)".contains("handler waiting for room in a queue"))
         gate.open.add(1)
         target.withLock { $0 = nil }
         try runtime.shutdown()
@@ -535,7 +579,7 @@ extension BackpressureTests {
                 threadManager: .dedicated(threads: 1), batchSize: 1,
                 queueCapacity: 8))
         try runtime.watch(stage: "slow", notify: watcher)
-        #expect(throws: SedaError.system(errno: EBUSY)) { try runtime.watch(stage: "slow", notify: watcher) }
+        #expect(throws: SedaError.stageAlreadyWatched("slow")) { try runtime.watch(stage: "slow", notify: watcher) }
         try sink.enqueue(Job(0, life))
         waitUntil("held") { gate.entered.value == 1 }
         for i in 1...8 { try sink.enqueue(Job(i, life)) }
@@ -674,28 +718,90 @@ extension RuntimeTests {
         try runtime.addStage("watched", handler: Recorder())
         try runtime.watch(stage: "watched", notify: states)
         for _ in 0..<3 {
-            #expect(throws: SedaError.system(errno: EBUSY)) { try runtime.watch(stage: "watched", notify: states) }
+            #expect(throws: SedaError.stageAlreadyWatched("watched")) {
+                try runtime.watch(stage: "watched", notify: states)
+            }
         }
         #expect(runtime.watchers.withLock { $0.count } == 1)
         try runtime.shutdown()
     }
 
-    /// The Swift side of blocked-handler detection: the C core reports a
-    /// handler blocking a shared thread; the runtime logs it once per stage,
-    /// naming the stage and what to do instead, and counts every report.
-    @Test func aBlockedHandlerIsLoggedOncePerStage() throws {
+    /// A handler that blocks the shared threads (bug 7, new user 3): the C
+    /// core notices, logs a warning once through the runtime's logger with
+    /// the stage as metadata, and counts every such batch in the stage's
+    /// statistics.
+    @Test func aBlockedHandlerIsLoggedOnceAndCounted() throws {
         let log = LogCapture()
-        let runtime = try Runtime(logger: log.logger)
-        runtime.handlerBlocked(stage: "sleepy", running: .seconds(2), usual: .microseconds(5))
-        runtime.handlerBlocked(stage: "sleepy", running: .seconds(2), usual: .microseconds(5))
-        runtime.handlerBlocked(stage: "other", running: .milliseconds(300), usual: nil)
-        let lines = log.matching("blocked a shared thread")
-        #expect(lines.count == 2)
-        #expect(lines.first?.level == .warning)
-        #expect(lines.first?.message.contains("stage 'sleepy'") == true)
-        #expect(lines.first?.message.contains(".dedicated") == true)
-        #expect(lines.first?.metadata["running"] == "2.0 s")
-        #expect(runtime.blockedHandlerReports == ["sleepy": 2, "other": 1])
+        let clock = SedaClock.manual()
+        let runtime = try Runtime(clock: clock, logger: log.logger)
+        let blocker = SharedThreadBlocker()
+        let sink = try runtime.addStage("sleepy", handler: blocker)
+        try blocker.pass(Job(0, Life()), through: sink, runtime: runtime)  // a quick batch first
+        for n in 1...2 { try blocker.block(Job(n, Life()), in: sink, runtime: runtime, clock: clock) }
+        #expect(runtime.snapshot()[stage: "sleepy"]?.stalledBatches == 2)
+        let lines = log.all.filter { $0.metadata["stage"] == "sleepy" && $0.level == .warning }
+        #expect(lines.count == 1, "logged once per stage, counted every time")
+        #expect(lines.first?.message.contains("blocked") == true)
+        #expect(lines.first?.message.contains("dedicated") == true)
         try runtime.shutdown()
+        #expect(runtime.snapshot()[stage: "sleepy"]?.stalledBatches == 2, "kept after shutdown")
+    }
+}
+
+/// A handler on the shared threads that blocks each batch until the test
+/// lets it go: a real blocking handler. The C core measures batches with the
+/// runtime's clock, so a manual clock moved by a second while the handler
+/// waits makes the batch "long" with no real time passing: nothing depends
+/// on how fast the machine is.
+final class SharedThreadBlocker: EventHandler, Sendable {
+    let entered = Counter()
+    let released = Counter()
+    func handle(_ batch: inout EventBatch<Job>) throws {
+        entered.add(1)
+        let n = entered.value  // concurrency 1: no other call counts meanwhile
+        while released.value < n { usleep(200) }
+    }
+
+    /// One batch that does not block.
+    func pass(_ job: Job, through sink: Sink<Job>, runtime: Runtime) throws {
+        let before = runtime.snapshot()[stage: sink.name]?.batches ?? 0
+        released.add(1)
+        try sink.enqueue(job)
+        waitUntil("handled") { runtime.snapshot()[stage: sink.name]?.batches == before + 1 }
+    }
+
+    /// One batch that blocks the shared thread for a second of `clock`.
+    func block(_ job: Job, in sink: Sink<Job>, runtime: Runtime, clock: SedaClock) throws {
+        let before = runtime.snapshot()[stage: sink.name]?.batches ?? 0
+        try sink.enqueue(job)
+        waitUntil("blocking") { entered.value == released.value + 1 }
+        try clock.advance(by: .seconds(1))
+        released.add(1)
+        // The stall is noted (and logged) before the batch is counted.
+        waitUntil("handled") { runtime.snapshot()[stage: sink.name]?.batches == before + 1 }
+    }
+}
+
+extension RuntimeTests {
+    /// SedaLimits are the C core's: a name and a batch size at the limit are
+    /// accepted by the core, one more is refused by both; the capacity a
+    /// batch is checked against is the one the core rounded to (1 → 2).
+    @Test func theLimitsAreTheCoresOwn() throws {
+        let life = Life()
+        let runtime = try Runtime()
+        let longest = String(repeating: "n", count: SedaLimits.stageNameBytes)
+        try runtime.addStage(longest, handler: DiscardJobs())
+        try runtime.setBatchSize(SedaLimits.batchSize, forStage: longest)
+        let stage = try runtime.sink(named: longest, of: Job.self).stage.pointer
+        #expect(seda_stage_set_batch_max(stage, UInt32(SedaLimits.batchSize + 1)) == -EINVAL)
+        #expect(throws: SedaError.invalidArgument) {
+            try runtime.setBatchSize(SedaLimits.batchSize + 1, forStage: longest)
+        }
+        let tiny = try runtime.addStage("tiny", handler: DiscardJobs(), options: StageOptions(queueCapacity: 1))
+        #expect(throws: SedaError.batchTooLarge(count: 3, capacity: 2)) {
+            try tiny.enqueueMany((0..<3).map { Job($0, life) })
+        }
+        try runtime.shutdown()
+        #expect(life.balanced)
     }
 }

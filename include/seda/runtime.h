@@ -224,6 +224,14 @@ typedef struct seda_stage_options {
      * thread-safe. HAND_BACK is a race with the stage's threads: batches
      * they took before the queue closed are still handled. */
     void (*drop)(void *ctx, void *event);
+    /* Receives, instead of `drop`, each control event the stage gives back
+     * (seda_stage_enqueue_control; only destroy and shutdown give those
+     * back, a queue discipline never drops one), on the same threads and
+     * with the same rules. Control events bypassed admission control, so a
+     * binding that accounts for admitted events (an admission controller's
+     * "left", see seda_batch_is_control) keeps them out here. NULL: `drop`
+     * receives them too. */
+    void (*drop_control)(void *ctx, void *event);
     /* Strict priority classes (1..SEDA_STAGE_MAX_CLASSES; 0: 1): one queue of
      * queue_capacity per class; the handler gets class 0's events first,
      * class 1's only when class 0 is empty, and so on. Plain enqueues go to
@@ -318,8 +326,26 @@ int seda_stage_enqueue_class(seda_stage_t *s, void *event, uint32_t cls);
  */
 int seda_stage_enqueue_control(seda_stage_t *s, void *event);
 
-/* All `count` events or none: returns count, -EAGAIN, -EPIPE or -EINVAL. */
+/*
+ * seda_stage_enqueue_wait into priority class `cls`. Returns as
+ * seda_stage_enqueue_wait, or -EINVAL for a class the stage does not have.
+ */
+int seda_stage_enqueue_wait_class(seda_stage_t *s, void *event, uint32_t cls, int64_t timeout_ns);
+
+/*
+ * Enqueues `count` events into the stage's last (lowest) class, all or none,
+ * adjacent and in order, with one stamp. Returns count; 0 for count 0;
+ * -EAGAIN (not enough room; counted once); -EPIPE; -EINVAL when count
+ * exceeds the queue's capacity (seda_stage_queue_capacity), which no wait
+ * could make room for. On failure every event still belongs to the caller.
+ */
 int seda_stage_enqueue_many(seda_stage_t *s, void *const *events, size_t count);
+
+/*
+ * seda_stage_enqueue_many into priority class `cls`. Returns as
+ * seda_stage_enqueue_many, or -EINVAL for a class the stage does not have.
+ */
+int seda_stage_enqueue_many_class(seda_stage_t *s, void *const *events, size_t count, uint32_t cls);
 
 /*
  * Inside a handler, about the batch it is running: whether events[index]
@@ -389,6 +415,11 @@ int seda_stage_watch(seda_stage_t *s, seda_stage_state_fn fn, void *ctx);
  * per class), for admission policies that run on every enqueue. */
 size_t seda_stage_queue_length(const seda_stage_t *s);
 
+/* How many events one of the stage's queues holds (each priority class has
+ * one): seda_stage_options.queue_capacity rounded up to a power of two (at
+ * least 2). The most one seda_stage_enqueue_many can take. Any thread. */
+size_t seda_stage_queue_capacity(const seda_stage_t *s);
+
 /*
  * Sets the largest batch the handler gets (1..SEDA_BATCH_MAX) while the stage runs
  * (Sandstorm's batching controller turns this knob); the next dequeue uses
@@ -413,10 +444,13 @@ size_t seda_runtime_each_stage(seda_runtime_t *rt, void (*fn)(void *ctx, seda_st
                                void *ctx);
 
 /*
- * The live stages this stage's handler has enqueued into, learned at run
- * time (destroyed ones are left out): writes up to `max` of them (new
- * references; release each) into out and returns how many there are, which
- * may exceed max.
+ * The stages this stage's handler has enqueued into, learned at run time:
+ * writes up to `max` of them (new references; release each) into out and
+ * returns how many there are, which may exceed max. Those are the live
+ * stages and, once seda_runtime_shutdown has run, the stages it took down:
+ * the runtime keeps them until seda_runtime_destroy, so the final graph
+ * (edges first used while draining included) stays readable. Stages taken
+ * down by seda_stage_destroy are left out.
  */
 size_t seda_stage_edges(const seda_stage_t *s, seda_stage_t **out, size_t max);
 

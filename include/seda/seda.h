@@ -13,6 +13,7 @@
 #define SEDA_SEDA_H
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define SEDA_VERSION_MAJOR 0
@@ -43,7 +44,10 @@ const char *seda_version(void);
     X(ENOMEM, "out of memory, or no thread could be started")                           \
     X(EEXIST, "already exists (a stage of that name)")                                  \
     X(ENOTSUP, "not supported by this kind of object")                                  \
-    X(EDEADLK, "would deadlock: the call would wait for the calling thread itself")     \
+    X(EDEADLK, "would deadlock: the call would wait for the calling thread itself, or " \
+               "for a handler waiting for it (a shutdown from a handler, a stage "      \
+               "destroyed from its own handler, a shared-thread handler waiting for "   \
+               "room in a queue)")                                                      \
     X(ENOSPC, "no room left (the run queue's stage budget, or the device)")             \
     X(EBUSY, "busy: taken already, or in use at this instant; try again")               \
     X(ENOENT, "not found (no such pending timer, stage or file)")                       \
@@ -82,6 +86,13 @@ const char *seda_strerror(int code);
  * "UNKNOWN" for a code outside the table. Static storage; thread-safe.
  */
 const char *seda_err_name(int code);
+
+/*
+ * The index-th code of SEDA_ERRNO_MAP, in table order, as a positive errno
+ * value; 0 past the end. For bindings that cannot expand the macro (Swift
+ * checks its error cases against the whole table with it). Any thread.
+ */
+int seda_err_code_at(size_t index);
 
 /* Kernel facilities the core can use, probed at run time (see seda_features). */
 enum seda_feature {

@@ -7,5 +7,6 @@ int baseline_echo_uv(int argc, char **argv);
 int baseline_http_pool(int argc, char **argv);
 int baseline_http_thread(int argc, char **argv);
 int baseline_http_epoll(int argc, char **argv);
+int baseline_gnutella_epoll(int argc, char **argv);
 
 #endif

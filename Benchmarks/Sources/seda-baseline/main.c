@@ -19,6 +19,7 @@ static const struct {
     {"http-pool", baseline_http_pool, "8 KB page, pool of 150 threads, blocking I/O"},
     {"http-thread", baseline_http_thread, "8 KB page, thread per connection, blocking I/O"},
     {"http-epoll", baseline_http_epoll, "8 KB page, the bare one-thread epoll responder"},
+    {"gnutella-epoll", baseline_gnutella_epoll, "Gnutella 0.4 router, one thread, bare epoll"},
 };
 
 static void usage(FILE *f)

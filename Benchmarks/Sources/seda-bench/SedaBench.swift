@@ -9,7 +9,7 @@ struct SedaBench: ParsableCommand {
         abstract: "Measure Seda beside its anchors, side by side in one run.",
         subcommands: [
             QueueBench.self, PipelineBench.self, TimerBench.self, GovernorBench.self, OverloadBench.self,
-            PollBench.self, DiskBench.self, HTTPPathBench.self,
+            PollBench.self, DiskBench.self, HTTPPathBench.self, GnutellaBench.self,
         ]
     )
 }

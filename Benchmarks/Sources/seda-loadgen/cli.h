@@ -12,5 +12,6 @@ long long cli_count(const char *s);
 int loadgen_asocket(int argc, char **argv);
 int loadgen_echo(int argc, char **argv);
 int loadgen_http(int argc, char **argv);
+int loadgen_gnutella(int argc, char **argv);
 
 #endif

@@ -42,7 +42,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: seda-loadgen <client> [options]   (seda-loadgen <client> --help)\n"
                "  asocket  the seed's aSocket benchmark: C connections x 1000 packets of 8 KB, 32-byte acks\n"
                "  echo     request/response echo: throughput and p50/p99 latency\n"
-               "  http     seda-load's engine: the seed's HTTP clients, or an open-loop rate\n");
+               "  http     seda-load's engine: the seed's HTTP clients, or an open-loop rate\n"
+               "  gnutella Gnutella 0.4 peers: a bursty descriptor stream or a trace, forwarding latency\n");
 }
 
 int main(int argc, char **argv)
@@ -57,6 +58,8 @@ int main(int argc, char **argv)
         return loadgen_echo(argc - 1, argv + 1);
     if (strcmp(argv[1], "http") == 0)
         return loadgen_http(argc - 1, argv + 1);
+    if (strcmp(argv[1], "gnutella") == 0)
+        return loadgen_gnutella(argc - 1, argv + 1);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);
         return 0;

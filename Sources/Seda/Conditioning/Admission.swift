@@ -123,8 +123,6 @@ final class RejectionCounts: Sendable {
 /// What the runtime needs of a stage's admission controller without knowing
 /// its event type.
 protocol AdmissionBoxing: AnyObject, Sendable {
-    /// The control events in the stage's queue.
-    var ledger: ControlEventLedger { get }
     /// The state of a response-time controller among the stage's policies.
     var responseTimeState: ResponseTimeControllerState? { get }
 }
@@ -132,21 +130,15 @@ protocol AdmissionBoxing: AnyObject, Sendable {
 /// A stage's admission controller, type-erased so that the runtime's
 /// registry can hold it; sinks of the stage share it.
 final class AdmissionBox<Event: AnyObject & Sendable>: AdmissionBoxing {
+    /// Told of every admitted event that leaves the queue; control events,
+    /// which bypass admission, never reach it: the handler skips those the C
+    /// core marks (`seda_batch_is_control`), and the stage gives them back
+    /// through `drop_control`, which does not tell admission.
     let controller: any AdmissionController<Event>
-    let ledger = ControlEventLedger()
     init(_ controller: any AdmissionController<Event>) { self.controller = controller }
 
     var responseTimeState: ResponseTimeControllerState? {
         (controller as? any ReportsResponseTime)?.responseTimeState
-    }
-
-    /// An event left the queue (handed to the handler, dropped, handed
-    /// back): tells the controller, unless it was a control event, which
-    /// never passed admission.
-    @inline(__always)
-    func left(_ event: Event) {
-        if ledger.take(event) { return }
-        controller.left(event)
     }
 }
 
@@ -155,48 +147,6 @@ final class AdmissionBox<Event: AnyObject & Sendable>: AdmissionBoxing {
 /// reports its first such policy's).
 protocol ReportsResponseTime {
     var responseTimeState: ResponseTimeControllerState? { get }
-}
-
-/// The control events (``Sink/enqueueControl(_:)``, timers, stage-state
-/// notices) waiting in a stage that has an admission controller, so that the
-/// controller's ``AdmissionController/left(_:)`` hears only of events it
-/// admitted: a control event released from a ``ByteLimit`` would take bytes
-/// it never added and loosen the cap for good.
-///
-/// A control event is noted before its enqueue and taken when it leaves the
-/// queue, by identity and count (an event enqueued twice as control is
-/// noted twice). The C core does not tell the handler which events came in
-/// as control events; until it does, this ledger costs one relaxed load per
-/// event while no control event waits, and a lock while one does.
-///
-/// Thread rules: any thread. ``add(_:)`` happens before the enqueue that
-/// publishes the event (the queue's release/acquire pair orders it before
-/// the consumer's ``take(_:)``); ``remove(_:)`` undoes an enqueue that failed.
-final class ControlEventLedger: Sendable {
-    /// Control events noted and not yet taken. Relaxed: the queue's own
-    /// release (enqueue) and acquire (dequeue) order it with the event.
-    private let pending = Atomic<Int>(0)
-    private let counts = Lock<[ObjectIdentifier: Int]>([:])
-
-    func add(_ event: AnyObject) {
-        counts.withLock { $0[ObjectIdentifier(event), default: 0] += 1 }
-        pending.add(1, ordering: .relaxed)
-    }
-
-    func remove(_ event: AnyObject) { _ = take(event) }
-
-    /// Whether `event` was noted as a control event (and forgets it once).
-    @inline(__always)
-    func take(_ event: AnyObject) -> Bool {
-        if pending.load(ordering: .relaxed) == 0 { return false }
-        return counts.withLock { c in
-            let id = ObjectIdentifier(event)
-            guard let n = c[id] else { return false }
-            if n == 1 { c.removeValue(forKey: id) } else { c[id] = n - 1 }
-            pending.subtract(1, ordering: .relaxed)
-            return true
-        }
-    }
 }
 
 /// An atomic Int (Synchronization's Atomic is ~Copyable; a class holds it).

@@ -1,4 +1,5 @@
 import CSedaCore
+import Glibc
 
 /// A stage's load changed: delivered to the stage that watches it
 /// (``Runtime/watch(stage:notify:)``), for application-level backpressure
@@ -55,8 +56,8 @@ extension Runtime {
     /// becomes clogged (an enqueue found its queue full) or drains again (its
     /// queue fell to a quarter of capacity), once per transition. One
     /// watcher per stage; install it before traffic. Throws
-    /// ``SedaError/noSuchStage(_:)``, or ``SedaError/system(errno:)`` (EBUSY)
-    /// if the stage is already watched.
+    /// ``SedaError/noSuchStage(_:)``, or ``SedaError/stageAlreadyWatched(_:)``
+    /// if the stage has a watcher already.
     public func watch(stage name: String, notify: Sink<StageStateEvent>) throws(SedaError) {
         let reg = registry.withLock { $0[name] }
         guard let reg else { throw .noSuchStage(name) }
@@ -65,10 +66,10 @@ extension Runtime {
         // keeps it for its lifetime once the stage took it (this frame keeps
         // it alive until then, callbacks included). A refused watcher is
         // not kept.
-        _ = try SedaError.check(
-            seda_stage_watch(
-                reg.stage.pointer, stageStateCallback,
-                Unmanaged.passUnretained(watcher).toOpaque()))
+        let r = seda_stage_watch(
+            reg.stage.pointer, stageStateCallback, Unmanaged.passUnretained(watcher).toOpaque())
+        if r == -EBUSY { throw .stageAlreadyWatched(name) }
+        _ = try SedaError.check(r)
         watchers.withLock { $0.append(watcher) }
     }
 }

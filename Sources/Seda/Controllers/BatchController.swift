@@ -117,9 +117,12 @@ public final class BatchController: @unchecked Sendable {
     /// ``SedaError/noSuchStage(_:)`` and ``SedaError/invalidConfiguration(_:)``.
     public func control(_ name: String, settings: BatchControllerSettings) throws(SedaError) {
         let at = "batching controller, stage '\(name)'"
-        guard settings.minBatch >= 1, settings.minBatch <= settings.maxBatch, settings.maxBatch <= 1024 else {
+        guard settings.minBatch >= 1, settings.minBatch <= settings.maxBatch,
+            settings.maxBatch <= SedaLimits.batchSize
+        else {
             throw .invalidConfiguration(
-                "\(at): expected 1 ≤ minBatch (\(settings.minBatch)) ≤ maxBatch (\(settings.maxBatch)) ≤ 1024")
+                "\(at): expected 1 ≤ minBatch (\(settings.minBatch)) ≤ maxBatch (\(settings.maxBatch)) "
+                    + "≤ \(SedaLimits.batchSize)")
         }
         guard settings.smoothConst >= 0, settings.smoothConst < 1 else {
             throw .invalidConfiguration("\(at): smoothConst \(settings.smoothConst) is not in 0..<1")
