@@ -24,6 +24,10 @@
 
 #include "file_internal.h"
 
+_Static_assert((int)SEDA_FILE_LOG_INFO == (int)SEDA_LOG_INFO &&
+                   (int)SEDA_FILE_LOG_WARNING == (int)SEDA_LOG_WARNING,
+               "file stage log levels are the runtime's");
+
 /* The largest read or write Linux performs in one call (MAX_RW_COUNT). */
 #define MAX_RW ((size_t)0x7ffff000)
 
@@ -38,8 +42,8 @@ void seda__file_log(struct seda_file_stage *fs, int level, const char *fmt, ...)
     va_end(ap);
     if (fs->opts.log)
         fs->opts.log(fs->opts.log_ctx, level, msg);
-    else if (level >= SEDA_FILE_LOG_WARNING)
-        fprintf(stderr, "seda: warning: %s\n", msg);
+    else /* the levels are the runtime's (file.h) */
+        seda__log(fs->rt, level, fs->name, "%s", msg);
 }
 
 /* ---- events -------------------------------------------------------------- */

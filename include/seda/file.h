@@ -192,6 +192,7 @@ typedef struct seda_file_sink {
     void *ctx;
 } seda_file_sink_t;
 
+/* The runtime's SEDA_LOG_INFO and SEDA_LOG_WARNING. */
 enum seda_file_log_level {
     SEDA_FILE_LOG_INFO = 1,
     SEDA_FILE_LOG_WARNING = 2,
@@ -228,7 +229,9 @@ typedef struct seda_file_stage_options {
      * line in the log; 1: register, with a warning if refused; -1: never.
      * seda-bench disk --registered measures it. Ignored by the other engines. */
     int register_buffers;
-    seda_file_log_fn log; /* NULL: warnings go to stderr */
+    /* NULL: through the runtime's log hook (seda_runtime_options.log), the
+     * file stage's name as the stage. */
+    seda_file_log_fn log;
     void *log_ctx;
     /* Receives (and owns) each completion whose sink stage refused it for
      * good (-EPIPE). NULL: the event is released. */
