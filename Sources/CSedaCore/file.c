@@ -705,6 +705,18 @@ int seda_file_stage_engine(const seda_file_stage_t *fs)
     return fs->ops->kind;
 }
 
+void seda_file_stage_retain(seda_file_stage_t *fs)
+{
+    /* Relaxed: the caller holds a reference. */
+    atomic_fetch_add_explicit(&fs->refs, 1, memory_order_relaxed);
+}
+
+void seda_file_stage_release(seda_file_stage_t *fs)
+{
+    if (fs)
+        seda__file_stage_unref(fs);
+}
+
 uint32_t seda_file_stage_thread(const seda_file_stage_t *fs)
 {
     return fs->home_index;

@@ -9,8 +9,9 @@
  *  - seda_file_retain: a handle stays readable after its CLOSE event is
  *    released, and requests on it are refused with -EBADF; after the stage
  *    is destroyed, with -EPIPE;
- *  - a pooled buffer and a retained handle outlive seda_file_stage_destroy
- *    (the stage's memory and arena go with the last of them).
+ *  - a pooled buffer, a retained handle and a retained stage outlive
+ *    seda_file_stage_destroy (the stage's memory and arena go with the
+ *    last of them); requests then are refused with -EPIPE.
  */
 #include "file_test.h"
 
@@ -128,8 +129,15 @@ static void retained_handles(int engine, const char *dir)
     seda_file_retain(f);
     unsigned char *b = seda_file_buffer_alloc(fs, LEN);
     CHECK(b);
+    seda_file_stage_retain(fs);
     seda_file_stage_destroy(fs); /* closes f */
-    memset(b, 7, LEN);           /* the arena is still there */
+    ft_collector_t late;
+    ft_collector_init(&late);
+    CHECK_RC(seda_file_open(fs, path, O_RDONLY, 0, &late.sink, NULL), -EPIPE);
+    CHECK_EQ(seda_file_stage_engine(fs), engine);
+    seda_file_stage_release(fs);
+    ft_collector_fini(&late);
+    memset(b, 7, LEN); /* the arena is still there */
     CHECK_RC(seda_file_read(f, 0, NULL, LEN, &c.sink, NULL), -EPIPE);
     CHECK_RC(seda_file_write_pooled(f, 0, b, LEN, &c.sink, NULL), -EPIPE);
     CHECK_EQ(seda_file_engine(f), seda_file_engine(f));

@@ -269,6 +269,17 @@ int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *
  */
 void seda_file_stage_destroy(seda_file_stage_t *fs);
 
+/*
+ * Keeps fs's memory after seda_file_stage_destroy, until the matching
+ * seda_file_stage_release: calls on it are then refused (-EPIPE; the
+ * queries below still answer). For bindings whose stage objects may be used
+ * by one thread while another destroys them. Any thread; the caller must
+ * hold a valid handle to retain.
+ */
+void seda_file_stage_retain(seda_file_stage_t *fs);
+/* Drops a seda_file_stage_retain. NULL is ignored. */
+void seda_file_stage_release(seda_file_stage_t *fs);
+
 /* The engine in use (never SEDA_DISK_DEFAULT). */
 int seda_file_stage_engine(const seda_file_stage_t *fs);
 
