@@ -5,24 +5,31 @@
  *
  * A request's life:
  *
- *   seda_file_read (any thread)           accepted: pending++, file ref++
+ *   seda_file_read (any thread)           accepted: pending++, file ref++,
+ *                                         held on the stage (drain waits)
  *     -> the file's route: the submission stage "<name>" (io_uring,
- *        libaio) or the pool "<name>.pool" (threads, open, close)
+ *        libaio), bound to the stage's home worker, or the pool
+ *        "<name>.pool" (threads, open, close)
  *     -> seda__file_precheck: closing? fault armed? (else fails it here)
  *     -> ops->prep, then one ops->flush per handler batch (io_uring_enter,
  *        io_submit); a full engine leaves requests in the backlog
- *     -> the kernel; its completion is signalled on ops->completion_fd
- *     -> seda__file_stage_reap (the reaper today, a worker loop later):
- *        ops->reap calls seda__file_kernel_done for each completion
+ *     -> the kernel; its completion is signalled on ops->completion_fd,
+ *        which the home worker's loop watches
+ *     -> ops->reap on that loop (file.c, on_completions) calls
+ *        seda__file_kernel_done for each completion; the backlog moves
  *     -> seda__file_complete: result, counters, pending--
- *     -> delivery to the sink (parked and retried while it is full)
+ *     -> delivery to the sink (parked and retried from the home loop's
+ *        timer while it is full); unheld once delivered
  *     -> file ref--; the last reference of a closing file closes it and
  *        delivers its CLOSE completion
  *
- * The completion side is "an fd to watch + a reap function", so that a
- * worker loop can watch the fd in its poller and call the reap function on
- * readiness. Until the worker loops exist, the reaper is a dedicated stage
- * "<name>.reap" with one thread that waits on the fd (file.c says more).
+ * The home worker. Every file stage belongs to one shared thread of the
+ * runtime (options bind_to_thread / thread_index, else spread round robin):
+ * its submission stage is bound there, its loop watches the completion fd,
+ * runs the retry timer and, when the runtime stops, finishes what the
+ * kernel holds. Submitter and reaper are one thread, so the engine's
+ * submission and completion sides need no lock and no fence between them,
+ * and the io_uring ring can be SINGLE_ISSUER | DEFER_TASKRUN.
  */
 #ifndef SEDA_FILE_INTERNAL_H
 #define SEDA_FILE_INTERNAL_H
@@ -34,6 +41,7 @@
 #include <sys/types.h>
 
 #include "internal.h"
+#include "loop.h"
 #include "seda/file.h"
 
 struct seda__file_engine; /* one per engine file */
@@ -49,6 +57,7 @@ typedef struct seda__file_req {
     mode_t mode;                  /* OPEN */
     struct seda_file *owned_file; /* CLOSE: the closed file, freed with the event */
     bool holds_file_ref;          /* ev.file's reference, dropped after delivery */
+    bool caller_buffer;           /* *_pooled: a refused request leaves the buffer to the caller */
     bool prechecked;              /* passed seda__file_precheck (left in the backlog) */
     /* Engine scratch (libaio's struct iocb lives here, see file_libaio.c). */
     _Alignas(16) unsigned char engine_area[64];
@@ -65,6 +74,10 @@ struct seda_file {
     /* 1 (the open file) + requests accepted and not yet delivered. The last
      * decrement closes the descriptor (see file.c, file_unref). */
     _Atomic uint32_t refs;
+    /* The handle's memory: 1 (its CLOSE event, or destroy for a file never
+     * closed) + seda_file_retain's. The last frees it (file_request.c,
+     * seda__file_mem_unref). */
+    _Atomic uint32_t mem_refs;
     /* Set by seda_file_close (API side): later calls get -EBADF. */
     _Atomic bool close_called;
     /* Set once the close is accepted or processed: requests not yet in the
@@ -75,9 +88,9 @@ struct seda_file {
 };
 
 /* What a file stage asks of an engine. Every call below except create,
- * destroy and the any_thread prep is made by one thread at a time: the
- * submission side (prep, flush, cancel_fd) by the submission stage's
- * handler, the completion side (reap) by the reaper; the two run at once. */
+ * register_buffers, destroy and the any_thread prep is made on the stage's
+ * home worker (the submission stage's handler, the loop's watcher, timer
+ * and tasks), or by destroy once that thread is gone. */
 struct seda__file_engine_ops {
     int kind; /* enum seda_disk_engine */
     /* 1: prep may be called from any thread (requests go straight to the
@@ -88,6 +101,10 @@ struct seda__file_engine_ops {
      * the thread pool. */
     int needs_direct;
     int (*create)(struct seda_file_stage *fs, struct seda__file_engine **out);
+    /* On the home worker, before its first prep: binds the engine to that
+     * thread (io_uring: enables a ring created disabled). NULL if nothing
+     * to do. Returns 0 or a negative errno (the stage then fails requests). */
+    int (*start)(struct seda__file_engine *e);
     /* Stops taking requests and hands back the queued ones (threads); NULL
      * for engines whose kernel side is drained by the file stage. */
     void (*stop)(struct seda__file_engine *e);
@@ -102,9 +119,11 @@ struct seda__file_engine_ops {
     int (*flush)(struct seda__file_engine *e);
     /* Readable when completions are ready; -1 if the engine has none. */
     int (*completion_fd)(struct seda__file_engine *e);
-    /* Reaps up to max ready completions without blocking, calling
-     * seda__file_kernel_done for each. Returns how many. */
-    size_t (*reap)(struct seda__file_engine *e, size_t max);
+    /* Resets the completion fd and reaps every completion ready, without
+     * blocking, calling seda__file_kernel_done for each; a completion that
+     * arrives meanwhile either is reaped too or signals the fd again.
+     * Returns how many. */
+    size_t (*reap)(struct seda__file_engine *e);
     /* Asks the kernel to cancel every request in flight on fd (best effort;
      * NULL if it cannot). */
     void (*cancel_fd)(struct seda__file_engine *e, int fd);
@@ -153,27 +172,49 @@ struct seda_file_stage {
     struct seda__file_engine *engine;
     struct seda__file_engine *pool; /* the threads engine (open, close, fallbacks) */
     seda_stage_t *submit;           /* NULL on the threads engine */
-    seda_stage_t *reap;
-    seda_stage_t *pool_stage; /* set by the threads engine */
+    seda_stage_t *pool_stage;       /* set by the threads engine */
+    /* Where accepted requests are held until delivered (the drain waits for
+     * them): the submission stage, or the pool on the threads engine. */
+    seda_stage_t *hold;
 
     struct seda__file_buffers buffers;
     int buffers_registered;
 
-    /* Submission side: touched only by the submission stage's handler (or by
-     * destroy once that stage is gone). */
-    seda__file_req_t *backlog_head, *backlog_tail;
-    /* Set (seq_cst) by the submitter that leaves requests in the backlog,
-     * cleared by the reaper that sends a kick: the Dekker pair with
-     * in_kernel (file.c, submit_backlog and seda__file_stage_reap). */
-    _Atomic bool backlog_waiting;
-    /* Requests prepared for the kernel and not yet reaped. Raised by the
-     * submitter before its flush, lowered by the reaper after reaping;
-     * seq_cst, paired with reaper_armed (file.c, arm_reaper). */
-    _Atomic int64_t in_kernel;
-    _Atomic bool reaper_armed;
-    bool flush_failed; /* submitter only: a flush is owed */
+    /* The home worker (see the top of this file). */
+    struct seda__loop *home;
+    uint32_t home_index;
 
-    /* Completions whose sink was full, retried by the reaper. */
+    /* ---- Home worker only (or destroy, once that thread is gone) ---- */
+    seda__file_req_t *backlog_head, *backlog_tail;
+    bool flush_failed;             /* a flush is owed */
+    bool attached;                 /* started on the home loop: watching, exit task set */
+    bool detached;                 /* done with the home loop for good */
+    bool stopping;                 /* destroy asked: finish what the kernel holds, then detach */
+    bool watch_failed;             /* the poller refused the fd: the timer reaps */
+    struct seda__watcher watcher;  /* the completion fd */
+    struct seda__loop_timer tick;  /* retries: parked completions, flushes */
+    struct seda__task attach_task; /* posted at create */
+    struct seda__task arm_task;    /* posted to start the tick from another thread */
+    struct seda__task detach_task; /* posted by destroy */
+    struct seda__task exit_task;   /* the loop exits with the stage attached */
+
+    /* Requests prepared for the kernel and not yet reaped. Written on the
+     * home worker only; read by statistics (relaxed). */
+    _Atomic int64_t in_kernel;
+    /* The tick is running or about to (arm_tick). Pairs with retry_count
+     * (seda__file_arm_tick and the tick). */
+    _Atomic bool tick_armed;
+    /* arm_task is in the home loop's inbox (set by the poster, cleared when
+     * it starts running): one node, one post at a time. */
+    _Atomic bool arm_posted;
+    /* Set by destroy before it posts detach_task: from then on nothing new
+     * is posted to the home loop. Release/acquire. */
+    _Atomic bool no_posts;
+    /* Set on the home worker when it has detached after detach_task (or at
+     * its exit with detach_task already run): destroy waits for it. */
+    _Atomic bool detach_done;
+
+    /* Completions whose sink was full, retried by the tick. */
     pthread_mutex_t retry_lock;
     seda__file_req_t *retry_head, *retry_tail;
     _Atomic uint64_t retry_count;
@@ -192,13 +233,16 @@ struct seda_file_stage {
 
     _Atomic bool warned_alignment;
     _Atomic bool destroying;
-    /* 1 (the application's handle) + completion events not yet released:
-     * the memory goes with the last (file.c, fs_unref). */
+    /* The stage's memory (and its buffer arena): 1 (the application's
+     * handle) + completion events not yet released + pooled buffers the
+     * application holds + retained file handles. The last frees it
+     * (seda__file_stage_unref). */
     _Atomic uint64_t refs;
+    _Atomic uint64_t events_live; /* completion events not yet released (statistics) */
 
     _Atomic uint64_t accepted, completed, failed, canceled, bytes_read, bytes_written;
     _Atomic uint64_t submit_calls, pending, delivery_retries, undeliverable, direct_fallbacks;
-    _Atomic uint64_t files_open;
+    _Atomic uint64_t files_open, reap_calls;
 };
 
 /* Logs a line through opts.log (or stderr), printf style. */
@@ -230,12 +274,15 @@ void seda__file_do_close(seda__file_req_t *r);
 /* Drops a request's reference on its file (the last one closes it). */
 void seda__file_unref(struct seda_file *f);
 
+/* Drops a reference on a file handle's memory (the last frees it). */
+void seda__file_mem_unref(struct seda_file *f);
+
 /* Drops one of the stage's refs; the last frees it (file.c). */
 void seda__file_stage_unref(struct seda_file_stage *fs);
 
-/* Makes sure the reaper will run (file.c): after raising in_kernel or
- * parking a completion. */
-void seda__file_arm_reaper(struct seda_file_stage *fs);
+/* Makes sure the home loop's tick will run (file.c): after parking a
+ * completion (a seq_cst raise of retry_count first). Any thread. */
+void seda__file_arm_tick(struct seda_file_stage *fs);
 
 /* Retries the parked completions once. Returns how many were tried. */
 size_t seda__file_retry_parked(struct seda_file_stage *fs);
@@ -246,17 +293,5 @@ void seda__file_deliver_parked_waiting(struct seda_file_stage *fs, int64_t timeo
 
 /* Whether the armed fault hits an O_DIRECT open (SEDA_FILE_FAULT_NO_DIRECT). */
 bool seda__file_fault_no_direct(struct seda_file_stage *fs);
-
-/*
- * The completion side, for whoever watches seda__file_stage_completion_fd:
- * reaps up to max completions (reading the eventfd first), delivers them,
- * and kicks the submission stage if requests wait for room. Returns how many
- * were reaped. One caller at a time.
- */
-size_t seda__file_stage_reap(struct seda_file_stage *fs, size_t max);
-
-/* The descriptor that becomes readable when the stage's engine has
- * completions, or -1 (threads engine). */
-int seda__file_stage_completion_fd(struct seda_file_stage *fs);
 
 #endif /* SEDA_FILE_INTERNAL_H */

@@ -1,7 +1,7 @@
 /*
  * The libaio engine: Linux native AIO (io_submit / io_getevents), one AIO
  * context per file stage, completions signalled on an eventfd
- * (io_set_eventfd on every iocb): the descriptor a worker loop will watch.
+ * (io_set_eventfd on every iocb), which the stage's home worker watches.
  *
  * O_DIRECT only. Linux AIO is asynchronous only for O_DIRECT files: on a
  * buffered file io_submit does the whole read or write before it returns,
@@ -81,9 +81,8 @@ static int aio_prep(struct seda__file_engine *e, seda__file_req_t *r)
     seda_file_event_t *ev = &r->ev;
     if (ev->op < SEDA_FILE_READ || ev->op > SEDA_FILE_FDATASYNC)
         return -EINVAL; /* never: open and close go to the pool */
-    /* seq_cst: the capacity check of the Dekker pair in file.c
-     * (submit_backlog / seda__file_stage_reap). It also bounds `pending`. */
-    if (atomic_load(&e->fs->in_kernel) >= (int64_t)e->depth)
+    /* Also bounds `pending`. */
+    if (atomic_load_explicit(&e->fs->in_kernel, memory_order_relaxed) >= (int64_t)e->depth)
         return -EAGAIN;
     struct iocb *cb = (struct iocb *)(void *)r->engine_area;
     int fd = ev->file->fd;
@@ -127,22 +126,24 @@ static int aio_completion_fd(struct seda__file_engine *e)
     return e->efd;
 }
 
-static size_t aio_reap(struct seda__file_engine *e, size_t max)
+static size_t aio_reap(struct seda__file_engine *e)
 {
     enum { CHUNK = 64 };
+    /* The eventfd first: a completion after this read signals it again. */
+    uint64_t v;
+    (void)!read(e->efd, &v, sizeof v); /* EAGAIN: nothing signalled since the last read */
     size_t total = 0;
-    while (total < max) {
+    for (;;) {
         struct io_event evs[CHUNK];
         struct timespec zero = { 0, 0 };
-        long want = (long)(max - total < CHUNK ? max - total : CHUNK);
-        int n = io_getevents(e->ctx, 0, want, evs, &zero);
+        int n = io_getevents(e->ctx, 0, CHUNK, evs, &zero);
         if (n <= 0)
             break;
         for (int i = 0; i < n; i++)
             seda__file_kernel_done(e->fs, evs[i].data,
                                    (long)evs[i].res); /* -errno encoded in res */
         total += (size_t)n;
-        if (n < want)
+        if (n < CHUNK)
             break;
     }
     return total;

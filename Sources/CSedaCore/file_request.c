@@ -8,7 +8,9 @@
  * its completion is delivered, so the CLOSE completion comes last and the
  * descriptor is not closed under a request), a reference on its sink stage
  * (until delivered), and one of the file stage's `refs` (until the event is
- * released: the stage's memory outlives every event, see fs_unref).
+ * released: the stage's memory outlives every event, see fs_unref), and a
+ * unit held on the stage's hold stage (until delivered: a DRAIN shutdown
+ * waits for requests in the kernel and completions parked on a full sink).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +23,10 @@
 #include <unistd.h>
 
 #include "file_internal.h"
+
+_Static_assert((int)SEDA_FILE_LOG_INFO == (int)SEDA_LOG_INFO &&
+                   (int)SEDA_FILE_LOG_WARNING == (int)SEDA_LOG_WARNING,
+               "file stage log levels are the runtime's");
 
 /* The largest read or write Linux performs in one call (MAX_RW_COUNT). */
 #define MAX_RW ((size_t)0x7ffff000)
@@ -36,8 +42,8 @@ void seda__file_log(struct seda_file_stage *fs, int level, const char *fmt, ...)
     va_end(ap);
     if (fs->opts.log)
         fs->opts.log(fs->opts.log_ctx, level, msg);
-    else if (level >= SEDA_FILE_LOG_WARNING)
-        fprintf(stderr, "seda: warning: %s\n", msg);
+    else /* the levels are the runtime's (file.h) */
+        seda__log(fs->rt, level, fs->name, "%s", msg);
 }
 
 /* ---- events -------------------------------------------------------------- */
@@ -61,6 +67,7 @@ static seda__file_req_t *req_new(struct seda_file_stage *fs, int op, seda_file_t
     /* Pairs with the acq_rel decrement in seda__file_stage_unref; relaxed
      * suffices for an increment made while another reference is held. */
     atomic_fetch_add_explicit(&fs->refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&fs->events_live, 1, memory_order_relaxed);
     return r;
 }
 
@@ -73,9 +80,16 @@ void seda_file_event_release(seda_file_event_t *ev)
     if (ev->flags & SEDA_FILE_EVENT_OWNS_BUFFER)
         seda__file_buffers_free(&fs->buffers, ev->buf);
     free(r->path);
-    free(r->owned_file);
+    if (r->owned_file)
+        seda__file_mem_unref(r->owned_file);
     free(r);
+    atomic_fetch_sub_explicit(&fs->events_live, 1, memory_order_relaxed);
     seda__file_stage_unref(fs);
+}
+
+seda_file_stage_t *seda_file_event_stage(const seda_file_event_t *ev)
+{
+    return ((const seda__file_req_t *)ev)->fs; /* ev is the first member */
 }
 
 void *seda_file_event_take_buffer(seda_file_event_t *ev)
@@ -83,6 +97,9 @@ void *seda_file_event_take_buffer(seda_file_event_t *ev)
     if (!ev || !(ev->flags & SEDA_FILE_EVENT_OWNS_BUFFER))
         return NULL;
     ev->flags &= ~(uint32_t)SEDA_FILE_EVENT_OWNS_BUFFER;
+    /* The buffer now keeps the stage's memory (its arena) itself; relaxed:
+     * the event's own reference is held meanwhile. */
+    atomic_fetch_add_explicit(&req_of(ev)->fs->refs, 1, memory_order_relaxed);
     return ev->buf;
 }
 
@@ -107,6 +124,7 @@ static void park(struct seda_file_stage *fs, seda__file_req_t *r);
 static void deliver(seda__file_req_t *r)
 {
     struct seda_file_stage *fs = r->fs;
+    seda_stage_t *hold = fs->hold;
     seda_file_t *f = r->holds_file_ref ? r->ev.file : NULL;
     seda_file_sink_t sink = r->sink;
     if (sink.stage) {
@@ -123,9 +141,10 @@ static void deliver(seda__file_req_t *r)
     }
     if (f)
         file_unref(f);
+    seda__stage_unhold(hold); /* after the enqueue: the drain sees it there */
 }
 
-/* The sink was full: keep the completion for the reaper to retry. */
+/* The sink was full: keep the completion for the home loop's tick. */
 static void park(struct seda_file_stage *fs, seda__file_req_t *r)
 {
     r->next = NULL;
@@ -137,10 +156,10 @@ static void park(struct seda_file_stage *fs, seda__file_req_t *r)
     fs->retry_tail = r;
     pthread_mutex_unlock(&fs->retry_lock);
     atomic_fetch_add_explicit(&fs->delivery_retries, 1, memory_order_relaxed);
-    /* seq_cst, before arming: pairs with the reaper's clear-then-check of
-     * reaper_armed (file.c, reap_handler). */
+    /* seq_cst, before arming: pairs with the tick's clear-then-check of
+     * tick_armed (file.c, tick_fire). */
     atomic_fetch_add(&fs->retry_count, 1);
-    seda__file_arm_reaper(fs);
+    seda__file_arm_tick(fs);
 }
 
 size_t seda__file_retry_parked(struct seda_file_stage *fs)
@@ -185,6 +204,7 @@ void seda__file_deliver_parked_waiting(struct seda_file_stage *fs, int64_t timeo
         seda_stage_release(stage);
         if (f)
             file_unref(f);
+        seda__stage_unhold(fs->hold);
         r = next;
     }
 }
@@ -210,13 +230,12 @@ void seda__file_complete(seda__file_req_t *r, int64_t result)
 
 void seda__file_kernel_done(struct seda_file_stage *fs, seda__file_req_t *r, int64_t result)
 {
-    /* seq_cst: pairs with the submitter's backlog_waiting store and
-     * in_kernel load (file.c, submit_backlog). Its acquire half also makes
-     * the submitter's writes to r (before its release increment in prep_one)
-     * visible here before r is touched: the kernel, which carried r from the
-     * submission queue to this completion, is invisible to the C memory
-     * model and to ThreadSanitizer. */
-    atomic_fetch_sub(&fs->in_kernel, 1);
+    /* The home worker both raised in_kernel (file.c, prep_one) and lowers
+     * it here: a load and a store (statistics read it relaxed). The same
+     * thread wrote r before the kernel carried it here. */
+    atomic_store_explicit(&fs->in_kernel,
+                          atomic_load_explicit(&fs->in_kernel, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
     /* A request the kernel interrupted because its file's close asked to
      * cancel it (an io_uring worker signalled mid-way) was cancelled. */
     if (result == -EINTR && r->ev.file &&
@@ -329,6 +348,29 @@ void seda__file_unref(seda_file_t *f)
     file_unref(f);
 }
 
+void seda__file_mem_unref(seda_file_t *f)
+{
+    /* acq_rel: the thread that frees sees every holder's use first. */
+    if (atomic_fetch_sub_explicit(&f->mem_refs, 1, memory_order_acq_rel) == 1)
+        free(f);
+}
+
+void seda_file_retain(seda_file_t *f)
+{
+    /* Relaxed: the caller holds a valid handle, so one reference at least. */
+    atomic_fetch_add_explicit(&f->mem_refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&f->fs->refs, 1, memory_order_relaxed);
+}
+
+void seda_file_release(seda_file_t *f)
+{
+    if (!f)
+        return;
+    struct seda_file_stage *fs = f->fs;
+    seda__file_mem_unref(f);
+    seda__file_stage_unref(fs);
+}
+
 /* The direct-I/O alignment the file system asks for (statx STATX_DIOALIGN),
  * or 4096 (every device's logical block size divides it) if it does not say. */
 static void dio_alignment(int fd, uint32_t *mem, uint32_t *off)
@@ -406,6 +448,7 @@ void seda__file_do_open(seda__file_req_t *r)
     if (direct)
         dio_alignment(fd, &f->mem_align, &f->offset_align);
     atomic_init(&f->refs, 1);
+    atomic_init(&f->mem_refs, 1);
     pthread_mutex_lock(&fs->files_lock);
     f->next = fs->files;
     if (fs->files)
@@ -420,6 +463,11 @@ void seda__file_do_open(seda__file_req_t *r)
 uint32_t seda_file_alignment(const seda_file_t *f)
 {
     return f->mem_align > f->offset_align ? f->mem_align : f->offset_align;
+}
+
+seda_file_stage_t *seda_file_stage_of(const seda_file_t *f)
+{
+    return f->fs;
 }
 
 int seda_file_is_direct(const seda_file_t *f)
@@ -472,11 +520,13 @@ static int accept_request(struct seda_file_stage *fs, seda_file_t *f, seda__file
     if (r->sink.stage)
         seda_stage_retain(r->sink.stage);
     r->ev.accepted_ns = seda__now_ns();
+    seda__stage_hold(fs->hold); /* before it can complete */
     e = route(fs, f, r);
     if (e == 0) {
         atomic_fetch_add_explicit(&fs->accepted, 1, memory_order_relaxed);
         return 0;
     }
+    seda__stage_unhold(fs->hold);
     if (r->sink.stage)
         seda_stage_release(r->sink.stage);
 unref:
@@ -485,6 +535,8 @@ unref:
 unpend:
     atomic_fetch_sub_explicit(&fs->pending, 1, memory_order_relaxed);
 refuse:
+    if (r->caller_buffer) /* the caller keeps its buffer */
+        r->ev.flags &= ~(uint32_t)SEDA_FILE_EVENT_OWNS_BUFFER;
     seda_file_event_release(&r->ev);
     return e;
 }
@@ -526,7 +578,7 @@ static int check_aligned(seda_file_t *f, uint64_t offset, const void *buf, size_
     return -EINVAL;
 }
 
-static int rw_request(seda_file_t *f, int op, uint64_t offset, void *buf, size_t len,
+static int rw_request(seda_file_t *f, int op, uint64_t offset, void *buf, size_t len, bool pooled,
                       const seda_file_sink_t *sink, void *user)
 {
     if (!f || !sink_ok(sink) || len == 0 || len > MAX_RW || offset > (uint64_t)INT64_MAX - len ||
@@ -539,7 +591,10 @@ static int rw_request(seda_file_t *f, int op, uint64_t offset, void *buf, size_t
     seda__file_req_t *r = req_new(fs, op, f, sink, user);
     if (!r)
         return -ENOMEM;
-    if (!buf) {
+    if (pooled) { /* the caller's pooled buffer travels in the request */
+        r->ev.flags |= SEDA_FILE_EVENT_OWNS_BUFFER;
+        r->caller_buffer = true;
+    } else if (!buf) {
         buf = seda__file_buffers_alloc(&fs->buffers, len);
         if (!buf) {
             seda_file_event_release(&r->ev);
@@ -550,19 +605,39 @@ static int rw_request(seda_file_t *f, int op, uint64_t offset, void *buf, size_t
     r->ev.offset = offset;
     r->ev.buf = buf;
     r->ev.len = len;
-    return accept_request(fs, f, r);
+    int accepted = accept_request(fs, f, r);
+    /* A pooled buffer given to the request no longer keeps the stage's
+     * memory: the event does (and may be gone already: fs is not touched
+     * after this). */
+    if (accepted == 0 && pooled)
+        seda__file_stage_unref(fs);
+    return accepted;
 }
 
 int seda_file_read(seda_file_t *f, uint64_t offset, void *buf, size_t len,
                    const seda_file_sink_t *sink, void *user)
 {
-    return rw_request(f, SEDA_FILE_READ, offset, buf, len, sink, user);
+    return rw_request(f, SEDA_FILE_READ, offset, buf, len, false, sink, user);
 }
 
 int seda_file_write(seda_file_t *f, uint64_t offset, const void *buf, size_t len,
                     const seda_file_sink_t *sink, void *user)
 {
-    return rw_request(f, SEDA_FILE_WRITE, offset, (void *)buf, len, sink, user);
+    return rw_request(f, SEDA_FILE_WRITE, offset, (void *)buf, len, false, sink, user);
+}
+
+int seda_file_read_pooled(seda_file_t *f, uint64_t offset, void *buf, size_t len,
+                          const seda_file_sink_t *sink, void *user)
+{
+    if (!buf)
+        return -EINVAL;
+    return rw_request(f, SEDA_FILE_READ, offset, buf, len, true, sink, user);
+}
+
+int seda_file_write_pooled(seda_file_t *f, uint64_t offset, void *buf, size_t len,
+                           const seda_file_sink_t *sink, void *user)
+{
+    return rw_request(f, SEDA_FILE_WRITE, offset, buf, len, true, sink, user);
 }
 
 int seda_file_sync(seda_file_t *f, int datasync, const seda_file_sink_t *sink, void *user)
@@ -604,11 +679,16 @@ int seda_file_close(seda_file_t *f, const seda_file_sink_t *sink, void *user)
 
 void *seda_file_buffer_alloc(seda_file_stage_t *fs, size_t len)
 {
-    return fs ? seda__file_buffers_alloc(&fs->buffers, len) : NULL;
+    void *buf = fs ? seda__file_buffers_alloc(&fs->buffers, len) : NULL;
+    if (buf) /* it keeps the arena: relaxed, the caller holds the stage */
+        atomic_fetch_add_explicit(&fs->refs, 1, memory_order_relaxed);
+    return buf;
 }
 
 void seda_file_buffer_free(seda_file_stage_t *fs, void *buf)
 {
-    if (fs)
-        seda__file_buffers_free(&fs->buffers, buf);
+    if (!fs || !buf)
+        return;
+    seda__file_buffers_free(&fs->buffers, buf);
+    seda__file_stage_unref(fs);
 }

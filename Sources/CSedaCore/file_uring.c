@@ -1,24 +1,37 @@
 /*
- * The io_uring engine: one ring per file stage.
+ * The io_uring engine: one ring per file stage, submitted and reaped on the
+ * stage's home worker.
  *
- * Why a ring of its own, and not the worker's poller ring: the poller's
- * rings are SINGLE_ISSUER | DEFER_TASKRUN, owned by one worker each, while
- * file requests come from any thread through the submission stage, whose
- * handler runs on whichever shared thread picks it up. Sharing a worker's
- * ring would need a post to that worker per batch (a cross-thread hop the
- * stage's batching exists to avoid). Here the submission queue has one
- * producer at a time (the submission stage has concurrency 1) and the
- * completion queue one consumer (the reaper), so neither side takes a lock.
- * The cost: without DEFER_TASKRUN, the kernel runs a completion's task work
- * on the thread that submitted it, waking it if it sleeps. Once worker loops
- * exist, a per-worker disk ring submitted and reaped by its own worker could
- * take DEFER_TASKRUN too (docs/design/io.md, section 5).
+ * The ring belongs to one thread: the home worker's submission handler
+ * fills and submits it, the same worker's loop reaps it when its eventfd
+ * (io_uring_register_eventfd) becomes readable. So it is created
+ * IORING_SETUP_SINGLE_ISSUER, disabled (R_DISABLED) by the creating thread,
+ * which registers the eventfd and the buffers, and enabled by the home
+ * worker (start), which SINGLE_ISSUER then binds it to.
+ *
+ * Not DEFER_TASKRUN, though submitter and reaper are one thread. With it,
+ * completions wait as work queued for the submitter until it enters the
+ * ring, and the kernel signals the eventfd when the first of a batch is
+ * queued and again when entering posts their CQEs. Two ways to reap were
+ * tried: (1) enter (get_events), reset the eventfd, take the CQEs, and go
+ * round again while IORING_SQ_TASKRUN says work is left (one enter runs 20
+ * items at most): on 6.18 it spun for good, the flag set with no work
+ * queued and nothing in flight; (2) reset the eventfd, then one enter that
+ * waits for in_kernel completions with a zero timeout (it runs that many
+ * items), then take: correct, but its own CQE post leaves the eventfd
+ * readable, one empty reap more per batch, and it measured worse: 4 KiB
+ * random reads at QD1, three rounds on a loaded 2-CPU VM, 1.2-2.5k IOPS and
+ * 70-98 us of CPU per I/O, against 3.0-4.2k and 31-58 us for SINGLE_ISSUER
+ * alone (QD32 reads and writes: equal within the noise). SEDA_DISK_URING_SETUP
+ * =defer keeps (2) selectable for measuring it again.
+ *
+ * Why a ring per file stage and not the home worker's poller ring (when the
+ * runtime's poller is io_uring): docs/design/io.md section 5.
  *
  * The ring: depth SQ entries (requests in the kernel at most), a CQ twice
  * that (the kernel's default) so that cancellations have room beside a full
  * load, IORING_SETUP_SUBMIT_ALL so one bad SQE does not stop the rest of a
- * batch. Completions signal an eventfd (io_uring_register_eventfd): that is
- * the descriptor a worker loop will watch.
+ * batch.
  *
  * Registered buffers: the buffer pool's arena can be registered as one fixed
  * buffer, and requests whose bytes lie in it use READ_FIXED / WRITE_FIXED,
@@ -27,7 +40,9 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -40,17 +55,35 @@ struct seda__file_engine {
     struct seda_file_stage *fs;
     struct io_uring ring;
     int efd;
-    uint32_t depth; /* requests in the kernel, at most */
+    bool disabled;   /* created R_DISABLED: start enables it */
+    int start_error; /* why enabling failed: every request completes with it */
+    bool defer;      /* DEFER_TASKRUN: reap asks for the completion work */
+    uint32_t depth;  /* requests in the kernel, at most */
     uint32_t cq_entries;
     unsigned unsubmitted; /* SQEs prepared since the last flush (submitter only) */
-    /* Cancel SQEs not yet reaped: raised by the submitter, lowered by the
-     * reaper; only bounds how many cancels may be outstanding (relaxed). */
+    /* Cancel SQEs not yet reaped (home worker only; relaxed). */
     _Atomic int64_t cancels;
     const unsigned char *fixed_base;
     size_t fixed_len;
 };
 
 static char cancel_tag; /* user_data of cancel SQEs */
+
+/*
+ * The ring's setup. The default, SINGLE_ISSUER (6.0), tells the kernel one
+ * thread submits (it skips locking on that path); without it (older
+ * kernels), a plain ring. DEFER_TASKRUN is measured, not used: see the top
+ * of this file. SEDA_DISK_URING_SETUP=single|plain|defer chooses one (for
+ * measuring them: seda-bench disk; the tests run every one).
+ */
+enum { SETUP_SINGLE, SETUP_PLAIN, SETUP_BARE, SETUP_DEFER, SETUPS };
+static const unsigned setups[SETUPS] = {
+    [SETUP_SINGLE] = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_R_DISABLED,
+    [SETUP_PLAIN] = IORING_SETUP_SUBMIT_ALL, /* 5.18 */
+    [SETUP_BARE] = 0,
+    [SETUP_DEFER] = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+                    IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED, /* 6.1 */
+};
 
 static int uring_create(struct seda_file_stage *fs, struct seda__file_engine **out)
 {
@@ -59,11 +92,23 @@ static int uring_create(struct seda_file_stage *fs, struct seda__file_engine **o
         return -ENOMEM;
     e->fs = fs;
     e->depth = fs->opts.queue_depth;
-    struct io_uring_params p = { .flags = IORING_SETUP_SUBMIT_ALL };
-    int r = io_uring_queue_init_params(e->depth, &e->ring, &p);
-    if (r == -EINVAL) { /* before 5.18 */
-        struct io_uring_params plain = { 0 };
-        p = plain;
+    /* The default falls back along single, plain, bare; a forced setup
+     * does not fall back. */
+    int first = SETUP_SINGLE, last = SETUP_BARE;
+    const char *forced = getenv("SEDA_DISK_URING_SETUP");
+    if (forced && *forced) {
+        if (strcmp(forced, "defer") == 0)
+            first = last = SETUP_DEFER;
+        else if (strcmp(forced, "plain") == 0)
+            first = last = SETUP_PLAIN;
+        else if (strcmp(forced, "single") == 0)
+            first = last = SETUP_SINGLE;
+    }
+    struct io_uring_params p;
+    int r = -EINVAL;
+    for (int i = first; i <= last && r == -EINVAL; i++) { /* -EINVAL: a flag this kernel lacks */
+        memset(&p, 0, sizeof p);
+        p.flags = setups[i];
         r = io_uring_queue_init_params(e->depth, &e->ring, &p);
     }
     if (r < 0) {
@@ -71,6 +116,8 @@ static int uring_create(struct seda_file_stage *fs, struct seda__file_engine **o
         return r;
     }
     e->cq_entries = p.cq_entries;
+    e->disabled = (p.flags & IORING_SETUP_R_DISABLED) != 0;
+    e->defer = (p.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
     e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (e->efd < 0) {
         r = -errno;
@@ -88,6 +135,19 @@ static int uring_create(struct seda_file_stage *fs, struct seda__file_engine **o
     return 0;
 }
 
+static int uring_start(struct seda__file_engine *e)
+{
+    if (!e->disabled)
+        return 0;
+    /* liburing 2.3 declares io_uring_enable_rings but does not export it. */
+    int r = io_uring_register(e->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+    if (r == 0)
+        e->disabled = false;
+    else
+        e->start_error = r;
+    return r;
+}
+
 static void uring_destroy(struct seda__file_engine *e)
 {
     io_uring_queue_exit(&e->ring);
@@ -97,12 +157,12 @@ static void uring_destroy(struct seda__file_engine *e)
 
 static int uring_prep(struct seda__file_engine *e, seda__file_req_t *r)
 {
-    /* seq_cst: the capacity check of the Dekker pair in file.c
-     * (submit_backlog / seda__file_stage_reap). */
     seda_file_event_t *ev = &r->ev;
     if (ev->op < SEDA_FILE_READ || ev->op > SEDA_FILE_FDATASYNC)
         return -EINVAL; /* never: open and close go to the pool */
-    if (atomic_load(&e->fs->in_kernel) >= (int64_t)e->depth)
+    if (e->disabled)    /* start failed (seda__file_log said why) */
+        return e->start_error;
+    if (atomic_load_explicit(&e->fs->in_kernel, memory_order_relaxed) >= (int64_t)e->depth)
         return -EAGAIN;
     struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
     if (!sqe)
@@ -148,14 +208,14 @@ static int uring_completion_fd(struct seda__file_engine *e)
     return e->efd;
 }
 
-static size_t uring_reap(struct seda__file_engine *e, size_t max)
+/* Takes every CQE the ring holds; returns how many requests completed. */
+static size_t take_cqes(struct seda__file_engine *e)
 {
     enum { CHUNK = 64 };
     size_t total = 0;
-    while (total < max) {
+    for (;;) {
         struct io_uring_cqe *cqes[CHUNK];
-        size_t want = max - total < CHUNK ? max - total : CHUNK;
-        unsigned n = io_uring_peek_batch_cqe(&e->ring, cqes, (unsigned)want);
+        unsigned n = io_uring_peek_batch_cqe(&e->ring, cqes, CHUNK);
         if (!n)
             break;
         void *data[CHUNK];
@@ -178,11 +238,44 @@ static size_t uring_reap(struct seda__file_engine *e, size_t max)
     return total;
 }
 
+static void drain_eventfd(struct seda__file_engine *e)
+{
+    uint64_t v;
+    (void)!read(e->efd, &v, sizeof v); /* EAGAIN: nothing signalled since the last read */
+}
+
+static size_t uring_reap(struct seda__file_engine *e)
+{
+    /* The eventfd first: a completion queued after this read signals it
+     * again, so none is left unnoticed. */
+    drain_eventfd(e);
+    if (e->defer) {
+        /* DEFER_TASKRUN: the completions wait as work queued for this
+         * thread; one io_uring_enter (GETEVENTS, a zero timeout) runs all
+         * of it: it runs max(20, wait_nr) items, and each request in the
+         * kernel has at most one queued. Posting their CQEs signals the
+         * eventfd once more: the next poll finds it readable and reaps
+         * nothing, the price of never missing one. (Looping on
+         * IORING_SQ_TASKRUN instead was measured to spin: the kernel may
+         * leave the flag set with no work queued.) */
+        int64_t waiting = atomic_load_explicit(&e->fs->in_kernel, memory_order_relaxed) +
+                          atomic_load_explicit(&e->cancels, memory_order_relaxed);
+        if (waiting > 0) {
+            struct __kernel_timespec zero = { 0, 0 };
+            struct io_uring_cqe *cqe;
+            unsigned nr = waiting > (int64_t)e->cq_entries ? e->cq_entries : (unsigned)waiting;
+            /* Times out when fewer than nr are done: as expected. */
+            (void)io_uring_wait_cqes(&e->ring, &cqe, nr, &zero, NULL);
+        }
+    }
+    return take_cqes(e);
+}
+
 static void uring_cancel_fd(struct seda__file_engine *e, int fd)
 {
     /* Best effort: only while the CQ has room for the cancel's own CQE. */
-    int64_t busy =
-        atomic_load(&e->fs->in_kernel) + atomic_load_explicit(&e->cancels, memory_order_relaxed);
+    int64_t busy = atomic_load_explicit(&e->fs->in_kernel, memory_order_relaxed) +
+                   atomic_load_explicit(&e->cancels, memory_order_relaxed);
     if (busy + 1 > (int64_t)e->cq_entries)
         return;
     struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
@@ -208,6 +301,7 @@ static int uring_register_buffers(struct seda__file_engine *e, void *base, size_
 const struct seda__file_engine_ops seda__file_uring_ops = {
     .kind = SEDA_DISK_IO_URING,
     .create = uring_create,
+    .start = uring_start,
     .destroy = uring_destroy,
     .prep = uring_prep,
     .flush = uring_flush,

@@ -84,6 +84,20 @@ void seda__log(const struct seda_runtime *rt, int level, const char *stage, cons
 #include <pthread.h>
 int seda__thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
+/* ---- what the I/O layers ask of the runtime (runtime.c, shutdown.c) ---- */
+struct seda_stage;
+
+/* A shared thread's index for the next I/O component (a file stage) to
+ * bind to when told none: round robin over rt's shared threads. Any thread. */
+uint32_t seda__runtime_spread_thread(struct seda_runtime *rt);
+
+/* Counts one unit of work s's owner holds outside s's queue (a file
+ * stage's request, from acceptance to delivery), until the matching
+ * seda__stage_unhold: a DRAIN shutdown waits for it ("Quiescence" in
+ * runtime_internal.h). Hold before the work can finish; unhold after what
+ * it led to is enqueued. Any thread. */
+void seda__stage_hold(struct seda_stage *s);
+void seda__stage_unhold(struct seda_stage *s);
 
 /* ---- statistics (stats.c) ---------------------------------------------- */
 #include <stdatomic.h>

@@ -161,6 +161,39 @@ static bool run_deferred(struct seda__loop *l)
     return true;
 }
 
+void seda__loop_at_exit(struct seda__loop *l, struct seda__task *t)
+{
+    t->next = l->at_exit;
+    l->at_exit = t;
+}
+
+void seda__loop_cancel_at_exit(struct seda__loop *l, struct seda__task *t)
+{
+    for (struct seda__task **p = &l->at_exit; *p; p = &(*p)->next) {
+        if (*p == t) {
+            *p = t->next;
+            return;
+        }
+    }
+}
+
+bool seda__loop_all_exited(const seda_runtime_t *rt)
+{
+    /* Acquire: pairs with the seq_cst store of STOPPED made after every
+     * shared thread was joined (shutdown.c); DONE comes later. */
+    return atomic_load_explicit(&rt->state, memory_order_acquire) >= SEDA__RT_STOPPED;
+}
+
+/* At exit: each registered task once (a task may cancel others). */
+static void run_at_exit(struct seda__loop *l)
+{
+    while (l->at_exit) {
+        struct seda__task *t = l->at_exit;
+        l->at_exit = t->next;
+        t->run(l, t);
+    }
+}
+
 /* ---- descriptors ----------------------------------------------------------------- */
 
 int seda__loop_watch(struct seda__loop *l, struct seda__watcher *w, uint32_t events)
@@ -397,6 +430,7 @@ void seda__loop_run(struct seda__loop *l)
     l->exiting = true;
     if (l->io_stop)
         l->io_stop(l);
+    run_at_exit(l);
     /* Run what was posted, then close the inbox: posts from now on fail.
      * The exchange is release: a poster that finds the inbox closed sees
      * everything this thread did. */

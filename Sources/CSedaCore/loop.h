@@ -112,6 +112,8 @@ struct seda__loop {
     void (*io_poll)(struct seda__loop *l);
     bool io_more;
     void (*io_stop)(struct seda__loop *l);
+    /* Work to run on this thread when the loop exits (seda__loop_at_exit). */
+    struct seda__task *at_exit;
 
     /* Counters (owner writes, anyone reads relaxed): see seda_loop_stats_t. */
     _Atomic uint64_t polls, poll_events, sleeps, wakeups, tasks, turns;
@@ -144,6 +146,22 @@ bool seda__loop_post(struct seda__loop *l, struct seda__task *t);
 /* Runs t->run(l, t) on this thread before the loop next polls or sleeps
  * (after the stages it is running now): where output is flushed. Owner. */
 void seda__loop_defer(struct seda__loop *l, struct seda__task *t);
+
+/*
+ * Runs t->run(l, t) on l's thread when the loop exits (the runtime stops:
+ * its queues are closed), after the socket layer's io_stop and before the
+ * last posted tasks: where an I/O component finishes, on the thread that
+ * owns them, what the kernel still holds for it (a ring only this thread may
+ * enter), stops its loop timers and unwatches its descriptors. It may block
+ * briefly. Owner; seda__loop_cancel_at_exit takes t back (it will not run).
+ */
+void seda__loop_at_exit(struct seda__loop *l, struct seda__task *t);
+void seda__loop_cancel_at_exit(struct seda__loop *l, struct seda__task *t);
+
+/* Whether rt's shared threads have all exited (its shutdown is over):
+ * nothing runs on any of its loops again, and what was posted to them and
+ * not run never will be. Any thread. */
+bool seda__loop_all_exited(const seda_runtime_t *rt);
 
 /* Wakes l if it sleeps (one load when it does not). Any thread, after
  * publishing the work with a seq_cst RMW. */

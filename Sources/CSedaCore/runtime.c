@@ -86,6 +86,12 @@ int seda_runtime_thread_index(const seda_runtime_t *rt)
     return l && l->rt == rt ? (int)l->index : -1;
 }
 
+uint32_t seda__runtime_spread_thread(seda_runtime_t *rt)
+{
+    /* Relaxed: any index is valid; the counter only spreads. */
+    return atomic_fetch_add_explicit(&rt->io_spread, 1, memory_order_relaxed) % rt->cpu_threads;
+}
+
 int seda_runtime_poller(const seda_runtime_t *rt)
 {
     return seda_poller_backend_of(rt->workers[0]->loop->poller);

@@ -36,6 +36,10 @@
  * made. The graph is quiescent when, for every stage, processed + handed back
  * == accepted, and two such collections in a row read the same numbers:
  * any event moving between the two (in a cycle too) changes a counter.
+ * Work that lives outside every queue for a while (a file stage's requests
+ * in the kernel, completions waiting for room in a full sink) is counted as
+ * held on a stage (seda__stage_hold / seda__stage_unhold): taken counts as
+ * accepted, given back as processed, so a drain waits for it too.
  */
 #ifndef SEDA_RUNTIME_INTERNAL_H
 #define SEDA_RUNTIME_INTERNAL_H
@@ -168,6 +172,9 @@ struct seda_stage {
     _Atomic bool stall_logged;
     seda__histogram_t queue_delay, service_time;
 
+    /* Work held outside the queue (see "Quiescence" above): both only grow. */
+    _Atomic uint64_t held_in, held_out;
+
     /* Written by producers, rarely. */
     alignas(SEDA__CACHELINE) _Atomic uint64_t rejected_full, rejected_closed;
     /* Clogged: an enqueue found the queue full, and it has not drained to a
@@ -239,6 +246,9 @@ struct seda_runtime {
     uint64_t concurrency_sum;
     uint32_t run_queue_capacity;
     uint64_t last_id;
+    /* The next shared thread an I/O component (a file stage) binds to when
+     * told none: spreads them round robin (seda__runtime_spread_thread). */
+    _Atomic uint32_t io_spread;
 };
 
 /* Stamps: the enqueue time in microseconds, 31 bits (wrapping every 35

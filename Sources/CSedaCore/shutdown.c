@@ -37,6 +37,19 @@ static void hand_back_all(seda_stage_t *s)
     atomic_fetch_add_explicit(&s->handed_back, n, memory_order_release);
 }
 
+void seda__stage_hold(seda_stage_t *s)
+{
+    /* seq_cst, like a queue's tail: the holder's "accepted" (collect). */
+    atomic_fetch_add_explicit(&s->held_in, 1, memory_order_seq_cst);
+}
+
+void seda__stage_unhold(seda_stage_t *s)
+{
+    /* Release, like `processed`: whatever the held work enqueued before is
+     * counted by then (pairs with the acquire load in collect). */
+    atomic_fetch_add_explicit(&s->held_out, 1, memory_order_release);
+}
+
 static void sleep_briefly(void)
 {
     struct timespec ts = { 0, 200000 }; /* 200 us */
@@ -85,8 +98,10 @@ static bool collect(seda_stage_t **all, size_t n, uint64_t *sig)
          * means nothing arrived or was pending in between. */
         uint64_t done = atomic_load_explicit(&s->processed, memory_order_acquire) +
                         atomic_load_explicit(&s->handed_back, memory_order_acquire) +
-                        atomic_load_explicit(&s->dropped, memory_order_acquire);
-        uint64_t accepted = seda__stage_accepted(s);
+                        atomic_load_explicit(&s->dropped, memory_order_acquire) +
+                        atomic_load_explicit(&s->held_out, memory_order_acquire);
+        uint64_t accepted =
+            seda__stage_accepted(s) + atomic_load_explicit(&s->held_in, memory_order_seq_cst);
         sig[2 * i] = done;
         sig[2 * i + 1] = accepted;
         if (done != accepted)

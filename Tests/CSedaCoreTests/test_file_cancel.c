@@ -21,16 +21,28 @@
 /* A gate a handler waits at. */
 static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
-static int gate_open;
+static int gate_open, gate_waiting;
 
 static int blocker(void *ctx, void **events, size_t count)
 {
     (void)ctx, (void)events, (void)count;
     pthread_mutex_lock(&gate_lock);
+    gate_waiting++;
+    pthread_cond_broadcast(&gate_cond);
     while (!gate_open)
         pthread_cond_wait(&gate_cond, &gate_lock);
+    gate_waiting--;
     pthread_mutex_unlock(&gate_lock);
     return 0;
+}
+
+/* Waits until a blocker's handler holds its thread at the gate. */
+static void wait_blocked(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    while (!gate_waiting)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
 }
 
 static void nodrop(void *ctx, void *event)
@@ -95,6 +107,8 @@ static void close_queued(int engine, const char *dir)
     set_gate(0);
     static char token;
     CHECK_OK(seda_stage_enqueue(b, &token)); /* holds the shared thread */
+    wait_blocked();                          /* before any request: the submission stage, bound to
+                     * that thread, would otherwise run first */
     ft_collector_t fifo_c;
     ft_collector_init(&fifo_c);
     CHECK_OK(seda_file_open(fs, fifo, O_RDONLY, 0, &fifo_c.sink, NULL)); /* holds the pool */

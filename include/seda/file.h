@@ -55,21 +55,34 @@
  * every other completion of the file. A request that cannot be accepted is
  * refused by the call itself (negative return) and no event ever comes.
  *
- * Completions are delivered from the file stage's threads (the reaper, the
- * pool, or the submitting handler when a request fails before reaching the
- * kernel). A sink stage whose queue is full does not lose a completion: it
- * is kept and delivered again about every millisecond until the stage takes
- * it (completions to one sink may therefore arrive out of order; they carry
- * their own offset and tag). A completion whose sink stage is gone (destroyed,
- * runtime shut down) goes to options.undeliverable, or is released.
+ * The home worker. A file stage belongs to one shared thread of the runtime
+ * (options.bind_to_thread / thread_index, else the runtime spreads its file
+ * stages over its shared threads, round robin; seda_file_stage_thread says
+ * which): that thread submits the io_uring and libaio requests (a stage
+ * bound to it) and its worker loop reaps their completions (it watches the
+ * engine's eventfd in its poller) and delivers them. So a completion of
+ * these engines is delivered on the home worker, and a sink stage on the
+ * shared threads runs it next on that same thread, without a wake-up.
+ * Give stages that do heavy disk I/O different home workers.
+ *
+ * Completions are delivered from the file stage's threads: the home worker
+ * (io_uring, libaio), the pool (open, close, the threads engine), or the
+ * submitting handler when a request fails before reaching the kernel. A
+ * sink stage whose queue is full does not lose a completion: it is kept and
+ * delivered again about every millisecond (a timer of the home worker's
+ * loop, on the runtime's clock) until the stage takes it (completions to
+ * one sink may therefore arrive out of order; they carry their own offset
+ * and tag). A completion whose sink stage is gone (destroyed, runtime shut
+ * down) goes to options.undeliverable, or is released.
  *
  * Shutdown. seda_runtime_shutdown with DRAIN waits for requests in flight
- * and delivers their completions (the file stage's reaper counts as busy
- * while the kernel holds requests). With HAND_BACK, requests not yet in the
- * kernel complete with -ECANCELED, and those in the kernel are waited for
- * by seda_file_stage_destroy; both go to options.undeliverable (the sinks
- * are closed by then). Call seda_file_stage_destroy after the runtime's
- * shutdown, or before it, to free the stage.
+ * and delivers their completions (every accepted request counts as work of
+ * the runtime until its completion is delivered, parked ones included).
+ * With HAND_BACK, requests not yet in the kernel complete with -ECANCELED,
+ * and those in the kernel are waited for by the home worker before it
+ * exits; both go to options.undeliverable (the sinks are closed by then).
+ * Call seda_file_stage_destroy after the runtime's shutdown, or before it,
+ * to free the stage.
  *
  * Threads: every function may be called from any thread, including handlers,
  * unless its comment says otherwise.
@@ -156,15 +169,20 @@ void seda_file_event_release(seda_file_event_t *ev);
 /*
  * Takes a pooled buffer out of a READ/WRITE completion (SEDA_FILE_EVENT_OWNS_BUFFER):
  * the caller owns it from then on and frees it with seda_file_buffer_free on
- * the same file stage; the event keeps `buf` for reading but no longer frees
- * it. Returns the buffer, or NULL if the event owns none.
+ * the same file stage (or gives it to another request: seda_file_read_pooled,
+ * seda_file_write_pooled); the event keeps `buf` for reading but no longer
+ * frees it. Returns the buffer, or NULL if the event owns none.
  */
 void *seda_file_event_take_buffer(seda_file_event_t *ev);
+
+/* The file stage that made ev (the one its buffer belongs to). */
+seda_file_stage_t *seda_file_event_stage(const seda_file_event_t *ev);
 
 /*
  * Where a completion goes: a stage (enqueued with seda_stage_enqueue; kept
  * and retried while the stage is full), or, when stage is NULL, a callback
- * called on a file stage thread, which takes ownership of the event and must
+ * called on a file stage thread (the home worker: a shared thread of the
+ * runtime; or a pool thread), which takes ownership of the event and must
  * not block. The stage is retained from acceptance to delivery, so a sink
  * stage may be released by its creator while requests are in flight.
  */
@@ -174,6 +192,7 @@ typedef struct seda_file_sink {
     void *ctx;
 } seda_file_sink_t;
 
+/* The runtime's SEDA_LOG_INFO and SEDA_LOG_WARNING. */
 enum seda_file_log_level {
     SEDA_FILE_LOG_INFO = 1,
     SEDA_FILE_LOG_WARNING = 2,
@@ -184,10 +203,10 @@ enum seda_file_log_level {
 typedef void (*seda_file_log_fn)(void *ctx, int level, const char *message);
 
 typedef struct seda_file_stage_options {
-    /* Names the stages: "<name>" (submission, io_uring and libaio),
-     * "<name>.reap" (completions) and "<name>.pool" (the thread pool: open,
-     * close, and every request on the threads engine). Unique in the runtime,
-     * at most 40 bytes; copied. */
+    /* Names the stages: "<name>" (submission, io_uring and libaio, bound to
+     * the home worker) and "<name>.pool" (the thread pool: open, close, and
+     * every request on the threads engine). Unique in the runtime, at most
+     * 40 bytes; copied. */
     const char *name;
     int engine; /* enum seda_disk_engine */
     /* Requests in the kernel at once (the ring's size, the AIO context's
@@ -210,18 +229,26 @@ typedef struct seda_file_stage_options {
      * line in the log; 1: register, with a warning if refused; -1: never.
      * seda-bench disk --registered measures it. Ignored by the other engines. */
     int register_buffers;
-    seda_file_log_fn log; /* NULL: warnings go to stderr */
+    /* NULL: through the runtime's log hook (seda_runtime_options.log), the
+     * file stage's name as the stage. */
+    seda_file_log_fn log;
     void *log_ctx;
     /* Receives (and owns) each completion whose sink stage refused it for
      * good (-EPIPE). NULL: the event is released. */
     void (*undeliverable)(void *ctx, seda_file_event_t *ev);
     void *undeliverable_ctx;
+    /* The home worker (see the top of this file): nonzero binds the stage
+     * to shared thread thread_index (< seda_runtime_cpu_threads); 0 lets
+     * the runtime spread its file stages over its shared threads. */
+    int bind_to_thread;
+    uint32_t thread_index;
 } seda_file_stage_options_t;
 
 /*
  * Creates a file stage in rt. opts->name is required. Returns 0 and the
  * handle in *out; -EINVAL (no name, name too long, queue_depth above 4096,
- * max_threads below threads); -EEXIST (a stage name is taken); -EPIPE
+ * max_threads below threads, thread_index not a shared thread when
+ * bind_to_thread); -EEXIST (a stage name is taken); -EPIPE
  * (runtime shut down); -ENOMEM; or the error of the last engine tried.
  * Any thread but a handler on the runtime's shared threads.
  */
@@ -234,15 +261,31 @@ int seda_file_stage_create(seda_runtime_t *rt, const seda_file_stage_options_t *
  * delivered while its sink takes it (else undeliverable), files still open
  * are closed (their handles become invalid without a CLOSE event), and the
  * stages are destroyed. Completion events still held by the application stay
- * valid; release them as usual. Every pooled buffer taken out of an event or
- * allocated must have been freed before (they live in the stage's arena).
- * Never from a handler of the runtime (it waits for the stage's threads).
+ * valid; release them as usual, and so do pooled buffers the application
+ * holds (free them as usual: the stage's memory and arena go with the last
+ * of them) and retained file handles (seda_file_retain). Never from a handler of the runtime (it waits for the stage's threads and
+ * for its home worker's loop).
  * NULL is ignored.
  */
 void seda_file_stage_destroy(seda_file_stage_t *fs);
 
+/*
+ * Keeps fs's memory after seda_file_stage_destroy, until the matching
+ * seda_file_stage_release: calls on it are then refused (-EPIPE; the
+ * queries below still answer). For bindings whose stage objects may be used
+ * by one thread while another destroys them. Any thread; the caller must
+ * hold a valid handle to retain.
+ */
+void seda_file_stage_retain(seda_file_stage_t *fs);
+/* Drops a seda_file_stage_retain. NULL is ignored. */
+void seda_file_stage_release(seda_file_stage_t *fs);
+
 /* The engine in use (never SEDA_DISK_DEFAULT). */
 int seda_file_stage_engine(const seda_file_stage_t *fs);
+
+/* The home worker: the index of the shared thread (as
+ * seda_runtime_thread_index numbers them) that submits and reaps. */
+uint32_t seda_file_stage_thread(const seda_file_stage_t *fs);
 
 /* The pool stage (a reference held by the file stage: do not release it),
  * for a thread governor to watch; resize it with seda_file_stage_set_threads. */
@@ -260,6 +303,7 @@ typedef struct seda_file_stage_stats {
     uint64_t canceled;      /* ... of which -ECANCELED */
     uint64_t bytes_read, bytes_written;
     uint64_t submit_calls;        /* io_uring_enter / io_submit calls made */
+    uint64_t reap_calls;          /* times the home worker reaped (woken by the eventfd) */
     uint64_t pending;             /* accepted, not yet completed, now */
     uint64_t in_kernel;           /* in the ring / AIO context now */
     uint64_t delivery_retries;    /* deliveries retried because the sink was full */
@@ -306,6 +350,20 @@ int seda_file_read(seda_file_t *f, uint64_t offset, void *buf, size_t len,
 int seda_file_write(seda_file_t *f, uint64_t offset, const void *buf, size_t len,
                     const seda_file_sink_t *sink, void *user);
 
+/*
+ * seda_file_read / seda_file_write with a buffer from seda_file_buffer_alloc
+ * (or taken from an event) on f's stage, of at least len bytes, that the
+ * request takes over: the completion event owns it
+ * (SEDA_FILE_EVENT_OWNS_BUFFER), to be taken back with
+ * seda_file_event_take_buffer or freed with the event. A buffer travels
+ * from request to handler to the next request without a copy or an
+ * allocation. When the call fails, the caller still owns the buffer.
+ */
+int seda_file_read_pooled(seda_file_t *f, uint64_t offset, void *buf, size_t len,
+                          const seda_file_sink_t *sink, void *user);
+int seda_file_write_pooled(seda_file_t *f, uint64_t offset, void *buf, size_t len,
+                           const seda_file_sink_t *sink, void *user);
+
 /* fsync (datasync 0) or fdatasync (datasync 1) of everything written before
  * whose completion was delivered. Requests in flight at the same time are not
  * ordered with it. */
@@ -321,16 +379,30 @@ int seda_file_sync(seda_file_t *f, int datasync, const seda_file_sink_t *sink, v
  * completion: an unlinked file's space may come back just after the CLOSE).
  * The handle
  * stays valid (calls on it return -EBADF) until that CLOSE event is
- * released. Returns 0, -EBADF (already closing), -EAGAIN (a queue is full:
+ * released, or longer while retained (seda_file_retain). Returns 0, -EBADF (already closing), -EAGAIN (a queue is full:
  * the file stays open; retry), -EPIPE, -ENOMEM. A request made on another
  * thread at the same time as the close is either accepted (and completes or
  * is cancelled) or refused with -EBADF.
  */
 int seda_file_close(seda_file_t *f, const seda_file_sink_t *sink, void *user);
 
+/*
+ * Keeps f's handle valid after its CLOSE event is released (or its stage
+ * destroyed): until the matching seda_file_release, the calls below read it
+ * safely and requests on it are refused (-EBADF once it is closing, -EPIPE
+ * once its stage is destroyed). For bindings whose file objects outlive the
+ * completions. Any thread; the caller must hold a valid handle to retain.
+ */
+void seda_file_retain(seda_file_t *f);
+/* Drops a seda_file_retain. NULL is ignored. */
+void seda_file_release(seda_file_t *f);
+
 /* The alignment O_DIRECT requests on f need (offset, length, buffer address):
  * 1 for a buffered file. */
 uint32_t seda_file_alignment(const seda_file_t *f);
+
+/* The file stage f belongs to. */
+seda_file_stage_t *seda_file_stage_of(const seda_file_t *f);
 
 /* 1 if f is open with O_DIRECT, else 0. */
 int seda_file_is_direct(const seda_file_t *f);
@@ -347,7 +419,9 @@ int seda_file_engine(const seda_file_t *f);
  * A buffer of at least len bytes (1..1 GiB) aligned to SEDA_FILE_BUFFER_ALIGN,
  * from the stage's arena when a buffer of that size class is free there,
  * else from the heap. Its contents are undefined. NULL on -ENOMEM or a bad
- * length. Free it with seda_file_buffer_free on the same stage.
+ * length. Free it with seda_file_buffer_free on the same stage, or give it to
+ * a request (seda_file_read_pooled, seda_file_write_pooled). It keeps the
+ * stage's memory: it may be freed after seda_file_stage_destroy.
  */
 void *seda_file_buffer_alloc(seda_file_stage_t *fs, size_t len);
 

@@ -472,6 +472,7 @@ int seda_bench_disk_seda(const seda_bench_disk_config_t *cfg, seda_bench_disk_re
     seda_file_stage_stats_t st;
     seda_file_stage_stats(c->fs, &st);
     out->submit_calls = st.submit_calls;
+    out->reap_calls = st.reap_calls;
     if (seda_file_close(c->f, &one_sink, NULL) == 0)
         one_wait(&o, NULL);
     if (r < 0)

@@ -15,7 +15,9 @@ struct DiskBench: ParsableCommand {
             --path and reused; every block read is checked); random writes go to distinct blocks \
             of <path>.write, then fdatasync, then every written block is read back and compared. \
             Latency: from acceptance to the completion reaching the client stage (fio: total \
-            latency). The ratio is Seda's IOPS over fio's.
+            latency). The ratio is Seda's IOPS over fio's. I/O per submit: requests per \
+            io_uring_enter / io_submit; I/O per reap: completions per wake-up of the file stage's \
+            home worker (io_uring, libaio).
             """
     )
 
@@ -85,7 +87,7 @@ struct DiskBench: ParsableCommand {
                 + "\(Stats.fixed(seconds, 1)) s per run\(registered ? ", registered buffers" : "")")
         var table = Table(headers: [
             "workload", "QD", "engine", "Seda IOPS", "MB/s", "p50 µs", "p99 µs",
-            "I/O per submit", "check", "fio IOPS", "fio MB/s", "fio p50", "fio p99",
+            "I/O per submit", "I/O per reap", "check", "fio IOPS", "fio MB/s", "fio p50", "fio p99",
             "Seda/fio",
         ])
         var seed: UInt64 = 1
@@ -117,6 +119,7 @@ struct DiskBench: ParsableCommand {
                             return fio.withCString { seda_bench_disk_fio(&cfg, $0, &f) }
                         }
                     let perSubmit = s.submit_calls > 0 ? Stats.fixed(Double(s.ops) / Double(s.submit_calls), 1) : "-"
+                    let perReap = s.reap_calls > 0 ? Stats.fixed(Double(s.ops) / Double(s.reap_calls), 1) : "-"
                     let check =
                         rs != 0
                         ? "error \(rs)"
@@ -129,7 +132,7 @@ struct DiskBench: ParsableCommand {
                     table.add([
                         w, "\(depth)", e,
                         num(rs == 0, s.iops, 0), num(rs == 0, s.mb_per_s, 1),
-                        num(rs == 0, s.p50_us, 1), num(rs == 0, s.p99_us, 1), perSubmit, check,
+                        num(rs == 0, s.p50_us, 1), num(rs == 0, s.p99_us, 1), perSubmit, perReap, check,
                         num(rf == 0, f.iops, 0), num(rf == 0, f.mb_per_s, 1),
                         num(rf == 0, f.p50_us, 1), num(rf == 0, f.p99_us, 1),
                         rs == 0 && rf == 0 && f.iops > 0 ? Stats.fixed(s.iops / f.iops, 2) + "×" : "-",

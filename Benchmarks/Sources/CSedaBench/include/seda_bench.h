@@ -89,6 +89,7 @@ typedef struct seda_bench_disk_result {
                               * (fio: its total latency, lat_percentiles) */
     uint64_t ops;
     uint64_t submit_calls;   /* Seda: io_uring_enter / io_submit calls made */
+    uint64_t reap_calls;     /* Seda: times the home worker reaped completions (woken by the eventfd) */
     int verified;            /* reads: every block header matched; writes: every written
                               * block read back equal after fdatasync */
     uint64_t verified_blocks; /* writes: how many blocks were compared */
