@@ -366,7 +366,13 @@ struct FileStageTests {
             let (_, exists) = try rig.open("\(dir)/missing", options: [.create, .exclusive], tag: 4)
             #expect(exists == .alreadyExists)
             if geteuid() == 0 {
-                print("EACCES: running as root, which may open any file; skipped")
+                // Root opens any file: the kernel's EACCES comes from the
+                // stage's fault hook instead, through the same completion path.
+                print("EACCES: running as root, which may open any file; injected instead")
+                try rig.stage.injectFault([.open], nth: 1, errno: EACCES)
+                let (none, eacces) = try rig.open("\(dir)/missing", access: .readOnly, options: [], tag: 5)
+                #expect(none == nil)
+                #expect(eacces == .system(errno: EACCES))
             } else {
                 let locked = "\(dir)/locked"
                 let fd = Glibc.open(locked, O_CREAT | O_WRONLY, 0o000)
@@ -377,6 +383,34 @@ struct FileStageTests {
                 #expect(eacces == .system(errno: EACCES))
             }
             #expect(rig.stage.statistics.filesOpen <= 1)
+        }
+    }
+
+    /// An I/O error (EIO on a read, ENOSPC on a write, from the stage's
+    /// fault hook) is the completion's error; the file carries on.
+    @Test(arguments: fileEngines)
+    func ioErrorsAreCompletions(engine: DiskEngine) throws {
+        guard let rig = try FileRig(engine: engine, name: "eio-\(engine.name)") else { return }
+        defer { rig.finish() }
+        try withTemporaryDirectory { dir in
+            let (opened, _) = try rig.open("\(dir)/data", tag: 1)
+            let file = try #require(opened)
+            let block = 4096
+            try rig.stage.injectFault([.write], nth: 1, errno: ENOSPC)
+            try file.write(at: 0, bytes: pattern(1, count: block), sink: .stage(rig.sink), tag: 2)
+            #expect(rig.collector.completion(tagged: 2)?.error == .noCapacity)  // ENOSPC's case
+            try file.write(at: 0, bytes: pattern(1, count: block), sink: .stage(rig.sink), tag: 3)
+            #expect(rig.collector.completion(tagged: 3)?.result == Int64(block))
+            try rig.stage.injectFault([.read], nth: 1, errno: EIO)
+            try file.read(at: 0, count: block, sink: .stage(rig.sink), tag: 4)
+            let failed = rig.collector.completion(tagged: 4)
+            #expect(failed?.error == .system(errno: EIO))
+            #expect(failed?.bytes.isEmpty == true)
+            try file.read(at: 0, count: block, sink: .stage(rig.sink), tag: 5)
+            #expect(rig.collector.completion(tagged: 5)?.bytes == pattern(1, count: block))
+            try file.close(sink: .stage(rig.sink), tag: 6)
+            #expect(rig.collector.completion(tagged: 6)?.result == 0)
+            #expect(rig.stage.statistics.failed == 2)
         }
     }
 
