@@ -559,7 +559,7 @@ struct FileStageTests {
 
     /// A file stage released on one of the runtime's shared threads (a
     /// handler held the last reference) is destroyed without deadlock.
-    @Test func releasedOnASharedThread() throws {
+    @Test func releasedOnTheRuntimesThreads() throws {
         let rt = try Runtime(cpuThreads: 1)
         defer { try? rt.shutdown(.drain) }
         final class Holder: @unchecked Sendable {
@@ -577,6 +577,23 @@ struct FileStageTests {
         try s.enqueue(holder)
         // The stage's name is free again once the detached destroy ran.
         waitUntil { (try? FileStage(runtime: rt, name: "held", engine: .threads)) != nil }
+        #expect(throws: Never.self) { try FileStage(runtime: rt, name: "held", engine: .threads).destroy() }
+
+        // The last reference dropped in a callback sink, on the stage's own
+        // pool thread (opens run there): destroyed without deadlock too.
+        holder.stage.withLock { $0 = try? FileStage(runtime: rt, name: "held", engine: .threads) }
+        let fs = try #require(holder.stage.withLock { $0 })
+        let refused = Lock<SedaError?>(nil)
+        try fs.open(
+            "/nonexistent-seda-file", sink: .callback { _ in
+                // Its own thread: destroy() refuses; dropping it is fine.
+                let s = holder.stage.withLock { $0 }
+                do throws(SedaError) { try s?.destroy() } catch { refused.withLock { $0 = error } }
+                holder.stage.withLock { $0 = nil }
+            })
+        _ = consume fs
+        waitUntil { (try? FileStage(runtime: rt, name: "held", engine: .threads)) != nil }
+        #expect(refused.withLock { $0 } == .wouldDeadlock)
         #expect(throws: Never.self) { try FileStage(runtime: rt, name: "held", engine: .threads).destroy() }
     }
 }

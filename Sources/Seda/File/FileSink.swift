@@ -1,4 +1,5 @@
 import CSedaCore
+import Glibc
 
 /// Where a file request's completion goes (`seda_file_sink_t`): each
 /// accepted request delivers exactly one completion there.
@@ -50,6 +51,30 @@ final class FileCallbackBox: Sendable {
 // accepted request; it drops that request's reference to the box.
 private let deliverToCallback: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<seda_file_event_t>?) -> Void = {
     ctx, ev in
-    let box = Unmanaged<FileCallbackBox>.fromOpaque(ctx!).takeRetainedValue()
-    box.fn(TakenFileEvent(raw: ev!))
+    FileCallbackThread.run {
+        // The box (and what its closure holds) is released inside the mark.
+        let box = Unmanaged<FileCallbackBox>.fromOpaque(ctx!).takeRetainedValue()
+        box.fn(TakenFileEvent(raw: ev!))
+    }
+}
+
+/// Marks the threads running a callback sink (a file stage's home worker or
+/// pool thread): a ``FileStage`` released there would wait for its own
+/// thread, so it is destroyed on a thread of its own instead.
+enum FileCallbackThread {
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        precondition(pthread_key_create(&k, nil) == 0, "pthread_key_create failed")
+        return k
+    }()
+
+    /// Whether the calling thread is running a callback sink.
+    static var isCurrent: Bool { pthread_getspecific(key) != nil }
+
+    static func run(_ body: () -> Void) {
+        let outer = pthread_getspecific(key)
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+        defer { pthread_setspecific(key, outer) }
+        body()
+    }
 }

@@ -162,7 +162,8 @@ public struct FileOpenOptions: OptionSet, Sendable, Hashable {
 /// its home worker and so throws ``SedaError/wouldDeadlock`` on a shared
 /// thread of the runtime and must not be called from a handler of a
 /// dedicated stage either. A deinit on a shared thread (a handler held the
-/// last reference) destroys the stage on a thread of its own.
+/// last reference) or in a ``FileSink/callback(_:)`` destroys the stage on
+/// a thread of its own.
 public final class FileStage: @unchecked Sendable {
     // @unchecked: the C file stage is safe for concurrent use; the handle
     // never changes; `destroyed` is atomic.
@@ -234,9 +235,10 @@ public final class FileStage: @unchecked Sendable {
 
     deinit {
         if destroyed.load() == 0 {
-            if seda_runtime_thread_index(runtime.handle) >= 0 {
-                // On a shared thread the destroy would wait for this very
-                // thread (the home worker's loop): finish on a thread of its own.
+            if seda_runtime_thread_index(runtime.handle) >= 0 || FileCallbackThread.isCurrent {
+                // On a shared thread (or in a callback sink, on one of the
+                // stage's own threads) the destroy would wait for this very
+                // thread: finish on a thread of its own.
                 let finish = FileStageFinish(pointer: pointer, runtime: runtime)
                 do throws(SedaError) {
                     try SedaThread.detached(name: "seda-file-free") { finish.run() }
@@ -255,9 +257,10 @@ public final class FileStage: @unchecked Sendable {
 
     /// Destroys the stage now (see the type's lifetime rules). Destroying
     /// twice does nothing. Throws ``SedaError/wouldDeadlock`` on a shared
-    /// thread of the runtime (do it from another thread).
+    /// thread of the runtime or in a ``FileSink/callback(_:)`` (do it from
+    /// another thread).
     public func destroy() throws(SedaError) {
-        if seda_runtime_thread_index(runtime.handle) >= 0 { throw .wouldDeadlock }
+        if seda_runtime_thread_index(runtime.handle) >= 0 || FileCallbackThread.isCurrent { throw .wouldDeadlock }
         if destroyed.add(1) == 1 { seda_file_stage_destroy(pointer) }
     }
 
