@@ -639,7 +639,8 @@ struct BackendConfigurationTests {
     /// The runtime and the file stage take the configured choice; an
     /// explicit argument wins over it.
     @Test func runtimeAndFileStageFollowTheConfiguration() throws {
-        let c = try SedaConfiguration(code: SedaSettings(cpuThreads: 1, poller: .poll, diskEngine: .threads), environment: [:])
+        let c = try SedaConfiguration(
+            code: SedaSettings(cpuThreads: 1, poller: .poll, diskEngine: .threads), environment: [:])
         let rt = try Runtime(configuration: c)
         defer { try? rt.shutdown(.drain) }
         #expect(rt.poller == .poll)

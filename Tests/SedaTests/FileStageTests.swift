@@ -76,7 +76,9 @@ func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
     defer {
         if let d = opendir(dir) {
             while let e = readdir(d) {
-                let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+                let name = withUnsafeBytes(of: e.pointee.d_name) {
+                    String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+                }
                 if name != "." && name != ".." {
                     let path = "\(dir)/\(name)"
                     if unlink(path) != 0 { rmdir(path) }
@@ -152,9 +154,10 @@ struct FileRig {
     }
 
     /// Opens `path` and waits for the file (nil with `error` set on failure).
-    func open(_ path: String, access: FileAccess = .readWrite, options: FileOpenOptions = [.create, .truncate],
-              permissions: mode_t = 0o644, tag: UInt64) throws -> (AsyncFile?, SedaError?)
-    {
+    func open(
+        _ path: String, access: FileAccess = .readWrite, options: FileOpenOptions = [.create, .truncate],
+        permissions: mode_t = 0o644, tag: UInt64
+    ) throws -> (AsyncFile?, SedaError?) {
         try stage.open(path, access: access, options: options, permissions: permissions, sink: .stage(sink), tag: tag)
         let c = collector.completion(tagged: tag)
         #expect(c?.operation == .open)
@@ -231,7 +234,9 @@ struct FileStageTests {
             }
             let writes = rig.collector.wait(for: 1 + blocks).filter { $0.operation == .write }
             #expect(writes.count == blocks)
-            for w in writes { #expect(w.result == Int64(block), "write at \(w.offset): \(String(describing: w.error))") }
+            for w in writes {
+                #expect(w.result == Int64(block), "write at \(w.offset): \(String(describing: w.error))")
+            }
 
             // Random reads, aligned to the file's unit (1 when buffered).
             var rng = TestRandom(x: 0x5eda + UInt64(unit))
@@ -498,7 +503,9 @@ struct FileStageTests {
             var accepted = 0
             for i in 0..<writes {
                 do {
-                    try file.write(at: UInt64(i * block), bytes: pattern(i, count: block), sink: .stage(rig.sink), tag: 100 + UInt64(i))
+                    try file.write(
+                        at: UInt64(i * block), bytes: pattern(i, count: block), sink: .stage(rig.sink),
+                        tag: 100 + UInt64(i))
                     accepted += 1
                 } catch SedaError.full {
                     break
@@ -537,7 +544,9 @@ struct FileStageTests {
             var accepted = 0
             for i in 0..<64 {
                 do {
-                    try file.write(at: UInt64(i * block), bytes: pattern(i, count: block), sink: .stage(rig.sink), tag: 100 + UInt64(i))
+                    try file.write(
+                        at: UInt64(i * block), bytes: pattern(i, count: block), sink: .stage(rig.sink),
+                        tag: 100 + UInt64(i))
                     accepted += 1
                 } catch SedaError.full {
                     break
@@ -585,7 +594,8 @@ struct FileStageTests {
         let fs = try #require(holder.stage.withLock { $0 })
         let refused = Lock<SedaError?>(nil)
         try fs.open(
-            "/nonexistent-seda-file", sink: .callback { _ in
+            "/nonexistent-seda-file",
+            sink: .callback { _ in
                 // Its own thread: destroy() refuses; dropping it is fine.
                 let s = holder.stage.withLock { $0 }
                 do throws(SedaError) { try s?.destroy() } catch { refused.withLock { $0 = error } }

@@ -63,7 +63,9 @@ public final class AsyncFile: Hashable, @unchecked Sendable {
     /// `buffer`, which the request takes over: the completion event owns it
     /// (``TakenFileEvent/takeBuffer()`` gives it back). The buffer must come
     /// from this file's stage. On a thrown error the buffer is freed.
-    public func read(at offset: UInt64, into buffer: consuming FileBuffer, count: Int? = nil, sink: FileSink, tag: UInt64 = 0)
+    public func read(
+        at offset: UInt64, into buffer: consuming FileBuffer, count: Int? = nil, sink: FileSink, tag: UInt64 = 0
+    )
         throws(SedaError)
     {
         let n = count ?? buffer.count
@@ -90,8 +92,9 @@ public final class AsyncFile: Hashable, @unchecked Sendable {
             throw .outOfMemory
         }
         p.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-        try write(at: offset, buffer: FileBuffer(adopting: p, count: bytes.count, stage: seda_file_stage_of(pointer)!),
-                  sink: sink, tag: tag)
+        try write(
+            at: offset, buffer: FileBuffer(adopting: p, count: bytes.count, stage: seda_file_stage_of(pointer)!),
+            sink: sink, tag: tag)
     }
 
     /// Writes the bytes of `bytes` at `offset` (one copy, see
@@ -113,7 +116,9 @@ public final class AsyncFile: Hashable, @unchecked Sendable {
     /// event owns it (``TakenFileEvent/takeBuffer()`` gives it back). The
     /// buffer must come from this file's stage. On a thrown error the
     /// buffer is freed.
-    public func write(at offset: UInt64, buffer: consuming FileBuffer, count: Int? = nil, sink: FileSink, tag: UInt64 = 0)
+    public func write(
+        at offset: UInt64, buffer: consuming FileBuffer, count: Int? = nil, sink: FileSink, tag: UInt64 = 0
+    )
         throws(SedaError)
     {
         let n = count ?? buffer.count

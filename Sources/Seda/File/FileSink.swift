@@ -49,14 +49,15 @@ final class FileCallbackBox: Sendable {
 
 // A plain C function (no actor): the file stage's threads call it, once per
 // accepted request; it drops that request's reference to the box.
-private let deliverToCallback: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<seda_file_event_t>?) -> Void = {
-    ctx, ev in
-    FileCallbackThread.run {
-        // The box (and what its closure holds) is released inside the mark.
-        let box = Unmanaged<FileCallbackBox>.fromOpaque(ctx!).takeRetainedValue()
-        box.fn(TakenFileEvent(raw: ev!))
+private let deliverToCallback:
+    @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<seda_file_event_t>?) -> Void = {
+        ctx, ev in
+        FileCallbackThread.run {
+            // The box (and what its closure holds) is released inside the mark.
+            let box = Unmanaged<FileCallbackBox>.fromOpaque(ctx!).takeRetainedValue()
+            box.fn(TakenFileEvent(raw: ev!))
+        }
     }
-}
 
 /// Marks the threads running a callback sink (a file stage's home worker or
 /// pool thread): a ``FileStage`` released there would wait for its own
