@@ -55,6 +55,9 @@ final class TCPClient {
         return Array(out[0..<at])
     }
 
+    /// Half-closes: the router reads end of stream.
+    func shutdownWrite() { _ = Glibc.shutdown(fd, Int32(SHUT_WR)) }
+
     /// Whether the peer has closed: a read sees end of stream or a reset.
     func closedByPeer() -> Bool {
         var b = [UInt8](repeating: 0, count: 65536)
@@ -183,8 +186,9 @@ struct SocketTests {
         try n.stop()
     }
 
-    @Test func aPeerThatStopsReadingIsClosedAtTheLimit() throws {
-        let n = try Node("A", options: .init(hardLimit: 64 * 1024))
+    @Test(arguments: [ClogPolicy.close, .notify])
+    func aPeerThatStopsReadingIsClosedAtTheLimit(policy: ClogPolicy) throws {
+        let n = try Node("A", options: .init(hardLimit: 64 * 1024, clogPolicy: policy))
         let sender = try TCPClient(port: n.transport.port)
         let clogged = try TCPClient(port: n.transport.port, receiveBuffer: 4096)
         #expect(sender.handshake() && clogged.handshake())
