@@ -33,7 +33,7 @@ struct SedaGnutellaCommand: ParsableCommand {
     @Option(help: "Connections the catcher keeps, dialling addresses learnt from pongs (0: only --peer).")
     var targetConnections: Int = 0
 
-    @Option(help: "Most handshaken connections.")
+    @Option(help: "Most handshaken connections; also the listener's limit (past it accepting pauses).")
     var maxConnections: Int = 10_000
 
     @Option(
