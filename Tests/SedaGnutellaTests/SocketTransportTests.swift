@@ -11,8 +11,9 @@ struct SocketTransportTests {
     typealias Node = SocketTests.Node
 
     /// Two handshaken clients that still route after the bad one is gone.
-    func expectOthersRoute(_ n: Node, _ c1: TCPClient, _ c2: TCPClient, sourceLocation: SourceLocation = #_sourceLocation)
-    {
+    func expectOthersRoute(
+        _ n: Node, _ c1: TCPClient, _ c2: TCPClient, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let ping = Descriptor(ttl: 7, .ping(extensions: []))
         c1.send(ping.bytes)
         #expect(c2.descriptor()?.id == ping.id, "the others still route", sourceLocation: sourceLocation)
