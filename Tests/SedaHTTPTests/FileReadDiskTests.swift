@@ -80,7 +80,9 @@ private struct DiskSite {
 
     /// Every file the stage adopted was closed, and no descriptor is left on the tree.
     func allClosed() -> Bool {
-        eventually { disk.statistics.filesOpen == 0 && disk.statistics.pending == 0 && !descriptorOpen(under: tree.path) }
+        eventually {
+            disk.statistics.filesOpen == 0 && disk.statistics.pending == 0 && !descriptorOpen(under: tree.path)
+        }
     }
 }
 

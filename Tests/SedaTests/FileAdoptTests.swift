@@ -26,7 +26,8 @@ struct FileAdoptTests {
             defer { memory.deallocate() }
             for k in 0..<3 {
                 try file.readUnsafe(
-                    at: UInt64(k * 4096), into: UnsafeMutableRawBufferPointer(rebasing: memory[(k * 4096)..<((k + 1) * 4096)]),
+                    at: UInt64(k * 4096),
+                    into: UnsafeMutableRawBufferPointer(rebasing: memory[(k * 4096)..<((k + 1) * 4096)]),
                     sink: .stage(rig.sink), tag: UInt64(k + 1))
             }
             let done = rig.collector.wait(for: 3)

@@ -113,8 +113,8 @@ public final class HTTPSite: Sendable {
         }
         return HTTPSite(
             configuration: configuration, root: root, cache: cache, defaultPage: page,
-            clock: runtime.clock, fileStage: file, disk: reader?.stage, bottleneckStage: bottleneck, statusStage: status,
-            counters: counters)
+            clock: runtime.clock, fileStage: file, disk: reader?.stage, bottleneckStage: bottleneck,
+            statusStage: status, counters: counters)
     }
 
     /// Every processor's counters summed.
