@@ -141,6 +141,61 @@ private struct DiskSite {
         #expect(s.allClosed())
     }
 
+    @Test(arguments: [DiskEngine.ioUring, .libaio, .threads])
+    func aShortReadIs500AndTheFileIsClosed(engine: DiskEngine) throws {
+        // The reader on its own, told the file is longer than it is (as if
+        // it shrank between the stat and the read).
+        let tree = TempTree()
+        let path = "\(tree.path)/f"
+        writeFile(path, noise(3, count: 3000))
+        let runtime = try Runtime(cpuThreads: 1)
+        defer { try? runtime.shutdown(.drain, timeout: .seconds(10)) }
+        let replies = ReplyCollector()
+        let replySink = try runtime.addStage("reply", handler: replies)
+        let stage = try FileStage(runtime: runtime, name: "disk", engine: engine)
+        guard stage.engine == engine else { return }
+        let jobs = FileReadJobs()
+        let done = try runtime.addFileEventStage(
+            "done", options: StageOptions(threadManager: .dedicated(threads: 1)),
+            handler: FileReadCompletion(jobs: jobs))
+        let reader = FileDiskReader(stage: stage, sink: done, readBytes: 8192, jobs: jobs)
+        let cache = PageCache()
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        var st = stat()
+        #expect(fstat(fd, &st) == 0)
+        let request = HTTPDeferredRequest(
+            work: .file, session: HTTPSession(), path: Array("/f".utf8), requestedPath: Array("/f".utf8),
+            query: nil, isHead: false, keepAlive: true, conditions: HTTPConditions(), sequence: 0, stalePage: nil,
+            replyTo: replySink)
+        let started = reader.start(
+            FileReadJob.Pending(
+                request: request, descriptor: fd, body: HTTPBuffer(count: 4000), contentType: "text/plain",
+                identity: FileIdentity(st), cache: cache, clock: runtime.clock))
+        #expect(started)
+        let reply = try #require(replies.next())
+        #expect(reply === request)
+        guard case .status(let status) = reply.result else {
+            Issue.record("\(reply.result) is not a status")
+            return
+        }
+        #expect(status == .internalServerError)
+        #expect(cache.statistics.entries == 0)
+        #expect(jobs.count == 0)
+        #expect(eventually { stage.statistics.filesOpen == 0 && !descriptorOpen(under: tree.path) })
+        try stage.destroy()
+    }
+
+    @Test func aDestroyedFileStageLeavesTheReadToThePool() throws {
+        guard let s = try DiskSite(engine: .threads) else { return }
+        try s.disk.destroy()
+        let served = try #require(s.get("/multi.bin"))
+        #expect(served.status == 200)
+        let same = served.body == s.multi
+        #expect(same)
+        #expect(s.disk.statistics.bytesRead == 0)
+        #expect(!descriptorOpen(under: s.tree.path))
+    }
+
     @Test func theFileStageAndRuntimeGoWithTheSiteAfterShutdown() throws {
         guard let s = try DiskSite(engine: .ioUring) else { return }
         weak let disk: FileStage? = s.disk

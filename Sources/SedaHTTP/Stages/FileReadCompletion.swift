@@ -8,7 +8,8 @@ import Seda
 /// once). The completions arrive on a dedicated stage running
 /// ``FileReadCompletion``; the last of a file's reads closes the file,
 /// builds the ``CachedPage``, inserts it into the cache and replies, or
-/// replies 500 when a read failed or came back short (the file shrank).
+/// replies 500 when a read failed or came back short (the file shrank), 503
+/// when the file stage refused a read for being full (load shedding).
 ///
 /// Thread rules: ``start(_:)`` on the file-read stage's threads, the
 /// completions on the done stage's thread; both may block (dedicated pools).
@@ -43,15 +44,17 @@ final class FileDiskReader: Sendable {
         for k in 0..<reads {
             let offset = k * readBytes
             let count = min(readBytes, size - offset)
-            do {
+            do throws(SedaError) {
                 // The job holds the body until every read has completed.
                 try file.readUnsafe(
                     at: UInt64(offset), into: UnsafeMutableRawBufferPointer(start: base + offset, count: count),
                     sink: .stage(sink), tag: id)
             } catch {
-                // Refused (the stage is full or going): this read and the
-                // ones not made count as failed.
-                if let last = jobs.lastResult(id, count: reads - k, failed: true) { last.job.finish(failed: true) }
+                // Refused: this read and the ones not made count as failed.
+                let status: HTTPStatus = error == .full ? .serviceUnavailable : .internalServerError
+                if let last = jobs.lastResult(id, count: reads - k, failure: status) {
+                    last.job.finish(failure: last.failure)
+                }
                 break
             }
         }
@@ -91,14 +94,14 @@ final class FileReadJob: Sendable {
         clock = p.clock
     }
 
-    /// Every read is done: closes the file, fills in the result (and the
-    /// cache) and replies.
-    func finish(failed: Bool) {
+    /// Every read is done: closes the file, fills in the result (`failure`
+    /// nil: the page, cached) and replies.
+    func finish(failure: HTTPStatus?) {
         closeFile()
         request.path.withUnsafeBytes { key in
-            if failed {
+            if let failure {
                 if request.stalePage != nil { cache.remove(key) }
-                request.result = .status(.internalServerError)
+                request.result = .status(failure)
             } else {
                 let page = CachedPage(body: body, contentType: contentType, identity: identity)
                 cache.insert(key, page: page, now: clock.now)
@@ -131,7 +134,8 @@ final class FileReadJobs: Sendable {
     private struct Entry {
         let job: FileReadJob
         var remaining: Int
-        var failed: Bool
+        /// The first failure's answer.
+        var failure: HTTPStatus?
     }
 
     private let state = Lock<(next: UInt64, entries: [UInt64: Entry])>((1, [:]))
@@ -141,25 +145,24 @@ final class FileReadJobs: Sendable {
         state.withLock { s in
             let id = s.next
             s.next += 1
-            s.entries[id] = Entry(job: job, remaining: reads, failed: false)
+            s.entries[id] = Entry(job: job, remaining: reads, failure: nil)
             return id
         }
     }
 
-    /// Counts `count` reads of job `id` done (`failed`: one of them
-    /// failed); returns the job, and whether any of its reads failed, when
-    /// that was the last.
-    func lastResult(_ id: UInt64, count: Int = 1, failed: Bool) -> (job: FileReadJob, failed: Bool)? {
-        state.withLock { s -> (job: FileReadJob, failed: Bool)? in
+    /// Counts `count` reads of job `id` done (`failure`: how one of them
+    /// failed); returns the job, and its first failure, when that was the last.
+    func lastResult(_ id: UInt64, count: Int = 1, failure: HTTPStatus?) -> (job: FileReadJob, failure: HTTPStatus?)? {
+        state.withLock { s -> (job: FileReadJob, failure: HTTPStatus?)? in
             guard var e = s.entries[id] else { return nil }
             e.remaining -= count
-            e.failed = e.failed || failed
+            if e.failure == nil { e.failure = failure }
             if e.remaining > 0 {
                 s.entries[id] = e
                 return nil
             }
             s.entries[id] = nil
-            return (e.job, e.failed)
+            return (e.job, e.failure)
         }
     }
 
@@ -181,7 +184,9 @@ struct FileReadCompletion: FileEventHandler {
             guard e.operation == .read, e.tag != 0 else { return }
             // A short read: the file shrank since its stat.
             let failed = e.error != nil || e.count != e.requestedCount
-            if let last = jobs.lastResult(e.tag, failed: failed) { last.job.finish(failed: last.failed) }
+            if let last = jobs.lastResult(e.tag, failure: failed ? .internalServerError : nil) {
+                last.job.finish(failure: last.failure)
+            }
         }
     }
 
