@@ -512,6 +512,12 @@ int seda_file_adopt(seda_file_stage_t *fs, int fd, seda_file_t **out)
     int fdfl = fcntl(fd, F_GETFD);
     if (fdfl >= 0 && !(fdfl & FD_CLOEXEC))
         (void)fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC);
+    /* Requests wait for the disk: io_uring would complete a read that
+     * misses the page cache on an O_NONBLOCK file with -EAGAIN (file
+     * systems without async buffered reads), the pool's pread on a pipe
+     * likewise. Fails only on a descriptor that is not open. */
+    if (fl & O_NONBLOCK)
+        (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     *out = f;
     return 0;
 }

@@ -5,6 +5,7 @@
  *    reads in flight, one past the end), writes through it land in the file;
  *    it is served by the stage's engine, except on libaio, where the pool
  *    serves it; the CLOSE closes the descriptor;
+ *  - O_NONBLOCK is cleared (io_uring would fail a cold read with -EAGAIN);
  *  - an O_DIRECT descriptor stays direct on the stage's engine (libaio
  *    included) and takes aligned requests (skipped where the file system
  *    refuses O_DIRECT);
@@ -101,6 +102,41 @@ static void buffered(int engine, const char *dir)
     ft_close(f); /* the CLOSE event released: f is gone, fd closed */
     CHECK(!fd_is_open(fd));
     ft_check_quiet(fs);
+    ft_collector_fini(&c);
+    seda_file_stage_destroy(fs);
+    CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_DRAIN, -1));
+    seda_runtime_destroy(rt);
+}
+
+/* O_NONBLOCK (a document root opens that way, so that a FIFO cannot block
+ * it) is cleared: on io_uring a read of a page-cache miss on an O_NONBLOCK
+ * file would complete with -EAGAIN instead of waiting for the disk. The
+ * file's pages are dropped from the cache first (ext4; a tmpfs keeps them,
+ * and then this only checks the flag). */
+static void nonblocking(int engine, const char *dir)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/cold", dir);
+    static unsigned char want[64 * 1024], got[64 * 1024];
+    fill(want, sizeof want, 3);
+    make_file(path, want, sizeof want);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    CHECK(fd >= 0);
+    CHECK_OK(fdatasync(fd));
+    CHECK_OK(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED));
+    seda_runtime_t *rt = ft_runtime(1);
+    seda_file_stage_t *fs = ft_stage(rt, engine, NULL);
+    seda_file_t *f = NULL;
+    CHECK_OK(seda_file_adopt(fs, fd, &f));
+    CHECK_EQ(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    ft_collector_t c;
+    ft_collector_init(&c);
+    CHECK_OK(seda_file_read(f, 0, got, sizeof got, &c.sink, NULL));
+    ft_wait(&c, 1);
+    CHECK_EQ(ft_at(&c, 0)->result, sizeof got);
+    CHECK(memcmp(got, want, sizeof want) == 0);
+    ft_release_all(&c);
+    ft_close(f);
     ft_collector_fini(&c);
     seda_file_stage_destroy(fs);
     CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_DRAIN, -1));
@@ -224,6 +260,7 @@ int main(void)
         if (!ft_engine_available(engine))
             continue;
         buffered(engine, dir);
+        nonblocking(engine, dir);
         direct(engine, dir);
         refusals_and_destroy(engine, dir);
         CHECK_EQ(ft_count_fds(), fds);

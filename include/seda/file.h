@@ -347,9 +347,11 @@ int seda_file_open(seda_file_stage_t *fs, const char *path, int flags, mode_t mo
  * seda_file_stage_destroy; the caller must not close it, nor change its
  * flags. The handle is the same as an OPEN completion's (valid until its
  * CLOSE event is released; seda_file_retain keeps it longer). FD_CLOEXEC is
- * set on fd.
+ * set on fd, and O_NONBLOCK cleared (requests wait for the disk: io_uring
+ * would fail a read that misses the page cache of an O_NONBLOCK file with
+ * -EAGAIN on some file systems).
  *
- * The file keeps its open flags. An O_DIRECT fd is served O_DIRECT (aligned
+ * The file keeps its other open flags. An O_DIRECT fd is served O_DIRECT (aligned
  * requests only, seda_file_alignment) by the stage's engine. A buffered fd
  * is served buffered: by the ring on io_uring, by the pool on threads, and
  * on libaio (which would block on it) by the thread pool, as an open whose

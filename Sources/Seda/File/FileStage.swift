@@ -317,7 +317,8 @@ public final class FileStage: @unchecked Sendable {
     /// ``FileOperation/open`` request, no completion. From a successful
     /// return the stage owns the descriptor: ``AsyncFile/close(sink:tag:)``
     /// closes it after every request's completion, or ``destroy()`` does;
-    /// never close it yourself. It keeps its open flags: an `O_DIRECT`
+    /// never close it yourself. `O_NONBLOCK` is cleared (requests wait for
+    /// the disk); the other open flags stay: an `O_DIRECT`
     /// descriptor takes aligned requests only; a buffered one on the libaio
     /// engine is served by the thread pool (``AsyncFile/engine`` says which).
     /// Throws, and then the caller still owns the descriptor:
