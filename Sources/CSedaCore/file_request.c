@@ -1,6 +1,6 @@
 /*
  * File requests (include/seda/file.h): acceptance, routing, the completion
- * and its delivery, open and the last reference of a file.
+ * and its delivery, open, adopt and the last reference of a file.
  *
  * Accounting. A request, once accepted, holds: one unit of the stage's
  * `pending` (until its result is known: max_pending bounds the work queued
@@ -386,6 +386,37 @@ static void dio_alignment(int fd, uint32_t *mem, uint32_t *off)
 #endif
 }
 
+/* A handle for fd served by (ops, engine), not yet linked. NULL: -ENOMEM. */
+static seda_file_t *file_new(struct seda_file_stage *fs, int fd,
+                             const struct seda__file_engine_ops *ops,
+                             struct seda__file_engine *engine, int direct)
+{
+    seda_file_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->fs = fs;
+    f->ops = ops;
+    f->engine = engine;
+    f->fd = fd;
+    f->direct = direct;
+    f->mem_align = f->offset_align = 1;
+    if (direct)
+        dio_alignment(fd, &f->mem_align, &f->offset_align);
+    atomic_init(&f->refs, 1);
+    atomic_init(&f->mem_refs, 1);
+    return f;
+}
+
+/* Adds f to the stage's open files. Under files_lock. */
+static void file_link(struct seda_file_stage *fs, seda_file_t *f)
+{
+    f->next = fs->files;
+    if (fs->files)
+        fs->files->prev = f;
+    fs->files = f;
+    atomic_fetch_add_explicit(&fs->files_open, 1, memory_order_relaxed);
+}
+
 void seda__file_do_open(seda__file_req_t *r)
 {
     struct seda_file_stage *fs = r->fs;
@@ -433,31 +464,62 @@ void seda__file_do_open(seda__file_req_t *r)
         ops = &seda__file_threads_ops;
         engine = fs->pool;
     }
-    seda_file_t *f = calloc(1, sizeof *f);
+    seda_file_t *f = file_new(fs, fd, ops, engine, direct);
     if (!f) {
         close(fd);
         seda__file_complete(r, -ENOMEM);
         return;
     }
-    f->fs = fs;
-    f->ops = ops;
-    f->engine = engine;
-    f->fd = fd;
-    f->direct = direct;
-    f->mem_align = f->offset_align = 1;
-    if (direct)
-        dio_alignment(fd, &f->mem_align, &f->offset_align);
-    atomic_init(&f->refs, 1);
-    atomic_init(&f->mem_refs, 1);
     pthread_mutex_lock(&fs->files_lock);
-    f->next = fs->files;
-    if (fs->files)
-        fs->files->prev = f;
-    fs->files = f;
+    file_link(fs, f);
     pthread_mutex_unlock(&fs->files_lock);
-    atomic_fetch_add_explicit(&fs->files_open, 1, memory_order_relaxed);
     r->ev.file = f;
     seda__file_complete(r, 0);
+}
+
+int seda_file_adopt(seda_file_stage_t *fs, int fd, seda_file_t **out)
+{
+    if (!fs || !out || fd < 0)
+        return -EINVAL;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    if (fl & (O_APPEND | O_PATH))
+        return -EINVAL;
+    /* Only a buffered fd of a libaio stage changes engine (file.h). */
+    const struct seda__file_engine_ops *ops = fs->ops;
+    struct seda__file_engine *engine = fs->engine;
+    int direct = (fl & O_DIRECT) != 0;
+    if (!direct && ops->needs_direct) {
+        ops = &seda__file_threads_ops;
+        engine = fs->pool;
+    }
+    seda_file_t *f = file_new(fs, fd, ops, engine, direct);
+    if (!f)
+        return -ENOMEM;
+    /* Under files_lock: teardown sets `destroying` before it takes the lock
+     * to close the files left open, so either it finds this file in the
+     * list or this check sees the flag (acquire: pairs with its release). */
+    pthread_mutex_lock(&fs->files_lock);
+    bool gone = atomic_load_explicit(&fs->destroying, memory_order_acquire);
+    if (!gone)
+        file_link(fs, f);
+    pthread_mutex_unlock(&fs->files_lock);
+    if (gone) {
+        free(f);
+        return -EPIPE;
+    }
+    int fdfl = fcntl(fd, F_GETFD);
+    if (fdfl >= 0 && !(fdfl & FD_CLOEXEC))
+        (void)fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC);
+    /* Requests wait for the disk: io_uring would complete a read that
+     * misses the page cache on an O_NONBLOCK file with -EAGAIN (file
+     * systems without async buffered reads), the pool's pread on a pipe
+     * likewise. Fails only on a descriptor that is not open. */
+    if (fl & O_NONBLOCK)
+        (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *out = f;
+    return 0;
 }
 
 uint32_t seda_file_alignment(const seda_file_t *f)

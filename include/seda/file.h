@@ -339,6 +339,32 @@ int seda_file_open(seda_file_stage_t *fs, const char *path, int flags, mode_t mo
                    const seda_file_sink_t *sink, void *user);
 
 /*
+ * Adopts a descriptor opened elsewhere (a file opened under a directory
+ * with openat2, say) as a file of fs, synchronously: no OPEN request, no
+ * completion. On success returns 0 with the handle in *out, and the stage
+ * owns fd from then on: it is closed by seda_file_close (after every
+ * request's completion, as for an opened file) or by
+ * seda_file_stage_destroy; the caller must not close it, nor change its
+ * flags. The handle is the same as an OPEN completion's (valid until its
+ * CLOSE event is released; seda_file_retain keeps it longer). FD_CLOEXEC is
+ * set on fd, and O_NONBLOCK cleared (requests wait for the disk: io_uring
+ * would fail a read that misses the page cache of an O_NONBLOCK file with
+ * -EAGAIN on some file systems).
+ *
+ * The file keeps its other open flags. An O_DIRECT fd is served O_DIRECT (aligned
+ * requests only, seda_file_alignment) by the stage's engine. A buffered fd
+ * is served buffered: by the ring on io_uring, by the pool on threads, and
+ * on libaio (which would block on it) by the thread pool, as an open whose
+ * O_DIRECT the file system refused (seda_file_engine says which); adopt
+ * never sets O_DIRECT itself.
+ *
+ * On failure the caller still owns fd (close it): -EINVAL (fs or out NULL,
+ * fd negative, fd open with O_APPEND or O_PATH); -EBADF (fd is not open);
+ * -EPIPE (stage destroyed); -ENOMEM. Any thread; it does not block.
+ */
+int seda_file_adopt(seda_file_stage_t *fs, int fd, seda_file_t **out);
+
+/*
  * Reads up to len bytes at offset into buf; buf NULL: into a buffer from the
  * pool, owned by the completion event (SEDA_FILE_EVENT_OWNS_BUFFER). The
  * caller's buf must stay valid and untouched until the completion.

@@ -79,6 +79,21 @@ public final class AsyncFile: Hashable, @unchecked Sendable {
         }
     }
 
+    /// Reads up to `buffer.count` bytes at `offset` straight into the
+    /// caller's memory, without a pooled buffer or a copy: the completion's
+    /// ``FileEvent/bytes`` point into `buffer`. The memory must stay
+    /// allocated and untouched by anyone else until the completion arrives
+    /// (even a cancelled one): the caller keeps its owner alive until then.
+    /// On an `O_DIRECT` file `buffer`'s address, `offset` and count must be
+    /// aligned (``alignment``).
+    public func readUnsafe(
+        at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, sink: FileSink, tag: UInt64 = 0
+    ) throws(SedaError) {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { throw .invalidArgument }
+        let r = sink.withCSink(tag: tag) { s, user in seda_file_read(pointer, offset, base, buffer.count, s, user) }
+        _ = try SedaError.check(r)
+    }
+
     /// Writes `bytes` at `offset`: they are copied once into a buffer of the
     /// stage's pool (aligned, so an `O_DIRECT` file takes them when `offset`
     /// and the count are aligned), so the caller's memory is free on return.

@@ -312,6 +312,27 @@ public final class FileStage: @unchecked Sendable {
         _ = try SedaError.check(r)
     }
 
+    /// Adopts `descriptor`, a file opened elsewhere (under a directory with
+    /// `openat2`, say), as a file of this stage, at once: no
+    /// ``FileOperation/open`` request, no completion. From a successful
+    /// return the stage owns the descriptor: ``AsyncFile/close(sink:tag:)``
+    /// closes it after every request's completion, or ``destroy()`` does;
+    /// never close it yourself. `O_NONBLOCK` is cleared (requests wait for
+    /// the disk); the other open flags stay: an `O_DIRECT`
+    /// descriptor takes aligned requests only; a buffered one on the libaio
+    /// engine is served by the thread pool (``AsyncFile/engine`` says which).
+    /// Throws, and then the caller still owns the descriptor:
+    /// ``SedaError/invalidArgument`` (negative, or open with `O_APPEND` or
+    /// `O_PATH`), `.system(errno: EBADF)` (not open), ``SedaError/closed``
+    /// (stage destroyed), ``SedaError/outOfMemory``. Does not block.
+    public func adopt(descriptor: Int32) throws(SedaError) -> AsyncFile {
+        var f: OpaquePointer?
+        _ = try SedaError.check(seda_file_adopt(pointer, descriptor, &f))
+        // The handle is valid until its CLOSE event is released: retained
+        // here before anyone could request that close.
+        return AsyncFile(retaining: f!)
+    }
+
     /// Makes the `nth` (1-based) matching request from now on, and the
     /// `count - 1` after it, fail with `errno` where the engine would hand
     /// it to the kernel (tests of error paths: `EIO`, `ENOSPC`...).

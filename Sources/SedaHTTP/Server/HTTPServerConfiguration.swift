@@ -1,3 +1,5 @@
+import Seda
+
 /// How the server's request path behaves: limits, the site, the page
 /// cache and the stages behind it. Defaults suit the built-in site.
 public struct HTTPServerConfiguration: Sendable, Equatable {
@@ -15,8 +17,15 @@ public struct HTTPServerConfiguration: Sendable, Equatable {
     public var maxCachedFileBytes = 1 << 20
     /// How long a cached page is served before its file is checked again.
     public var revalidateAfter: Duration = .seconds(1)
-    /// Threads of the file-read stage (blocking pread).
+    /// Threads of the file-read stage (opening and stat: they block).
     public var fileReadThreads = 4
+    /// The engine of the file stage that reads cache misses
+    /// (``DiskEngine/automatic``: `SEDA_DISK`, else io_uring; files are read
+    /// buffered, through the page cache, on every engine).
+    public var diskEngine: DiskEngine = .automatic
+    /// The largest read request: a cached file larger than this is read with
+    /// several requests in flight at once.
+    public var diskReadBytes = 256 << 10
     /// Threads of the `/bottleneck` stage.
     public var bottleneckThreads = 2
     /// CPU time `/bottleneck` burns per request.
@@ -34,6 +43,11 @@ public struct HTTPServerConfiguration: Sendable, Equatable {
     public var fileStageName = "http-file"
     public var bottleneckStageName = "http-bottleneck"
     public var statusStageName = "http-status"
+    /// The file stage (its pool is "<name>.pool"; at most 40 bytes) and the
+    /// stage its completions go to (one dedicated thread), made only with a
+    /// document root.
+    public var diskStageName = "http-disk"
+    public var fileDoneStageName = "http-file-done"
 
     /// The built-in site with every endpoint.
     public init() {}
@@ -58,6 +72,8 @@ public struct HTTPServerConfiguration: Sendable, Equatable {
         try check(maxCachedFileBytes >= 0, "maxCachedFileBytes \(maxCachedFileBytes) is negative")
         try check(revalidateAfter >= .zero, "revalidateAfter is negative")
         try check(fileReadThreads >= 1, "fileReadThreads \(fileReadThreads) is below 1")
+        try check(
+            diskReadBytes >= 1 && diskReadBytes <= 1 << 30, "diskReadBytes \(diskReadBytes) is not in 1...\(1 << 30)")
         try check(bottleneckThreads >= 1, "bottleneckThreads \(bottleneckThreads) is below 1")
         try check(bottleneckWork >= .zero, "bottleneckWork is negative")
         try check(retryAfterSeconds >= 0, "retryAfterSeconds \(retryAfterSeconds) is negative")

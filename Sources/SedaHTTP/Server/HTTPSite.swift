@@ -18,6 +18,11 @@ public final class HTTPSite: Sendable {
     public let clock: SedaClock
     /// The file-read stage.
     public let fileStage: Sink<HTTPDeferredRequest>
+    /// The file stage reading cache misses (nil for the built-in site). It
+    /// is destroyed when the last of the site and the file-read stage's
+    /// handler (torn down by the runtime's shutdown) lets go of it, and it
+    /// keeps the runtime alive meanwhile: shut the runtime down.
+    public let disk: FileStage?
     /// The `/bottleneck` stage (nil when the endpoint is off).
     public let bottleneckStage: Sink<HTTPDeferredRequest>?
     /// The `/status` and `/metrics` stage (nil when both are off).
@@ -26,7 +31,7 @@ public final class HTTPSite: Sendable {
 
     private init(
         configuration: HTTPServerConfiguration, root: DocumentRoot?, cache: PageCache,
-        defaultPage: CachedPage, clock: SedaClock, fileStage: Sink<HTTPDeferredRequest>,
+        defaultPage: CachedPage, clock: SedaClock, fileStage: Sink<HTTPDeferredRequest>, disk: FileStage?,
         bottleneckStage: Sink<HTTPDeferredRequest>?, statusStage: Sink<HTTPDeferredRequest>?,
         counters: HTTPCounterSet
     ) {
@@ -36,6 +41,7 @@ public final class HTTPSite: Sendable {
         self.defaultPage = defaultPage
         self.clock = clock
         self.fileStage = fileStage
+        self.disk = disk
         self.bottleneckStage = bottleneckStage
         self.statusStage = statusStage
         self.counters = counters
@@ -44,7 +50,9 @@ public final class HTTPSite: Sendable {
     /// Checks `configuration`, opens the document root, fills the cache
     /// with the built-in pages (no document root), and adds the stages
     /// behind the request path to `runtime`: the file-read stage (a
-    /// dedicated pool doing pread), `/bottleneck` (a dedicated pool burning
+    /// dedicated pool opening files) with, for a document root, the file
+    /// stage reading them (``HTTPServerConfiguration/diskEngine``) and the
+    /// stage its completions go to, `/bottleneck` (a dedicated pool burning
     /// CPU) and the status stage (one thread), under the configured names.
     /// Throws ``HTTPConfigurationError`` or the runtime's error (a taken name).
     ///
@@ -70,9 +78,20 @@ public final class HTTPSite: Sendable {
             cache.insert("/index.html", page: page, now: now, pinned: true)
         }
         let counters = HTTPCounterSet(cache: cache)
+        var reader: FileDiskReader? = nil
+        if root != nil {
+            let disk = try FileStage(
+                runtime: runtime, name: configuration.diskStageName, engine: configuration.diskEngine)
+            let jobs = FileReadJobs()
+            let done = try runtime.addFileEventStage(
+                configuration.fileDoneStageName,
+                options: StageOptions(threadManager: .dedicated(threads: 1), batchSize: 16),
+                handler: FileReadCompletion(jobs: jobs))
+            reader = FileDiskReader(stage: disk, sink: done, readBytes: configuration.diskReadBytes, jobs: jobs)
+        }
         let file = try runtime.addStage(
             configuration.fileStageName,
-            handler: FileReadStage(root: root, cache: cache, clock: runtime.clock),
+            handler: FileReadStage(root: root, cache: cache, clock: runtime.clock, disk: reader),
             options: StageOptions(threadManager: .dedicated(threads: configuration.fileReadThreads), batchSize: 16),
             admission: fileAdmission)
         var bottleneck: Sink<HTTPDeferredRequest>? = nil
@@ -94,8 +113,8 @@ public final class HTTPSite: Sendable {
         }
         return HTTPSite(
             configuration: configuration, root: root, cache: cache, defaultPage: page,
-            clock: runtime.clock, fileStage: file, bottleneckStage: bottleneck, statusStage: status,
-            counters: counters)
+            clock: runtime.clock, fileStage: file, disk: reader?.stage, bottleneckStage: bottleneck,
+            statusStage: status, counters: counters)
     }
 
     /// Every processor's counters summed.

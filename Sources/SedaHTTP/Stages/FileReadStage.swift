@@ -2,30 +2,39 @@ import Glibc
 import Seda
 
 /// The file-read stage (Haboob's "cache miss" path): opens the file a
-/// request names under the document root, reads it with pread into a page
-/// (inserted into the page cache) or keeps it open for sendfile when it is
-/// too large to cache, and sends the request back. A page to revalidate is
-/// compared with the file's identity (size, mtime, inode) and reused when
-/// unchanged. Runs on a dedicated pool: every call here may block on the
-/// disk. (The async-disk work swaps io_uring or libaio in behind this same
-/// stage.)
+/// request names under the document root (``DocumentRoot/open(_:)``, the
+/// blocking part, on this dedicated pool) and decides:
+/// - a page to revalidate whose file is unchanged (size, mtime, inode) is
+///   reused;
+/// - a file too large to cache stays open for sendfile;
+/// - an empty file becomes an empty page at once;
+/// - any other file is read asynchronously by the site's ``FileStage``
+///   (``FileDiskReader``): its completion builds the page, fills the cache
+///   and replies. Only when the file stage refuses the descriptor (it is
+///   being destroyed) is the file read here with pread.
+/// Requests it answers itself are sent back at once.
 struct FileReadStage: EventHandler {
     typealias Event = HTTPDeferredRequest
     let root: DocumentRoot?
     let cache: PageCache
     let clock: SedaClock
+    /// The asynchronous reads (nil without a document root).
+    let disk: FileDiskReader?
 
     func handle(_ batch: inout EventBatch<HTTPDeferredRequest>) throws {
         for i in 0..<batch.count {
             guard let request = batch.take(i) else { continue }
-            request.result = load(request)
+            // nil: the file stage reads it and replies.
+            guard let result = load(request) else { continue }
+            request.result = result
             request.reply()
         }
     }
 
-    func load(_ request: HTTPDeferredRequest) -> HTTPDeferredRequest.Result {
+    /// The request's result, or nil when the file stage took it over.
+    func load(_ request: HTTPDeferredRequest) -> HTTPDeferredRequest.Result? {
         guard let root else { return .status(.notFound) }
-        return request.path.withUnsafeBytes { key -> HTTPDeferredRequest.Result in
+        return request.path.withUnsafeBytes { key -> HTTPDeferredRequest.Result? in
             let stale = request.stalePage
             switch root.open(key) {
             case .file(let fd, let st, let contentType):
@@ -41,6 +50,12 @@ struct FileReadStage: EventHandler {
                     return .file(
                         HTTPFileBody(adopting: fd, size: Int64(size)), contentType: contentType,
                         identity: identity)
+                }
+                if size > 0, let disk {
+                    let job = FileReadJob.Pending(
+                        request: request, descriptor: fd, body: HTTPBuffer(count: size), contentType: contentType,
+                        identity: identity, cache: cache, clock: clock)
+                    if disk.start(job) { return nil }
                 }
                 let read = readWholeFile(fd, size: size)
                 close(fd)
