@@ -83,10 +83,9 @@ public struct StageOptions: Sendable, Equatable {
     public init(
         threadManager: ThreadManager = .shared(), batchSize: Int = 64,
         queueCapacity: Int = 1024, pinCPU: Int? = nil, discipline: QueueDiscipline = .fifo,
-        priorityClasses: Int = 1, pauseWhenDownstreamClogged: Bool = false, boundThread: Int? = nil
+        priorityClasses: Int = 1, pauseWhenDownstreamClogged: Bool = false
     ) {
         self.pauseWhenDownstreamClogged = pauseWhenDownstreamClogged
-        self.boundThread = boundThread
         self.threadManager = threadManager
         self.batchSize = batchSize
         self.queueCapacity = queueCapacity

@@ -59,16 +59,16 @@ public final class HTTPServer: Sendable {
                 index: i, site: site, clock: runtime.clock, timers: timers, accessLog: options.accessLog)
             let reply = try runtime.addStage(
                 "http-reply-\(i)", handler: HTTPReplyHandler(worker: worker),
-                options: StageOptions(queueCapacity: 4096, boundThread: i))
+                options: bound(i, StageOptions(queueCapacity: 4096)))
             let control = try runtime.addStage(
                 "http-control-\(i)", handler: HTTPControlHandler(worker: worker),
-                options: StageOptions(queueCapacity: 4096, boundThread: i))
+                options: bound(i, StageOptions(queueCapacity: 4096)))
             worker.attach(processor: HTTPRequestProcessor(site: site, replyTo: reply), control: control)
             if options.pipeline == .staged {
                 parses.append(
                     try runtime.addStage(
                         "http-parse-\(i)", handler: HTTPParseHandler(worker: worker),
-                        options: StageOptions(queueCapacity: options.parseQueueCapacity, boundThread: i),
+                        options: bound(i, StageOptions(queueCapacity: options.parseQueueCapacity)),
                         admission: options.parseAdmission))
             } else {
                 parses.append(nil)
@@ -121,4 +121,11 @@ public final class HTTPServer: Sendable {
         _ = timers.cancelAll()
         return openConnections
     }
+}
+
+/// `options` for a stage bound to shared thread `thread`.
+private func bound(_ thread: Int, _ options: StageOptions) -> StageOptions {
+    var o = options
+    o.boundThread = thread
+    return o
 }
