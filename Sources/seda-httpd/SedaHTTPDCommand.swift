@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Glibc
 import Logging
 import Seda
@@ -102,7 +103,10 @@ struct SedaHTTPDCommand: ParsableCommand {
         var cpuThreads = threads
         var pinThreads = false
         if let config {
-            let c = try SedaConfiguration(file: config)
+            // SEDA_POLLER is the runtime's, not a configuration key: the
+            // strict reader would refuse it.
+            let environment = ProcessInfo.processInfo.environment.filter { $0.key != "SEDA_POLLER" }
+            let c = try SedaConfiguration(file: config, environment: environment)
             cpuThreads = cpuThreads ?? c.cpuThreads
             pinThreads = c.pinThreads
         }

@@ -51,7 +51,8 @@ final class HTTPWorker: @unchecked Sendable {
             processor.requestObserver = { session, head in
                 let state = unsafeDowncast(session.context!, to: HTTPConnectionState.self)
                 let target = String(decoding: head.target.prefix(512), as: UTF8.self)
-                state.loggedRequests.append("\(head.method) \(target) \(head.version)")
+                let method = head.method == .get ? "GET" : head.method == .head ? "HEAD" : "(other method)"
+                state.loggedRequests.append("\(method) \(target) \(head.version)")
             }
         }
     }
