@@ -50,7 +50,7 @@ let mainWirings: [(PollerBackend, HTTPPipeline)] = [PollerBackend.epoll, .ioUrin
 final class RawClient {
     let fd: Int32
     private(set) var received: [UInt8] = []
-    private(set) var sawEOF = false
+    private(set) var serverClosed = false
 
     init?(port: UInt16, receiveTimeout: Int = 10) {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -104,7 +104,9 @@ final class RawClient {
             received.append(contentsOf: buf[0..<n])
             return true
         }
-        if n == 0 { sawEOF = true }
+        // A reset counts as the server's close: closing with bytes of ours
+        // unread (a client still trickling) makes the kernel send RST.
+        if n == 0 || errno == ECONNRESET { serverClosed = true }
         return false
     }
 
@@ -117,11 +119,11 @@ final class RawClient {
         }
     }
 
-    /// Receives until the server closes (true) or a receive times out / the
-    /// connection is reset (false).
+    /// Receives until the server closes (true: end of stream, or a reset
+    /// after it closed with our bytes unread) or a receive times out (false).
     func waitForEOF() -> Bool {
         while receiveOnce() {}
-        return sawEOF
+        return serverClosed
     }
 
     func forget() { received.removeAll() }

@@ -239,7 +239,7 @@ import Testing
         let third = try #require(RawClient(port: t.port))
         third.send(get("/"))
         third.setReceiveTimeout(milliseconds: 300)
-        #expect(!third.receiveOnce() && !third.sawEOF)
+        #expect(!third.receiveOnce() && !third.serverClosed)
         third.setReceiveTimeout(milliseconds: 10_000)
         a.send(get("/", "Connection: close\r\n"))
         #expect(a.responses(1).first?.status == 200)
@@ -258,7 +258,7 @@ import Testing
         // A byte every 20 ms: never idle, never done (bounded at 500 bytes).
         client.setReceiveTimeout(milliseconds: 20)
         var sent = 0
-        while sent < 500 && !client.sawEOF && client.received.isEmpty {
+        while sent < 500 && !client.serverClosed && client.received.isEmpty {
             if !client.send("X") { break }
             sent += 1
             client.receiveOnce()
