@@ -94,8 +94,10 @@ import Testing
         let t = try TestServer(poller: poller) { c, _ in c = .forDirectory(site.root) }
         let base = "http://127.0.0.1:\(t.port)"
         // Two URLs in one run share the connection (keep-alive).
-        let two = try curl(["-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\\n",
-                            "\(base)/a.txt", "\(base)/b.txt"])
+        let two = try curl([
+            "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\\n",
+            "\(base)/a.txt", "\(base)/b.txt",
+        ])
         #expect(two?.split(separator: "\n") == ["200 1", "200 0"])
         #expect(try curl(["\(base)/b.txt"]) == "bravo bravo\n")
         #expect(try curl(["--http1.0", "\(base)/a.txt"]) == "alpha\n")

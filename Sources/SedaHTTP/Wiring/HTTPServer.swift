@@ -91,7 +91,6 @@ public final class HTTPServer: Sendable {
         port = listener.port
     }
 
-
     /// Connections open now that sent at least one byte.
     public var openConnections: Int {
         workers.reduce(0) { $0 + $1.openConnections.load(ordering: .relaxed) }
