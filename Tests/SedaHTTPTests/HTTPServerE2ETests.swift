@@ -322,6 +322,7 @@ import Testing
             return
         }
         let t = try TestServer(poller: poller) { _, o in o.backlog = 2048 }
+        let statesBefore = connectionStatesAlive.count  // earlier tests' leftovers, if any
         var clients: [RawClient] = []
         for _ in 0..<n { clients.append(try #require(RawClient(port: t.port))) }
         for c in clients { c.send(get("/")) }
@@ -331,5 +332,7 @@ import Testing
         #expect(eventually { t.server.openConnections == n })
         clients.removeAll()
         #expect(eventually { t.server.openConnections == 0 })
+        // Every connection's state went with it (no cycle kept one).
+        #expect(eventually { connectionStatesAlive.count == statesBefore })
     }
 }

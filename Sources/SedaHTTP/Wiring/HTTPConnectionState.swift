@@ -1,4 +1,5 @@
 import Seda
+import Synchronization
 
 /// The wiring's state of one connection: its HTTP session, a reference to
 /// the socket-layer connection (so that a reply coming back from a stage
@@ -38,9 +39,22 @@ final class HTTPConnectionState: @unchecked Sendable {
     init(session: HTTPSession, handle: ConnectionHandle) {
         self.session = session
         self.handle = handle
+        connectionStatesAlive.add(1)
     }
+
+    deinit { connectionStatesAlive.add(-1) }
 
     /// The connection, if open and not closing.
     @inline(__always)
     var writable: Connection? { closing ? nil : handle?.connection }
+}
+
+/// Connection states alive in the process (tests check that closed
+/// connections leave none behind). Relaxed: a count, pairs with nothing.
+let connectionStatesAlive = LiveCount()
+
+final class LiveCount: Sendable {
+    private let value = Atomic<Int>(0)
+    func add(_ n: Int) { value.add(n, ordering: .relaxed) }
+    var count: Int { value.load(ordering: .relaxed) }
 }

@@ -91,8 +91,10 @@ final class HTTPWorker: @unchecked Sendable {
 
     /// A deferred request came back from its stage.
     func completed(_ request: HTTPDeferredRequest) {
-        let state = unsafeDowncast(request.session.context!, to: HTTPConnectionState.self)
-        guard let connection = state.writable else { return }  // closed meanwhile: drop
+        // Closed meanwhile (the close cleared the context): drop the reply.
+        guard let context = request.session.context else { return }
+        let state = unsafeDowncast(context, to: HTTPConnectionState.self)
+        guard let connection = state.writable else { return }
         var output = HTTPConnectionOutput(connection, state, accessLog: accessLog)
         let action = processor.completed(request, output: &output)
         apply(action, state, connection)
@@ -117,6 +119,7 @@ final class HTTPWorker: @unchecked Sendable {
         let state = unsafeDowncast(u, to: HTTPConnectionState.self)
         state.closing = true
         state.handle = nil
+        state.session.context = nil  // the session → state → session cycle
         if let p = state.previous { p.next = state.next } else { first = state.next }
         state.next?.previous = state.previous
         state.previous = nil
