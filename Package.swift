@@ -149,7 +149,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(
             name: "SedaHTTPTests",
-            dependencies: ["SedaHTTP"]
+            dependencies: ["SedaHTTP", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "SedaTests",

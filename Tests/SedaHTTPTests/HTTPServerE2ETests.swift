@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Logging
 import Synchronization
 import Testing
 
@@ -334,5 +335,53 @@ import Testing
         #expect(eventually { t.server.openConnections == 0 })
         // Every connection's state went with it (no cycle kept one).
         #expect(eventually { connectionStatesAlive.count == statesBefore })
+    }
+}
+
+// MARK: - The access log
+
+/// Keeps every message logged through it.
+struct CollectingLogHandler: LogHandler {
+    let lines: Mutex<[String]>.Box
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        lines.value.withLock { $0.append("\(event.level) \(event.message)") }
+    }
+}
+
+extension Mutex {
+    /// A mutex a closure may capture.
+    final class Box: Sendable where Value: Sendable {
+        let value: Mutex<Value>
+        init(_ v: sending Value) { value = Mutex(v) }
+    }
+}
+
+@Suite struct AccessLogTests {
+    @Test func oneLinePerResponseWithItsRequest() throws {
+        let lines = Mutex<[String]>.Box([])
+        let log = Logger(label: "test.access") { _ in CollectingLogHandler(lines: lines) }
+        let site = try TestSite()
+        let t = try TestServer { c, o in
+            c = .forDirectory(site.root)
+            o.accessLog = log
+        }
+        let client = try #require(RawClient(port: t.port))
+        client.send(get("/a.txt") + "HEAD /b.txt HTTP/1.1\r\nHost: t\r\n\r\n" + get("/missing"))
+        #expect(client.responses(3, heads: [false, true, false]).map(\.status) == [200, 200, 404])
+        #expect(eventually { lines.value.withLock { $0.count } == 3 })
+        let got = lines.value.withLock { $0 }
+        #expect(got.count == 3)
+        #expect(got.first?.contains("\"GET /a.txt HTTP/1.1\" 200") == true)
+        #expect(got.dropFirst().first?.contains("\"HEAD /b.txt HTTP/1.1\" 200") == true)
+        #expect(got.last?.contains("\"GET /missing HTTP/1.1\" 404") == true)
+        #expect(got.allSatisfy { $0.hasPrefix("info 127.0.0.1:") })
     }
 }
