@@ -32,7 +32,7 @@ let package = Package(
         .library(name: "SedaServiceLifecycle", targets: ["SedaServiceLifecycle"]),
         // The applications, as libraries with thin executables (when they land):
         .library(name: "SedaHTTP", targets: ["SedaHTTP"]),
-        //   .executable(name: "seda-httpd", targets: ["seda-httpd"]),
+        .executable(name: "seda-httpd", targets: ["seda-httpd"]),
         .library(name: "SedaGnutella", targets: ["SedaGnutella"]),
         .executable(name: "seda-gnutella", targets: ["seda-gnutella"]),
     ],
@@ -119,10 +119,22 @@ let package = Package(
         ),
         .target(
             name: "SedaHTTP",
-            dependencies: ["Seda", "SedaPrometheus", "CHTTPParser", "CSedaHTTP"],
+            dependencies: [
+                "Seda", "SedaPrometheus", "CHTTPParser", "CSedaHTTP",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             linkerSettings: [.linkedLibrary("http_parser")]
         ),
-        //   .executableTarget(name: "seda-httpd", dependencies: ["SedaHTTP", "SedaConfiguration"]),
+        .executableTarget(
+            name: "seda-httpd",
+            dependencies: [
+                "SedaHTTP",
+                "Seda",
+                "SedaConfiguration",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(name: "SedaGnutella", dependencies: ["Seda"]),
         .executableTarget(
             name: "seda-gnutella",
@@ -137,7 +149,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(
             name: "SedaHTTPTests",
-            dependencies: ["SedaHTTP"]
+            dependencies: ["SedaHTTP", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "SedaTests",

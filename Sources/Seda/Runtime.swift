@@ -129,6 +129,9 @@ public final class Runtime: @unchecked Sendable {
     ) throws -> Sink<H.Event> {
         try Self.checkStageName(name)
         try options.validate(stage: name)
+        if let t = options.boundThread, t >= cpuThreads {
+            throw SedaError.invalidConfiguration("stage '\(name)': boundThread \(t) is not a shared thread")
+        }
         if registry.withLock({ $0[name] != nil }) { throw SedaError.stageExists(name) }
         try handler.setUp(StageContext(name: name, options: options, runtime: self))
         var stageLogger = logger
@@ -152,6 +155,10 @@ public final class Runtime: @unchecked Sendable {
         if let cpu = options.pinCPU {
             o.pin_to_cpu = 1
             o.pin_cpu = Int32(cpu)
+        }
+        if let t = options.boundThread {
+            o.bind_to_thread = 1
+            o.thread_index = UInt32(t)
         }
         o.classes = UInt32(options.priorityClasses)
         o.pause_when_clogged = options.pauseWhenDownstreamClogged ? 1 : 0

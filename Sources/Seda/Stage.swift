@@ -72,6 +72,13 @@ public struct StageOptions: Sendable, Equatable {
     /// Where waiting would close a cycle, the cycle keeps running instead
     /// (its handlers meet full queues and keep or shed as they choose).
     public var pauseWhenDownstreamClogged: Bool = false
+    /// Shared thread manager with concurrency 1 only: run the stage on
+    /// shared thread `boundThread` alone (0..<``Runtime/cpuThreads``), so its
+    /// handler runs on the same thread as that thread's socket handlers and
+    /// the other stages bound there, never at the same time as they do (a
+    /// per-worker reply stage touching the worker's connections). Enqueues
+    /// from other threads wake that thread. nil: any shared thread.
+    public var boundThread: Int? = nil
 
     public init(
         threadManager: ThreadManager = .shared(), batchSize: Int = 64,
@@ -106,6 +113,12 @@ public struct StageOptions: Sendable, Equatable {
         if let cpu = pinCPU, cpu < 0 { throw bad("pinCPU \(cpu) is negative") }
         if pauseWhenDownstreamClogged, case .dedicated = threadManager {
             throw bad("pauseWhenDownstreamClogged needs the shared thread manager")
+        }
+        if let t = boundThread {
+            guard t >= 0 else { throw bad("boundThread \(t) is negative") }
+            guard threadManager == .shared(concurrency: 1) else {
+                throw bad("boundThread needs the shared thread manager with concurrency 1")
+            }
         }
         guard (1...Int(SEDA_STAGE_MAX_CLASSES)).contains(priorityClasses) else {
             throw bad("priorityClasses \(priorityClasses) is not in 1...\(SEDA_STAGE_MAX_CLASSES)")

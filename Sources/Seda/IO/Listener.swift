@@ -124,7 +124,7 @@ public final class Listener: @unchecked Sendable {
     /// Stops accepting and closes the listening sockets; accepted
     /// connections stay open. Closing twice does nothing.
     public func close() {
-        if closed.add(1) == 0 { seda_listener_close(pointer) }
+        if closed.add(1) == 1 { seda_listener_close(pointer) }  // add returns the new value
     }
 }
 

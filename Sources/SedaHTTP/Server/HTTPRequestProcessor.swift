@@ -33,6 +33,11 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
     /// The site's clock is the real monotonic one: read the coarse variant
     /// (a few milliseconds of resolution are plenty for revalidation).
     private let coarseClock: Bool
+    /// Called with every request head the parser hands over (refused ones
+    /// included), before it is answered, on this processor's thread: the
+    /// socket wiring's access log. The head's views are valid only during
+    /// the call. nil (the default) costs one check per request.
+    @exclusivity(unchecked) public var requestObserver: ((HTTPSession, HTTPRequestHead) -> Void)?
 
     /// - Parameters:
     ///   - replyTo: the stage whose handler calls ``completed(_:output:)``
@@ -124,6 +129,7 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
         _ output: inout Output
     ) -> HTTPParserAction {
         counters.bump(counters.requests)
+        if let observe = requestObserver { observe(session, head) }
         if let failure = head.failure {
             counters.bump(counters.refused)
             let s = HTTPResponseWriter.writeError(
