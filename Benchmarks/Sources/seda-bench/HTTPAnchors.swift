@@ -72,7 +72,7 @@ struct HTTPAnchors {
                 let pass = ratio >= need && s.p99Ms <= a.p99Ms && s.errors == 0
                 ratios.add([
                     "\(n)", "\(seda) / \(anchor)", Stats.fixed(ratio, 2), Stats.fixed(p99, 2),
-                    "req/s >= \(Stats.fixed(need, 0))x, p99 <=", pass ? "PASS" : "FAIL",
+                    "req/s >= \(Stats.fixed(need, 0))x, p99 <= anchor", pass ? "PASS" : "FAIL",
                 ])
             }
         }
@@ -86,7 +86,7 @@ struct HTTPAnchors {
 
     /// The seed's workload, seda-load's closed loop, per server.
     private func seedWorkload(_ c: HTTPBench.Context) throws {
-        guard !seedServers.isEmpty else { return }
+        guard !seedServers.isEmpty, seedClients > 0 else { return }
         heading("the seed's workload: \(seedClients) clients, 20 ms think time, 100 requests per connection (seda-load)")
         let csv = c.out + "/seed.csv"
         unlink(csv)

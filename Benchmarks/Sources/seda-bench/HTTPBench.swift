@@ -94,7 +94,7 @@ struct HTTPBench: ParsableCommand {
     @Option(name: .customLong("wrk-threads"), help: "wrk's threads.") var wrkThreads: Int = 1
     @Option(name: .customLong("seed-servers"), parsing: .upToNextOption, help: "Servers of the seed workload.")
     var seedServers: [String] = ["seda-httpd-1t", "nginx-1w", "seda-httpd-2t", "nginx-2w"]
-    @Option(name: .customLong("seed-clients"), help: "Clients of the seed workload (20 ms think, 100 per connection).")
+    @Option(name: .customLong("seed-clients"), help: "Clients of the seed workload (20 ms think, 100 per connection; 0: skip it).")
     var seedClients: Int?
     @Option(name: .customLong("seed-duration"), help: "Seconds measured for the seed workload.")
     var seedDuration: Double?

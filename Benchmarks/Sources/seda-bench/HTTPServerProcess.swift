@@ -132,7 +132,7 @@ final class HTTPServerProcess {
     static func vmRSS(_ pid: Int32) -> Int {
         guard let status = readTextFile("/proc/\(pid)/status") else { return 0 }
         for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            return Int(line.dropFirst(6).split(separator: " ").first ?? "") ?? 0
+            return Int(line.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") ?? 0
         }
         return 0
     }

@@ -113,7 +113,7 @@ struct HTTPServers {
     static func which(_ program: String) -> String? {
         var path = "/usr/bin:/bin"
         if let p = getenv("PATH") { path = String(cString: p) }
-        for dir in path.split(separator: ":") + ["/usr/sbin", "/sbin"] where access("\(dir)/\(program)", X_OK) == 0 {
+        for dir in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"] where access("\(dir)/\(program)", X_OK) == 0 {
             return "\(dir)/\(program)"
         }
         return nil
