@@ -161,7 +161,7 @@ struct HTTPBench: ParsableCommand {
         let context = Context(
             servers: servers,
             load: SedaLoadClient(
-                threads: loadThreads, warmup: warmup ?? (quick ? 0.3 : 1), drain: drain ?? (quick ? 1 : 2),
+                threads: loadThreads, warmup: warmup ?? (quick ? 0.2 : 1), drain: drain ?? (quick ? 0.5 : 2),
                 verbose: verbose),
             out: out, quick: quick)
         let selected = vsAnchors ? ["anchors"] : parts
