@@ -11,6 +11,8 @@ struct HTTPAnchors {
     let connections: [Int]
     let seconds: Int
     let wrkThreads: Int
+    /// Seconds of wrk before each server's measured rows (connections, caches); 0: none.
+    let warmupSeconds: Int
     let seedServers: [String]
     let seedClients: Int
     let seedDuration: Double
@@ -27,6 +29,9 @@ struct HTTPAnchors {
         var failures: [String: String] = [:]
         for name in servers {
             guard let server = c.start(name) else { continue }
+            if warmupSeconds > 0, let n = connections.first {
+                _ = try? runWrk(port: server.port, path: "/index.html", connections: n, threads: wrkThreads, seconds: warmupSeconds)
+            }
             for n in connections {
                 ioProgress("seda-bench http anchors: \(name), \(n) connections...\n")
                 do {

@@ -92,6 +92,8 @@ struct HTTPBench: ParsableCommand {
     var wrkConnections: [Int] = []
     @Option(name: .customLong("wrk-seconds"), help: "wrk's duration per row (whole seconds).") var wrkSeconds: Int?
     @Option(name: .customLong("wrk-threads"), help: "wrk's threads.") var wrkThreads: Int = 1
+    @Option(name: .customLong("wrk-warmup"), help: "Seconds of wrk, not measured, before each server's rows (0: none).")
+    var wrkWarmup: Int?
     @Option(name: .customLong("seed-servers"), parsing: .upToNextOption, help: "Servers of the seed workload.")
     var seedServers: [String] = ["seda-httpd-1t", "nginx-1w", "seda-httpd-2t", "nginx-2w"]
     @Option(name: .customLong("seed-clients"), help: "Clients of the seed workload (20 ms think, 100 per connection; 0: skip it).")
@@ -185,7 +187,8 @@ struct HTTPBench: ParsableCommand {
         if selected.contains("anchors") {
             try HTTPAnchors(
                 servers: anchorServers, connections: wrkConnections.isEmpty ? (quick ? [100] : [100, 1000]) : wrkConnections,
-                seconds: wrkSeconds ?? (quick ? 1 : 5), wrkThreads: wrkThreads, seedServers: seedServers,
+                seconds: wrkSeconds ?? (quick ? 1 : 5), wrkThreads: wrkThreads, warmupSeconds: wrkWarmup ?? (quick ? 0 : 1),
+                seedServers: seedServers,
                 seedClients: seedClients ?? (quick ? 200 : 1000), seedDuration: seedDuration ?? (quick ? 1 : 10)
             ).run(context)
         }

@@ -7,6 +7,7 @@ import Glibc
 /// | `seda-httpd` | seda-httpd with `--threads` of the run (`--seda-threads`) |
 /// | `seda-httpd-1t`, `seda-httpd-2t` | seda-httpd on 1 or 2 threads |
 /// | `seda-httpd+target` | seda-httpd with `--response-time-target-ms` (the overload run's controller) |
+/// | `seda-httpd-fused`, `seda-httpd-staged` | seda-httpd with `--pipeline fused` or `staged` (`--seda-threads`) |
 /// | `http-pool`, `http-thread`, `http-epoll`, `http-epoll-2t` | seda-baseline's servers (LOAD.md) |
 /// | `seda-nio-httpd`, `seda-nio-httpd-2t` | the SwiftNIO server, 1 or 2 event loops |
 /// | `nginx-1w`, `nginx-2w` | nginx-anchor with 1 or 2 workers |
@@ -27,7 +28,8 @@ struct HTTPServers {
     let maxConnections: Int
 
     static let names = [
-        "seda-httpd", "seda-httpd-1t", "seda-httpd-2t", "seda-httpd+target", "http-pool", "http-thread",
+        "seda-httpd", "seda-httpd-1t", "seda-httpd-2t", "seda-httpd+target", "seda-httpd-fused",
+        "seda-httpd-staged", "http-pool", "http-thread",
         "http-epoll", "http-epoll-2t", "seda-nio-httpd", "seda-nio-httpd-2t", "nginx-1w", "nginx-2w", "h2o-1t",
         "h2o-2t",
     ]
@@ -41,6 +43,9 @@ struct HTTPServers {
             case "seda-httpd-1t": return .success(try startHTTPD(name, threads: 1, target: false))
             case "seda-httpd-2t": return .success(try startHTTPD(name, threads: 2, target: false))
             case "seda-httpd+target": return .success(try startHTTPD(name, threads: sedaThreads, target: true))
+            case "seda-httpd-fused", "seda-httpd-staged":
+                return .success(
+                    try startHTTPD(name, threads: sedaThreads, target: false, pipeline: String(name.dropFirst(11))))
             case "http-pool": return .success(try baseline(name, "http-pool", ["--threads", "150"]))
             case "http-thread": return .success(try baseline(name, "http-thread", []))
             case "http-epoll": return .success(try baseline(name, "http-epoll", []))
@@ -60,7 +65,9 @@ struct HTTPServers {
         }
     }
 
-    private func startHTTPD(_ label: String, threads: Int, target: Bool) throws -> HTTPServerProcess {
+    private func startHTTPD(_ label: String, threads: Int, target: Bool, pipeline: String? = nil) throws
+        -> HTTPServerProcess
+    {
         guard access(httpd, X_OK) == 0 else {
             throw BenchError("seda-httpd not built at \(httpd) (swift build -c release at the root; or --httpd PATH)")
         }
@@ -71,7 +78,7 @@ struct HTTPServers {
             "--bottleneck-threads", "\(bottleneckThreads)",
         ]
         if target { args += ["--response-time-target-ms", "\(targetMs)"] }
-        if let pipeline { args += ["--pipeline", pipeline] }
+        if let pipeline = pipeline ?? self.pipeline { args += ["--pipeline", pipeline] }
         args += extraHTTPDArguments
         return try HTTPServerProcess(label: label, argv: args)
     }
