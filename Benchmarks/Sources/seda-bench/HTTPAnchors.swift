@@ -30,7 +30,8 @@ struct HTTPAnchors {
         for name in servers {
             guard let server = c.start(name) else { continue }
             if warmupSeconds > 0, let n = connections.first {
-                _ = try? runWrk(port: server.port, path: "/index.html", connections: n, threads: wrkThreads, seconds: warmupSeconds)
+                _ = try? runWrk(
+                    port: server.port, path: "/index.html", connections: n, threads: wrkThreads, seconds: warmupSeconds)
             }
             for n in connections {
                 ioProgress("seda-bench http anchors: \(name), \(n) connections...\n")
@@ -85,14 +86,17 @@ struct HTTPAnchors {
             print("")
             print(ratios.render())
         }
-        print("\nCSV: \(c.out)/anchors.csv. Targets (issue 10): >= nginx and h2o with as many threads, >= 2x SwiftNIO, p99 no worse.")
+        print(
+            "\nCSV: \(c.out)/anchors.csv. Targets (issue 10): >= nginx and h2o with as many threads, >= 2x SwiftNIO, p99 no worse."
+        )
         try seedWorkload(c)
     }
 
     /// The seed's workload, seda-load's closed loop, per server.
     private func seedWorkload(_ c: HTTPBench.Context) throws {
         guard !seedServers.isEmpty, seedClients > 0 else { return }
-        heading("the seed's workload: \(seedClients) clients, 20 ms think time, 100 requests per connection (seda-load)")
+        heading(
+            "the seed's workload: \(seedClients) clients, 20 ms think time, 100 requests per connection (seda-load)")
         let csv = c.out + "/seed.csv"
         unlink(csv)
         var rows: [String: LoadRow] = [:]

@@ -96,7 +96,9 @@ struct HTTPBench: ParsableCommand {
     var wrkWarmup: Int?
     @Option(name: .customLong("seed-servers"), parsing: .upToNextOption, help: "Servers of the seed workload.")
     var seedServers: [String] = ["seda-httpd-1t", "nginx-1w", "seda-httpd-2t", "nginx-2w"]
-    @Option(name: .customLong("seed-clients"), help: "Clients of the seed workload (20 ms think, 100 per connection; 0: skip it).")
+    @Option(
+        name: .customLong("seed-clients"),
+        help: "Clients of the seed workload (20 ms think, 100 per connection; 0: skip it).")
     var seedClients: Int?
     @Option(name: .customLong("seed-duration"), help: "Seconds measured for the seed workload.")
     var seedDuration: Double?
@@ -173,21 +175,25 @@ struct HTTPBench: ParsableCommand {
         let start = Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
         if selected.contains("sweep") {
             try HTTPSweep(
-                servers: sweepServers, clients: sweepClients.isEmpty ? (quick ? [1, 16, 64] : [1, 4, 16, 64, 256, 1024]) : sweepClients,
+                servers: sweepServers,
+                clients: sweepClients.isEmpty ? (quick ? [1, 16, 64] : [1, 4, 16, 64, 256, 1024]) : sweepClients,
                 duration: sweepDuration ?? (quick ? 1 : 5)
             ).run(context)
         }
         if selected.contains("overload") {
             try HTTPOverload(
-                servers: overloadServers, factors: factors.isEmpty ? (quick ? [0.5, 2, 10] : [0.5, 2, 5, 10]) : factors,
+                servers: overloadServers,
+                factors: factors.isEmpty ? (quick ? [0.5, 2, 10] : [0.5, 2, 5, 10]) : factors,
                 duration: overloadDuration ?? (quick ? 1 : 5), capacityClients: capacityClients,
                 connections: overloadConnections, targetMs: Double(targetMs), rejectMs: rejectMs
             ).run(context)
         }
         if selected.contains("anchors") {
             try HTTPAnchors(
-                servers: anchorServers, connections: wrkConnections.isEmpty ? (quick ? [100] : [100, 1000]) : wrkConnections,
-                seconds: wrkSeconds ?? (quick ? 1 : 5), wrkThreads: wrkThreads, warmupSeconds: wrkWarmup ?? (quick ? 0 : 1),
+                servers: anchorServers,
+                connections: wrkConnections.isEmpty ? (quick ? [100] : [100, 1000]) : wrkConnections,
+                seconds: wrkSeconds ?? (quick ? 1 : 5), wrkThreads: wrkThreads,
+                warmupSeconds: wrkWarmup ?? (quick ? 0 : 1),
                 seedServers: seedServers,
                 seedClients: seedClients ?? (quick ? 200 : 1000), seedDuration: seedDuration ?? (quick ? 1 : 10)
             ).run(context)

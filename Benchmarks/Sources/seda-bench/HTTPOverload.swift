@@ -34,12 +34,15 @@ struct HTTPOverload {
                 ioProgress("seda-bench http overload: \(capacityOf) capacity...\n")
                 guard let cap = measureCapacity(capacityOf, c) else { continue }
                 capacities[capacityOf] = cap
-                print("\(capacityOf): capacity \(Stats.fixed(cap, 0)) requests/s (\(capacityClients) clients, no think time)")
+                print(
+                    "\(capacityOf): capacity \(Stats.fixed(cap, 0)) requests/s (\(capacityClients) clients, no think time)"
+                )
             }
             guard let capacity = capacities[capacityOf] else { continue }
             for f in factors {
                 let rate = f * capacity
-                ioProgress("seda-bench http overload: \(name) at \(Stats.fixed(f, 1))x (\(Stats.fixed(rate, 0))/s)...\n")
+                ioProgress(
+                    "seda-bench http overload: \(name) at \(Stats.fixed(f, 1))x (\(Stats.fixed(rate, 0))/s)...\n")
                 guard let server = c.start(name) else { break }
                 defer { server.stop() }
                 let row: LoadRow
@@ -49,7 +52,10 @@ struct HTTPOverload {
                         connections: connections, duration: duration, path: "/bottleneck", csv: csv)[0]
                 } catch {
                     c.problems.note("\(name) at \(Stats.fixed(f, 1))x: \(error)")
-                    table.add([name, Stats.fixed(f, 1), Stats.fixed(rate, 0)] + Array(repeating: "", count: 10) + ["failed: \(error)"])
+                    table.add(
+                        [name, Stats.fixed(f, 1), Stats.fixed(rate, 0)] + Array(repeating: "", count: 10) + [
+                            "failed: \(error)"
+                        ])
                     continue
                 }
                 let ok = row["ok_per_s"]

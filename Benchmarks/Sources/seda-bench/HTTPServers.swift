@@ -56,7 +56,8 @@ struct HTTPServers {
             case "nginx-2w": return .success(try anchor(name, script: "nginx-anchor", threads: 2))
             case "h2o-1t": return .success(try anchor(name, script: "h2o-anchor", threads: 1))
             case "h2o-2t": return .success(try anchor(name, script: "h2o-anchor", threads: 2))
-            default: return .failure(BenchError("unknown server '\(name)' (\(HTTPServers.names.joined(separator: ", ")))"))
+            default:
+                return .failure(BenchError("unknown server '\(name)' (\(HTTPServers.names.joined(separator: ", ")))"))
             }
         } catch let e as BenchError {
             return .failure(e)
@@ -120,7 +121,8 @@ struct HTTPServers {
     static func which(_ program: String) -> String? {
         var path = "/usr/bin:/bin"
         if let p = getenv("PATH") { path = String(cString: p) }
-        for dir in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"] where access("\(dir)/\(program)", X_OK) == 0 {
+        for dir in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"]
+        where access("\(dir)/\(program)", X_OK) == 0 {
             return "\(dir)/\(program)"
         }
         return nil

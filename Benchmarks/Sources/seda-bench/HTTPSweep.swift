@@ -17,12 +17,16 @@ struct HTTPSweep {
         unlink(csv)
         var results: [(String, [LoadRow])] = []
         for name in servers {
-            ioProgress("seda-bench http sweep: \(name) at \(clients.map(String.init).joined(separator: ",")) clients...\n")
+            ioProgress(
+                "seda-bench http sweep: \(name) at \(clients.map(String.init).joined(separator: ",")) clients...\n")
             guard let server = c.start(name) else { continue }
             do {
-                let rows = try c.load.closed(port: server.port, label: name, clients: clients, duration: duration, csv: csv)
+                let rows = try c.load.closed(
+                    port: server.port, label: name, clients: clients, duration: duration, csv: csv)
                 results.append((name, rows))
-                for r in rows where r.failures > 0 { c.problems.note("\(name) at \(r.cells["clients"] ?? "?") clients: \(r.failures) failed") }
+                for r in rows where r.failures > 0 {
+                    c.problems.note("\(name) at \(r.cells["clients"] ?? "?") clients: \(r.failures) failed")
+                }
             } catch {
                 print("\(name): failed: \(error) \(server.stderrTail())")
                 c.problems.note("\(name): \(error)")
