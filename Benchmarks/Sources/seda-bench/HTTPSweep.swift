@@ -49,7 +49,7 @@ struct HTTPSweep {
         heading("the seed's table at \(top) clients (ms)")
         var table = Table(headers: [
             "server", "compl/s", "connect p50", "p90", "p99", "max", "response p50", "p90", "p99", "max", "fairness",
-            "errors",
+            "failed",
         ])
         for (name, rows) in results {
             guard let r = rows.first(where: { Int($0["clients"]) == top }) else { continue }
@@ -62,6 +62,9 @@ struct HTTPSweep {
         print(table.render())
         print(
             """
+
+            failed: request errors, failed connects, and requests still unanswered after the drain (those count in \
+            the percentiles at their age then, a lower bound: a thread pool's waiting clients show up here).
 
             Published for reference (other hardware, other decade; the shape, not the numbers):
               SEDA, SOSP 2001, 1,024 clients: Haboob max response 3.9 s, Apache 93.7 s; Jain's fairness 0.98 vs 0.80.
