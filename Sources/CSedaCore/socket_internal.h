@@ -350,11 +350,13 @@ int seda__conn_start(seda_conn_t *c, struct seda__io_event *first);
 int seda__conn_close_after_flush(seda_conn_t *c);
 /* Closes c now with `error` for CLOSED. Idempotent. Owner. */
 void seda__conn_close_now(seda_conn_t *c, int error);
-/* Notes activity for the idle timeout (one store). Owner. */
+/* Notes activity for the idle timeout (one store; saturates: a timeout
+ * near INT64_MAX means never, not a deadline wrapped into the past). Owner. */
 static inline void seda__conn_touch(seda_conn_t *c)
 {
-    if (c->o.idle_timeout_ns > 0)
-        c->idle_deadline = c->io->now + c->o.idle_timeout_ns;
+    int64_t t = c->o.idle_timeout_ns;
+    if (t > 0)
+        c->idle_deadline = c->io->now > INT64_MAX - t ? INT64_MAX : c->io->now + t;
 }
 /* Checks connection options and fills in defaults. Returns 0 or -EINVAL. */
 int seda__conn_options_resolve(const seda_conn_options_t *in, seda_conn_options_t *out);
