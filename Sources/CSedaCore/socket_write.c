@@ -74,6 +74,13 @@ static int admit(seda_conn_t *c, size_t bytes)
     if (c->o.clog_policy == SEDA_CLOG_NOTIFY) {
         c->flags |= SEDA__C_CLOGGED;
         event(c, SEDA_IO_CLOGGED, 0);
+        /* One write larger than the whole limit, on a queue at or below the
+         * low watermark: nothing will drain to end the episode, so it ends
+         * now (else every later write would be refused for ever). */
+        if (q <= c->o.low_watermark && !(c->flags & SEDA__C_CLOSED)) {
+            c->flags &= ~(SEDA__C_CLOGGED | SEDA__C_UNWRITABLE);
+            event(c, SEDA_IO_WRITABLE, 0);
+        }
         return -ENOBUFS;
     }
     seda__conn_close_now(c, -ENOBUFS);

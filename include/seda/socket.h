@@ -99,7 +99,8 @@ enum seda_io_event_type {
     SEDA_IO_WRITE_DONE = 9,
     /* A write would pass the hard limit (SEDA_CLOG_NOTIFY): that write and
      * every later one is refused with -ENOBUFS until output drains to the
-     * low watermark (then WRITABLE). Once per episode. */
+     * low watermark (then WRITABLE; at once if it is there already: one
+     * write larger than the whole limit). Once per episode. */
     SEDA_IO_CLOGGED = 10,
 };
 
