@@ -122,6 +122,9 @@ uint32_t seda_listener_connections(const seda_listener_t *ls)
 
 static void ctl_run(struct seda__loop *l, struct seda__task *t);
 
+/* A post holds a reference on the listener until it has run: a resume
+ * posted by a closing connection may run after the part's own close has
+ * dropped the part's reference (and the connection its own). */
 static bool ctl_post(struct seda__listen_part *p, int op)
 {
     struct ctl *c = malloc(sizeof *c);
@@ -130,8 +133,10 @@ static bool ctl_post(struct seda__listen_part *p, int op)
     c->task.run = ctl_run;
     c->part = p;
     c->op = op;
+    seda_listener_retain(p->ls);
     if (seda__loop_post(p->loop, &c->task))
         return true;
+    seda_listener_release(p->ls);
     free(c);
     return false;
 }
@@ -154,12 +159,21 @@ static void part_maybe_done(struct seda__listen_part *p)
         seda__io_unref(io);
 }
 
+static void ctl_op(struct seda__loop *l, struct seda__listen_part *p, int op);
+
 static void ctl_run(struct seda__loop *l, struct seda__task *t)
 {
     struct ctl *c = (struct ctl *)t;
     struct seda__listen_part *p = c->part;
+    seda_listener_t *ls = p->ls;
     int op = c->op;
     free(c);
+    ctl_op(l, p, op);
+    seda_listener_release(ls); /* the post's */
+}
+
+static void ctl_op(struct seda__loop *l, struct seda__listen_part *p, int op)
+{
     if (op == CTL_START) {
         struct seda__io *io = l->exiting ? NULL : seda__io_get(l);
         p->started = true;

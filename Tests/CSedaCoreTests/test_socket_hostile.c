@@ -3,11 +3,14 @@
  * backend (regressions found by review): an idle timeout at the far end of
  * the clock must not wrap into the past; a single write larger than the
  * hard limit (SEDA_CLOG_NOTIFY) must not leave the connection refusing
- * writes for ever.
+ * writes for ever; a resume posted to a listener paused at its connection
+ * limit must not outlive the listener.
  */
 #include "socket_test.h"
 
 #include <stdlib.h>
+
+#include "socket_internal.h"
 
 /* ---- an idle timeout of INT64_MAX: never, not at once ------------------------------ */
 
@@ -112,11 +115,112 @@ static void test_clog_single_write(void)
     seda_runtime_destroy(rt);
 }
 
+/* ---- a listener closed while paused at its limit ------------------------------------ */
+
+/* A connection that closes on loop 1 while loop 0's part is paused at the
+ * connection limit posts loop 0 a resume. When the listener was closed
+ * just before (its close still queued on loop 0), the close runs first and
+ * drops the part's reference; the resume, queued behind it, must still
+ * find the listener's memory (the post holds a reference). Loop 0 is held
+ * busy by a bound stage so that both posts wait in its inbox. ASan reports
+ * the use after free this test was written for. */
+static _Atomic int lim_blocked, lim_unblock, lim_closed;
+
+static void lim_drop(void *ctx, void *ev)
+{
+    (void)ctx;
+    (void)ev;
+}
+
+static int lim_block_handler(void *ctx, void **events, size_t n)
+{
+    (void)ctx;
+    (void)events;
+    (void)n;
+    atomic_store(&lim_blocked, 1);
+    WAIT_UNTIL(atomic_load(&lim_unblock));
+    return 0;
+}
+
+static int lim_read_handler(void *ctx, void **events, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) {
+        seda_io_event_t *ev = events[i];
+        if (ev->type == SEDA_IO_CLOSED)
+            atomic_fetch_add(&lim_closed, 1);
+        seda_io_event_release(ev);
+    }
+    return 0;
+}
+
+static void reset_close(int fd)
+{
+    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
+static void test_close_paused_listener(void)
+{
+    seda_runtime_t *rt = make_runtime_on(backend);
+    atomic_store(&lim_blocked, 0);
+    atomic_store(&lim_unblock, 0);
+    atomic_store(&lim_closed, 0);
+    seda_stage_options_t bo = { .name = "blocker",
+                                .handler = lim_block_handler,
+                                .drop = lim_drop,
+                                .queue_capacity = 16,
+                                .bind_to_thread = 1,
+                                .thread_index = 0 };
+    seda_stage_t *blocker;
+    CHECK_OK(seda_stage_create(rt, &bo, &blocker));
+    seda_stage_options_t ro = { .name = "reader",
+                                .handler = lim_read_handler,
+                                .drop = release_event_cb,
+                                .queue_capacity = 256,
+                                .bind_to_thread = 1,
+                                .thread_index = 1 };
+    seda_stage_t *reader;
+    CHECK_OK(seda_stage_create(rt, &ro, &reader));
+    /* Hand-off: one listening socket, on loop 0; connections go to loop 0,
+     * then loop 1. */
+    seda_listen_options_t lo = { .host = "127.0.0.1",
+                                 .accept_mode = SEDA_ACCEPT_HANDOFF,
+                                 .read_sink = reader,
+                                 .max_connections = 1 };
+    seda_listener_t *ls;
+    CHECK_OK(seda_listen(rt, &lo, &ls));
+    uint16_t port = seda_listener_port(ls);
+    int x = dial(port); /* to loop 0: closed again */
+    WAIT_UNTIL(seda_listener_connections(ls) == 1);
+    reset_close(x);
+    WAIT_UNTIL(atomic_load(&lim_closed) == 1 && seda_listener_connections(ls) == 0);
+    int a = dial(port); /* to loop 1: the one open connection */
+    WAIT_UNTIL(seda_listener_connections(ls) == 1);
+    int b = dial(port); /* waits in the backlog: loop 0 pauses at the limit */
+    WAIT_UNTIL(atomic_load(&ls->max_paused) == 1);
+    static int token;
+    CHECK_OK(seda_stage_enqueue(blocker, &token));
+    WAIT_UNTIL(atomic_load(&lim_blocked));
+    seda_listener_close(ls); /* CTL_CLOSE waits in loop 0's inbox */
+    reset_close(a);          /* loop 1 closes it and posts loop 0 a resume */
+    WAIT_UNTIL(atomic_load(&lim_closed) == 2);
+    atomic_store(&lim_unblock, 1); /* the close, then the resume */
+    char c;
+    CHECK(recv(b, &c, 1, 0) <= 0); /* reset with the listening socket */
+    close(b);
+    seda_stage_release(reader);
+    seda_stage_release(blocker);
+    seda_runtime_destroy(rt);
+}
+
 int main(int argc, char **argv)
 {
     FOR_EACH_BACKEND(argc, argv, {
         test_idle_timeout_far();
         test_clog_single_write();
+        test_close_paused_listener();
     });
     return 0;
 }
