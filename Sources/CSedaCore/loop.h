@@ -114,6 +114,10 @@ struct seda__loop {
     void (*io_stop)(struct seda__loop *l);
     /* Work to run on this thread when the loop exits (seda__loop_at_exit). */
     struct seda__task *at_exit;
+    /* Waits in the poller begun so far (bumped before each): the socket
+     * layer reads the clock once per wait, before it handles the first
+     * readiness or completion the wait brought (socket_io.c). */
+    uint64_t waits;
 
     /* Counters (owner writes, anyone reads relaxed): see seda_loop_stats_t. */
     _Atomic uint64_t polls, poll_events, sleeps, wakeups, tasks, turns;

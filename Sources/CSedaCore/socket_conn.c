@@ -91,6 +91,7 @@ static void on_ready(struct seda__loop *l, struct seda__watcher *w, uint32_t eve
     seda_conn_t *c = (seda_conn_t *)w;
     if (c->flags & SEDA__C_CLOSED)
         return;
+    seda__io_clock(c->io);
     if (c->flags & SEDA__C_CONNECTING) {
         seda__conn_connect_ready(c, events);
         return;
@@ -134,6 +135,7 @@ static void on_complete(struct seda__loop *l, struct seda__watcher *w,
 {
     (void)l;
     seda_conn_t *c = (seda_conn_t *)w;
+    seda__io_clock(c->io);
     if (cp->kind == SEDA__POLLER_OP_RECV)
         seda__conn_recv_complete(c, cp);
     else

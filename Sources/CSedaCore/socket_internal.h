@@ -283,7 +283,8 @@ struct seda__io {
     struct seda__loop_timer stall_timer;
     struct seda__listen_part *parts;
 
-    int64_t now;    /* the clock, read once per poll */
+    int64_t now;       /* the clock, read once per poll (seda__io_clock) */
+    uint64_t now_wait; /* the loop's `waits` when `now` was read */
     uint64_t polls; /* polls so far (receive budgets are per poll) */
     struct seda__io_counters st;
 };
@@ -329,6 +330,16 @@ void seda__io_out_put(struct seda__io *io, struct seda__out *o);
 
 /* The clock now (refreshed per poll; cheap). */
 int64_t seda__io_now(struct seda__io *io);
+/* Before handling what a wait in the poller brought (readiness, io_uring
+ * completions): reads the clock if this wait has not yet, so that activity
+ * after a long sleep moves idle deadlines from now, not from before the
+ * sleep. One compare per call, one clock read per wait. Owner. */
+void seda__io_read_clock(struct seda__io *io);
+static inline void seda__io_clock(struct seda__io *io)
+{
+    if (SEDA__UNLIKELY(io->now_wait != io->loop->waits))
+        seda__io_read_clock(io);
+}
 
 /* Logs one line through fn (NULL: stderr). */
 void seda__io_log(seda_io_log_fn fn, void *ctx, const char *fmt, ...)

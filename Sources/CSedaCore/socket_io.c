@@ -361,10 +361,16 @@ int64_t seda__io_now(struct seda__io *io)
     return io->now;
 }
 
+void seda__io_read_clock(struct seda__io *io)
+{
+    io->now_wait = io->loop->waits;
+    io->now = seda__clock_now_fast(io->loop->rt->clock);
+}
+
 static void io_poll(struct seda__loop *l)
 {
     struct seda__io *io = atomic_load_explicit(&l->io, memory_order_relaxed);
-    io->now = seda__clock_now_fast(l->rt->clock);
+    seda__io_clock(io);
     io->polls++;
     l->io_more = false;
     if (io->stalled)
@@ -444,7 +450,7 @@ struct seda__io *seda__io_get(struct seda__loop *l)
     pthread_mutex_init(&io->lock, NULL);
     io->edge = l->trigger == SEDA_POLLER_EDGE;
     io->stall_timer.fire = stall_fire;
-    io->now = seda__clock_now_fast(l->rt->clock);
+    seda__io_read_clock(io);
     if (l->completion && l->completion->bufring_create(l->poller, SEDA__IO_RING_BUFS,
                                                        SEDA__IO_BUF_SIZE, &io->ring) == 0)
         io->uring = l->completion;

@@ -367,6 +367,7 @@ static void part_ready(struct seda__loop *l, struct seda__watcher *w, uint32_t e
     (void)events;
     struct seda__listen_part *p = (struct seda__listen_part *)w;
     seda_listener_t *ls = p->ls;
+    seda__io_clock(p->io);
     for (int k = 0; k < ACCEPT_BUDGET; k++) {
         if (!part_wants(p))
             return;
@@ -409,6 +410,7 @@ static void part_complete(struct seda__loop *l, struct seda__watcher *w,
                           const struct seda__poller_completion *cp)
 {
     struct seda__listen_part *p = (struct seda__listen_part *)w;
+    seda__io_clock(p->io);
     bool last = !(cp->flags & SEDA__POLLER_MORE);
     if (last) {
         p->live_ops--;

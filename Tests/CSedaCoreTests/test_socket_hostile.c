@@ -4,7 +4,9 @@
  * the clock must not wrap into the past; a single write larger than the
  * hard limit (SEDA_CLOG_NOTIFY) must not leave the connection refusing
  * writes for ever; a resume posted to a listener paused at its connection
- * limit must not outlive the listener.
+ * limit must not outlive the listener; the idle deadline of a connection
+ * accepted after the loop slept longer than the timeout is counted from
+ * now, not from before the sleep.
  */
 #include "socket_test.h"
 
@@ -36,6 +38,23 @@ static int idle_handler(void *ctx, void **events, size_t n)
     return 0;
 }
 
+/* Echoes (a copy) and counts CLOSED; leaves the idle timeout alone. */
+static int copy_echo_handler(void *ctx, void **events, size_t n)
+{
+    struct echo_server *s = ctx;
+    for (size_t i = 0; i < n; i++) {
+        seda_io_event_t *ev = events[i];
+        if (ev->type == SEDA_IO_PACKET) {
+            seda_conn_write_copy(ev->conn, ev->data, ev->len);
+        } else if (ev->type == SEDA_IO_CLOSED) {
+            atomic_store(&s->last_close_error, ev->error);
+            atomic_fetch_add(&s->closed, 1);
+        }
+        seda_io_event_release(ev);
+    }
+    return 0;
+}
+
 static void test_idle_timeout_far(void)
 {
     seda_runtime_t *rt = make_runtime_on(backend);
@@ -55,6 +74,42 @@ static void test_idle_timeout_far(void)
     CHECK(atomic_load(&es.last_close_error) == 0);
     server_stop(&srv);
     seda_runtime_destroy(rt);
+}
+
+/* ---- activity after a long sleep ------------------------------------------------------ */
+
+/* A loop that slept (nothing to do) for longer than the idle timeout wakes
+ * to accept a connection: its deadline is counted from the accept, not from
+ * the clock the loop read before it slept (the connection was closed at
+ * once with -ETIMEDOUT). A manual clock makes "longer" exact: it moves
+ * while the loops sleep without waking them. */
+static void test_idle_after_sleep(void)
+{
+    seda_clock_t *clk;
+    CHECK_OK(seda_clock_manual_create(&clk, 1000000000));
+    seda_runtime_options_t ro = { .cpu_threads = THREADS, .poller = backend, .clock = clk };
+    seda_runtime_t *rt = NULL;
+    CHECK_OK(seda_runtime_create(&rt, &ro));
+    static struct echo_server es;
+    memset(&es, 0, sizeof es);
+    struct server srv;
+    seda_listen_options_t lo = { .conn = { .idle_timeout_ns = 1000000000 } };
+    serve(&srv, rt, copy_echo_handler, &es, &lo);
+    /* Both loops have their socket state (and read the clock). */
+    for (uint32_t i = 0; i < THREADS; i++)
+        WAIT_UNTIL(seda__io_peek(seda__loop_of(rt, i)) != NULL);
+    CHECK_OK(seda_clock_manual_set(clk, 11000000000)); /* 10 s later */
+    int fd = dial(srv.port);
+    echo_once(fd, "ping", 4); /* reset at once before the fix */
+    echo_once(fd, "ping", 4);
+    CHECK(atomic_load(&es.closed) == 0);
+    CHECK(IO_STAT(rt, timeouts) == 0);
+    close(fd);
+    WAIT_UNTIL(atomic_load(&es.closed) == 1);
+    CHECK(atomic_load(&es.last_close_error) == 0);
+    server_stop(&srv);
+    seda_runtime_destroy(rt);
+    seda_clock_destroy(clk);
 }
 
 /* ---- one write past the hard limit on an empty queue ------------------------------- */
@@ -219,6 +274,7 @@ int main(int argc, char **argv)
 {
     FOR_EACH_BACKEND(argc, argv, {
         test_idle_timeout_far();
+        test_idle_after_sleep();
         test_clog_single_write();
         test_close_paused_listener();
     });
