@@ -286,12 +286,17 @@ void seda__conn_deliver(seda_conn_t *c, struct seda__io_event *ev)
     /* In order behind what is held; but output events pass held input (a
      * handler that stopped reading until WRITABLE must get WRITABLE), in
      * order among themselves. */
-    if ((!c->pend_head || (c->pend_out == 0 && is_output(ev->pub.type))) && try_send(c, ev))
+    bool tried = !c->pend_head || (c->pend_out == 0 && is_output(ev->pub.type));
+    if (tried && try_send(c, ev))
         return;
     seda__conn_hold(c, ev);
-    /* Held for the budget (not a full sink): the ready list delivers it
-     * (once closed, all of it, reading or not). */
-    if ((c->flags & SEDA__C_BUDGET) && !(c->flags & SEDA__C_STALLED)) {
+    /* Held behind packets held for the budget (not refused by a full sink):
+     * the ready list delivers it (once closed, all of it, reading or not).
+     * One the sink refused waits on the stalled list, which retries it
+     * whatever the reading state: the ready list serves a connection only
+     * while it reads, and a handler that stopped reading on UNWRITABLE
+     * waits for this WRITABLE to read again. */
+    if (!tried && (c->flags & SEDA__C_BUDGET) && !(c->flags & SEDA__C_STALLED)) {
         if (c->flags & SEDA__C_CLOSED)
             seda__conn_ready_push(c);
         return;

@@ -4,7 +4,9 @@
  * the clock must not wrap into the past; a single write larger than the
  * hard limit (SEDA_CLOG_NOTIFY) must not leave the connection refusing
  * writes for ever; a resume posted to a listener paused at its connection
- * limit must not outlive the listener; the idle deadline of a connection
+ * limit must not outlive the listener; WRITABLE meeting a full sink while
+ * received packets wait past the read budget with reading stopped must
+ * still arrive; the idle deadline of a connection
  * accepted after the loop slept longer than the timeout is counted from
  * now, not from before the sleep.
  */
@@ -73,6 +75,158 @@ static void test_idle_timeout_far(void)
     WAIT_UNTIL(atomic_load(&es.closed) == 1);
     CHECK(atomic_load(&es.last_close_error) == 0);
     server_stop(&srv);
+    seda_runtime_destroy(rt);
+}
+
+/* ---- WRITABLE into a full sink, input held past the budget, reading stopped ----------- */
+
+/* io_uring delivers at most SEDA__IO_READ_BUDGET packets per connection per
+ * poll; the rest are held on the connection (BUDGET) and go out from the
+ * ready list, but only while the application reads: after
+ * seda_conn_read_stop they wait for read_start. A handler that stopped
+ * reading on UNWRITABLE reads again on WRITABLE; if WRITABLE met a full
+ * sink it was held behind those packets with nothing to retry it (only
+ * stalled connections are retried), and the connection stayed paused for
+ * ever. The state "packets held past the budget, reading stopped" is made
+ * on the owner loop the way recv completions and the handler make it; the
+ * sink is a dedicated stage the test fills. io_uring only (the other
+ * backends never hold packets for the budget). */
+static _Atomic int wr_gate, wr_blocked, wr_writable, wr_unwritable, wr_packets, wr_bad_seq;
+static seda_conn_t *_Atomic wr_conn;
+static int wr_dummy;
+static _Atomic uint64_t wr_next_seq;
+
+static void wr_drop(void *ctx, void *ev)
+{
+    (void)ctx;
+    if (ev != &wr_dummy)
+        seda_io_event_release(ev);
+}
+
+static int wr_handler(void *ctx, void **events, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) {
+        if (events[i] == &wr_dummy) {
+            atomic_store(&wr_blocked, 1);
+            WAIT_UNTIL(atomic_load(&wr_gate));
+            continue;
+        }
+        seda_io_event_t *ev = events[i];
+        if (ev->type == SEDA_IO_PACKET) {
+            if (ev->seq != atomic_load(&wr_next_seq))
+                atomic_fetch_add(&wr_bad_seq, 1);
+            atomic_store(&wr_next_seq, ev->seq + 1);
+            if (atomic_fetch_add(&wr_packets, 1) == 0) {
+                seda_conn_retain(ev->conn);
+                atomic_store(&wr_conn, ev->conn);
+            }
+        } else if (ev->type == SEDA_IO_UNWRITABLE) {
+            atomic_fetch_add(&wr_unwritable, 1);
+        } else if (ev->type == SEDA_IO_WRITABLE) {
+            atomic_fetch_add(&wr_writable, 1);
+            seda_conn_read_start(ev->conn);
+        }
+        seda_io_event_release(ev);
+    }
+    return 0;
+}
+
+struct wr_task {
+    struct seda__task task;
+    _Atomic int done;
+};
+
+/* On the owner loop: the budget used with one packet held, then the
+ * handler's read_stop (as after UNWRITABLE). */
+static void wr_make_state(struct seda__loop *l, struct seda__task *t)
+{
+    (void)l;
+    seda_conn_t *c = atomic_load(&wr_conn);
+    c->flags |= SEDA__C_BUDGET;
+    struct seda__io_event *ev = seda__io_event_new(c->io, SEDA_IO_PACKET, c);
+    CHECK(ev != NULL);
+    ev->pub.data = (const uint8_t *)"held";
+    ev->pub.len = 4;
+    ev->pub.seq = c->seq++;
+    seda__conn_hold(c, ev);
+    CHECK_OK(seda_conn_read_stop(c));
+    atomic_store(&((struct wr_task *)t)->done, 1);
+}
+
+static void test_writable_full_sink_budget(void)
+{
+    seda_runtime_t *rt = make_runtime_on(backend);
+    if (!seda__loop_of(rt, 0)->completion) { /* not io_uring (or it fell back) */
+        seda_runtime_destroy(rt);
+        return;
+    }
+    atomic_store(&wr_gate, 0);
+    atomic_store(&wr_blocked, 0);
+    atomic_store(&wr_writable, 0);
+    atomic_store(&wr_unwritable, 0);
+    atomic_store(&wr_packets, 0);
+    atomic_store(&wr_bad_seq, 0);
+    atomic_store(&wr_next_seq, 0);
+    atomic_store(&wr_conn, NULL);
+    seda_stage_options_t so = { .name = "wr",
+                                .handler = wr_handler,
+                                .drop = wr_drop,
+                                .queue_capacity = 4,
+                                .batch_max = 1,
+                                .thread_manager = SEDA_THREADS_DEDICATED };
+    seda_stage_t *sink;
+    CHECK_OK(seda_stage_create(rt, &so, &sink));
+    seda_listen_options_t lo = { .host = "127.0.0.1",
+                                 .accept_mode = SEDA_ACCEPT_HANDOFF, /* the first goes to loop 0 */
+                                 .read_sink = sink,
+                                 .conn = { .hard_limit = 32u << 20 } };
+    seda_listener_t *ls;
+    CHECK_OK(seda_listen(rt, &lo, &ls));
+    /* A client that reads nothing yet, with a small receive buffer. */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons(seda_listener_port(ls)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    struct timeval tv = { .tv_sec = 20 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    write_all(fd, "x", 1);
+    WAIT_UNTIL(atomic_load(&wr_conn) != NULL);
+    seda_conn_t *c = atomic_load(&wr_conn);
+    CHECK_EQ(seda_conn_thread(c), 0);
+    /* Output past the high watermark (UNWRITABLE), more than the kernel's
+     * socket buffers hold: it stays above the low watermark until the peer
+     * reads. */
+    enum { OUT = 8 << 20 };
+    static uint8_t out[OUT];
+    CHECK_OK(seda_conn_write_copy(c, out, OUT));
+    WAIT_UNTIL(atomic_load(&wr_unwritable) == 1);
+    static struct wr_task t;
+    atomic_store(&t.done, 0);
+    t.task.run = wr_make_state;
+    CHECK(seda__loop_post(seda__loop_of(rt, 0), &t.task));
+    WAIT_UNTIL(atomic_load(&t.done));
+    CHECK_EQ(atomic_load(&wr_writable), 0);
+    CHECK(seda_conn_queued(c) > 32 * 1024);
+    /* The sink full: its thread holds one dummy, its queue the others. */
+    CHECK_OK(seda_stage_enqueue(sink, &wr_dummy));
+    WAIT_UNTIL(atomic_load(&wr_blocked));
+    while (seda_stage_enqueue(sink, &wr_dummy) == 0) {
+    }
+    /* The peer reads it all: the queue drains, WRITABLE meets the full sink. */
+    static uint8_t back[OUT];
+    read_exact(fd, back, OUT);
+    atomic_store(&wr_gate, 1);
+    WAIT_UNTIL(atomic_load(&wr_writable) == 1); /* stuck for ever before the fix */
+    WAIT_UNTIL(atomic_load(&wr_packets) == 2);  /* read_start: the held packet */
+    CHECK_EQ(atomic_load(&wr_bad_seq), 0);
+    seda_conn_release(c);
+    close(fd);
+    seda_listener_close(ls);
+    seda_stage_release(sink);
     seda_runtime_destroy(rt);
 }
 
@@ -277,6 +431,7 @@ int main(int argc, char **argv)
         test_idle_after_sleep();
         test_clog_single_write();
         test_close_paused_listener();
+        test_writable_full_sink_budget();
     });
     return 0;
 }
