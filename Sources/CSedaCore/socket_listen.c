@@ -34,6 +34,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -583,6 +584,12 @@ int seda_listen(seda_runtime_t *rt, const seda_listen_options_t *o, seda_listene
         r = open_socket(&ss, sl, backlog, o->accept_mode == SEDA_ACCEPT_REUSEPORT, &p->w.fd);
         if (r < 0)
             break;
+        if (p->w.fd >= FD_SETSIZE && seda_runtime_poller(rt) == SEDA_POLLER_SELECT) {
+            /* select cannot watch it: the listener would never accept. */
+            close(p->w.fd);
+            r = -EMFILE;
+            break;
+        }
         if (opened == 0) { /* port 0: the others bind the port the first got */
             struct sockaddr_storage bound;
             socklen_t bl = sizeof bound;

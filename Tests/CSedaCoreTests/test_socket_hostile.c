@@ -8,11 +8,14 @@
  * received packets wait past the read budget with reading stopped must
  * still arrive; the idle deadline of a connection
  * accepted after the loop slept longer than the timeout is counted from
- * now, not from before the sleep.
+ * now, not from before the sleep; a listening socket that select cannot
+ * watch (numbered FD_SETSIZE or more) is refused, not left deaf.
  */
 #include "socket_test.h"
 
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/select.h>
 
 #include "socket_internal.h"
 
@@ -424,12 +427,88 @@ static void test_close_paused_listener(void)
     seda_runtime_destroy(rt);
 }
 
+/* ---- descriptors past FD_SETSIZE ------------------------------------------------------- */
+
+/* With the low descriptors all taken, the listening sockets get numbers
+ * of FD_SETSIZE and more, which select cannot watch. seda_listen must
+ * then refuse (-EMFILE) rather than return a listener that never accepts;
+ * the other backends watch any number and echo. */
+static void test_listen_past_fd_setsize(void)
+{
+    struct rlimit rl;
+    CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    if (rl.rlim_cur < FD_SETSIZE + 64) {
+        struct rlimit more = rl;
+        more.rlim_cur = rl.rlim_max < FD_SETSIZE + 64 ? rl.rlim_max : FD_SETSIZE + 64;
+        setrlimit(RLIMIT_NOFILE, &more);
+    }
+    struct rlimit now;
+    CHECK(getrlimit(RLIMIT_NOFILE, &now) == 0);
+    if (now.rlim_cur < FD_SETSIZE + 32) {
+        fprintf(stderr, "  (descriptor limit too low: skipped)\n");
+        return;
+    }
+    seda_runtime_t *rt = make_runtime_on(backend);
+    static struct echo_server es;
+    memset(&es, 0, sizeof es);
+    /* The stages first (they may take descriptors), then fill. */
+    struct server srv;
+    memset(&srv, 0, sizeof srv);
+    srv.rt = rt;
+    for (int i = 0; i < THREADS; i++) {
+        char name[24];
+        snprintf(name, sizeof name, "fdset%d", i);
+        seda_stage_options_t so = { .name = name,
+                                    .handler = copy_echo_handler,
+                                    .ctx = &es,
+                                    .drop = release_event_cb,
+                                    .queue_capacity = 64,
+                                    .bind_to_thread = 1,
+                                    .thread_index = (uint32_t)i };
+        CHECK_OK(seda_stage_create(rt, &so, &srv.stages[i]));
+    }
+    static int filler[FD_SETSIZE];
+    int nfill = 0;
+    for (;;) {
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        CHECK(fd >= 0);
+        if (fd >= FD_SETSIZE - 4) { /* the next sockets get FD_SETSIZE or more */
+            close(fd);
+            break;
+        }
+        filler[nfill++] = fd;
+    }
+    for (int fd = FD_SETSIZE - 4; fd < FD_SETSIZE; fd++) { /* the last few, if free */
+        if (fcntl(fd, F_GETFD) < 0 && dup2(filler[0], fd) == fd)
+            filler[nfill++] = fd;
+    }
+    seda_listen_options_t lo = { .host = "127.0.0.1", .read_sinks = srv.stages };
+    seda_listener_t *ls = NULL;
+    int r = seda_listen(rt, &lo, &ls);
+    if (seda_runtime_poller(rt) == SEDA_POLLER_SELECT) {
+        CHECK_RC(r, -EMFILE);
+    } else {
+        CHECK_OK(r);
+        int fd = dial(seda_listener_port(ls));
+        echo_once(fd, "far", 3);
+        close(fd);
+        WAIT_UNTIL(atomic_load(&es.closed) == 1);
+        seda_listener_close(ls);
+    }
+    for (int i = 0; i < nfill; i++)
+        close(filler[i]);
+    for (int i = 0; i < THREADS; i++)
+        seda_stage_release(srv.stages[i]);
+    seda_runtime_destroy(rt);
+}
+
 int main(int argc, char **argv)
 {
     FOR_EACH_BACKEND(argc, argv, {
         test_idle_timeout_far();
         test_idle_after_sleep();
         test_clog_single_write();
+        test_listen_past_fd_setsize();
         test_close_paused_listener();
         test_writable_full_sink_budget();
     });
