@@ -155,9 +155,14 @@ void seda__conn_update_interest(seda_conn_t *c)
         if (want != c->interest && seda__loop_rewatch(c->loop, &c->w, want) == 0)
             c->interest = want;
     } else if (want) {
-        if (seda__loop_watch(c->loop, &c->w, want) == 0) {
+        int r = seda__loop_watch(c->loop, &c->w, want);
+        if (r == 0) {
             c->flags |= SEDA__C_WATCHED;
             c->interest = want;
+        } else {
+            /* Never watched, it would wait for ever (select: a descriptor
+             * numbered FD_SETSIZE or more, -EMFILE). */
+            seda__conn_close_now(c, r);
         }
     }
 }

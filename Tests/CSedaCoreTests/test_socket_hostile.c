@@ -9,7 +9,8 @@
  * still arrive; the idle deadline of a connection
  * accepted after the loop slept longer than the timeout is counted from
  * now, not from before the sleep; a listening socket that select cannot
- * watch (numbered FD_SETSIZE or more) is refused, not left deaf.
+ * watch (numbered FD_SETSIZE or more) is refused, not left deaf, and so is
+ * a connection select cannot watch when its sink is set late.
  */
 #include "socket_test.h"
 
@@ -429,11 +430,34 @@ static void test_close_paused_listener(void)
 
 /* ---- descriptors past FD_SETSIZE ------------------------------------------------------- */
 
-/* With the low descriptors all taken, the listening sockets get numbers
- * of FD_SETSIZE and more, which select cannot watch. seda_listen must
- * then refuse (-EMFILE) rather than return a listener that never accepts;
- * the other backends watch any number and echo. */
-static void test_listen_past_fd_setsize(void)
+/* Takes every free descriptor below FD_SETSIZE (so that the next ones
+ * opened are numbered FD_SETSIZE or more); fd_unfill gives them back. */
+static int fd_filler[FD_SETSIZE];
+static int fd_nfill;
+
+static void fd_fill(void)
+{
+    fd_nfill = 0;
+    for (;;) {
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        CHECK(fd >= 0);
+        if (fd >= FD_SETSIZE) {
+            close(fd);
+            break;
+        }
+        fd_filler[fd_nfill++] = fd;
+    }
+}
+
+static void fd_unfill(void)
+{
+    for (int i = 0; i < fd_nfill; i++)
+        close(fd_filler[i]);
+    fd_nfill = 0;
+}
+
+/* Raises the soft descriptor limit past FD_SETSIZE; false if it cannot. */
+static bool fd_room(void)
 {
     struct rlimit rl;
     CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
@@ -441,13 +465,23 @@ static void test_listen_past_fd_setsize(void)
         struct rlimit more = rl;
         more.rlim_cur = rl.rlim_max < FD_SETSIZE + 64 ? rl.rlim_max : FD_SETSIZE + 64;
         setrlimit(RLIMIT_NOFILE, &more);
+        CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
     }
-    struct rlimit now;
-    CHECK(getrlimit(RLIMIT_NOFILE, &now) == 0);
-    if (now.rlim_cur < FD_SETSIZE + 32) {
+    if (rl.rlim_cur < FD_SETSIZE + 32) {
         fprintf(stderr, "  (descriptor limit too low: skipped)\n");
-        return;
+        return false;
     }
+    return true;
+}
+
+/* With the low descriptors all taken, the listening sockets get numbers
+ * of FD_SETSIZE and more, which select cannot watch. seda_listen must
+ * then refuse (-EMFILE) rather than return a listener that never accepts;
+ * the other backends watch any number and echo. */
+static void test_listen_past_fd_setsize(void)
+{
+    if (!fd_room())
+        return;
     seda_runtime_t *rt = make_runtime_on(backend);
     static struct echo_server es;
     memset(&es, 0, sizeof es);
@@ -467,21 +501,7 @@ static void test_listen_past_fd_setsize(void)
                                     .thread_index = (uint32_t)i };
         CHECK_OK(seda_stage_create(rt, &so, &srv.stages[i]));
     }
-    static int filler[FD_SETSIZE];
-    int nfill = 0;
-    for (;;) {
-        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        CHECK(fd >= 0);
-        if (fd >= FD_SETSIZE - 4) { /* the next sockets get FD_SETSIZE or more */
-            close(fd);
-            break;
-        }
-        filler[nfill++] = fd;
-    }
-    for (int fd = FD_SETSIZE - 4; fd < FD_SETSIZE; fd++) { /* the last few, if free */
-        if (fcntl(fd, F_GETFD) < 0 && dup2(filler[0], fd) == fd)
-            filler[nfill++] = fd;
-    }
+    fd_fill();
     seda_listen_options_t lo = { .host = "127.0.0.1", .read_sinks = srv.stages };
     seda_listener_t *ls = NULL;
     int r = seda_listen(rt, &lo, &ls);
@@ -495,10 +515,75 @@ static void test_listen_past_fd_setsize(void)
         WAIT_UNTIL(atomic_load(&es.closed) == 1);
         seda_listener_close(ls);
     }
-    for (int i = 0; i < nfill; i++)
-        close(filler[i]);
+    fd_unfill();
     for (int i = 0; i < THREADS; i++)
         seda_stage_release(srv.stages[i]);
+    seda_runtime_destroy(rt);
+}
+
+/* A connection accepted with only an accept sink waits for its read sink;
+ * when select cannot watch it (numbered FD_SETSIZE or more), setting the
+ * sink must close it (CLOSED, -EMFILE) rather than leave it deaf for ever.
+ * The other backends echo. */
+static seda_stage_t *late_read[THREADS];
+
+static int late_accept_handler(void *ctx, void **events, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) {
+        seda_io_event_t *ev = events[i];
+        if (ev->type == SEDA_IO_ACCEPTED)
+            CHECK_OK(seda_conn_set_sink(ev->conn, late_read[seda_conn_thread(ev->conn)]));
+        seda_io_event_release(ev);
+    }
+    return 0;
+}
+
+static void test_late_sink_past_fd_setsize(void)
+{
+    if (!fd_room())
+        return;
+    seda_runtime_t *rt = make_runtime_on(backend);
+    static struct echo_server es;
+    memset(&es, 0, sizeof es);
+    for (int i = 0; i < THREADS; i++) {
+        char name[24];
+        snprintf(name, sizeof name, "late%d", i);
+        seda_stage_options_t so = { .name = name,
+                                    .handler = copy_echo_handler,
+                                    .ctx = &es,
+                                    .drop = release_event_cb,
+                                    .queue_capacity = 64,
+                                    .bind_to_thread = 1,
+                                    .thread_index = (uint32_t)i };
+        CHECK_OK(seda_stage_create(rt, &so, &late_read[i]));
+    }
+    seda_stage_options_t ao = { .name = "late-accept",
+                                .handler = late_accept_handler,
+                                .drop = release_event_cb,
+                                .queue_capacity = 64 };
+    seda_stage_t *acc;
+    CHECK_OK(seda_stage_create(rt, &ao, &acc));
+    seda_listen_options_t lo = { .host = "127.0.0.1", .accept_sink = acc };
+    seda_listener_t *ls;
+    CHECK_OK(seda_listen(rt, &lo, &ls));
+    fd_fill(); /* the connection's socket is numbered FD_SETSIZE or more */
+    int fd = dial(seda_listener_port(ls));
+    if (seda_runtime_poller(rt) == SEDA_POLLER_SELECT) {
+        WAIT_UNTIL(atomic_load(&es.closed) == 1); /* deaf for ever before the fix */
+        CHECK_EQ(atomic_load(&es.last_close_error), -EMFILE);
+        char c;
+        CHECK(recv(fd, &c, 1, 0) <= 0);
+    } else {
+        echo_once(fd, "far", 3);
+    }
+    close(fd);
+    fd_unfill();
+    WAIT_UNTIL(atomic_load(&es.closed) == 1);
+    seda_listener_close(ls);
+    seda_stage_release(acc);
+    for (int i = 0; i < THREADS; i++)
+        seda_stage_release(late_read[i]);
     seda_runtime_destroy(rt);
 }
 
@@ -509,6 +594,7 @@ int main(int argc, char **argv)
         test_idle_after_sleep();
         test_clog_single_write();
         test_listen_past_fd_setsize();
+        test_late_sink_past_fd_setsize();
         test_close_paused_listener();
         test_writable_full_sink_budget();
     });
