@@ -291,8 +291,9 @@ static int clog_handler(void *ctx, void **events, size_t n)
         } else if (ev->type == SEDA_IO_CLOGGED) {
             atomic_fetch_add(&clog_clogged, 1);
         } else if (ev->type == SEDA_IO_WRITABLE) {
-            atomic_fetch_add(&clog_writable, 1);
+            /* The result first: the test reads it once it sees WRITABLE. */
             atomic_store(&clog_small_result, seda_conn_write_copy(ev->conn, "ok", 2));
+            atomic_fetch_add(&clog_writable, 1);
         }
         seda_io_event_release(ev);
     }
