@@ -265,25 +265,37 @@ void seda__conn_drop_output(seda_conn_t *c, int status)
     set_queued(c, queued(c) - dropped);
 }
 
-/* n bytes of the COPY/REF items at the head were sent. */
+/* n bytes of the COPY/REF items at the head were sent. The queue and its
+ * count are brought up to date first, the release callbacks of the items
+ * sent run last: a callback may call back into the connection (write,
+ * close: the output still queued is then dropped, and CLOSED is its last
+ * event). */
 static void consume(seda_conn_t *c, size_t n)
 {
     size_t total = n;
+    struct seda__out *sent = NULL, **tail = &sent;
     while (n && c->out_head) {
         struct seda__out *o = c->out_head;
         size_t k = n < o->len ? n : o->len;
         o->ptr += k;
         o->len -= k;
         n -= k;
-        if (o->len == 0)
-            finish_item(c, pop(c), 0);
-        else
+        if (o->len != 0)
             break;
+        pop(c);
+        o->next = NULL;
+        *tail = o;
+        tail = &o->next;
     }
     struct seda__io *io = c->io;
     seda__io_count(&io->st.bytes_out, total);
     seda__conn_touch(c);
     queued_less(c, total);
+    while (sent) {
+        struct seda__out *o = sent;
+        sent = o->next;
+        finish_item(c, o, 0);
+    }
 }
 
 /* Items at the head that need no system call of their own. Returns false
@@ -409,6 +421,8 @@ static void flush_sync(seda_conn_t *c)
         seda__io_count(&c->io->st.writes, 1);
         if (w >= 0) {
             consume(c, (size_t)w);
+            if (c->flags & SEDA__C_CLOSED) /* by a release callback */
+                return;
             if ((size_t)w < bytes) { /* the socket buffer is full */
                 wait_writable(c);
                 return;

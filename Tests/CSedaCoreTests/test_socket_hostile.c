@@ -10,7 +10,9 @@
  * accepted after the loop slept longer than the timeout is counted from
  * now, not from before the sleep; a listening socket that select cannot
  * watch (numbered FD_SETSIZE or more) is refused, not left deaf, and so is
- * a connection select cannot watch when its sink is set late.
+ * a connection select cannot watch when its sink is set late; a zero-copy
+ * write's release callback that closes the connection leaves no event after
+ * CLOSED and no bytes counted as queued.
  */
 #include "socket_test.h"
 
@@ -588,6 +590,114 @@ static void test_late_sink_past_fd_setsize(void)
     seda_runtime_destroy(rt);
 }
 
+/* ---- a release callback that closes ------------------------------------------------------- */
+
+/* The release callback of a sent zero-copy buffer may call back into the
+ * connection (it runs on the owner loop): here it closes it. The output
+ * behind it is dropped then; the bytes just sent must still leave the
+ * count once (not twice: seda_conn_queued wrapped around), a buffer sent
+ * by the same send is released with 0 (it was given -ECANCELED), and
+ * nothing may follow CLOSED (WRITABLE did, from the watermark check after
+ * the callback). Variant 0: a mark separates the two buffers (the second
+ * is never sent); variant 1: both go in one send. */
+#define RC_MAX 32
+static _Atomic int rc_types[RC_MAX], rc_n, rc_sentinel, rc_dropped;
+static seda_conn_t *_Atomic rc_conn;
+static int rc_variant;
+static uint8_t rc_a[20], rc_b[10];
+static int rc_sentinel_token;
+
+static void rc_close_cb(void *ctx, const void *buf, int status)
+{
+    (void)buf;
+    CHECK_OK(status);
+    CHECK_OK(seda_conn_close(ctx, SEDA_CLOSE_NOW));
+
+}
+
+static void rc_second_cb(void *ctx, const void *buf, int status)
+{
+    (void)ctx;
+    (void)buf;
+    /* Variant 0: dropped unsent; variant 1: sent with the first. */
+    CHECK_EQ(status, rc_variant == 0 ? -ECANCELED : 0);
+    atomic_fetch_add(&rc_dropped, 1);
+}
+
+static int rc_handler(void *ctx, void **events, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) {
+        if (events[i] == &rc_sentinel_token) {
+            atomic_store(&rc_sentinel, 1);
+            continue;
+        }
+        seda_io_event_t *ev = events[i];
+        int k = atomic_load(&rc_n);
+        if (k < RC_MAX) {
+            atomic_store(&rc_types[k], (int)ev->type);
+            atomic_store(&rc_n, k + 1);
+        }
+        if (ev->type == SEDA_IO_PACKET && !atomic_load(&rc_conn)) {
+            seda_conn_t *c = ev->conn;
+            seda_conn_retain(c);
+            atomic_store(&rc_conn, c);
+            CHECK_OK(seda_conn_write(c, rc_a, sizeof rc_a, rc_close_cb, c));
+            if (rc_variant == 0)
+                CHECK_OK(seda_conn_write_mark(c, 1));
+            CHECK_OK(seda_conn_write(c, rc_b, sizeof rc_b, rc_second_cb, NULL));
+        }
+        seda_io_event_release(ev);
+    }
+    return 0;
+}
+
+static void rc_barrier_run(struct seda__loop *l, struct seda__task *t)
+{
+    (void)l;
+    atomic_store((_Atomic int *)(t + 1), 1);
+}
+
+static void test_release_callback_closes(int variant)
+{
+    seda_runtime_t *rt = make_runtime_on(backend);
+    rc_variant = variant;
+    atomic_store(&rc_n, 0);
+    atomic_store(&rc_sentinel, 0);
+    atomic_store(&rc_dropped, 0);
+    atomic_store(&rc_conn, NULL);
+    struct server srv;
+    /* UNWRITABLE at 16 bytes queued, WRITABLE at 8. */
+    seda_listen_options_t lo = { .conn = { .high_watermark = 16, .low_watermark = 8 } };
+    serve(&srv, rt, rc_handler, NULL, &lo);
+    int fd = dial(srv.port);
+    write_all(fd, "go", 2);
+    char back[sizeof rc_a];
+    read_exact(fd, back, sizeof back); /* the first buffer was sent */
+    WAIT_UNTIL(atomic_load(&rc_dropped) == 1);
+    seda_conn_t *c = atomic_load(&rc_conn);
+    /* Everything the owner loop did with c is done: a task posted to it
+     * after, then a sentinel into the (FIFO) stage behind any event. */
+    static struct {
+        struct seda__task task;
+        _Atomic int done;
+    } barrier;
+    atomic_store(&barrier.done, 0);
+    barrier.task.run = rc_barrier_run;
+    CHECK(seda__loop_post(seda__loop_of(rt, seda_conn_thread(c)), &barrier.task));
+    WAIT_UNTIL(atomic_load(&barrier.done));
+    CHECK_OK(seda_stage_enqueue(srv.stages[seda_conn_thread(c)], &rc_sentinel_token));
+    WAIT_UNTIL(atomic_load(&rc_sentinel));
+    int k = atomic_load(&rc_n);
+    CHECK(k >= 2);
+    CHECK_EQ(atomic_load(&rc_types[k - 1]), SEDA_IO_CLOSED); /* the last event */
+    CHECK_EQ(seda_conn_queued(c), 0);
+    seda_conn_release(c);
+    close(fd);
+    server_stop(&srv);
+    seda_runtime_destroy(rt);
+}
+
 int main(int argc, char **argv)
 {
     FOR_EACH_BACKEND(argc, argv, {
@@ -596,6 +706,8 @@ int main(int argc, char **argv)
         test_clog_single_write();
         test_listen_past_fd_setsize();
         test_late_sink_past_fd_setsize();
+        test_release_callback_closes(0);
+        test_release_callback_closes(1);
         test_close_paused_listener();
         test_writable_full_sink_budget();
     });
