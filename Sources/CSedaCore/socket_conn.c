@@ -287,8 +287,15 @@ void seda__conn_close_now(seda_conn_t *c, int error)
     seda__loop_timer_stop(l, &c->idle_timer);
     seda__loop_timer_stop(l, &c->connect_timer);
     if (io->uring) {
-        if (c->recv_op && io->uring->stop(l->poller, c->recv_op) != 0)
-            c->recv_op = 0; /* ended now (it waited for a buffer) */
+        /* A recv stopped already (read_stop, the budget, a full sink) has
+         * its last completion still to come: wait for it like any other. */
+        if (c->recv_op && !(c->flags & SEDA__C_RECV_STOPPING)) {
+            int r = io->uring->stop(l->poller, c->recv_op);
+            if (r == 1)
+                c->recv_op = 0; /* ended now (it waited for a buffer) */
+            else if (r == 0)
+                c->flags |= SEDA__C_RECV_STOPPING;
+        }
         /* A send in flight keeps its buffers until its completion: make it
          * end soon. */
         if (c->send_op)

@@ -698,6 +698,62 @@ static void test_release_callback_closes(int variant)
     seda_runtime_destroy(rt);
 }
 
+/* ---- read_stop, then close, in one turn ---------------------------------------------------- */
+
+/* On io_uring, read_stop stops the connection's recv: its last completion
+ * comes with the next wait. A close in the same turn must still wait for
+ * that completion before the connection's memory may go (it took the
+ * stopped recv for ended, and the completion then reached a freed
+ * connection: ASan reports the use after free). Every backend runs it. */
+static _Atomic int sc_closed;
+
+static int sc_handler(void *ctx, void **events, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) {
+        seda_io_event_t *ev = events[i];
+        if (ev->type == SEDA_IO_PACKET) {
+            CHECK_OK(seda_conn_read_stop(ev->conn));
+            CHECK_OK(seda_conn_close(ev->conn, SEDA_CLOSE_NOW));
+        } else if (ev->type == SEDA_IO_CLOSED) {
+            atomic_fetch_add(&sc_closed, 1);
+        }
+        seda_io_event_release(ev);
+    }
+    return 0;
+}
+
+static void test_read_stop_then_close(void)
+{
+    int fds = count_fds();
+    seda_runtime_t *rt = make_runtime_on(backend);
+    atomic_store(&sc_closed, 0);
+    struct server srv;
+    serve(&srv, rt, sc_handler, NULL, NULL);
+    enum { N = 8 };
+    int fd[N];
+    for (int i = 0; i < N; i++) {
+        fd[i] = dial(srv.port);
+        write_all(fd[i], "bye", 3);
+    }
+    WAIT_UNTIL(atomic_load(&sc_closed) == N);
+    for (int i = 0; i < N; i++) {
+        char c;
+        CHECK(recv(fd[i], &c, 1, 0) <= 0);
+        /* More input for a closed connection, and time for the stopped
+         * receives' last completions (a round trip through a new one). */
+        close(fd[i]);
+    }
+    atomic_store(&sc_closed, 0);
+    int last = dial(srv.port);
+    write_all(last, "bye", 3);
+    WAIT_UNTIL(atomic_load(&sc_closed) == 1);
+    close(last);
+    server_stop(&srv);
+    seda_runtime_destroy(rt);
+    CHECK_EQ(count_fds(), fds);
+}
+
 int main(int argc, char **argv)
 {
     FOR_EACH_BACKEND(argc, argv, {
@@ -708,6 +764,7 @@ int main(int argc, char **argv)
         test_late_sink_past_fd_setsize();
         test_release_callback_closes(0);
         test_release_callback_closes(1);
+        test_read_stop_then_close();
         test_close_paused_listener();
         test_writable_full_sink_budget();
     });
