@@ -467,7 +467,9 @@ static void req_run(struct seda__loop *l, struct seda__task *t)
         if (r < 0)
             q->release(q->ctx, q->buf, r);
         break;
-    case REQ_COPY: seda__conn_write_copy(c, q->copy, q->len); break;
+    case REQ_COPY: /* past the hard limit nothing was copied: refused before any read */
+        seda__conn_write_copy(c, q->len > c->o.hard_limit ? NULL : q->copy, q->len);
+        break;
     case REQ_FILE:
         r = seda__conn_write_file(c, q->fd, q->off, q->len, q->release, q->ctx);
         if (r < 0)
@@ -541,10 +543,14 @@ int seda_conn_write_copy(seda_conn_t *c, const void *buf, size_t len)
         return -EINVAL;
     if (seda__conn_on_owner(c))
         return seda__conn_write_copy(c, buf, len);
-    struct req *q = req_new(c, REQ_COPY, len);
+    /* More than the hard limit is refused by the owner whatever is queued
+     * (its clog policy applies): copy nothing (a length near SIZE_MAX would
+     * wrap the request's size). c->o.hard_limit never changes. */
+    bool refused = len > c->o.hard_limit;
+    struct req *q = req_new(c, REQ_COPY, refused ? 0 : len);
     if (!q)
         return -ENOMEM;
-    if (len)
+    if (len && !refused)
         memcpy(q->copy, buf, len);
     q->len = len;
     return req_post(q);

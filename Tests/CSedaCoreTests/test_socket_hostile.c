@@ -12,7 +12,9 @@
  * watch (numbered FD_SETSIZE or more) is refused, not left deaf, and so is
  * a connection select cannot watch when its sink is set late; a zero-copy
  * write's release callback that closes the connection leaves no event after
- * CLOSED and no bytes counted as queued.
+ * CLOSED and no bytes counted as queued; a stopped recv is waited for by a
+ * close; a huge copy from another thread is refused by the clog policy, not
+ * allocated and copied.
  */
 #include "socket_test.h"
 
@@ -754,6 +756,62 @@ static void test_read_stop_then_close(void)
     CHECK_EQ(count_fds(), fds);
 }
 
+/* ---- a huge copy from another thread ------------------------------------------------------- */
+
+/* seda_conn_write_copy from a thread other than the owner copies the bytes
+ * into the posted request. A length the hard limit refuses anyway is not
+ * copied (nor allocated: SIZE_MAX - 8 wrapped the allocation's size and the
+ * copy ran past it); the owner applies the clog policy as for its own
+ * write: here SEDA_CLOG_NOTIFY, so CLOGGED (then WRITABLE: nothing is
+ * queued) and the connection stays usable. */
+static _Atomic int hc_clogged, hc_writable;
+static seda_conn_t *_Atomic hc_conn;
+
+static int hc_handler(void *ctx, void **events, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) {
+        seda_io_event_t *ev = events[i];
+        if (ev->type == SEDA_IO_PACKET && !atomic_load(&hc_conn)) {
+            seda_conn_retain(ev->conn);
+            atomic_store(&hc_conn, ev->conn);
+        } else if (ev->type == SEDA_IO_CLOGGED) {
+            atomic_fetch_add(&hc_clogged, 1);
+        } else if (ev->type == SEDA_IO_WRITABLE) {
+            atomic_fetch_add(&hc_writable, 1);
+        }
+        seda_io_event_release(ev);
+    }
+    return 0;
+}
+
+static void test_huge_copy_from_outside(void)
+{
+    seda_runtime_t *rt = make_runtime_on(backend);
+    atomic_store(&hc_clogged, 0);
+    atomic_store(&hc_writable, 0);
+    atomic_store(&hc_conn, NULL);
+    struct server srv;
+    seda_listen_options_t lo = { .conn = { .clog_policy = SEDA_CLOG_NOTIFY } };
+    serve(&srv, rt, hc_handler, NULL, &lo);
+    int fd = dial(srv.port);
+    write_all(fd, "x", 1);
+    WAIT_UNTIL(atomic_load(&hc_conn) != NULL);
+    seda_conn_t *c = atomic_load(&hc_conn);
+    static const char small[16] = "not that long";
+    CHECK_OK(seda_conn_write_copy(c, small, SIZE_MAX - 8)); /* posted: refused there */
+    WAIT_UNTIL(atomic_load(&hc_clogged) == 1);
+    WAIT_UNTIL(atomic_load(&hc_writable) == 1);
+    CHECK_OK(seda_conn_write_copy(c, "ok", 2));
+    char back[2];
+    read_exact(fd, back, 2);
+    CHECK(memcmp(back, "ok", 2) == 0);
+    seda_conn_release(c);
+    close(fd);
+    server_stop(&srv);
+    seda_runtime_destroy(rt);
+}
+
 int main(int argc, char **argv)
 {
     FOR_EACH_BACKEND(argc, argv, {
@@ -765,6 +823,7 @@ int main(int argc, char **argv)
         test_release_callback_closes(0);
         test_release_callback_closes(1);
         test_read_stop_then_close();
+        test_huge_copy_from_outside();
         test_close_paused_listener();
         test_writable_full_sink_budget();
     });
