@@ -200,7 +200,7 @@ void seda__conn_link(seda_conn_t *c)
     if (io->conns)
         io->conns->prev = c;
     io->conns = c;
-    seda__io_count(&io->st.connections_open, 1);
+    seda__io_count(&io->st->connections_open, 1);
 }
 
 int seda__conn_start(seda_conn_t *c, struct seda__io_event *first)
@@ -317,10 +317,10 @@ void seda__conn_close_now(seda_conn_t *c, int error)
         if (c->next)
             c->next->prev = c->prev;
         c->prev = c->next = NULL;
-        seda__io_count(&io->st.connections_open, (uint64_t)-1);
+        seda__io_count(&io->st->connections_open, (uint64_t)-1);
     }
     if (was_connecting)
-        seda__io_count(&io->st.connect_failed, 1);
+        seda__io_count(&io->st->connect_failed, 1);
     if (c->listener) {
         seda_listener_t *ls = c->listener;
         c->listener = NULL;
@@ -377,7 +377,7 @@ static void idle_fire(struct seda__loop *l, struct seda__loop_timer *t, bool can
         seda__loop_timer_start(l, t, c->idle_deadline);
         return;
     }
-    seda__io_count(&c->io->st.timeouts, 1);
+    seda__io_count(&c->io->st->timeouts, 1);
     seda__conn_close_now(c, -ETIMEDOUT);
 }
 

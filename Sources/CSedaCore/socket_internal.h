@@ -244,11 +244,6 @@ struct seda_listener {
 
 /* ---- the per-loop state ------------------------------------------------------ */
 
-struct seda__io_counters {
-    _Atomic uint64_t accepted, refused, emfile_episodes, connects, connect_failed, connections_open,
-        packets_in, bytes_in, bytes_out, reads, writes, timeouts, clogged, stalls;
-};
-
 struct seda__slab {
     struct seda__slab *next;
 };
@@ -283,10 +278,11 @@ struct seda__io {
     struct seda__loop_timer stall_timer;
     struct seda__listen_part *parts;
 
+    /* The statistics: &loop->io_st (loop.h says why they live there). */
+    struct seda__io_counters *st;
     int64_t now;       /* the clock, read once per poll (seda__io_clock) */
     uint64_t now_wait; /* the loop's `waits` when `now` was read */
     uint64_t polls; /* polls so far (receive budgets are per poll) */
-    struct seda__io_counters st;
 };
 
 /* ---- socket_io.c -------------------------------------------------------------- */

@@ -272,7 +272,7 @@ void seda__conn_stall(seda_conn_t *c)
         seda_conn_retain(c); /* the list's */
         c->stall_next = io->stalled;
         io->stalled = c;
-        seda__io_count(&io->st.stalls, 1);
+        seda__io_count(&io->st->stalls, 1);
         stall_arm(io);
     }
     if (!(c->flags & SEDA__C_STALLED)) {
@@ -451,6 +451,7 @@ struct seda__io *seda__io_get(struct seda__loop *l)
     if (!io)
         return NULL;
     io->loop = l;
+    io->st = &l->io_st;
     atomic_init(&io->refs, 1);
     pthread_mutex_init(&io->lock, NULL);
     io->edge = l->trigger == SEDA_POLLER_EDGE;
@@ -495,10 +496,9 @@ int seda_runtime_io_stats(const seda_runtime_t *rt, uint32_t i, seda_io_stats_t 
     if (!rt || !out || i >= seda_runtime_cpu_threads(rt))
         return -EINVAL;
     memset(out, 0, sizeof *out);
-    struct seda__io *io = seda__io_peek(seda__loop_of((seda_runtime_t *)rt, i));
-    if (!io)
-        return 0;
-    const struct seda__io_counters *c = &io->st;
+    /* The loop's counters (zero before any socket work there), never the
+     * socket state, which another thread may be freeing. */
+    const struct seda__io_counters *c = &seda__loop_of((seda_runtime_t *)rt, i)->io_st;
 #define LOAD(f) out->f = atomic_load_explicit(&c->f, memory_order_relaxed)
     LOAD(accepted);
     LOAD(refused);

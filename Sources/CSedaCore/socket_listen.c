@@ -229,7 +229,7 @@ static void emfile(struct seda__listen_part *p, int err)
     struct seda__io *io = p->io;
     if (!p->logged) {
         p->logged = true;
-        seda__io_count(&io->st.emfile_episodes, 1);
+        seda__io_count(&io->st->emfile_episodes, 1);
         seda__io_log(p->ls->log, p->ls->log_ctx,
                      "accept on port %u (thread %u): %s; accepting pauses for %lld ms at a time "
                      "until descriptors free up",
@@ -269,7 +269,7 @@ static void setup_conn(seda_conn_t *c)
         if (getpeername(c->w.fd, (struct sockaddr *)&c->peer, &c->peer_len) < 0)
             c->peer_len = 0;
     }
-    seda__io_count(&io->st.accepted, 1);
+    seda__io_count(&io->st->accepted, 1);
     seda_listener_t *ls = c->listener;
     struct seda__io_event *first = NULL;
     if (ls->accept_sink) {
@@ -305,7 +305,7 @@ static void accepted(struct seda__listen_part *p, int fd, const struct sockaddr_
     seda_conn_t *c = seda__conn_new(target, fd, &ls->conn);
     if (!c) {
         close(fd);
-        seda__io_count(&p->io->st.refused, 1);
+        seda__io_count(&p->io->st->refused, 1);
         seda__listener_conn_closed(ls);
         return;
     }
@@ -326,7 +326,7 @@ static void accepted(struct seda__listen_part *p, int fd, const struct sockaddr_
     }
     c->setup_task.run = setup_task;
     if (!seda__loop_post(target, &c->setup_task)) {
-        seda__io_count(&p->io->st.refused, 1);
+        seda__io_count(&p->io->st->refused, 1);
         setup_fail(c);
     }
 }
@@ -423,7 +423,7 @@ static void part_complete(struct seda__loop *l, struct seda__watcher *w,
         atomic_fetch_add_explicit(&p->ls->open, 1, memory_order_seq_cst);
         if (p->closed || l->exiting) {
             close(cp->res);
-            seda__io_count(&p->io->st.refused, 1);
+            seda__io_count(&p->io->st->refused, 1);
             seda__listener_conn_closed(p->ls);
         } else {
             accepted(p, cp->res, NULL, 0);

@@ -70,7 +70,7 @@ static int admit(seda_conn_t *c, size_t bytes)
     size_t q = queued(c);
     if (bytes <= c->o.hard_limit && q <= c->o.hard_limit - bytes)
         return 0;
-    seda__io_count(&c->io->st.clogged, 1);
+    seda__io_count(&c->io->st->clogged, 1);
     if (c->o.clog_policy == SEDA_CLOG_NOTIFY) {
         c->flags |= SEDA__C_CLOGGED;
         event(c, SEDA_IO_CLOGGED, 0);
@@ -288,7 +288,7 @@ static void consume(seda_conn_t *c, size_t n)
         tail = &o->next;
     }
     struct seda__io *io = c->io;
-    seda__io_count(&io->st.bytes_out, total);
+    seda__io_count(&io->st->bytes_out, total);
     seda__conn_touch(c);
     queued_less(c, total);
     while (sent) {
@@ -374,11 +374,11 @@ static bool send_file(seda_conn_t *c)
         off_t off = (off_t)o->off;
         size_t want = o->flen < SENDFILE_CHUNK ? (size_t)o->flen : SENDFILE_CHUNK;
         ssize_t n = sendfile(c->w.fd, o->fd, &off, want);
-        seda__io_count(&c->io->st.writes, 1);
+        seda__io_count(&c->io->st->writes, 1);
         if (n > 0) {
             o->off += (uint64_t)n;
             o->flen -= (uint64_t)n;
-            seda__io_count(&c->io->st.bytes_out, (uint64_t)n);
+            seda__io_count(&c->io->st->bytes_out, (uint64_t)n);
             seda__conn_touch(c);
             continue;
         }
@@ -418,7 +418,7 @@ static void flush_sync(seda_conn_t *c)
         int n = gather(c, iov, SEDA__IO_IOV, &bytes);
         struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
         ssize_t w = sendmsg(c->w.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        seda__io_count(&c->io->st.writes, 1);
+        seda__io_count(&c->io->st->writes, 1);
         if (w >= 0) {
             consume(c, (size_t)w);
             if (c->flags & SEDA__C_CLOSED) /* by a release callback */
@@ -477,7 +477,7 @@ static void flush_uring(seda_conn_t *c)
             c->msg = (struct msghdr){ .msg_iov = c->iov, .msg_iovlen = (size_t)n };
             r = io->uring->sendmsg(c->loop->poller, c->w.fd, &c->msg, &c->w, &c->send_op);
         }
-        seda__io_count(&io->st.writes, 1);
+        seda__io_count(&io->st->writes, 1);
         if (r < 0) {
             c->send_op = 0;
             seda__conn_close_now(c, r);

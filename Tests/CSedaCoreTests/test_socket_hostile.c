@@ -14,7 +14,7 @@
  * write's release callback that closes the connection leaves no event after
  * CLOSED and no bytes counted as queued; a stopped recv is waited for by a
  * close; a huge copy from another thread is refused by the clog policy, not
- * allocated and copied.
+ * allocated and copied; statistics read while the socket state is freed.
  */
 #include "socket_test.h"
 
@@ -812,6 +812,71 @@ static void test_huge_copy_from_outside(void)
     seda_runtime_destroy(rt);
 }
 
+/* ---- statistics while the socket state goes ------------------------------------------------- */
+
+/* After seda_runtime_shutdown the runtime stays valid, and the socket state
+ * of a loop lives on while the application holds events; the thread that
+ * releases the last one frees it. seda_runtime_io_stats read that state
+ * (use after free when the two met: ASan; a race, so several rounds). The
+ * counters now live in the loop. */
+static seda_io_event_t *_Atomic st_held;
+static seda_runtime_t *_Atomic st_rt;
+static _Atomic int st_stop;
+static _Atomic uint64_t st_sum;
+
+static int st_handler(void *ctx, void **events, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) {
+        seda_io_event_t *ev = events[i];
+        if (ev->type == SEDA_IO_PACKET && !atomic_load(&st_held)) {
+            atomic_store(&st_held, ev); /* kept past the shutdown */
+            continue;
+        }
+        seda_io_event_release(ev);
+    }
+    return 0;
+}
+
+static void *st_reader(void *arg)
+{
+    (void)arg;
+    seda_runtime_t *rt = atomic_load(&st_rt);
+    while (!atomic_load(&st_stop)) {
+        for (uint32_t i = 0; i < THREADS; i++) {
+            seda_io_stats_t st;
+            CHECK_OK(seda_runtime_io_stats(rt, i, &st));
+            atomic_fetch_add(&st_sum, st.accepted);
+        }
+    }
+    return NULL;
+}
+
+static void test_stats_while_state_goes(void)
+{
+    for (int round = 0; round < 40; round++) {
+        atomic_store(&st_held, NULL);
+        atomic_store(&st_stop, 0);
+        seda_runtime_t *rt = make_runtime_on(backend);
+        atomic_store(&st_rt, rt);
+        struct server srv;
+        serve(&srv, rt, st_handler, NULL, NULL);
+        int fd = dial(srv.port);
+        write_all(fd, "x", 1);
+        WAIT_UNTIL(atomic_load(&st_held) != NULL);
+        server_stop(&srv);
+        CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_HAND_BACK, 0));
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, st_reader, NULL) == 0);
+        sched_yield();
+        seda_io_event_release(atomic_load(&st_held)); /* the last: frees the state */
+        atomic_store(&st_stop, 1);
+        pthread_join(t, NULL);
+        close(fd);
+        seda_runtime_destroy(rt);
+    }
+}
+
 int main(int argc, char **argv)
 {
     FOR_EACH_BACKEND(argc, argv, {
@@ -824,6 +889,7 @@ int main(int argc, char **argv)
         test_release_callback_closes(1);
         test_read_stop_then_close();
         test_huge_copy_from_outside();
+        test_stats_while_state_goes();
         test_close_paused_listener();
         test_writable_full_sink_budget();
     });
