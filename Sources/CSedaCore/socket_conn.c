@@ -287,14 +287,14 @@ void seda__conn_close_now(seda_conn_t *c, int error)
     seda__loop_timer_stop(l, &c->idle_timer);
     seda__loop_timer_stop(l, &c->connect_timer);
     if (io->uring) {
-        /* A recv stopped already (read_stop, the budget, a full sink) has
-         * its last completion still to come: wait for it like any other. */
-        if (c->recv_op && !(c->flags & SEDA__C_RECV_STOPPING)) {
+        if (c->recv_op) {
             int r = io->uring->stop(l->poller, c->recv_op);
             if (r == 1)
-                c->recv_op = 0; /* ended now (it waited for a buffer) */
-            else if (r == 0)
-                c->flags |= SEDA__C_RECV_STOPPING;
+                c->recv_op = 0; /* it waited for a buffer: ended now */
+            else if (r < 0 && r != -ENOENT)
+                shutdown(c->w.fd, SHUT_RDWR); /* not stopped: end of stream ends it */
+            /* 0, or -ENOENT (a stop is under way already: read_stop, the
+             * budget): its last completion follows, and c lives until then. */
         }
         /* A send in flight keeps its buffers until its completion: make it
          * end soon. */

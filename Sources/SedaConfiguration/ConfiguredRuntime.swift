@@ -2,15 +2,17 @@ import Logging
 import Seda
 
 extension Runtime {
-    /// Creates a runtime with `seda.cpuThreads` and `seda.pinThreads` from
-    /// `configuration`.
+    /// Creates a runtime with `seda.cpuThreads`, `seda.pinThreads` and
+    /// `seda.poller` from `configuration`; `poller`, when given, wins over
+    /// the configuration's (see "Poller and disk engine: who wins" in
+    /// ``SedaConfiguration``).
     public convenience init(
         configuration: SedaConfiguration, clock: SedaClock = .monotonic,
-        logger: Logger = Logger(label: "seda")
+        logger: Logger = Logger(label: "seda"), poller: PollerBackend? = nil
     ) throws(SedaError) {
         try self.init(
             cpuThreads: configuration.cpuThreads, pinThreads: configuration.pinThreads,
-            clock: clock, logger: logger)
+            clock: clock, logger: logger, poller: poller ?? configuration.poller ?? .default)
     }
 
     /// Adds a stage whose options come from `configuration` (see

@@ -56,6 +56,23 @@ enum Keys {
 
     static let cpuThreads = KeySpec("cpuThreads", .int(1...SedaLimits.threads))
     static let pinThreads = KeySpec("pinThreads", .bool)
+    /// The shared threads' poller (`Runtime(poller:)`); its environment
+    /// variable is `SEDA_POLLER`, the one the C core reads.
+    static let poller = KeySpec(
+        "poller",
+        .choice(
+            [
+                "select": "select", "poll": "poll", "epoll": "epoll", "io_uring": "io_uring",
+                "uring": "io_uring", "iouring": "io_uring", "default": "default",
+            ],
+            "\"select\", \"poll\", \"epoll\" or \"io_uring\" (or \"default\": SEDA_POLLER's backend, else epoll)"))
+    /// The file stages' disk engine (`FileStage(engine:)`); its environment
+    /// variable is `SEDA_DISK`, the one the C core reads.
+    static let disk = KeySpec(
+        "disk",
+        .choice(
+            ["io_uring": "io_uring", "libaio": "libaio", "threads": "threads", "default": "default"],
+            "\"io_uring\", \"libaio\" or \"threads\" (or \"default\": SEDA_DISK's engine, else io_uring)"))
 
     static let threadManager = KeySpec(
         "threadManager",
@@ -106,7 +123,11 @@ enum Keys {
     static let priorityClasses = KeySpec("priorityClasses", .int(1...SedaLimits.priorityClasses))
 
     /// Under `seda.`.
-    static let runtime = [cpuThreads, pinThreads]
+    static let runtime = [cpuThreads, pinThreads, poller, disk]
+
+    /// `SEDA_` variables the C core reads for itself that are no
+    /// configuration key (test knobs): the environment layer lets them be.
+    static let coreVariables: Set<String> = ["SEDA_DISK_URING_SETUP"]
     /// Under both `seda.global.` and `seda.stages.<name>.`.
     static let common = [
         threadManager, concurrency, threads, maxThreads, batchSize, queueCapacity,

@@ -62,9 +62,17 @@ extension SedaConfiguration {
                 value = .double(v)
             case .choice(let choices, _):
                 let v = try reader.requiredString(forKey: configKey)
-                guard let canonical = choices[v.lowercased()] else { throw bad }
+                guard let canonical = choices[v.lowercased()] else {
+                    if let guess = Keys.closest(to: v, in: Array(choices.keys)) {
+                        throw SedaError.invalidConfiguration(
+                            "\(origin): expected \(spec.kind.expected); did you mean \"\(choices[guess]!)\"?")
+                    }
+                    throw bad
+                }
                 value = .string(canonical)
             }
+        } catch let e as SedaError {
+            throw e
         } catch {
             throw bad
         }
@@ -99,7 +107,7 @@ extension SedaConfiguration {
 
         var stageVariables: [(name: String, stageParts: [String])] = []
         for name in env.keys.sorted() {
-            if fixed[name] != nil { continue }
+            if fixed[name] != nil || Keys.coreVariables.contains(name) { continue }
             var parts: [String] = []
             if name.hasPrefix(stagesHead) {
                 let rest = name.dropFirst(stagesHead.count)

@@ -35,6 +35,8 @@ import Seda
 /// |-----|-------------|---------|-----------------|---------|
 /// | `seda.cpuThreads` | int 1...1024 | one per CPU | – | threads of the shared thread manager |
 /// | `seda.pinThreads` | bool | false | – | pin shared thread *i* to CPU *i* |
+/// | `seda.poller` | `"select"`, `"poll"`, `"epoll"`, `"io_uring"` (case-insensitive; `"uring"` = io_uring), `"default"` | epoll | – | the shared threads' poller (`PollerBackend`); environment `SEDA_POLLER` |
+/// | `seda.disk` | `"io_uring"`, `"libaio"`, `"threads"`, `"default"` | io_uring | – | the disk engine of file stages made with a configuration (`DiskEngine`); environment `SEDA_DISK` |
 /// | `S threadManager` | `"shared"`, `"dedicated"` (case-insensitive; `"TPPTM"` = shared, `"TPSTM"` = dedicated) | shared | `seda.global.defaultThreadManager` | `ThreadManager` |
 /// | `S concurrency` | int 1...1024 | 1 | – | shared stages only: handler calls at once |
 /// | `S threads` | int 1...1024 | 1 | `S threadPool.initialThreads` | dedicated stages only: pool threads to start |
@@ -94,8 +96,28 @@ import Seda
 /// camel-case boundary becomes `_`. `seda.stages.HttpServer.queueCapacity` is
 /// `SEDA_STAGES_HTTP_SERVER_QUEUE_CAPACITY`; `seda.cpuThreads` is
 /// `SEDA_CPU_THREADS`. Booleans accept `true`/`false`/`yes`/`no`/`1`/`0`.
-/// Every variable starting `SEDA_` must be one of these keys. Two stage names
+/// Every variable starting `SEDA_` must be one of these keys (or
+/// `SEDA_DISK_URING_SETUP`, a test knob of the C core). Two stage names
 /// that differ only in case or camel-case boundaries share their variables.
+///
+/// ## Poller and disk engine: who wins
+///
+/// `seda.poller` and `seda.disk` are spelt `SEDA_POLLER` and `SEDA_DISK` in
+/// the environment: the very variables the C core reads when no backend or
+/// engine is chosen. So, highest first:
+///
+/// 1. an explicit argument: `Runtime(configuration:poller:)`'s `poller`,
+///    `FileStage(runtime:name:configuration:engine:options:)`'s `engine`
+///    (and `Runtime(poller:)`, `FileStage(engine:)` without a configuration);
+/// 2. the configuration: the environment variable, else the file, else code;
+/// 3. nothing set anywhere (or `"default"`): the C core's built-in default,
+///    epoll for the poller and io_uring for the disk.
+///
+/// Without a configuration, `Runtime(poller: .default)` and
+/// `FileStage(engine: .automatic)` still read `SEDA_POLLER` and `SEDA_DISK`
+/// (in the C core, which logs a bad `SEDA_DISK` and ignores it, and refuses a
+/// bad `SEDA_POLLER`). Either way a kernel that refuses io_uring gets the
+/// fallback (epoll; libaio, then threads) with a warning in the log.
 ///
 /// Thread rules: immutable once created; every method may be called from any thread.
 public struct SedaConfiguration: Sendable {
@@ -103,6 +125,12 @@ public struct SedaConfiguration: Sendable {
     public let cpuThreads: Int?
     /// Pin shared thread *i* to CPU *i*.
     public let pinThreads: Bool
+    /// `seda.poller` (`SEDA_POLLER`): the shared threads' poller; `nil`
+    /// when no layer sets it.
+    public let poller: PollerBackend?
+    /// `seda.disk` (`SEDA_DISK`): the file stages' disk engine; `nil` when
+    /// no layer sets it.
+    public let diskEngine: DiskEngine?
     /// The stages named in the file and in code, sorted. Stages named only
     /// in the environment are not listed: their variable names lose case.
     public let stageNames: [String]
@@ -194,6 +222,9 @@ public struct SedaConfiguration: Sendable {
         // named anywhere, so that a bad value fails at startup.
         cpuThreads = try Self.read(Keys.cpuThreads, at: ["seda"], reader, layers)?.int
         pinThreads = try Self.read(Keys.pinThreads, at: ["seda"], reader, layers)?.bool ?? false
+        // The choices are the C core's own spellings: its parsers take them.
+        poller = try Self.read(Keys.poller, at: ["seda"], reader, layers).map { PollerBackend(name: $0.string)! }
+        diskEngine = try Self.read(Keys.disk, at: ["seda"], reader, layers).map { DiskEngine(name: $0.string)! }
         let g = Keys.globalPrefix
         for spec in Keys.global { _ = try Self.read(spec, at: g, reader, layers) }
         let envStages = environmentStageVariables.compactMap { $0.stageParts.first }

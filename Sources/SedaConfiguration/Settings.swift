@@ -125,14 +125,20 @@ public struct SedaSettings: Sendable, Equatable {
     public var sizeControllerDelay: Duration?
     /// `seda.global.threadPool.sizeController.autoMaxDetect`.
     public var autoMaxDetect: Bool?
+    /// `seda.poller`.
+    public var poller: PollerBackend?
+    /// `seda.disk`.
+    public var diskEngine: DiskEngine?
 
     public init(
         cpuThreads: Int? = nil, pinThreads: Bool? = nil, global: StageSettings = StageSettings(),
         stages: [String: StageSettings] = [:], sizeControllerDelay: Duration? = nil,
-        autoMaxDetect: Bool? = nil
+        autoMaxDetect: Bool? = nil, poller: PollerBackend? = nil, diskEngine: DiskEngine? = nil
     ) {
         self.cpuThreads = cpuThreads
         self.pinThreads = pinThreads
+        self.poller = poller
+        self.diskEngine = diskEngine
         self.global = global
         self.stages = stages
         self.sizeControllerDelay = sizeControllerDelay
@@ -143,6 +149,8 @@ public struct SedaSettings: Sendable, Equatable {
         var out: [([String], JSONValue)] = []
         if let cpuThreads { out.append((["seda"] + Keys.cpuThreads.components, .int(cpuThreads))) }
         if let pinThreads { out.append((["seda"] + Keys.pinThreads.components, .bool(pinThreads))) }
+        if let poller { out.append((["seda"] + Keys.poller.components, .string(poller.name))) }
+        if let diskEngine { out.append((["seda"] + Keys.disk.components, .string(diskEngine.name))) }
         let g = Keys.globalPrefix
         out += global.leaves(g)
         if let d = sizeControllerDelay {

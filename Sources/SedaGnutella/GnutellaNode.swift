@@ -33,12 +33,24 @@ extension RejectionReason {
     public static let queryFilter = RejectionReason("queryFilter")
 }
 
+/// How a node's connections reach GnuServer.
+public enum GnutellaTransport: Sendable, Equatable {
+    /// GnuServer is a stage of ``LinkEvent``s (``GnutellaNode/serverSink``),
+    /// for transports that report with objects (``InProcessNetwork``).
+    case linkEvents
+    /// GnuServer is an I/O stage on Seda's sockets, replicated per shared
+    /// thread, listening from the node's creation on
+    /// (``GnutellaNode/sockets``).
+    case sockets(SocketTransport.Options)
+}
+
 /// Everything a node's stages are built from.
 public struct GnutellaConfiguration: Sendable {
     /// Prepended to the stage names (several nodes in one runtime); no '.'
     /// (configuration keys name stages between dots).
     public var stagePrefix = ""
     public var server = GnutellaServer.Settings()
+    public var transport = GnutellaTransport.linkEvents
     public var serverQueueCapacity = 4096
     public var routing = RoutingPolicy()
     public var routerAdmission = RouterAdmission.none
@@ -82,8 +94,12 @@ public struct GnutellaConfiguration: Sendable {
 ///   └──── GnuCatcher ◄── addresses from pongs
 /// ```
 ///
-/// Thread rules: any thread. ``start(connector:)`` once, then
-/// ``stop()``; the runtime's shutdown tears the stages down.
+/// On sockets (``GnutellaTransport/sockets(_:)``) GnuServer is an I/O stage
+/// with one replica per shared thread (`GnuServer-0`, `GnuServer-1`...):
+/// see ``SocketTransport``.
+///
+/// Thread rules: any thread. ``start(connector:)`` (or ``start()``) once,
+/// then ``stop()``; the runtime's shutdown tears the stages down.
 public final class GnutellaNode: Sendable {
     public let runtime: Runtime
     public let configuration: GnutellaConfiguration
@@ -91,8 +107,12 @@ public final class GnutellaNode: Sendable {
     public let neighbours = Neighbours()
     public let server: GnutellaServer
     public let timers: Timers
-    /// Where a transport that reports with ``LinkEvent``s delivers.
-    public let serverSink: Sink<LinkEvent>
+    /// Where a transport that reports with ``LinkEvent``s delivers
+    /// (``GnutellaTransport/linkEvents``; nil on sockets).
+    public let serverSink: Sink<LinkEvent>?
+    /// The socket transport (``GnutellaTransport/sockets(_:)``; nil otherwise):
+    /// its port, and the connector for the catcher.
+    public let sockets: SocketTransport?
     public let routerSink: Sink<GnutellaEvent>
     public let loggerSink: Sink<GnutellaEvent>
     public let catcherSink: Sink<CatcherEvent>
@@ -149,9 +169,6 @@ public final class GnutellaNode: Sendable {
             settings: c.server, statistics: statistics, neighbours: neighbours,
             clock: runtime.clock, router: routerSink, routerClasses: c.routerPriorityClasses,
             catcher: catcherSink)
-        serverSink = try runtime.addStage(
-            serverStage, handler: ServerHandler(server: server),
-            options: StageOptions(queueCapacity: c.serverQueueCapacity))
 
         let routerSink = self.routerSink
         let catcherSink = self.catcherSink
@@ -181,6 +198,19 @@ public final class GnutellaNode: Sendable {
         ticker = TickerHandler(timers: timers, jobs: jobs)
         tickerSink = try runtime.addStage(
             tickerStage, handler: ticker, options: StageOptions(batchSize: 8, queueCapacity: 64))
+        // Last: on sockets, connections may arrive from here on.
+        switch c.transport {
+        case .linkEvents:
+            serverSink = try runtime.addStage(
+                serverStage, handler: ServerHandler(server: server),
+                options: StageOptions(queueCapacity: c.serverQueueCapacity))
+            sockets = nil
+        case .sockets(let options):
+            serverSink = nil
+            sockets = try SocketTransport(
+                runtime: runtime, name: serverStage, server: server, options: options,
+                stageOptions: StageOptions(queueCapacity: c.serverQueueCapacity))
+        }
     }
 
     /// Starts the periodic work (route cleanup; the catcher's first check
@@ -190,9 +220,15 @@ public final class GnutellaNode: Sendable {
         try ticker.start(sink: tickerSink, immediately: [.catcher])
     }
 
-    /// Stops the periodic work and closes every connection.
+    /// ``start(connector:)`` with the socket transport as the catcher's
+    /// connector (none on ``GnutellaTransport/linkEvents``).
+    public func start() throws(SedaError) { try start(connector: sockets) }
+
+    /// Stops the periodic work, stops accepting and closes every connection
+    /// (after flushing what is queued for it).
     public func stop() {
         timers.cancelAll()
+        sockets?.shutdown()
         server.closeAll()
     }
 

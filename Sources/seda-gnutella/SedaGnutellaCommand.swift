@@ -33,7 +33,7 @@ struct SedaGnutellaCommand: ParsableCommand {
     @Option(help: "Connections the catcher keeps, dialling addresses learnt from pongs (0: only --peer).")
     var targetConnections: Int = 0
 
-    @Option(help: "Most handshaken connections.")
+    @Option(help: "Most handshaken connections; also the listener's limit (past it accepting pauses).")
     var maxConnections: Int = 10_000
 
     @Option(
@@ -117,6 +117,9 @@ struct SedaGnutellaCommand: ParsableCommand {
     @Option(help: "Threads of the shared thread manager (default: one per CPU).")
     var cpuThreads: Int?
 
+    @Option(help: "The poller of the runtime's threads: default, select, poll, epoll or io_uring.")
+    var poller: String = "default"
+
     @Option(help: "Seconds between status lines (0: none).")
     var statusInterval: Double = 5
 
@@ -126,6 +129,9 @@ struct SedaGnutellaCommand: ParsableCommand {
         for p in peers where PeerAddress(p) == nil { throw ValidationError("--peer '\(p)' is not a.b.c.d:port") }
         guard outgoingLimit == "none" || (Int(outgoingLimit).map { $0 > 0 } ?? false) else {
             throw ValidationError("--outgoing-limit must be a positive byte count or 'none'")
+        }
+        guard PollerBackend(name: poller) != nil else {
+            throw ValidationError("--poller must be default, select, poll, epoll or io_uring")
         }
         guard ["close", "notify"].contains(clog) else { throw ValidationError("--clog must be close or notify") }
         guard ["control", "ordinary"].contains(cleanup) else {
@@ -175,20 +181,19 @@ struct SedaGnutellaCommand: ParsableCommand {
         sigaddset(&stopSignals, SIGPIPE)
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
 
-        let runtime = try Runtime(cpuThreads: cpuThreads)
+        let runtime = try Runtime(cpuThreads: cpuThreads, poller: PollerBackend(name: poller)!)
         let timers = try Timers(clock: runtime.clock)
         var config = configuration()
         let log = try queryLog.map { try QueryLogFile(path: $0, clock: runtime.clock) }
         if let log { config.queryRecord = { log.write($0) } }
+        config.transport = .sockets(
+            SocketTransport.Options(
+                host: IPv4Address(host)!, port: UInt16(port),
+                hardLimit: outgoingLimit == "none" ? nil : Int(outgoingLimit),
+                clogPolicy: clog == "notify" ? .notify : .close, maxConnections: maxConnections))
         let node = try GnutellaNode(runtime: runtime, timers: timers, configuration: config)
-
-        var options = PollTransport.Options()
-        options.hardLimit = outgoingLimit == "none" ? nil : Int(outgoingLimit)
-        options.clogPolicy = clog == "notify" ? .notify : .close
-        options.maxConnections = maxConnections
-        options.host = IPv4Address(host)!
-        let transport = try PollTransport(port: UInt16(port), server: node.serverSink, options: options)
-        try node.start(connector: transport)
+        let transport = node.sockets!
+        try node.start()
 
         var gov: ThreadGovernor?
         if governor {
@@ -213,7 +218,6 @@ struct SedaGnutellaCommand: ParsableCommand {
         reporter?.stop()
         gov?.stop()
         node.stop()
-        transport.shutdown()
         // Queued queries may each cost the logger's delay: give them back;
         // then drain the rest, so that every connection's last report
         // (its close, and why) is counted.

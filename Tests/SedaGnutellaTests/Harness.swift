@@ -44,7 +44,7 @@ final class Harness: @unchecked Sendable {
         configure(&c)
         let node = try GnutellaNode(runtime: runtime, timers: timers, configuration: c)
         let address = PeerAddress(host: IPv4Address(10, 0, 0, UInt8(nodes.count + 1)), port: port)
-        let connector = network.attach(address, server: node.serverSink)
+        let connector = network.attach(address, server: node.serverSink!)
         try node.start(connector: connector)
         nodes[name] = node
         connectors[name] = connector

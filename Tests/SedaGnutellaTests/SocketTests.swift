@@ -17,7 +17,10 @@ final class TCPClient {
         }
         var tv = timeval(tv_sec: 20, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var a = PollTransport.sockaddr(PeerAddress(host: .loopback, port: port))
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        a.sin_addr.s_addr = IPv4Address.loopback.value.bigEndian
         let r = withUnsafePointer(to: &a) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
@@ -52,6 +55,9 @@ final class TCPClient {
         return Array(out[0..<at])
     }
 
+    /// Half-closes: the router reads end of stream.
+    func shutdownWrite() { _ = Glibc.shutdown(fd, Int32(SHUT_WR)) }
+
     /// Whether the peer has closed: a read sees end of stream or a reset.
     func closedByPeer() -> Bool {
         var b = [UInt8](repeating: 0, count: 65536)
@@ -78,33 +84,32 @@ final class TCPClient {
     }
 }
 
-/// The stages over real TCP sockets (the interim PollTransport; the socket
-/// layer's transport replaces it behind the same seam).
+/// The stages over real TCP sockets: GnuServer on Seda's socket layer
+/// (``SocketTransport``), the tests' peers plain blocking sockets.
 @Suite("Over TCP")
 struct SocketTests {
     final class Node {
         let runtime: Runtime
         let timers: Timers
         let node: GnutellaNode
-        let transport: PollTransport
+        var transport: SocketTransport { node.sockets! }
 
         init(
-            _ name: String, options: PollTransport.Options = .init(),
+            _ name: String, options: SocketTransport.Options = .init(),
             configure: (inout GnutellaConfiguration) -> Void = { _ in }
         ) throws {
             runtime = try Runtime(cpuThreads: 2)
             timers = try Timers(clock: runtime.clock)
             var c = GnutellaConfiguration()
             c.stagePrefix = name + "-"
+            c.transport = .sockets(options)
             configure(&c)
             node = try GnutellaNode(runtime: runtime, timers: timers, configuration: c)
-            transport = try PollTransport(port: 0, server: node.serverSink, options: options)
-            try node.start(connector: transport)
+            try node.start()
         }
 
         func stop() throws {
             node.stop()
-            transport.shutdown()
             try runtime.shutdown(.handBack, timeout: .seconds(20))
         }
     }
@@ -181,9 +186,9 @@ struct SocketTests {
         try n.stop()
     }
 
-    @Test func aPeerThatStopsReadingIsClosedAtTheLimit() throws {
-        // Small kernel buffers: the pile-up reaches the router's limit quickly.
-        let n = try Node("A", options: .init(hardLimit: 64 * 1024, sendBuffer: 16 * 1024))
+    @Test(arguments: [ClogPolicy.close, .notify])
+    func aPeerThatStopsReadingIsClosedAtTheLimit(policy: ClogPolicy) throws {
+        let n = try Node("A", options: .init(hardLimit: 64 * 1024, clogPolicy: policy))
         let sender = try TCPClient(port: n.transport.port)
         let clogged = try TCPClient(port: n.transport.port, receiveBuffer: 4096)
         #expect(sender.handshake() && clogged.handshake())

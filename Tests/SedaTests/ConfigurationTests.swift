@@ -588,3 +588,73 @@ struct ConditioningConfigurationTests {
         #expect(message3.contains("fifo"), "\(message3)")
     }
 }
+
+@Suite("Configuration: poller and disk engine")
+struct BackendConfigurationTests {
+    @Test func nothingSetLeavesThemToTheCore() throws {
+        let c = try SedaConfiguration(environment: [:])
+        #expect(c.poller == nil)
+        #expect(c.diskEngine == nil)
+    }
+
+    /// seda.poller and seda.disk are SEDA_POLLER and SEDA_DISK in the
+    /// environment: the variables the C core reads, through the same layers.
+    @Test func environmentOverridesFileOverridesCode() throws {
+        let code = SedaSettings(poller: .select, diskEngine: .threads)
+        try withFile(#"{"seda": {"poller": "poll", "disk": "libaio"}}"#) { path in
+            let all = try SedaConfiguration(
+                code: code, file: path, environment: ["SEDA_POLLER": "EPOLL", "SEDA_DISK": "io_uring"])
+            #expect(all.poller == .epoll)
+            #expect(all.diskEngine == .ioUring)
+            let noEnv = try SedaConfiguration(code: code, file: path, environment: [:])
+            #expect(noEnv.poller == .poll)
+            #expect(noEnv.diskEngine == .libaio)
+            let codeOnly = try SedaConfiguration(code: code, environment: [:])
+            #expect(codeOnly.poller == .select)
+            #expect(codeOnly.diskEngine == .threads)
+        }
+        let spellings = try SedaConfiguration(environment: ["SEDA_POLLER": "uring", "SEDA_DISK": "default"])
+        #expect(spellings.poller == .ioUring)
+        #expect(spellings.diskEngine == .automatic)
+    }
+
+    @Test func badValuesNameTheKeyAndSuggestTheValue() throws {
+        let poller = failure { _ = try SedaConfiguration(environment: ["SEDA_POLLER": "epol"]) }
+        #expect(poller.contains(#"seda.poller"#) && poller.contains("SEDA_POLLER"), "\(poller)")
+        #expect(poller.contains(#"did you mean "epoll"?"#), "\(poller)")
+        let disk = try loadFailure(#"{"seda": {"disk": "aio"}}"#)
+        #expect(disk.contains(#"seda.disk = "aio""#), "\(disk)")
+        #expect(disk.contains(#""io_uring", "libaio" or "threads""#), "\(disk)")
+        let typo = try loadFailure(#"{"seda": {"disk": "libaoi"}}"#)
+        #expect(typo.contains(#"did you mean "libaio"?"#), "\(typo)")
+        let type = try loadFailure(#"{"seda": {"poller": 3}}"#)
+        #expect(type.contains("seda.poller = 3"), "\(type)")
+        // A near miss of the key itself.
+        let key = failure { _ = try SedaConfiguration(environment: ["SEDA_POLLERS": "poll"]) }
+        #expect(key.contains("did you mean SEDA_POLLER?"), "\(key)")
+        // The C core's own test knob is not a configuration key, and not refused.
+        #expect(failure { _ = try SedaConfiguration(environment: ["SEDA_DISK_URING_SETUP": "defer"]) } == "")
+    }
+
+    /// The runtime and the file stage take the configured choice; an
+    /// explicit argument wins over it.
+    @Test func runtimeAndFileStageFollowTheConfiguration() throws {
+        let c = try SedaConfiguration(
+            code: SedaSettings(cpuThreads: 1, poller: .poll, diskEngine: .threads), environment: [:])
+        let rt = try Runtime(configuration: c)
+        defer { try? rt.shutdown(.drain) }
+        #expect(rt.poller == .poll)
+        let fs = try FileStage(runtime: rt, name: "cfg-disk", configuration: c)
+        #expect(fs.engine == .threads)
+        try fs.destroy()
+        let explicit = try Runtime(configuration: c, poller: .select)
+        defer { try? explicit.shutdown(.drain) }
+        #expect(explicit.poller == .select)
+        let chosen = try FileStage(runtime: explicit, name: "cfg-disk", configuration: c, engine: .ioUring)
+        // io_uring, or whatever the kernel's fallback gives without a configuration.
+        let reference = try FileStage(runtime: explicit, name: "ref-disk", engine: .ioUring)
+        #expect(chosen.engine == reference.engine)
+        try chosen.destroy()
+        try reference.destroy()
+    }
+}

@@ -6,11 +6,12 @@ import Seda
 /// bad, counting why, without touching any other.
 ///
 /// Transport-neutral: a transport reports through ``opened(_:outbound:)``,
-/// ``received(_:_:)`` (bytes valid during the call only: they are copied
-/// once, into the descriptors), ``readEOF(_:)``, ``closed(_:reason:)``,
-/// ``clogged(_:)`` and ``connectFailed(_:)``. ``ServerHandler`` is the stage
-/// that calls them for ``LinkEvent``s; Seda's socket layer calls them from
-/// its I/O handler.
+/// then, by link or by its ``PeerID``, ``received(_:_:)`` (bytes valid
+/// during the call only: they are copied once, into the descriptors),
+/// ``readEOF(_:)``, ``closed(_:reason:)`` and ``clogged(_:)``; and
+/// ``connectFailed(_:)``. ``ServerHandler`` is the stage that calls them for
+/// ``LinkEvent``s (``InProcessNetwork``); ``SocketTransport``'s I/O handler
+/// calls them on the worker thread that read the bytes.
 ///
 /// Bad input and what it costs the peer (the connection is closed at once,
 /// queued output discarded, and the close counted under its
@@ -126,8 +127,13 @@ public final class GnutellaServer: Sendable {
     }
 
     /// Bytes arrived on `link`, valid only during the call.
-    public func received(_ link: any PeerLink, _ bytes: UnsafeRawBufferPointer) {
-        guard let s = live(link.peer) else { return }
+    public func received(_ link: any PeerLink, _ bytes: UnsafeRawBufferPointer) { received(link.peer, bytes) }
+
+    /// Bytes arrived on the connection `peer` (reported opened before),
+    /// valid only during the call.
+    public func received(_ peer: PeerID, _ bytes: UnsafeRawBufferPointer) {
+        guard let s = live(peer) else { return }
+        let link = s.link
         statistics.bytesIn(bytes.count)
         var rest = bytes
         if !s.handshake.isComplete {
@@ -162,16 +168,22 @@ public final class GnutellaServer: Sendable {
 
     /// The peer sent end of stream: fine between descriptors, truncation
     /// inside one (or inside the handshake).
-    public func readEOF(_ link: any PeerLink) {
-        guard let s = live(link.peer) else { return }
+    public func readEOF(_ link: any PeerLink) { readEOF(link.peer) }
+
+    /// ``readEOF(_:)-(PeerLink)`` by connection ID.
+    public func readEOF(_ peer: PeerID) {
+        guard let s = live(peer) else { return }
         let cut = s.framer.isMidDescriptor || !s.handshake.isComplete
         close(s, cut ? .truncated : .peerClosed, flush: !cut)
     }
 
     /// The connection is gone (the transport's last report for it).
     /// `reason` is the transport's; a close this server started keeps its own.
-    public func closed(_ link: any PeerLink, reason: CloseReason) {
-        guard let (s, closing) = sessions.withLock({ m in m.removeValue(forKey: link.peer).map { ($0, $0.closing) } })
+    public func closed(_ link: any PeerLink, reason: CloseReason) { closed(link.peer, reason: reason) }
+
+    /// ``closed(_:reason:)-(PeerLink,_)`` by connection ID.
+    public func closed(_ peer: PeerID, reason: CloseReason) {
+        guard let (s, closing) = sessions.withLock({ m in m.removeValue(forKey: peer).map { ($0, $0.closing) } })
         else { return }
         if closing == nil {
             // The transport closed it (the peer reset it, or it clogged):
@@ -181,13 +193,16 @@ public final class GnutellaServer: Sendable {
                 ? .truncated : reason
             statistics.closed(r)
         }
-        if neighbours.remove(link.peer) { statistics.handshakenClosed() }
+        if neighbours.remove(peer) { statistics.handshakenClosed() }
     }
 
     /// The connection's outgoing queue passed its hard limit: the peer is
     /// not reading. Close it (the seed's socket queue thresholding).
-    public func clogged(_ link: any PeerLink) {
-        guard let s = live(link.peer) else { return }
+    public func clogged(_ link: any PeerLink) { clogged(link.peer) }
+
+    /// ``clogged(_:)-(PeerLink)`` by connection ID.
+    public func clogged(_ peer: PeerID) {
+        guard let s = live(peer) else { return }
         close(s, .clogged)
     }
 
