@@ -337,7 +337,9 @@ int seda_conn_set_idle_timeout(seda_conn_t *c, int64_t timeout_ns);
 /* The application's pointer for this connection (NULL at first), and what
  * frees it: destroy(user) runs when the pointer is replaced (on the caller's
  * thread) or when the connection's memory goes (the last reference, on the
- * thread that drops it); NULL destroy: nothing is freed. Set it from one
+ * thread that drops it); NULL destroy: nothing is freed. Each set hands a
+ * reference over: setting the pointer already set runs destroy on it (the
+ * old value), so set a value once, or pass a new reference each time. Set it from one
  * thread at a time (the connection's handler, typically); read it from any
  * (release-store / acquire-load). */
 void seda_conn_set_user(seda_conn_t *c, void *user, void (*destroy)(void *user));
