@@ -62,7 +62,16 @@ final class StatusReporter: Sendable {
             line += " | routes \(node.routeCount)"
             line +=
                 " | queues router \(router?.queueLength ?? 0) logger \(logger?.queueLength ?? 0)"
-                + " (\(logger?.threads ?? 0) threads)\n"
+                + " (\(logger?.threads ?? 0) threads)"
+            // Every stage of the node that waited: queue now / peak, queueing delay p50 / p99 (since start).
+            for st in snap.stages
+            where st.name.hasPrefix(node.serverStage) || st.name == node.routerStage || st.name == node.loggerStage {
+                let d = st.queueDelay
+                line +=
+                    " | \(st.name) q \(st.queueLength)/\(st.queuePeak) delay p50 \(d.p50Nanoseconds / 1000) µs"
+                    + " p99 \(d.p99Nanoseconds / 1000) µs"
+            }
+            line += "\n"
             var kv = "gnutella-status: t_s=\(Double(now - started) / 1e9)"
             kv += " received=\(s.receivedTotal) forwarded=\(s.forwardedTotal) routes=\(node.routeCount)"
             kv += " open=\(s.openConnections) router_queue=\(router?.queueLength ?? 0)"

@@ -290,6 +290,23 @@ int seda_conn_write(seda_conn_t *c, const void *buf, size_t len, seda_write_rele
                     void *ctx);
 
 /*
+ * Queues the same len bytes at buf, without copying them, on each of the n
+ * connections conns[0..n) (a flood): as seda_conn_write on each, except that
+ * the writes for the connections of each other loop reach that loop as one
+ * posted task (one allocation and at most one wake per loop, not per
+ * connection). release(ctx, buf, status) is called once for every write
+ * accepted (results[i] == 0), as seda_conn_write's callback: buf must stay
+ * valid and unchanged until the last of those calls. results (NULL: not
+ * wanted) gets n codes, each what seda_conn_write would have returned for
+ * that connection (0; -EPIPE; -ENOBUFS; -ENOMEM); a refused write gets no
+ * callback. Returns the count of accepted writes, or -EINVAL (a NULL
+ * connection, NULL buf with len > 0, NULL release: nothing queued). Any
+ * thread; each connection's writes keep the order of the caller's calls.
+ */
+int seda_conn_write_multi(seda_conn_t *const *conns, size_t n, const void *buf, size_t len,
+                          seda_write_release_fn release, void *ctx, int *results);
+
+/*
  * Copies len bytes into the connection's own output buffer (coalesced with
  * the copies before it: small writes make one iovec). Returns as
  * seda_conn_write. Suited to headers and small responses.

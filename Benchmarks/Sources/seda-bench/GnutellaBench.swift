@@ -33,6 +33,12 @@ struct GnutellaServerOptions: ParsableArguments {
     @Flag(help: "The generator's line per second on stderr.")
     var progress = false
 
+    @Option(
+        help:
+            "seda-gnutella's shared threads (its --cpu-threads; default: one per CPU). The generator runs on the same machine: with as many server threads as cores, every flood waits for both to be scheduled."
+    )
+    var sedaCpuThreads: Int?
+
     /// Starts a router: seda-gnutella with `sedaFlags`, or the anchor with `anchorFlags`.
     func start(_ kind: GnutellaServerKind, sedaFlags: [String] = [], anchorFlags: [String] = []) throws -> ServerProcess
     {
@@ -41,7 +47,7 @@ struct GnutellaServerOptions: ParsableArguments {
             try ServerProcess(
                 name: "seda-gnutella",
                 argv: [sedaGnutella ?? GnutellaBinaries.sedaGnutella, "--port", "0", "--status-interval", "1"]
-                    + sedaFlags)
+                    + (sedaCpuThreads.map { ["--cpu-threads", "\($0)"] } ?? []) + sedaFlags)
         case .anchor:
             try ServerProcess(
                 name: "gnutella-epoll",

@@ -45,7 +45,9 @@ struct GnutellaThroughput: ParsableCommand {
         guard !counts.isEmpty, !rateList.isEmpty, !kinds.isEmpty, counts.allSatisfy({ $0 >= 2 }) else {
             throw ValidationError("--connection-counts (each >= 2), --rates and --servers need values")
         }
-        print("seda-bench gnutella throughput: \(duration) s per run, the seed's mix, \(threads) generator threads")
+        print(
+            "seda-bench gnutella throughput: \(duration) s per run, the seed's mix, \(threads) generator threads, "
+                + "seda-gnutella on \(options.sedaCpuThreads.map { "\($0)" } ?? "one per CPU") shared threads")
         var t = Table(headers: [
             "conns", "offered/s", "router", "routed/s", "delivered/s", "p50 µs", "p99 µs",
             "delivered vs anchor",
