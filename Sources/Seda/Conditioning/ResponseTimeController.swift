@@ -26,7 +26,14 @@ public enum ResponseTimeControlLaw: Sendable, Equatable {
     ///   filling the room with queue at the same pace; when nothing queues
     ///   (the stage has idle threads) at least `probe` more per update, but
     ///   never more than `room` worth of queue per update, and straight back
-    ///   to 95% of the throughput last measured while saturated;
+    ///   to 95% of the throughput last measured while saturated. In both
+    ///   cases at least halfway from `X` to the capacity the window's
+    ///   handler time implies (threads ÷ handler time per event): a stage
+    ///   below it has idle threads and nothing to queue (a queueing delay
+    ///   there is a wake-up's latency), so the climb takes a few windows,
+    ///   not one small step per window (at 3% of a 1 ms stage's capacity the
+    ///   `room` bound alone allowed ~1% a second: seda-httpd's `/bottleneck`
+    ///   sat at ~100 of 1,000 req/s);
     /// - over the setpoint but with the queue already drained: the rate
     ///   follows the throughput the stage just showed while draining it;
     /// - otherwise (nobody refused, or no queue to blame) the rate is held.
@@ -452,6 +459,15 @@ final class ResponseTimeLoop: Sendable {
                         next = max(next, rate)
                         if reading.queueLength == 0, let c = m.capacity { next = max(next, 0.95 * c) }
                     }
+                    if room > 0, let c = serviceCapacity(window, base, reading), c > throughput {
+                        // Idle threads: the stage's own service time says how
+                        // far it is from saturation. Close half the gap per
+                        // update (below capacity nothing builds up; a
+                        // saturated stage has c ≈ X, and the law above
+                        // rules). A queueing delay at low utilisation is a
+                        // wake-up's latency, not a backlog.
+                        next = max(next, throughput + 0.5 * (c - throughput))
+                    }
                     if room < 0 { next = max(next, rate) }
                     if next > rate { decision = queueing ? .increase : .probe }
                 }
@@ -492,6 +508,18 @@ final class ResponseTimeLoop: Sendable {
                 "queue": "\(reading.queueLength)", "refused": "\(refused)", "events": "\(window.events)",
             ])
     }
+}
+
+/// The events per second a stage could complete with every thread busy,
+/// from the window's handler time: its threads (a dedicated pool's live
+/// threads, else its concurrency) over the handler time per event. Nil
+/// when the window measured no handler time. Handler time is wall time, so
+/// a thread that loses the CPU to others shows a lower capacity.
+func serviceCapacity(_ window: ResponseTimeWindow, _ from: StageStatistics, _ to: StageStatistics) -> Double? {
+    let busy = to.handlerNanoseconds &- from.handlerNanoseconds
+    guard window.events > 0, busy > 0, busy < UInt64.max / 2 else { return nil }
+    let parallel = Double(to.threads > 0 ? to.threads : max(1, to.concurrency))
+    return parallel * Double(window.events) * 1e9 / Double(busy)
 }
 
 private func describeDuration(_ d: Duration) -> String {
