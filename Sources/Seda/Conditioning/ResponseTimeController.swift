@@ -60,7 +60,9 @@ public enum ResponseTimeControlLaw: Sendable, Equatable {
     ///
     /// While the bucket never refuses, the rate may sit far above the
     /// throughput; once the stage has been seen saturated the rate is capped
-    /// at `max(2·X, 1.25 × that capacity)`, so a sudden flood is let in at
+    /// at `max(2·X, 1.25 × that capacity)` (the capacity from the handler
+    /// time, as above: the throughput of a window the stage partly idled
+    /// through, after a burst, is no capacity), so a sudden flood is let in at
     /// most at that rate until the next update. An update also comes early,
     /// after a fifth of a window, when the queue alone implies a wait over
     /// the setpoint.
@@ -446,7 +448,11 @@ final class ResponseTimeLoop: Sendable {
                 let present = impliedWait + max(0, p - window.queueDelayP90)
                 let room = setpoint * target - max(smoothed, present)  // ns; < 0 over the setpoint
                 let queueing = window.queueDelayP90 >= 0.1 * target
-                if queueing && reading.queueLength > 0 { m.capacity = throughput }
+                // What the stage could complete with every thread busy: a
+                // window's throughput says so only when the stage was busy
+                // all of it (after a burst it idles part of the window).
+                let serviceCap = serviceCapacity(window, base, reading)
+                if queueing && reading.queueLength > 0 { m.capacity = serviceCap.map { max($0, throughput) } ?? throughput }
                 let excess = min(-room, impliedWait)
                 if room < 0 && queueing && excess > 0 {
                     next = min(rate, throughput) * max(0.1, 1 - excess / tau)
@@ -459,7 +465,7 @@ final class ResponseTimeLoop: Sendable {
                         next = max(next, rate)
                         if reading.queueLength == 0, let c = m.capacity { next = max(next, 0.95 * c) }
                     }
-                    if room > 0, let c = serviceCapacity(window, base, reading), c > throughput {
+                    if room > 0, let c = serviceCap, c > throughput {
                         // Idle threads: the stage's own service time says how
                         // far it is from saturation. Close half the gap per
                         // update (below capacity nothing builds up; a
