@@ -232,6 +232,7 @@ static void on_completion(void *ctx, const struct seda__poller_completion *c)
 static int poll_io(struct seda__loop *l, int64_t timeout_ns)
 {
     seda_poller_event_t ev[EVENTS_MAX];
+    l->waits++; /* before: io_uring completions are handled inside the wait */
     int n = seda__poller_wait_once(l->poller, ev, EVENTS_MAX, timeout_ns);
     atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed);
     count(&l->polls, 1);

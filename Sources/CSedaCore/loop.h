@@ -64,6 +64,17 @@ struct seda__task {
     void (*run)(struct seda__loop *l, struct seda__task *t);
 };
 
+/* The socket layer's counters of one loop (seda_io_stats_t). They live in
+ * the loop, not in the socket state: statistics are read from any thread,
+ * and the socket state may be freed meanwhile (after the runtime stopped,
+ * by whichever thread releases the last event), while the loop's memory
+ * lasts as long as the runtime. The loop's thread writes them; anyone
+ * reads them relaxed. */
+struct seda__io_counters {
+    _Atomic uint64_t accepted, refused, emfile_episodes, connects, connect_failed, connections_open,
+        packets_in, bytes_in, bytes_out, reads, writes, timeouts, clogged, stalls;
+};
+
 struct seda__loop {
     seda_runtime_t *rt;
     struct seda__worker *worker;
@@ -109,11 +120,16 @@ struct seda__loop {
      *    next turn: edge-triggered pollers will not report it again);
      *  - io_stop, on this thread before the loop exits (close what is left). */
     _Atomic(void *) io;
+    struct seda__io_counters io_st; /* its statistics (above) */
     void (*io_poll)(struct seda__loop *l);
     bool io_more;
     void (*io_stop)(struct seda__loop *l);
     /* Work to run on this thread when the loop exits (seda__loop_at_exit). */
     struct seda__task *at_exit;
+    /* Waits in the poller begun so far (bumped before each): the socket
+     * layer reads the clock once per wait, before it handles the first
+     * readiness or completion the wait brought (socket_io.c). */
+    uint64_t waits;
 
     /* Counters (owner writes, anyone reads relaxed): see seda_loop_stats_t. */
     _Atomic uint64_t polls, poll_events, sleeps, wakeups, tasks, turns;

@@ -91,6 +91,7 @@ static void on_ready(struct seda__loop *l, struct seda__watcher *w, uint32_t eve
     seda_conn_t *c = (seda_conn_t *)w;
     if (c->flags & SEDA__C_CLOSED)
         return;
+    seda__io_clock(c->io);
     if (c->flags & SEDA__C_CONNECTING) {
         seda__conn_connect_ready(c, events);
         return;
@@ -134,6 +135,7 @@ static void on_complete(struct seda__loop *l, struct seda__watcher *w,
 {
     (void)l;
     seda_conn_t *c = (seda_conn_t *)w;
+    seda__io_clock(c->io);
     if (cp->kind == SEDA__POLLER_OP_RECV)
         seda__conn_recv_complete(c, cp);
     else
@@ -153,9 +155,14 @@ void seda__conn_update_interest(seda_conn_t *c)
         if (want != c->interest && seda__loop_rewatch(c->loop, &c->w, want) == 0)
             c->interest = want;
     } else if (want) {
-        if (seda__loop_watch(c->loop, &c->w, want) == 0) {
+        int r = seda__loop_watch(c->loop, &c->w, want);
+        if (r == 0) {
             c->flags |= SEDA__C_WATCHED;
             c->interest = want;
+        } else {
+            /* Never watched, it would wait for ever (select: a descriptor
+             * numbered FD_SETSIZE or more, -EMFILE). */
+            seda__conn_close_now(c, r);
         }
     }
 }
@@ -193,7 +200,7 @@ void seda__conn_link(seda_conn_t *c)
     if (io->conns)
         io->conns->prev = c;
     io->conns = c;
-    seda__io_count(&io->st.connections_open, 1);
+    seda__io_count(&io->st->connections_open, 1);
 }
 
 int seda__conn_start(seda_conn_t *c, struct seda__io_event *first)
@@ -310,10 +317,10 @@ void seda__conn_close_now(seda_conn_t *c, int error)
         if (c->next)
             c->next->prev = c->prev;
         c->prev = c->next = NULL;
-        seda__io_count(&io->st.connections_open, (uint64_t)-1);
+        seda__io_count(&io->st->connections_open, (uint64_t)-1);
     }
     if (was_connecting)
-        seda__io_count(&io->st.connect_failed, 1);
+        seda__io_count(&io->st->connect_failed, 1);
     if (c->listener) {
         seda_listener_t *ls = c->listener;
         c->listener = NULL;
@@ -370,7 +377,7 @@ static void idle_fire(struct seda__loop *l, struct seda__loop_timer *t, bool can
         seda__loop_timer_start(l, t, c->idle_deadline);
         return;
     }
-    seda__io_count(&c->io->st.timeouts, 1);
+    seda__io_count(&c->io->st->timeouts, 1);
     seda__conn_close_now(c, -ETIMEDOUT);
 }
 
@@ -460,7 +467,9 @@ static void req_run(struct seda__loop *l, struct seda__task *t)
         if (r < 0)
             q->release(q->ctx, q->buf, r);
         break;
-    case REQ_COPY: seda__conn_write_copy(c, q->copy, q->len); break;
+    case REQ_COPY: /* past the hard limit nothing was copied: refused before any read */
+        seda__conn_write_copy(c, q->len > c->o.hard_limit ? NULL : q->copy, q->len);
+        break;
     case REQ_FILE:
         r = seda__conn_write_file(c, q->fd, q->off, q->len, q->release, q->ctx);
         if (r < 0)
@@ -534,10 +543,14 @@ int seda_conn_write_copy(seda_conn_t *c, const void *buf, size_t len)
         return -EINVAL;
     if (seda__conn_on_owner(c))
         return seda__conn_write_copy(c, buf, len);
-    struct req *q = req_new(c, REQ_COPY, len);
+    /* More than the hard limit is refused by the owner whatever is queued
+     * (its clog policy applies): copy nothing (a length near SIZE_MAX would
+     * wrap the request's size). c->o.hard_limit never changes. */
+    bool refused = len > c->o.hard_limit;
+    struct req *q = req_new(c, REQ_COPY, refused ? 0 : len);
     if (!q)
         return -ENOMEM;
-    if (len)
+    if (len && !refused)
         memcpy(q->copy, buf, len);
     q->len = len;
     return req_post(q);

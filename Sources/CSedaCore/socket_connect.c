@@ -20,7 +20,7 @@ static void connected(seda_conn_t *c)
 {
     seda__loop_timer_stop(c->loop, &c->connect_timer);
     c->flags &= ~SEDA__C_CONNECTING;
-    seda__io_count(&c->io->st.connects, 1);
+    seda__io_count(&c->io->st->connects, 1);
     struct seda__io_event *ev = seda__io_event_new(c->io, SEDA_IO_CONNECTED, c);
     if (ev)
         ev->pub.tag = c->connect_tag;

@@ -244,11 +244,6 @@ struct seda_listener {
 
 /* ---- the per-loop state ------------------------------------------------------ */
 
-struct seda__io_counters {
-    _Atomic uint64_t accepted, refused, emfile_episodes, connects, connect_failed, connections_open,
-        packets_in, bytes_in, bytes_out, reads, writes, timeouts, clogged, stalls;
-};
-
 struct seda__slab {
     struct seda__slab *next;
 };
@@ -283,9 +278,11 @@ struct seda__io {
     struct seda__loop_timer stall_timer;
     struct seda__listen_part *parts;
 
-    int64_t now;    /* the clock, read once per poll */
+    /* The statistics: &loop->io_st (loop.h says why they live there). */
+    struct seda__io_counters *st;
+    int64_t now;       /* the clock, read once per poll (seda__io_clock) */
+    uint64_t now_wait; /* the loop's `waits` when `now` was read */
     uint64_t polls; /* polls so far (receive budgets are per poll) */
-    struct seda__io_counters st;
 };
 
 /* ---- socket_io.c -------------------------------------------------------------- */
@@ -329,6 +326,16 @@ void seda__io_out_put(struct seda__io *io, struct seda__out *o);
 
 /* The clock now (refreshed per poll; cheap). */
 int64_t seda__io_now(struct seda__io *io);
+/* Before handling what a wait in the poller brought (readiness, io_uring
+ * completions): reads the clock if this wait has not yet, so that activity
+ * after a long sleep moves idle deadlines from now, not from before the
+ * sleep. One compare per call, one clock read per wait. Owner. */
+void seda__io_read_clock(struct seda__io *io);
+static inline void seda__io_clock(struct seda__io *io)
+{
+    if (SEDA__UNLIKELY(io->now_wait != io->loop->waits))
+        seda__io_read_clock(io);
+}
 
 /* Logs one line through fn (NULL: stderr). */
 void seda__io_log(seda_io_log_fn fn, void *ctx, const char *fmt, ...)
@@ -350,11 +357,13 @@ int seda__conn_start(seda_conn_t *c, struct seda__io_event *first);
 int seda__conn_close_after_flush(seda_conn_t *c);
 /* Closes c now with `error` for CLOSED. Idempotent. Owner. */
 void seda__conn_close_now(seda_conn_t *c, int error);
-/* Notes activity for the idle timeout (one store). Owner. */
+/* Notes activity for the idle timeout (one store; saturates: a timeout
+ * near INT64_MAX means never, not a deadline wrapped into the past). Owner. */
 static inline void seda__conn_touch(seda_conn_t *c)
 {
-    if (c->o.idle_timeout_ns > 0)
-        c->idle_deadline = c->io->now + c->o.idle_timeout_ns;
+    int64_t t = c->o.idle_timeout_ns;
+    if (t > 0)
+        c->idle_deadline = c->io->now > INT64_MAX - t ? INT64_MAX : c->io->now + t;
 }
 /* Checks connection options and fills in defaults. Returns 0 or -EINVAL. */
 int seda__conn_options_resolve(const seda_conn_options_t *in, seda_conn_options_t *out);

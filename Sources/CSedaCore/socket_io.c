@@ -272,7 +272,7 @@ void seda__conn_stall(seda_conn_t *c)
         seda_conn_retain(c); /* the list's */
         c->stall_next = io->stalled;
         io->stalled = c;
-        seda__io_count(&io->st.stalls, 1);
+        seda__io_count(&io->st->stalls, 1);
         stall_arm(io);
     }
     if (!(c->flags & SEDA__C_STALLED)) {
@@ -286,12 +286,17 @@ void seda__conn_deliver(seda_conn_t *c, struct seda__io_event *ev)
     /* In order behind what is held; but output events pass held input (a
      * handler that stopped reading until WRITABLE must get WRITABLE), in
      * order among themselves. */
-    if ((!c->pend_head || (c->pend_out == 0 && is_output(ev->pub.type))) && try_send(c, ev))
+    bool tried = !c->pend_head || (c->pend_out == 0 && is_output(ev->pub.type));
+    if (tried && try_send(c, ev))
         return;
     seda__conn_hold(c, ev);
-    /* Held for the budget (not a full sink): the ready list delivers it
-     * (once closed, all of it, reading or not). */
-    if ((c->flags & SEDA__C_BUDGET) && !(c->flags & SEDA__C_STALLED)) {
+    /* Held behind packets held for the budget (not refused by a full sink):
+     * the ready list delivers it (once closed, all of it, reading or not).
+     * One the sink refused waits on the stalled list, which retries it
+     * whatever the reading state: the ready list serves a connection only
+     * while it reads, and a handler that stopped reading on UNWRITABLE
+     * waits for this WRITABLE to read again. */
+    if (!tried && (c->flags & SEDA__C_BUDGET) && !(c->flags & SEDA__C_STALLED)) {
         if (c->flags & SEDA__C_CLOSED)
             seda__conn_ready_push(c);
         return;
@@ -361,10 +366,16 @@ int64_t seda__io_now(struct seda__io *io)
     return io->now;
 }
 
+void seda__io_read_clock(struct seda__io *io)
+{
+    io->now_wait = io->loop->waits;
+    io->now = seda__clock_now_fast(io->loop->rt->clock);
+}
+
 static void io_poll(struct seda__loop *l)
 {
     struct seda__io *io = atomic_load_explicit(&l->io, memory_order_relaxed);
-    io->now = seda__clock_now_fast(l->rt->clock);
+    seda__io_clock(io);
     io->polls++;
     l->io_more = false;
     if (io->stalled)
@@ -440,11 +451,12 @@ struct seda__io *seda__io_get(struct seda__loop *l)
     if (!io)
         return NULL;
     io->loop = l;
+    io->st = &l->io_st;
     atomic_init(&io->refs, 1);
     pthread_mutex_init(&io->lock, NULL);
     io->edge = l->trigger == SEDA_POLLER_EDGE;
     io->stall_timer.fire = stall_fire;
-    io->now = seda__clock_now_fast(l->rt->clock);
+    seda__io_read_clock(io);
     if (l->completion && l->completion->bufring_create(l->poller, SEDA__IO_RING_BUFS,
                                                        SEDA__IO_BUF_SIZE, &io->ring) == 0)
         io->uring = l->completion;
@@ -484,10 +496,9 @@ int seda_runtime_io_stats(const seda_runtime_t *rt, uint32_t i, seda_io_stats_t 
     if (!rt || !out || i >= seda_runtime_cpu_threads(rt))
         return -EINVAL;
     memset(out, 0, sizeof *out);
-    struct seda__io *io = seda__io_peek(seda__loop_of((seda_runtime_t *)rt, i));
-    if (!io)
-        return 0;
-    const struct seda__io_counters *c = &io->st;
+    /* The loop's counters (zero before any socket work there), never the
+     * socket state, which another thread may be freeing. */
+    const struct seda__io_counters *c = &seda__loop_of((seda_runtime_t *)rt, i)->io_st;
 #define LOAD(f) out->f = atomic_load_explicit(&c->f, memory_order_relaxed)
     LOAD(accepted);
     LOAD(refused);

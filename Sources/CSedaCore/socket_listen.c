@@ -34,6 +34,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -122,6 +123,9 @@ uint32_t seda_listener_connections(const seda_listener_t *ls)
 
 static void ctl_run(struct seda__loop *l, struct seda__task *t);
 
+/* A post holds a reference on the listener until it has run: a resume
+ * posted by a closing connection may run after the part's own close has
+ * dropped the part's reference (and the connection its own). */
 static bool ctl_post(struct seda__listen_part *p, int op)
 {
     struct ctl *c = malloc(sizeof *c);
@@ -130,8 +134,10 @@ static bool ctl_post(struct seda__listen_part *p, int op)
     c->task.run = ctl_run;
     c->part = p;
     c->op = op;
+    seda_listener_retain(p->ls);
     if (seda__loop_post(p->loop, &c->task))
         return true;
+    seda_listener_release(p->ls);
     free(c);
     return false;
 }
@@ -154,12 +160,21 @@ static void part_maybe_done(struct seda__listen_part *p)
         seda__io_unref(io);
 }
 
+static void ctl_op(struct seda__loop *l, struct seda__listen_part *p, int op);
+
 static void ctl_run(struct seda__loop *l, struct seda__task *t)
 {
     struct ctl *c = (struct ctl *)t;
     struct seda__listen_part *p = c->part;
+    seda_listener_t *ls = p->ls;
     int op = c->op;
     free(c);
+    ctl_op(l, p, op);
+    seda_listener_release(ls); /* the post's */
+}
+
+static void ctl_op(struct seda__loop *l, struct seda__listen_part *p, int op)
+{
     if (op == CTL_START) {
         struct seda__io *io = l->exiting ? NULL : seda__io_get(l);
         p->started = true;
@@ -214,7 +229,7 @@ static void emfile(struct seda__listen_part *p, int err)
     struct seda__io *io = p->io;
     if (!p->logged) {
         p->logged = true;
-        seda__io_count(&io->st.emfile_episodes, 1);
+        seda__io_count(&io->st->emfile_episodes, 1);
         seda__io_log(p->ls->log, p->ls->log_ctx,
                      "accept on port %u (thread %u): %s; accepting pauses for %lld ms at a time "
                      "until descriptors free up",
@@ -254,7 +269,7 @@ static void setup_conn(seda_conn_t *c)
         if (getpeername(c->w.fd, (struct sockaddr *)&c->peer, &c->peer_len) < 0)
             c->peer_len = 0;
     }
-    seda__io_count(&io->st.accepted, 1);
+    seda__io_count(&io->st->accepted, 1);
     seda_listener_t *ls = c->listener;
     struct seda__io_event *first = NULL;
     if (ls->accept_sink) {
@@ -290,7 +305,7 @@ static void accepted(struct seda__listen_part *p, int fd, const struct sockaddr_
     seda_conn_t *c = seda__conn_new(target, fd, &ls->conn);
     if (!c) {
         close(fd);
-        seda__io_count(&p->io->st.refused, 1);
+        seda__io_count(&p->io->st->refused, 1);
         seda__listener_conn_closed(ls);
         return;
     }
@@ -311,7 +326,7 @@ static void accepted(struct seda__listen_part *p, int fd, const struct sockaddr_
     }
     c->setup_task.run = setup_task;
     if (!seda__loop_post(target, &c->setup_task)) {
-        seda__io_count(&p->io->st.refused, 1);
+        seda__io_count(&p->io->st->refused, 1);
         setup_fail(c);
     }
 }
@@ -353,6 +368,7 @@ static void part_ready(struct seda__loop *l, struct seda__watcher *w, uint32_t e
     (void)events;
     struct seda__listen_part *p = (struct seda__listen_part *)w;
     seda_listener_t *ls = p->ls;
+    seda__io_clock(p->io);
     for (int k = 0; k < ACCEPT_BUDGET; k++) {
         if (!part_wants(p))
             return;
@@ -395,6 +411,7 @@ static void part_complete(struct seda__loop *l, struct seda__watcher *w,
                           const struct seda__poller_completion *cp)
 {
     struct seda__listen_part *p = (struct seda__listen_part *)w;
+    seda__io_clock(p->io);
     bool last = !(cp->flags & SEDA__POLLER_MORE);
     if (last) {
         p->live_ops--;
@@ -406,7 +423,7 @@ static void part_complete(struct seda__loop *l, struct seda__watcher *w,
         atomic_fetch_add_explicit(&p->ls->open, 1, memory_order_seq_cst);
         if (p->closed || l->exiting) {
             close(cp->res);
-            seda__io_count(&p->io->st.refused, 1);
+            seda__io_count(&p->io->st->refused, 1);
             seda__listener_conn_closed(p->ls);
         } else {
             accepted(p, cp->res, NULL, 0);
@@ -567,6 +584,12 @@ int seda_listen(seda_runtime_t *rt, const seda_listen_options_t *o, seda_listene
         r = open_socket(&ss, sl, backlog, o->accept_mode == SEDA_ACCEPT_REUSEPORT, &p->w.fd);
         if (r < 0)
             break;
+        if (p->w.fd >= FD_SETSIZE && seda_runtime_poller(rt) == SEDA_POLLER_SELECT) {
+            /* select cannot watch it: the listener would never accept. */
+            close(p->w.fd);
+            r = -EMFILE;
+            break;
+        }
         if (opened == 0) { /* port 0: the others bind the port the first got */
             struct sockaddr_storage bound;
             socklen_t bl = sizeof bound;

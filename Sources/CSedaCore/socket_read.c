@@ -157,7 +157,7 @@ void seda__conn_read(seda_conn_t *c)
             return;
         }
         ssize_t n = recv(c->w.fd, buf, SEDA__IO_BUF_SIZE, 0);
-        seda__io_count(&io->st.reads, 1);
+        seda__io_count(&io->st->reads, 1);
         if (n > 0) {
             struct seda__io_event *ev = seda__io_event_new(io, SEDA_IO_PACKET, c);
             if (!ev) {
@@ -170,8 +170,8 @@ void seda__conn_read(seda_conn_t *c)
             ev->pub.data = buf;
             ev->pub.len = (size_t)n;
             ev->pub.seq = c->seq++;
-            seda__io_count(&io->st.packets_in, 1);
-            seda__io_count(&io->st.bytes_in, (uint64_t)n);
+            seda__io_count(&io->st->packets_in, 1);
+            seda__io_count(&io->st->bytes_in, (uint64_t)n);
             seda__conn_touch(c);
             seda__conn_deliver(c, ev);
             if ((size_t)n < SEDA__IO_BUF_SIZE && !(c->flags & SEDA__C_RDHUP))
@@ -207,7 +207,7 @@ void seda__conn_recv_complete(seda_conn_t *c, const struct seda__poller_completi
         c->flags &= ~SEDA__C_RECV_STOPPING;
     }
     if (cp->res > 0) {
-        seda__io_count(&io->st.reads, 1);
+        seda__io_count(&io->st->reads, 1);
         struct seda__io_event *ev =
             c->flags & SEDA__C_CLOSED ? NULL : seda__io_event_new(io, SEDA_IO_PACKET, c);
         if (!ev) {
@@ -218,8 +218,8 @@ void seda__conn_recv_complete(seda_conn_t *c, const struct seda__poller_completi
             ev->pub.data = cp->buf;
             ev->pub.len = (size_t)cp->res;
             ev->pub.seq = c->seq++;
-            seda__io_count(&io->st.packets_in, 1);
-            seda__io_count(&io->st.bytes_in, (uint64_t)cp->res);
+            seda__io_count(&io->st->packets_in, 1);
+            seda__io_count(&io->st->bytes_in, (uint64_t)cp->res);
             seda__conn_touch(c);
             if (c->recv_poll != io->polls) {
                 c->recv_poll = io->polls;

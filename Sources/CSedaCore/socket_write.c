@@ -70,10 +70,17 @@ static int admit(seda_conn_t *c, size_t bytes)
     size_t q = queued(c);
     if (bytes <= c->o.hard_limit && q <= c->o.hard_limit - bytes)
         return 0;
-    seda__io_count(&c->io->st.clogged, 1);
+    seda__io_count(&c->io->st->clogged, 1);
     if (c->o.clog_policy == SEDA_CLOG_NOTIFY) {
         c->flags |= SEDA__C_CLOGGED;
         event(c, SEDA_IO_CLOGGED, 0);
+        /* One write larger than the whole limit, on a queue at or below the
+         * low watermark: nothing will drain to end the episode, so it ends
+         * now (else every later write would be refused for ever). */
+        if (q <= c->o.low_watermark && !(c->flags & SEDA__C_CLOSED)) {
+            c->flags &= ~(SEDA__C_CLOGGED | SEDA__C_UNWRITABLE);
+            event(c, SEDA_IO_WRITABLE, 0);
+        }
         return -ENOBUFS;
     }
     seda__conn_close_now(c, -ENOBUFS);
@@ -258,25 +265,37 @@ void seda__conn_drop_output(seda_conn_t *c, int status)
     set_queued(c, queued(c) - dropped);
 }
 
-/* n bytes of the COPY/REF items at the head were sent. */
+/* n bytes of the COPY/REF items at the head were sent. The queue and its
+ * count are brought up to date first, the release callbacks of the items
+ * sent run last: a callback may call back into the connection (write,
+ * close: the output still queued is then dropped, and CLOSED is its last
+ * event). */
 static void consume(seda_conn_t *c, size_t n)
 {
     size_t total = n;
+    struct seda__out *sent = NULL, **tail = &sent;
     while (n && c->out_head) {
         struct seda__out *o = c->out_head;
         size_t k = n < o->len ? n : o->len;
         o->ptr += k;
         o->len -= k;
         n -= k;
-        if (o->len == 0)
-            finish_item(c, pop(c), 0);
-        else
+        if (o->len != 0)
             break;
+        pop(c);
+        o->next = NULL;
+        *tail = o;
+        tail = &o->next;
     }
     struct seda__io *io = c->io;
-    seda__io_count(&io->st.bytes_out, total);
+    seda__io_count(&io->st->bytes_out, total);
     seda__conn_touch(c);
     queued_less(c, total);
+    while (sent) {
+        struct seda__out *o = sent;
+        sent = o->next;
+        finish_item(c, o, 0);
+    }
 }
 
 /* Items at the head that need no system call of their own. Returns false
@@ -355,11 +374,11 @@ static bool send_file(seda_conn_t *c)
         off_t off = (off_t)o->off;
         size_t want = o->flen < SENDFILE_CHUNK ? (size_t)o->flen : SENDFILE_CHUNK;
         ssize_t n = sendfile(c->w.fd, o->fd, &off, want);
-        seda__io_count(&c->io->st.writes, 1);
+        seda__io_count(&c->io->st->writes, 1);
         if (n > 0) {
             o->off += (uint64_t)n;
             o->flen -= (uint64_t)n;
-            seda__io_count(&c->io->st.bytes_out, (uint64_t)n);
+            seda__io_count(&c->io->st->bytes_out, (uint64_t)n);
             seda__conn_touch(c);
             continue;
         }
@@ -399,9 +418,11 @@ static void flush_sync(seda_conn_t *c)
         int n = gather(c, iov, SEDA__IO_IOV, &bytes);
         struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
         ssize_t w = sendmsg(c->w.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        seda__io_count(&c->io->st.writes, 1);
+        seda__io_count(&c->io->st->writes, 1);
         if (w >= 0) {
             consume(c, (size_t)w);
+            if (c->flags & SEDA__C_CLOSED) /* by a release callback */
+                return;
             if ((size_t)w < bytes) { /* the socket buffer is full */
                 wait_writable(c);
                 return;
@@ -456,7 +477,7 @@ static void flush_uring(seda_conn_t *c)
             c->msg = (struct msghdr){ .msg_iov = c->iov, .msg_iovlen = (size_t)n };
             r = io->uring->sendmsg(c->loop->poller, c->w.fd, &c->msg, &c->w, &c->send_op);
         }
-        seda__io_count(&io->st.writes, 1);
+        seda__io_count(&io->st->writes, 1);
         if (r < 0) {
             c->send_op = 0;
             seda__conn_close_now(c, r);

@@ -40,11 +40,12 @@ static void reset_seen(seda_runtime_t *rt)
 
 static void note(seda_io_event_t *ev)
 {
-    atomic_fetch_add(&seen.types[ev->type], 1);
+    /* The details first: a test that sees the count reads them. */
     if (ev->type == SEDA_IO_CLOSED)
         atomic_store(&seen.close_error, ev->error);
     if (ev->type == SEDA_IO_WRITE_DONE)
         atomic_store(&seen.mark_tag, ev->tag);
+    atomic_fetch_add(&seen.types[ev->type], 1);
 }
 
 static void track_queued(seda_conn_t *c)

@@ -39,15 +39,6 @@ private func descriptorOpen(under dir: String) -> Bool {
     return false
 }
 
-/// Polls every millisecond, at most 10 s (a hang guard, not a timing assertion).
-private func eventually(_ condition: () -> Bool) -> Bool {
-    for _ in 0..<10_000 {
-        if condition() { return true }
-        usleep(1000)
-    }
-    return condition()
-}
-
 /// A document root served through a file stage on `engine`; nil (skipped)
 /// where the kernel refuses the engine.
 private struct DiskSite {

@@ -99,7 +99,8 @@ enum seda_io_event_type {
     SEDA_IO_WRITE_DONE = 9,
     /* A write would pass the hard limit (SEDA_CLOG_NOTIFY): that write and
      * every later one is refused with -ENOBUFS until output drains to the
-     * low watermark (then WRITABLE). Once per episode. */
+     * low watermark (then WRITABLE; at once if it is there already: one
+     * write larger than the whole limit). Once per episode. */
     SEDA_IO_CLOGGED = 10,
 };
 
@@ -210,7 +211,8 @@ typedef struct seda_listen_options {
  * ms (nginx's way; never a busy loop), logging once per episode.
  * Returns 0 and a handle in *out (seda_listener_close it); -EINVAL (NULL
  * out or options, bad host, no sink at all, read_sinks with a NULL entry,
- * bad conn options); -EADDRINUSE; -EACCES; -EMFILE; -ENOMEM; -EPIPE (the
+ * bad conn options); -EADDRINUSE; -EACCES; -EMFILE (also: the select
+ * backend and a socket numbered FD_SETSIZE or more); -ENOMEM; -EPIPE (the
  * runtime is stopping). Any thread but the runtime's shared threads may
  * call it; a shared thread may too.
  */
@@ -335,7 +337,9 @@ int seda_conn_set_idle_timeout(seda_conn_t *c, int64_t timeout_ns);
 /* The application's pointer for this connection (NULL at first), and what
  * frees it: destroy(user) runs when the pointer is replaced (on the caller's
  * thread) or when the connection's memory goes (the last reference, on the
- * thread that drops it); NULL destroy: nothing is freed. Set it from one
+ * thread that drops it); NULL destroy: nothing is freed. Each set hands a
+ * reference over: setting the pointer already set runs destroy on it (the
+ * old value), so set a value once, or pass a new reference each time. Set it from one
  * thread at a time (the connection's handler, typically); read it from any
  * (release-store / acquire-load). */
 void seda_conn_set_user(seda_conn_t *c, void *user, void (*destroy)(void *user));

@@ -73,7 +73,7 @@ int sload_wait_port(int fd, double timeout_s)
         if (at) {
             char *end;
             long port = strtol(at + 10, &end, 10);
-            if (end != at + 10 && (*end == '\n' || *end == ' ' || *end == '\r') && port > 0 && port < 65536)
+            if (end != at + 10 && (*end == '\n' || *end == ' ' || *end == '\r' || *end == '/') && port > 0 && port < 65536)
                 return (int)port;
         }
         if (len == sizeof buf - 1) { /* keep the tail: the address may straddle */

@@ -10,7 +10,7 @@ struct SedaBench: ParsableCommand {
         subcommands: [
             QueueBench.self, PipelineBench.self, TimerBench.self, GovernorBench.self, OverloadBench.self,
             PollBench.self, DiskBench.self, HTTPPathBench.self, GnutellaBench.self, EchoBench.self,
-            AsocketBench.self, ServeBench.self,
+            AsocketBench.self, ServeBench.self, HTTPBench.self,
         ]
     )
 }

@@ -21,7 +21,8 @@ extern "C" {
 int sload_spawn(const char *const *argv, const char *stderr_path, int32_t *pid, int *stdout_fd);
 
 /*
- * Reads the server's stdout until a line holds "127.0.0.1:<port>", for at
+ * Reads the server's stdout until a line holds "127.0.0.1:<port>" (followed by
+ * a newline, space or "/", as in seda-httpd's "http://127.0.0.1:<port>/"), for at
  * most timeout_s. Returns the port, -ETIMEDOUT, or -EPIPE when the server
  * exited first.
  */
