@@ -408,7 +408,14 @@ final class ResponseTimeLoop: Sendable {
             // The queue alone already implies a wait over the setpoint (the
             // capacity dropped, or a flood came in at an old rate): act on a
             // fifth of a window rather than let it grow for the rest.
-            let wait = Double(reading.queueLength) * Double(elapsed) / Double(completed)
+            // Drained at the stage's service rate (all threads busy), not
+            // at the window's throughput, which counts its idle time too.
+            let busy = reading.handlerNanoseconds &- base.handlerNanoseconds
+            let perEvent =
+                busy > 0 && busy < UInt64.max / 2
+                ? Double(busy) / Double(completed) / Double(parallelism(reading))
+                : Double(elapsed) / Double(completed)
+            let wait = Double(reading.queueLength) * perEvent
             early = wait > setpoint * target
         }
         if completed < UInt64(options.samplesPerUpdate) && elapsed < maxInterval && !early { return }
@@ -442,16 +449,18 @@ final class ResponseTimeLoop: Sendable {
                 // A full window at this throughput, even when this one ended early.
                 let windowLength = max(Double(max(elapsed, 1)), Double(options.samplesPerUpdate) / throughput * 1e9)
                 let tau = drainUpdates * windowLength  // ns
-                let impliedWait = Double(reading.queueLength) / throughput * 1e9  // ns a new arrival waits
+                // What the stage could complete with every thread busy: a
+                // window's throughput says so only when the stage was busy
+                // all of it (after a burst it idles part of the window).
+                let serviceCap = serviceCapacity(window, base, reading)
+                // ns a new arrival waits: the queue drains with every
+                // thread busy, at the service capacity.
+                let impliedWait = Double(reading.queueLength) / max(throughput, serviceCap ?? 0) * 1e9
                 // What an event enqueued now can expect: the queue's wait
                 // plus the window's service part. It leads the measured p90.
                 let present = impliedWait + max(0, p - window.queueDelayP90)
                 let room = setpoint * target - max(smoothed, present)  // ns; < 0 over the setpoint
                 let queueing = window.queueDelayP90 >= 0.1 * target
-                // What the stage could complete with every thread busy: a
-                // window's throughput says so only when the stage was busy
-                // all of it (after a burst it idles part of the window).
-                let serviceCap = serviceCapacity(window, base, reading)
                 if queueing && reading.queueLength > 0 { m.capacity = serviceCap.map { max($0, throughput) } ?? throughput }
                 let excess = min(-room, impliedWait)
                 if room < 0 && queueing && excess > 0 {
@@ -524,9 +533,12 @@ final class ResponseTimeLoop: Sendable {
 func serviceCapacity(_ window: ResponseTimeWindow, _ from: StageStatistics, _ to: StageStatistics) -> Double? {
     let busy = to.handlerNanoseconds &- from.handlerNanoseconds
     guard window.events > 0, busy > 0, busy < UInt64.max / 2 else { return nil }
-    let parallel = Double(to.threads > 0 ? to.threads : max(1, to.concurrency))
-    return parallel * Double(window.events) * 1e9 / Double(busy)
+    return Double(parallelism(to)) * Double(window.events) * 1e9 / Double(busy)
 }
+
+/// Handler calls a stage runs at once: a dedicated pool's live threads,
+/// else its concurrency.
+func parallelism(_ s: StageStatistics) -> Int { s.threads > 0 ? s.threads : max(1, s.concurrency) }
 
 private func describeDuration(_ d: Duration) -> String {
     formatNanos(UInt64(max(0, d.saturatingNanoseconds)))
