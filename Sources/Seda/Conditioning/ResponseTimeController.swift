@@ -14,7 +14,9 @@ public enum ResponseTimeControlLaw: Sendable, Equatable {
     /// many (or too few) in its queue. Each update therefore sets the rate
     /// around the throughput `X` it just measured, from two latencies: the
     /// window's p90 (smoothed) and the *present* one, the wait the queue
-    /// implies now (`queue/X`) plus the window's service part, which leads
+    /// implies now (`queue ÷ max(X, c)`, `c` the service capacity below:
+    /// a queue drains with every thread busy, not at the average of a
+    /// window the stage partly idled through) plus the window's service part, which leads
     /// the measured p90 (that is the latency of events enqueued a p90 ago).
     /// `room` is the setpoint minus the larger of the two.
     ///
