@@ -42,6 +42,9 @@ struct SedaHTTPDCommand: ParsableCommand {
     @Option(help: "Poller the workers wait in: select, poll, epoll or io_uring (default: SEDA_POLLER, else built-in).")
     var poller: String?
 
+    @Option(help: "Disk engine of the file stage (document root): io_uring, libaio, threads or default (SEDA_DISK, else io_uring).")
+    var disk: String?
+
     @Option(help: "A Seda configuration file (JSON): its seda.cpuThreads and seda.pinThreads set the runtime.")
     var config: String?
 
@@ -74,6 +77,9 @@ struct SedaHTTPDCommand: ParsableCommand {
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if let p = poller, PollerBackend(name: p) == nil {
             throw ValidationError("--poller '\(p)' is not one of select, poll, epoll, io_uring")
+        }
+        if let d = disk, DiskEngine(name: d) == nil {
+            throw ValidationError("--disk '\(d)' is not one of io_uring, libaio, threads, default")
         }
         if HTTPPipeline(rawValue: pipeline) == nil {
             throw ValidationError("--pipeline '\(pipeline)' is not fused or staged")
@@ -119,6 +125,7 @@ struct SedaHTTPDCommand: ParsableCommand {
         site.limits.keepAliveTimeout = .milliseconds(Int64(keepaliveTimeout * 1000))
         site.bottleneckWork = .microseconds(Int64(bottleneckMs * 1000))
         site.bottleneckThreads = bottleneckThreads
+        if let disk { site.diskEngine = DiskEngine(name: disk)! }
 
         var options = HTTPServerOptions()
         options.host = address
@@ -126,8 +133,9 @@ struct SedaHTTPDCommand: ParsableCommand {
         options.pipeline = HTTPPipeline(rawValue: pipeline)!
         options.maxConnections = maxConnections
         if let target = responseTimeTargetMs {
-            options.bottleneckAdmission = ResponseTimeController<HTTPDeferredRequest>(
-                target: .microseconds(Int64(target * 1000)))
+            var rt = ResponseTimeControllerOptions(target: .microseconds(Int64(target * 1000)))
+            rt.initialRate = site.nominalBottleneckCapacity
+            options.bottleneckAdmission = ResponseTimeController<HTTPDeferredRequest>(rt)
         }
         if accessLog {
             var log = Logger(label: "seda-httpd.access")

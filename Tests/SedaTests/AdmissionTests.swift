@@ -287,6 +287,81 @@ struct AdmissionTests {
         #expect(life.balanced)
     }
 
+    /// The climb back after a cut (seda-httpd's `/bottleneck`, issue 10): a
+    /// one-thread stage at 1 ms per event under a 20 ms target, its rate
+    /// left at 50 events/s, offered two events every millisecond. Its
+    /// handler time says it can do 1,000/s; the rate must reach half of
+    /// that within a few windows, not creep up a percent per window (which
+    /// kept the server at ~100 req/s). Then the service time goes to 30 ms,
+    /// over the target, with a backlog: the rate must come down.
+    @Test func controllerClimbsToAnIdleStagesCapacityAndBacksOffOverTheTarget() throws {
+        let life = Life()
+        let clock = SedaClock.manual()
+        let runtime = try Runtime(clock: clock)
+        let stage = Turnstile(clock: clock, serviceMilliseconds: 1)
+        var options = ResponseTimeControllerOptions(target: .milliseconds(20))
+        options.initialRate = 50
+        options.samplesPerUpdate = 10
+        options.minimumUpdateInterval = .zero
+        let controller = ResponseTimeController<Job>(options)
+        let sink = try runtime.addStage("climb", handler: stage, options: dedicatedOne(), admission: controller)
+        var admitted = 0, n = 0, granted = 0
+        func offer() {
+            if sink.enqueueLossy(Job(n, life)) { admitted += 1 }
+            n += 1
+        }
+        defer {
+            stage.open()
+            try? runtime.shutdown()
+        }
+
+        // Phase 1: a flood against an idle stage. Every admitted event is
+        // served before the clock moves on, so nothing queues behind it
+        // beyond the tick's two arrivals.
+        var decisions: [ResponseTimeDecision] = []
+        var updates = 0
+        for _ in 0..<20_000 where updates < 6 {  // bounded in count
+            try clock.advance(by: .milliseconds(1))
+            offer()
+            offer()
+            stage.grant(admitted - granted)
+            granted = admitted
+            waitUntil("caught up") { stage.handled.value == admitted }
+            let s = controller.state
+            if s.updates > updates {
+                updates = s.updates
+                decisions.append(s.lastDecision)
+            }
+        }
+        let climbed = controller.state
+        #expect(updates == 6)
+        #expect(!decisions.contains(.decrease), "no cut under the target: \(decisions)")
+        #expect(climbed.rate >= 500, "at least half the 1,000/s capacity in 6 updates: \(climbed)")
+        #expect(climbed.smoothedP90! < .milliseconds(16))
+
+        // Phase 2: 30 ms per event (over the 20 ms target), one served per
+        // tick while two arrive: a backlog builds and the rate is cut.
+        stage.serviceMilliseconds.store(30, ordering: .relaxed)
+        var cut = false
+        for _ in 0..<2_000 where !cut {
+            try clock.advance(by: .milliseconds(1))
+            offer()
+            offer()
+            if granted < admitted {
+                granted += 1
+                stage.grant(1)
+                waitUntil("one served") { stage.handled.value == granted }
+            }
+            cut = controller.state.lastDecision == .decrease
+        }
+        #expect(cut, "a backlog over the target is cut: \(controller.state)")
+        #expect(controller.state.rate < climbed.rate)
+        stage.open()
+        waitUntil("drained") { stage.handled.value == admitted }
+        try runtime.shutdown()
+        #expect(life.balanced)
+    }
+
     @Test func highPriorityPassesALowPriorityFlood() throws {
         let clock = SedaClock.manual()
         let runtime = try Runtime(clock: clock)

@@ -14,7 +14,9 @@ public enum ResponseTimeControlLaw: Sendable, Equatable {
     /// many (or too few) in its queue. Each update therefore sets the rate
     /// around the throughput `X` it just measured, from two latencies: the
     /// window's p90 (smoothed) and the *present* one, the wait the queue
-    /// implies now (`queue/X`) plus the window's service part, which leads
+    /// implies now (`queue ÷ max(X, c)`, `c` the service capacity below:
+    /// a queue drains with every thread busy, not at the average of a
+    /// window the stage partly idled through) plus the window's service part, which leads
     /// the measured p90 (that is the latency of events enqueued a p90 ago).
     /// `room` is the setpoint minus the larger of the two.
     ///
@@ -26,7 +28,14 @@ public enum ResponseTimeControlLaw: Sendable, Equatable {
     ///   filling the room with queue at the same pace; when nothing queues
     ///   (the stage has idle threads) at least `probe` more per update, but
     ///   never more than `room` worth of queue per update, and straight back
-    ///   to 95% of the throughput last measured while saturated;
+    ///   to 95% of the throughput last measured while saturated. In both
+    ///   cases at least halfway from `X` to the capacity the window's
+    ///   handler time implies (threads ÷ handler time per event): a stage
+    ///   below it has idle threads and nothing to queue (a queueing delay
+    ///   there is a wake-up's latency), so the climb takes a few windows,
+    ///   not one small step per window (at 3% of a 1 ms stage's capacity the
+    ///   `room` bound alone allowed ~1% a second: seda-httpd's `/bottleneck`
+    ///   sat at ~100 of 1,000 req/s);
     /// - over the setpoint but with the queue already drained: the rate
     ///   follows the throughput the stage just showed while draining it;
     /// - otherwise (nobody refused, or no queue to blame) the rate is held.
@@ -53,7 +62,9 @@ public enum ResponseTimeControlLaw: Sendable, Equatable {
     ///
     /// While the bucket never refuses, the rate may sit far above the
     /// throughput; once the stage has been seen saturated the rate is capped
-    /// at `max(2·X, 1.25 × that capacity)`, so a sudden flood is let in at
+    /// at `max(2·X, 1.25 × that capacity)` (the capacity from the handler
+    /// time, as above: the throughput of a window the stage partly idled
+    /// through, after a burst, is no capacity), so a sudden flood is let in at
     /// most at that rate until the next update. An update also comes early,
     /// after a fifth of a window, when the queue alone implies a wait over
     /// the setpoint.
@@ -399,7 +410,14 @@ final class ResponseTimeLoop: Sendable {
             // The queue alone already implies a wait over the setpoint (the
             // capacity dropped, or a flood came in at an old rate): act on a
             // fifth of a window rather than let it grow for the rest.
-            let wait = Double(reading.queueLength) * Double(elapsed) / Double(completed)
+            // Drained at the stage's service rate (all threads busy), not
+            // at the window's throughput, which counts its idle time too.
+            let busy = reading.handlerNanoseconds &- base.handlerNanoseconds
+            let perEvent =
+                busy > 0 && busy < UInt64.max / 2
+                ? Double(busy) / Double(completed) / Double(parallelism(reading))
+                : Double(elapsed) / Double(completed)
+            let wait = Double(reading.queueLength) * perEvent
             early = wait > setpoint * target
         }
         if completed < UInt64(options.samplesPerUpdate) && elapsed < maxInterval && !early { return }
@@ -433,13 +451,19 @@ final class ResponseTimeLoop: Sendable {
                 // A full window at this throughput, even when this one ended early.
                 let windowLength = max(Double(max(elapsed, 1)), Double(options.samplesPerUpdate) / throughput * 1e9)
                 let tau = drainUpdates * windowLength  // ns
-                let impliedWait = Double(reading.queueLength) / throughput * 1e9  // ns a new arrival waits
+                // What the stage could complete with every thread busy: a
+                // window's throughput says so only when the stage was busy
+                // all of it (after a burst it idles part of the window).
+                let serviceCap = serviceCapacity(window, base, reading)
+                // ns a new arrival waits: the queue drains with every
+                // thread busy, at the service capacity.
+                let impliedWait = Double(reading.queueLength) / max(throughput, serviceCap ?? 0) * 1e9
                 // What an event enqueued now can expect: the queue's wait
                 // plus the window's service part. It leads the measured p90.
                 let present = impliedWait + max(0, p - window.queueDelayP90)
                 let room = setpoint * target - max(smoothed, present)  // ns; < 0 over the setpoint
                 let queueing = window.queueDelayP90 >= 0.1 * target
-                if queueing && reading.queueLength > 0 { m.capacity = throughput }
+                if queueing && reading.queueLength > 0 { m.capacity = serviceCap.map { max($0, throughput) } ?? throughput }
                 let excess = min(-room, impliedWait)
                 if room < 0 && queueing && excess > 0 {
                     next = min(rate, throughput) * max(0.1, 1 - excess / tau)
@@ -451,6 +475,15 @@ final class ResponseTimeLoop: Sendable {
                     if !queueing {
                         next = max(next, rate)
                         if reading.queueLength == 0, let c = m.capacity { next = max(next, 0.95 * c) }
+                    }
+                    if room > 0, let c = serviceCap, c > throughput {
+                        // Idle threads: the stage's own service time says how
+                        // far it is from saturation. Close half the gap per
+                        // update (below capacity nothing builds up; a
+                        // saturated stage has c ≈ X, and the law above
+                        // rules). A queueing delay at low utilisation is a
+                        // wake-up's latency, not a backlog.
+                        next = max(next, throughput + 0.5 * (c - throughput))
                     }
                     if room < 0 { next = max(next, rate) }
                     if next > rate { decision = queueing ? .increase : .probe }
@@ -493,6 +526,21 @@ final class ResponseTimeLoop: Sendable {
             ])
     }
 }
+
+/// The events per second a stage could complete with every thread busy,
+/// from the window's handler time: its threads (a dedicated pool's live
+/// threads, else its concurrency) over the handler time per event. Nil
+/// when the window measured no handler time. Handler time is wall time, so
+/// a thread that loses the CPU to others shows a lower capacity.
+func serviceCapacity(_ window: ResponseTimeWindow, _ from: StageStatistics, _ to: StageStatistics) -> Double? {
+    let busy = to.handlerNanoseconds &- from.handlerNanoseconds
+    guard window.events > 0, busy > 0, busy < UInt64.max / 2 else { return nil }
+    return Double(parallelism(to)) * Double(window.events) * 1e9 / Double(busy)
+}
+
+/// Handler calls a stage runs at once: a dedicated pool's live threads,
+/// else its concurrency.
+func parallelism(_ s: StageStatistics) -> Int { s.threads > 0 ? s.threads : max(1, s.concurrency) }
 
 private func describeDuration(_ d: Duration) -> String {
     formatNanos(UInt64(max(0, d.saturatingNanoseconds)))

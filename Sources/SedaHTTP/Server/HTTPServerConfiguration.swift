@@ -30,6 +30,19 @@ public struct HTTPServerConfiguration: Sendable, Equatable {
     public var bottleneckThreads = 2
     /// CPU time `/bottleneck` burns per request.
     public var bottleneckWork: Duration = .milliseconds(1)
+
+    /// What `/bottleneck` completes per second with every thread busy and
+    /// on a CPU of its own (threads ÷ work; `.infinity` for no work): a
+    /// response-time controller's starting rate (``ResponseTimeControllerOptions/initialRate``).
+    /// Unlimited at the start, the controller would admit a cold start's
+    /// first burst (every connection's first request at once) whole, before
+    /// it has measured anything: at 1,000 connections a second of queue.
+    /// Sharing the CPU, the stage does less; the controller finds out in a
+    /// window or two.
+    public var nominalBottleneckCapacity: Double {
+        let ns = bottleneckWork.saturatingNanoseconds
+        return ns <= 0 ? .infinity : Double(bottleneckThreads) * 1e9 / Double(ns)
+    }
     /// Retry-After of a 503 sent when a stage refuses work (load shedding).
     public var retryAfterSeconds = 1
     /// The built-in endpoints' paths (nil: off). On by default for the
