@@ -42,7 +42,10 @@ struct SedaHTTPDCommand: ParsableCommand {
     @Option(help: "Poller the workers wait in: select, poll, epoll or io_uring (default: SEDA_POLLER, else built-in).")
     var poller: String?
 
-    @Option(help: "Disk engine of the file stage (document root): io_uring, libaio, threads or default (SEDA_DISK, else io_uring).")
+    @Option(
+        help:
+            "Disk engine of the file stage (document root): io_uring, libaio, threads or default (SEDA_DISK, else io_uring)."
+    )
     var disk: String?
 
     @Option(help: "A Seda configuration file (JSON): its seda.cpuThreads and seda.pinThreads set the runtime.")

@@ -463,7 +463,9 @@ final class ResponseTimeLoop: Sendable {
                 let present = impliedWait + max(0, p - window.queueDelayP90)
                 let room = setpoint * target - max(smoothed, present)  // ns; < 0 over the setpoint
                 let queueing = window.queueDelayP90 >= 0.1 * target
-                if queueing && reading.queueLength > 0 { m.capacity = serviceCap.map { max($0, throughput) } ?? throughput }
+                if queueing && reading.queueLength > 0 {
+                    m.capacity = serviceCap.map { max($0, throughput) } ?? throughput
+                }
                 let excess = min(-room, impliedWait)
                 if room < 0 && queueing && excess > 0 {
                     next = min(rate, throughput) * max(0.1, 1 - excess / tau)
