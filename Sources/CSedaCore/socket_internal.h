@@ -282,7 +282,7 @@ struct seda__io {
     struct seda__io_counters *st;
     int64_t now;       /* the clock, read once per poll (seda__io_clock) */
     uint64_t now_wait; /* the loop's `waits` when `now` was read */
-    uint64_t polls; /* polls so far (receive budgets are per poll) */
+    uint64_t polls;    /* polls so far (receive budgets are per poll) */
 };
 
 /* ---- socket_io.c -------------------------------------------------------------- */

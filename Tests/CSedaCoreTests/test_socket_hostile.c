@@ -291,7 +291,8 @@ static int clog_handler(void *ctx, void **events, size_t n)
     for (size_t i = 0; i < n; i++) {
         seda_io_event_t *ev = events[i];
         if (ev->type == SEDA_IO_PACKET) {
-            atomic_store(&clog_big_result, seda_conn_write_copy(ev->conn, clog_big, sizeof clog_big));
+            atomic_store(&clog_big_result,
+                         seda_conn_write_copy(ev->conn, clog_big, sizeof clog_big));
         } else if (ev->type == SEDA_IO_CLOGGED) {
             atomic_fetch_add(&clog_clogged, 1);
         } else if (ev->type == SEDA_IO_WRITABLE) {
@@ -614,7 +615,6 @@ static void rc_close_cb(void *ctx, const void *buf, int status)
     (void)buf;
     CHECK_OK(status);
     CHECK_OK(seda_conn_close(ctx, SEDA_CLOSE_NOW));
-
 }
 
 static void rc_second_cb(void *ctx, const void *buf, int status)

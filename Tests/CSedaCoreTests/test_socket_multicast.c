@@ -47,8 +47,8 @@ static int handler(void *ctx, void **events, size_t n)
                     atomic_fetch_add(&mc.registered, 1);
                 } else if (b == 'T') {
                     int results[CLIENTS];
-                    int r = seda_conn_write_multi(mc.conns, CLIENTS, from_loop, sizeof from_loop - 1,
-                                                  released, NULL, results);
+                    int r = seda_conn_write_multi(mc.conns, CLIENTS, from_loop,
+                                                  sizeof from_loop - 1, released, NULL, results);
                     for (int j = 0; j < CLIENTS; j++)
                         CHECK_EQ(results[j], 0);
                     atomic_store(&mc.loop_accepted, r);
@@ -87,8 +87,9 @@ static void test_multicast(void)
     /* From this (foreign) thread: all posted; then one more write each, after. */
     static const char flood[] = "flood";
     int results[CLIENTS];
-    CHECK_EQ(seda_conn_write_multi(mc.conns, CLIENTS, flood, sizeof flood - 1, released, NULL, results),
-             CLIENTS);
+    CHECK_EQ(
+        seda_conn_write_multi(mc.conns, CLIENTS, flood, sizeof flood - 1, released, NULL, results),
+        CLIENTS);
     for (int i = 0; i < CLIENTS; i++) {
         CHECK_EQ(results[i], 0);
         CHECK_OK(seda_conn_write_copy(mc.conns[i], "+", 1));
