@@ -70,7 +70,7 @@ void seda_conn_release(seda_conn_t *c)
     void *user = atomic_load_explicit(&c->user, memory_order_acquire);
     if (user && c->user_destroy)
         c->user_destroy(user);
-    free(c->iov);
+    free(c->usend);
     struct seda__io *io = c->io;
     free(c);
     if (io)
@@ -704,12 +704,12 @@ int seda_conn_peer(const seda_conn_t *c, char *buf, size_t size)
 {
     char ip[INET6_ADDRSTRLEN];
     int n;
-    if (c->peer.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&c->peer;
+    if (c->peer.sa.sa_family == AF_INET) {
+        const struct sockaddr_in *a = &c->peer.in;
         inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
         n = snprintf(buf, size, "%s:%u", ip, ntohs(a->sin_port));
-    } else if (c->peer.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&c->peer;
+    } else if (c->peer.sa.sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = &c->peer.in6;
         inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
         n = snprintf(buf, size, "[%s]:%u", ip, ntohs(a->sin6_port));
     } else {

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -67,7 +68,7 @@ static void connect_task(struct seda__loop *l, struct seda__task *t)
     c->io = io;
     seda__io_ref(io);
     seda__conn_link(c); /* io_stop closes it like any other */
-    int r = connect(c->w.fd, (const struct sockaddr *)&c->peer, c->peer_len);
+    int r = connect(c->w.fd, &c->peer.sa, c->peer_len);
     if (r == 0) {
         connected(c);
         return;
@@ -123,7 +124,7 @@ int seda_connect(seda_runtime_t *rt, const seda_connect_options_t *o)
         return -ENOMEM;
     }
     c->flags |= SEDA__C_CONNECTING;
-    c->peer = ss;
+    memcpy(&c->peer, &ss, sl); /* IPv4 or IPv6: fits */
     c->peer_len = sl;
     c->connect_tag = o->tag;
     c->connect_ns = o->timeout_ns;

@@ -27,6 +27,7 @@
 #define SEDA_SOCKET_INTERNAL_H
 
 #include <pthread.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -133,6 +134,24 @@ enum seda__conn_flag {
     SEDA__C_BUDGET = 1u << 22,
 };
 
+/* io_uring: a vectored send in flight (the kernel reads msg and iov until
+ * it completes); allocated on a connection's first one. */
+struct seda__uring_send {
+    struct msghdr msg;
+    struct iovec iov[SEDA__IO_IOV];
+};
+
+/* The peer's address: TCP over IPv4 or IPv6 (listen and connect take no
+ * other family). A sockaddr_storage would cost 100 bytes more per
+ * connection. */
+union seda__peer_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
+/* Ordered so that no field pads: an idle connection costs this struct
+ * (issue 10 measures memory per idle connection). */
 struct seda_conn {
     struct seda__watcher w; /* w.fd: the socket (-1 once closed) */
     struct seda__loop *loop;
@@ -140,6 +159,7 @@ struct seda_conn {
     /* References: the loop's while open or while operations run, one per
      * event, one per posted request, the application's. */
     _Atomic uint32_t refs;
+    uint32_t thread; /* the owner loop's index */
     uint64_t id;
     _Atomic(void *) user;
     void (*user_destroy)(void *user);
@@ -154,6 +174,7 @@ struct seda_conn {
     seda_conn_options_t o;     /* resolved */
     uint64_t seq;              /* next PACKET's number */
     int close_error;           /* for CLOSED */
+    uint32_t pend_out;         /* output events among the pending ones (below) */
 
     /* Lists of the loop (owner). */
     struct seda_conn *prev, *next; /* io->conns */
@@ -165,20 +186,19 @@ struct seda_conn {
     /* Events waiting for a full (or unset) sink, or held past the receive
      * budget, oldest first; pend_out of them are output events. */
     struct seda__io_event *pend_head, *pend_tail;
-    uint32_t pend_out;
 
     /* Output. */
     struct seda__out *out_head, *out_tail;
     struct seda__task flush_task;
 
     /* io_uring. */
-    uint64_t recv_op;   /* 0: none armed */
-    uint64_t recv_poll; /* the loop's poll count at the last receive */
-    uint32_t recv_turn; /* receives in that poll */
-    uint64_t send_op;   /* 0: no send in flight */
-    size_t send_len;    /* bytes the send in flight carries */
-    struct iovec *iov;  /* the send's iovecs (SEDA__IO_IOV) */
-    struct msghdr msg;
+    uint64_t recv_op;                /* 0: none armed */
+    uint64_t recv_poll;              /* the loop's poll count at the last receive */
+    uint64_t send_op;                /* 0: no send in flight */
+    size_t send_len;                 /* bytes the send in flight carries */
+    struct seda__uring_send *usend;  /* a vectored send's msghdr and iovecs */
+    uint32_t recv_turn;              /* receives in that poll */
+    socklen_t peer_len;
 
     /* Timers. */
     struct seda__loop_timer idle_timer;
@@ -191,9 +211,7 @@ struct seda_conn {
      * dropped after the current iteration (never under a dispatch). */
     struct seda__task setup_task;
     struct seda__task release_task;
-    struct sockaddr_storage peer;
-    socklen_t peer_len;
-    uint32_t thread; /* the owner loop's index */
+    union seda__peer_addr peer;
 };
 
 /* ---- listeners ------------------------------------------------------------- */

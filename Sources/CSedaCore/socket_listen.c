@@ -266,7 +266,7 @@ static void setup_conn(seda_conn_t *c)
     seda__io_ref(io);
     if (c->peer_len == 0) { /* io_uring's multishot accept gives no address */
         c->peer_len = sizeof c->peer;
-        if (getpeername(c->w.fd, (struct sockaddr *)&c->peer, &c->peer_len) < 0)
+        if (getpeername(c->w.fd, &c->peer.sa, &c->peer_len) < 0)
             c->peer_len = 0;
     }
     seda__io_count(&io->st->accepted, 1);

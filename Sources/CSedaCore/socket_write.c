@@ -457,25 +457,26 @@ static void flush_uring(seda_conn_t *c)
                 return;
             continue;
         }
-        if (!c->iov) {
-            c->iov = malloc(SEDA__IO_IOV * sizeof *c->iov); /* once per connection */
-            if (!c->iov) {
+        if (!c->usend) {
+            c->usend = malloc(sizeof *c->usend); /* once per connection */
+            if (!c->usend) {
                 seda__conn_close_now(c, -ENOMEM);
                 return;
             }
         }
         size_t bytes;
-        int n = gather(c, c->iov, SEDA__IO_IOV, &bytes);
+        struct iovec *iov = c->usend->iov;
+        int n = gather(c, iov, SEDA__IO_IOV, &bytes);
         int r;
         if (n == 1) {
-            r = io->uring->send(c->loop->poller, c->w.fd, c->iov[0].iov_base,
+            r = io->uring->send(c->loop->poller, c->w.fd, iov[0].iov_base,
                                 (uint32_t)(bytes < UINT32_MAX ? bytes : UINT32_MAX), &c->w,
                                 &c->send_op);
             if (bytes > UINT32_MAX)
                 bytes = UINT32_MAX;
         } else {
-            c->msg = (struct msghdr){ .msg_iov = c->iov, .msg_iovlen = (size_t)n };
-            r = io->uring->sendmsg(c->loop->poller, c->w.fd, &c->msg, &c->w, &c->send_op);
+            c->usend->msg = (struct msghdr){ .msg_iov = iov, .msg_iovlen = (size_t)n };
+            r = io->uring->sendmsg(c->loop->poller, c->w.fd, &c->usend->msg, &c->w, &c->send_op);
         }
         seda__io_count(&io->st->writes, 1);
         if (r < 0) {
