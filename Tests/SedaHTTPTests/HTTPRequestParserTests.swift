@@ -76,6 +76,7 @@ import Testing
         #expect(s1 == .needMore)
         #expect(paths == ["/1"])
         #expect(parser.isInsideRequest)
+        #expect(parser.holdsParseState)
         #expect(parser.bufferedBytes == "GET /2 HTTP/1.1\r\nHo".utf8.count)
         let s2 = b.utf8CString.withUnsafeBytes {
             parser.feed(UnsafeRawBufferPointer(rebasing: $0.dropLast())) {
@@ -87,6 +88,49 @@ import Testing
         #expect(paths == ["/1", "/2"])
         #expect(parser.bufferedBytes == 0)
         #expect(!parser.isInsideRequest)
+        #expect(!parser.holdsParseState)
+    }
+
+    @Test func anIdleConnectionHoldsNoParseStateAndTheNextRequestParses() {
+        var limits = HTTPLimits()
+        limits.maxRequestsPerConnection = 3
+        let parser = HTTPRequestParser(limits: limits)
+        #expect(!parser.holdsParseState)
+        var seen: [(String, Int, Bool)] = []
+        func feed(_ s: String) -> HTTPParserStatus {
+            s.utf8CString.withUnsafeBytes {
+                parser.feed(UnsafeRawBufferPointer(rebasing: $0.dropLast())) {
+                    seen.append(($0.pathString, $0.sequence, $0.keepAlive))
+                    return .proceed
+                }
+            }
+        }
+        // Each request whole in its packet, then idle: no state between them;
+        // the request count (sequence, the per-connection limit) carries on.
+        #expect(feed("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n") == .needMore)
+        #expect(!parser.holdsParseState)
+        #expect(feed("GET /2 HTTP/1.1\r\nHo") == .needMore)
+        #expect(parser.holdsParseState)
+        #expect(feed("st: a\r\n\r\n") == .needMore)
+        #expect(!parser.holdsParseState)
+        #expect(feed("GET /3 HTTP/1.1\r\nHost: a\r\n\r\n") == .finished)
+        #expect(!parser.holdsParseState)
+        #expect(seen.map(\.0) == ["/1", "/2", "/3"])
+        #expect(seen.map(\.1) == [0, 1, 2])
+        #expect(seen.map(\.2) == [true, true, false])
+        // A bad request after an idle spell is still refused.
+        let again = HTTPRequestParser()
+        var failures: [HTTPStatus?] = []
+        for packet in ["GET /ok HTTP/1.1\r\nHost: a\r\n\r\n", "GET /x HTTP/1.1\r\n\r\n"] {
+            _ = packet.utf8CString.withUnsafeBytes {
+                again.feed(UnsafeRawBufferPointer(rebasing: $0.dropLast())) {
+                    failures.append($0.failure)
+                    return .proceed
+                }
+            }
+        }
+        #expect(failures == [nil, .badRequest])
+        #expect(!again.holdsParseState)
     }
 
     @Test func pauseKeepsTheRestUntilResume() {

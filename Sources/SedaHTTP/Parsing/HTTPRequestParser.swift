@@ -48,8 +48,11 @@ public enum HTTPParserStatus: Sendable, Equatable {
 /// Thread rules: one thread at a time (the connection's owner); not
 /// reentrant (the callback must not feed the same parser).
 public final class HTTPRequestParser {
-    private let state: UnsafeMutablePointer<ParseState>
-    /// The limits the parser itself applies (the rest live in ParseState).
+    /// http_parser and the fields of the request in progress: allocated when
+    /// bytes arrive, freed at a request boundary (an idle keep-alive
+    /// connection holds none; issue 10 counts memory per idle connection).
+    @exclusivity(unchecked) private var parseState: UnsafeMutablePointer<ParseState>? = nil
+    /// The limits the parser applies.
     private let limits: Limits
     // The parser is confined to one thread, so Swift's dynamic exclusivity
     // checks (a runtime call and a thread-local access set, about a hundred
@@ -69,24 +72,25 @@ public final class HTTPRequestParser {
     /// ``HTTPLimits/validate()``.
     public init(limits: HTTPLimits = HTTPLimits()) {
         self.limits = Limits(limits)
-        state = .allocate(capacity: 1)
-        state.initialize(to: ParseState())
-        http_parser_init(&state.pointee.parser, HTTP_REQUEST)
-        state.pointee.parser.data = UnsafeMutableRawPointer(state)
-        state.pointee.maxTarget = limits.maxRequestTargetBytes
-        state.pointee.maxLine = limits.maxHeaderLineBytes
-        state.pointee.maxLines = Int32(clamping: limits.maxHeaderCount)
     }
 
-    /// What the parser keeps of ``HTTPLimits`` (a connection's state stays small).
+    /// What the parser keeps of ``HTTPLimits`` (a connection's state stays
+    /// small). The sizes ``HTTPLimits/validate()`` bounds by
+    /// ``HTTPLimits/parserHeaderCeiling`` fit 32 bits.
     private struct Limits {
-        let initialBufferBytes: Int
-        let maxHeaderBlockBytes: Int
+        let initialBufferBytes: Int32
+        let maxHeaderBlockBytes: Int32
+        let maxTarget: Int32
+        let maxLine: Int32
+        let maxLines: Int32
         let maxRequestsPerConnection: Int
         let maxPipelinedBytes: Int
         init(_ l: HTTPLimits) {
-            initialBufferBytes = l.initialBufferBytes
-            maxHeaderBlockBytes = l.maxHeaderBlockBytes
+            initialBufferBytes = Int32(clamping: l.initialBufferBytes)
+            maxHeaderBlockBytes = Int32(clamping: l.maxHeaderBlockBytes)
+            maxTarget = Int32(clamping: l.maxRequestTargetBytes)
+            maxLine = Int32(clamping: l.maxHeaderLineBytes)
+            maxLines = Int32(clamping: l.maxHeaderCount)
             maxRequestsPerConnection = l.maxRequestsPerConnection
             maxPipelinedBytes = l.maxPipelinedBytes
         }
@@ -94,8 +98,36 @@ public final class HTTPRequestParser {
 
     deinit {
         free(buffer)
-        state.deinitialize(count: 1)
-        state.deallocate()
+        releaseState()
+    }
+
+    /// The parse state, made (a fresh http_parser at a request boundary)
+    /// when there is none.
+    @inline(__always)
+    private var state: UnsafeMutablePointer<ParseState> {
+        if let s = parseState { return s }
+        return makeState()
+    }
+
+    private func makeState() -> UnsafeMutablePointer<ParseState> {
+        let s = UnsafeMutablePointer<ParseState>.allocate(capacity: 1)
+        s.initialize(to: ParseState())
+        http_parser_init(&s.pointee.parser, HTTP_REQUEST)
+        s.pointee.parser.data = UnsafeMutableRawPointer(s)
+        s.pointee.maxTarget = Int(limits.maxTarget)
+        s.pointee.maxLine = Int(limits.maxLine)
+        s.pointee.maxLines = limits.maxLines
+        parseState = s
+        return s
+    }
+
+    /// Frees the parse state: at a request boundary (http_parser would
+    /// start the next request from scratch anyway) or for good.
+    private func releaseState() {
+        guard let s = parseState else { return }
+        s.deinitialize(count: 1)
+        s.deallocate()
+        parseState = nil
     }
 
     /// Whether bytes of an unfinished request have arrived: the header
@@ -108,6 +140,11 @@ public final class HTTPRequestParser {
 
     /// Whether the parser is paused (see ``HTTPParserAction/pause``).
     public var isPaused: Bool { paused }
+
+    /// Whether the parser holds its parse state (http_parser and the
+    /// request's fields): only while a request is partly read or bytes wait
+    /// behind a pause. Tests check that an idle connection holds none.
+    var holdsParseState: Bool { parseState != nil }
 
     /// Bytes held in the parser's buffer (0 when the last chunk ended on a
     /// request boundary).
@@ -207,7 +244,7 @@ public final class HTTPRequestParser {
         while requestStart < end && (base[requestStart] == 0x0D || base[requestStart] == 0x0A) {
             requestStart += 1
         }
-        if end - requestStart > limits.maxHeaderBlockBytes {
+        if end - requestStart > Int(limits.maxHeaderBlockBytes) {
             // Still in the request line: its target is what is too long.
             refuse(s.pointee.headerLines == 0 ? .uriTooLong : .headerFieldsTooLarge, onRequest)
             return .finished
@@ -237,6 +274,7 @@ public final class HTTPRequestParser {
     private func finish() {
         finished = true
         paused = false
+        releaseState()
         free(buffer)
         buffer = nil
         bufferCapacity = 0
@@ -250,11 +288,11 @@ public final class HTTPRequestParser {
         if n == 0 {
             bufferCount = 0
             bufferParsed = 0
-            // An idle connection keeps no buffer.
+            // An idle connection keeps no buffer and no parse state.
             free(buffer)
             buffer = nil
             bufferCapacity = 0
-            state.pointee.rebase(by: from)
+            releaseState()
             return
         }
         if inBuffer {
@@ -271,7 +309,7 @@ public final class HTTPRequestParser {
     /// Makes room for `needed` bytes in the buffer, keeping its contents.
     private func reserve(_ needed: Int) {
         if needed <= bufferCapacity { return }
-        var cap = max(bufferCapacity, limits.initialBufferBytes)
+        var cap = max(bufferCapacity, Int(limits.initialBufferBytes))
         while cap < needed { cap *= 2 }
         guard let p = realloc(buffer, cap) else {
             fatalError("SedaHTTP: out of memory for a \(cap)-byte request buffer")
@@ -295,7 +333,7 @@ public final class HTTPRequestParser {
         func refused(_ status: HTTPStatus) -> HTTPRequestHead {
             .refused(status, version: version, sequence: requestCount, method: method)
         }
-        if end - requestStart > limits.maxHeaderBlockBytes { return refused(.headerFieldsTooLarge) }
+        if end - requestStart > Int(limits.maxHeaderBlockBytes) { return refused(.headerFieldsTooLarge) }
         if method == .other { return refused(.methodNotAllowed) }
         if s.pointee.hasBody { return refused(.badRequest) }
         // Debian builds http_parser with HTTP_PARSER_STRICT=0: it takes any
