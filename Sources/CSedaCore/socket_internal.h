@@ -192,12 +192,12 @@ struct seda_conn {
     struct seda__task flush_task;
 
     /* io_uring. */
-    uint64_t recv_op;                /* 0: none armed */
-    uint64_t recv_poll;              /* the loop's poll count at the last receive */
-    uint64_t send_op;                /* 0: no send in flight */
-    size_t send_len;                 /* bytes the send in flight carries */
-    struct seda__uring_send *usend;  /* a vectored send's msghdr and iovecs */
-    uint32_t recv_turn;              /* receives in that poll */
+    uint64_t recv_op;               /* 0: none armed */
+    uint64_t recv_poll;             /* the loop's poll count at the last receive */
+    uint64_t send_op;               /* 0: no send in flight */
+    size_t send_len;                /* bytes the send in flight carries */
+    struct seda__uring_send *usend; /* a vectored send's msghdr and iovecs */
+    uint32_t recv_turn;             /* receives in that poll */
     socklen_t peer_len;
 
     /* Timers. */
