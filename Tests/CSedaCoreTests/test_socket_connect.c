@@ -13,14 +13,18 @@ static seda_stage_t *client_stage(seda_runtime_t *rt, struct recorder *r)
     return make_recorder(rt, "client", r);
 }
 
-static uint16_t free_port(void)
+/* A port nobody listens on: bound by *fd (which the caller closes after
+ * use), never listening. Held, not closed at once: a closed port may be
+ * taken meanwhile by another test's listener, or picked as the connecting
+ * socket's own source port (a loopback connect to itself succeeds). */
+static uint16_t deaf_port(int *fd)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(*fd >= 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof a;
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
+    CHECK(bind(*fd, (struct sockaddr *)&a, sizeof a) == 0);
+    CHECK(getsockname(*fd, (struct sockaddr *)&a, &len) == 0);
     return ntohs(a.sin_port);
 }
 
@@ -108,9 +112,13 @@ static void test_connect_refused(void)
     seda_runtime_t *rt = make_runtime_on(backend);
     struct recorder r;
     seda_stage_t *cs = client_stage(rt, &r);
-    seda_connect_options_t co = { .host = "127.0.0.1", .port = free_port(), .sink = cs, .tag = 5 };
+    int deaf;
+    seda_connect_options_t co = {
+        .host = "127.0.0.1", .port = deaf_port(&deaf), .sink = cs, .tag = 5
+    };
     CHECK_OK(seda_connect(rt, &co));
     seda_io_event_t *ev = recorder_wait(&r, SEDA_IO_CONNECT_FAILED);
+    close(deaf);
     CHECK_EQ(ev->error, -ECONNREFUSED);
     CHECK_EQ(ev->tag, 5);
     CHECK(ev->conn == NULL);
