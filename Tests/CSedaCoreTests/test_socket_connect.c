@@ -146,8 +146,11 @@ static void test_connect_timeout(void)
         filler[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         connect(filler[i], (struct sockaddr *)&a, sizeof a);
     }
-    struct timespec ts = { 0, 50000000 };
-    nanosleep(&ts, NULL);
+    /* Full once a connection waits to be accepted (the listener reads
+     * ready): from then on SYNs are dropped. (A 50 ms sleep instead could let
+     * a late handshake leave room for the test's connect, which then succeeds.) */
+    struct pollfd lp = { .fd = l, .events = POLLIN };
+    CHECK(poll(&lp, 1, 20000) == 1);
     seda_runtime_t *rt = make_runtime_on(backend);
     struct recorder r;
     seda_stage_t *cs = client_stage(rt, &r);
