@@ -16,9 +16,10 @@ final class TestServer {
 
     init(
         poller: PollerBackend = .epoll, pipeline: HTTPPipeline = .fused, threads: Int = 2,
+        clock: SedaClock = .monotonic,
         configure: (inout HTTPServerConfiguration, inout HTTPServerOptions) -> Void = { _, _ in }
     ) throws {
-        runtime = try Runtime(cpuThreads: threads, poller: poller)
+        runtime = try Runtime(cpuThreads: threads, clock: clock, poller: poller)
         var configuration = HTTPServerConfiguration()
         var options = HTTPServerOptions()
         options.port = 0
