@@ -8,6 +8,7 @@
 #include "runtime_test.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include "loop.h"
@@ -162,12 +163,20 @@ static uint64_t sum_stat(seda_runtime_t *rt, size_t offset)
     return t;
 }
 
+/* Every loop flagged asleep with no wake pending in its eventfd, and every
+ * shared thread blocked in the kernel. (The flag alone is set just before
+ * the poll: a loop that had been woken while it found work on its own
+ * keeps that wake in its eventfd, and its next poll returns at once.) */
 static bool all_asleep(seda_runtime_t *rt)
 {
-    for (uint32_t i = 0; i < seda_runtime_cpu_threads(rt); i++)
-        if (atomic_load(&seda__loop_of(rt, i)->sleeping) == 0)
+    uint32_t n = seda_runtime_cpu_threads(rt);
+    for (uint32_t i = 0; i < n; i++) {
+        struct seda__loop *l = seda__loop_of(rt, i);
+        struct pollfd p = { .fd = l->wake_fd, .events = POLLIN };
+        if (atomic_load(&l->sleeping) == 0 || poll(&p, 1, 0) != 0)
             return false;
-    return true;
+    }
+    return threads_sleeping("seda-cpu") == (int)n;
 }
 
 static void test_idle_loops_sleep(void)

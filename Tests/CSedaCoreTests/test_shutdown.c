@@ -165,13 +165,33 @@ static int slow(void *ctx, void **events, size_t count)
     return 0;
 }
 
+/* Holds its batch until the shutdown has handed something back (the drop
+ * callback runs on the shutdown's thread before it waits for handlers), so
+ * that events are still queued when the shutdown comes however the threads
+ * are scheduled. (Sleeping 1 ms a batch instead let a producer descheduled
+ * for 50 ms find all 200 processed, and nothing handed back.) */
+static int held_until_handed_back(void *ctx, void **events, size_t count)
+{
+    _Atomic uint64_t *n = ctx;
+    int64_t guard = seda_clock_now(NULL) + 20000000000LL; /* liveness guard */
+    while (atomic_load(&dropped) == 0) {
+        CHECK(seda_clock_now(NULL) < guard);
+        struct timespec ts = { 0, 100000 }; /* leave the CPU to the shutdown */
+        nanosleep(&ts, NULL);
+    }
+    for (size_t i = 0; i < count; i++)
+        ev_free(events[i]);
+    atomic_fetch_add(n, count);
+    return 0;
+}
+
 static void test_shutdown_hands_back(int manager)
 {
     reset_counts();
     seda_runtime_t *rt;
     CHECK_OK(seda_runtime_create(&rt, NULL));
     _Atomic uint64_t processed = 0;
-    seda_stage_t *s = make_stage(rt, "slow", slow, &processed, manager, 1, 4);
+    seda_stage_t *s = make_stage(rt, "held", held_until_handed_back, &processed, manager, 1, 4);
     for (uint64_t i = 0; i < 200; i++)
         enqueue_retry(s, ev_new(i, 0));
     CHECK_OK(seda_runtime_shutdown(rt, SEDA_SHUTDOWN_HAND_BACK, 0));

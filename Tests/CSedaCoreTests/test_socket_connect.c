@@ -13,14 +13,18 @@ static seda_stage_t *client_stage(seda_runtime_t *rt, struct recorder *r)
     return make_recorder(rt, "client", r);
 }
 
-static uint16_t free_port(void)
+/* A port nobody listens on: bound by *fd (which the caller closes after
+ * use), never listening. Held, not closed at once: a closed port may be
+ * taken meanwhile by another test's listener, or picked as the connecting
+ * socket's own source port (a loopback connect to itself succeeds). */
+static uint16_t deaf_port(int *fd)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(*fd >= 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof a;
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
+    CHECK(bind(*fd, (struct sockaddr *)&a, sizeof a) == 0);
+    CHECK(getsockname(*fd, (struct sockaddr *)&a, &len) == 0);
     return ntohs(a.sin_port);
 }
 
@@ -108,9 +112,13 @@ static void test_connect_refused(void)
     seda_runtime_t *rt = make_runtime_on(backend);
     struct recorder r;
     seda_stage_t *cs = client_stage(rt, &r);
-    seda_connect_options_t co = { .host = "127.0.0.1", .port = free_port(), .sink = cs, .tag = 5 };
+    int deaf;
+    seda_connect_options_t co = {
+        .host = "127.0.0.1", .port = deaf_port(&deaf), .sink = cs, .tag = 5
+    };
     CHECK_OK(seda_connect(rt, &co));
     seda_io_event_t *ev = recorder_wait(&r, SEDA_IO_CONNECT_FAILED);
+    close(deaf);
     CHECK_EQ(ev->error, -ECONNREFUSED);
     CHECK_EQ(ev->tag, 5);
     CHECK(ev->conn == NULL);
@@ -138,8 +146,11 @@ static void test_connect_timeout(void)
         filler[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         connect(filler[i], (struct sockaddr *)&a, sizeof a);
     }
-    struct timespec ts = { 0, 50000000 };
-    nanosleep(&ts, NULL);
+    /* Full once a connection waits to be accepted (the listener reads
+     * ready): from then on SYNs are dropped. (A 50 ms sleep instead could let
+     * a late handshake leave room for the test's connect, which then succeeds.) */
+    struct pollfd lp = { .fd = l, .events = POLLIN };
+    CHECK(poll(&lp, 1, 20000) == 1);
     seda_runtime_t *rt = make_runtime_on(backend);
     struct recorder r;
     seda_stage_t *cs = client_stage(rt, &r);
@@ -163,15 +174,32 @@ static void test_connect_timeout(void)
 
 /* ---- idle timeouts ------------------------------------------------------------------------- */
 
+/* A runtime on the backend under test whose time moves only when the test
+ * says: idle deadlines cannot pass while a descheduled test thread is slow
+ * to talk (the loops look at a manual clock every tick). */
+static seda_runtime_t *make_runtime_manual(seda_clock_t **clk)
+{
+    CHECK_OK(seda_clock_manual_create(clk, 1000000000));
+    seda_runtime_options_t o = { .cpu_threads = THREADS, .poller = backend, .clock = *clk };
+    seda_runtime_t *rt = NULL;
+    CHECK_OK(seda_runtime_create(&rt, &o));
+    return rt;
+}
+
 static void test_idle_timeout(void)
 {
     int fds = count_fds();
-    seda_runtime_t *rt = make_runtime_on(backend);
+    seda_clock_t *clk;
+    seda_runtime_t *rt = make_runtime_manual(&clk);
     struct echo_server s;
     seda_listen_options_t lo = { .conn.idle_timeout_ns = 200000000 };
     echo_start(&s, rt, &lo);
     int c = dial(s.port);
     echo_once(c, "quiet", 5);
+    CHECK_EQ(IO_STAT(rt, timeouts), 0);
+    /* Time passes in steps until the server closes: io_uring may complete
+     * the echo's send, which counts as activity, after the first step. */
+    WAIT_UNTIL(atomic_load(&s.closed) == 1 || seda_clock_manual_advance(clk, 100000000) != 0);
     char x;
     CHECK_EQ(recv(c, &x, 1, 0), 0); /* closed by the server after 200 ms of silence */
     WAIT_UNTIL(atomic_load(&s.closed) == 1);
@@ -180,6 +208,7 @@ static void test_idle_timeout(void)
     close(c);
     echo_stop(&s);
     seda_runtime_destroy(rt);
+    seda_clock_destroy(clk);
     CHECK_EQ(count_fds(), fds);
 }
 
@@ -200,7 +229,10 @@ static uint64_t timers_added(seda_runtime_t *rt)
 static void test_idle_timer_cost(void)
 {
     enum { CONNS = 50, REQUESTS = 40 };
-    seda_runtime_t *rt = make_runtime_on(backend);
+    /* A manual clock: on the real one, a run slower than the timeout (10 s,
+     * a loaded machine under a sanitizer) re-armed the timers once. */
+    seda_clock_t *clk;
+    seda_runtime_t *rt = make_runtime_manual(&clk);
     struct echo_server s;
     seda_listen_options_t lo = { .conn.idle_timeout_ns = 10000000000LL };
     echo_start(&s, rt, &lo);
@@ -222,6 +254,7 @@ static void test_idle_timer_cost(void)
     WAIT_UNTIL(atomic_load(&s.closed) == CONNS);
     echo_stop(&s);
     seda_runtime_destroy(rt);
+    seda_clock_destroy(clk);
 }
 
 /* ---- flow control from outside --------------------------------------------------------------- */

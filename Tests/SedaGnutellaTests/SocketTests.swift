@@ -26,7 +26,17 @@ final class TCPClient {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard r == 0 else { throw SedaError.system(errno: errno) }
+        guard r == 0 || (errno == EINTR && Self.handshakeWaitedOut(fd)) else { throw SedaError.system(errno: errno) }
+    }
+
+    /// A connect interrupted by a signal (the test process gets SIGCHLD
+    /// whenever a suite's child process exits) goes on: true once it succeeded.
+    private static func handshakeWaitedOut(_ fd: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        while poll(&p, 1, 20_000) < 0 && errno == EINTR {}
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        return p.revents & Int16(POLLOUT) != 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0
     }
 
     deinit { close(fd) }
@@ -37,6 +47,7 @@ final class TCPClient {
         var at = 0
         while at < bytes.count {
             let k = bytes[at...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if k < 0 && errno == EINTR { continue }  // a signal, not the peer
             if k <= 0 { return false }
             at += k
         }
@@ -49,6 +60,7 @@ final class TCPClient {
         var at = 0
         while at < n {
             let k = out[at...].withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if k < 0 && errno == EINTR { continue }  // a signal, not the peer or the guard
             if k <= 0 { break }
             at += k
         }
@@ -64,6 +76,7 @@ final class TCPClient {
         while true {
             let k = recv(fd, &b, b.count, 0)
             if k == 0 { return true }
+            if k < 0 && errno == EINTR { continue }  // a signal, not the peer
             if k < 0 { return errno != EAGAIN && errno != EWOULDBLOCK }
         }
     }

@@ -25,6 +25,9 @@ struct SocketTransportTests {
         #expect(c1.handshake() && c2.handshake())
         let bad = try TCPClient(port: n.transport.port)
         #expect(bad.handshake())
+        // The reply goes out just before the server adds the link: wait for
+        // the adds, or c1's ping could be flooded before c2 is a neighbour.
+        waitUntil("all three handshaken") { n.node.neighbours.count == 3 }
         var d = Descriptor(ttl: 1, .ping(extensions: [])).bytes
         d[16] = 0x02
         bad.send(d)
@@ -41,6 +44,9 @@ struct SocketTransportTests {
         #expect(c1.handshake() && c2.handshake())
         let bad = try TCPClient(port: n.transport.port)
         #expect(bad.handshake())
+        // The reply goes out just before the server adds the link: wait for
+        // the adds, or c1's ping could be flooded before c2 is a neighbour.
+        waitUntil("all three handshaken") { n.node.neighbours.count == 3 }
         let q = Descriptor(ttl: 7, .query(Query(criteria: "cut short"))).bytes
         bad.send(Array(q[0..<30]))
         bad.shutdownWrite()
@@ -64,8 +70,12 @@ struct SocketTransportTests {
     }
 
     @Test func aFailedDialIsReportedToTheServer() throws {
-        // A port nobody listens on: bound, then closed.
+        // A port nobody listens on: bound, never listening, and held until
+        // the failure is in (a port closed at once could be taken by another
+        // test's listener, or be the dial's own source port: a loopback
+        // connect to itself succeeds).
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
         var a = sockaddr_in()
         a.sin_family = sa_family_t(AF_INET)
         a.sin_addr.s_addr = IPv4Address.loopback.value.bigEndian
@@ -76,7 +86,6 @@ struct SocketTransportTests {
             }
         }
         let deadPort = UInt16(bigEndian: a.sin_port)
-        close(fd)
         let n = try Node("A")
         n.transport.connect(to: PeerAddress(host: .loopback, port: deadPort))
         waitUntil("the failure reported") { n.node.statistics.snapshot().connectFailed == 1 }

@@ -16,9 +16,10 @@ final class TestServer {
 
     init(
         poller: PollerBackend = .epoll, pipeline: HTTPPipeline = .fused, threads: Int = 2,
+        clock: SedaClock = .monotonic,
         configure: (inout HTTPServerConfiguration, inout HTTPServerOptions) -> Void = { _, _ in }
     ) throws {
-        runtime = try Runtime(cpuThreads: threads, poller: poller)
+        runtime = try Runtime(cpuThreads: threads, clock: clock, poller: poller)
         var configuration = HTTPServerConfiguration()
         var options = HTTPServerOptions()
         options.port = 0
@@ -64,7 +65,7 @@ final class RawClient {
                 Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        if r != 0 {
+        if r != 0 && !(errno == EINTR && Self.handshakeWaitedOut(fd)) {
             Glibc.close(fd)
             return nil
         }
@@ -74,6 +75,16 @@ final class RawClient {
     }
 
     deinit { Glibc.close(fd) }
+
+    /// A connect interrupted by a signal (the test process gets SIGCHLD
+    /// whenever a child, curl, exits) goes on: true once it succeeded.
+    private static func handshakeWaitedOut(_ fd: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        while poll(&p, 1, 20_000) < 0 && errno == EINTR {}
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        return p.revents & Int16(POLLOUT) != 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0
+    }
 
     func setReceiveTimeout(milliseconds: Int) {
         var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: Int((milliseconds % 1000) * 1000))
@@ -89,6 +100,7 @@ final class RawClient {
         var off = 0
         while off < bytes.count {
             let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }  // a signal (SIGCHLD), not the peer
             if n <= 0 { return false }
             off += n
         }
@@ -99,7 +111,10 @@ final class RawClient {
     @discardableResult
     func receiveOnce() -> Bool {
         var buf = [UInt8](repeating: 0, count: 65536)
-        let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        var n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        while n < 0 && errno == EINTR {  // a signal (SIGCHLD), not the peer or the timeout
+            n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        }
         if n > 0 {
             received.append(contentsOf: buf[0..<n])
             return true

@@ -6,24 +6,38 @@ import Testing
 
 // MARK: - Blocking clients for the tests (127.0.0.1 only, with timeouts)
 
+/// connect(2) to 127.0.0.1:`port`; true once connected. A signal that
+/// interrupts the call (the test process gets SIGCHLD whenever a suite's
+/// child process exits) does not stop the handshake: wait it out.
+func connectLoopback(_ fd: Int32, port: UInt16) -> Bool {
+    var a = sockaddr_in()
+    a.sin_family = sa_family_t(AF_INET)
+    a.sin_port = port.bigEndian
+    a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    let r = withUnsafePointer(to: &a) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    if r == 0 { return true }
+    guard errno == EINTR else { return false }
+    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+    while poll(&p, 1, 20_000) < 0 && errno == EINTR {}
+    var err: Int32 = 0
+    var len = socklen_t(MemoryLayout<Int32>.size)
+    return p.revents & Int16(POLLOUT) != 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0
+}
+
 /// A blocking TCP client with a 20 s receive timeout: a hang fails the test
-/// rather than blocking the run.
+/// rather than blocking the run. Calls interrupted by a signal (EINTR) are
+/// retried.
 final class TestClient {
     let fd: Int32
 
     init(port: UInt16) {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         precondition(fd >= 0, "socket: \(errno)")
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = port.bigEndian
-        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        let r = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        precondition(r == 0, "connect: \(errno)")
+        precondition(connectLoopback(fd, port: port), "connect: \(errno)")
         var tv = timeval(tv_sec: 20, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var one: Int32 = 1
@@ -36,6 +50,7 @@ final class TestClient {
         var off = 0
         while off < bytes.count {
             let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
             precondition(n > 0, "send: \(errno)")
             off += n
         }
@@ -46,6 +61,7 @@ final class TestClient {
         var got = 0
         while got < count {
             let n = out[got...].withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
             precondition(n > 0, "receive: \(n) (\(errno)) with \(count - got) bytes missing")
             got += n
         }
@@ -55,7 +71,9 @@ final class TestClient {
     /// True when the server closed its side (a receive returns 0).
     func receivesEOF() -> Bool {
         var b: UInt8 = 0
-        return recv(fd, &b, 1, 0) == 0
+        var n = recv(fd, &b, 1, 0)
+        while n < 0 && errno == EINTR { n = recv(fd, &b, 1, 0) }
+        return n == 0
     }
 
     func halfClose() { shutdown(fd, Int32(SHUT_WR)) }
