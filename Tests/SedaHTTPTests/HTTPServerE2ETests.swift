@@ -395,4 +395,31 @@ extension Mutex {
         #expect(got.last?.contains("\"GET /missing HTTP/1.1\" 404") == true)
         #expect(got.allSatisfy { $0.hasPrefix("info 127.0.0.1:") })
     }
+
+    /// A body that happens to start like a status line is not a response
+    /// head: it neither gets a line of its own nor takes the next
+    /// response's request.
+    @Test func aBodyLookingLikeAHeadIsNotLogged() throws {
+        let lines = Mutex<[String]>.Box([])
+        let log = Logger(label: "test.access") { _ in CollectingLogHandler(lines: lines) }
+        let site = try TestSite()
+        try Data("HTTP/1.1 299 Fake\r\n\r\n".utf8).write(to: URL(fileURLWithPath: site.root + "/trap.txt"))
+        let t = try TestServer { c, o in
+            c = .forDirectory(site.root)
+            o.accessLog = log
+        }
+        let client = try #require(RawClient(port: t.port))
+        // A miss, then the cached page (its body goes out by reference).
+        client.send(get("/trap.txt"))
+        #expect(client.responses(1).first?.status == 200)
+        client.forget()
+        client.send(get("/trap.txt") + get("/a.txt"))
+        #expect(client.responses(2).map(\.status) == [200, 200])
+        #expect(eventually { lines.value.withLock { $0.count } >= 3 })
+        let got = lines.value.withLock { $0 }
+        #expect(got.count == 3)
+        #expect(got.filter { $0.contains("\"GET /trap.txt HTTP/1.1\" 200 OK") }.count == 2)
+        #expect(got.last?.contains("\"GET /a.txt HTTP/1.1\" 200 OK") == true)
+        #expect(!got.contains { $0.contains("299") })
+    }
 }
