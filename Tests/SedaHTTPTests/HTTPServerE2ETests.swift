@@ -273,6 +273,39 @@ import Testing
         #expect(t.server.counters.timedOut == 1)
     }
 
+    /// The header deadline moves with each request, also when every packet
+    /// ends inside the next request (steady pipelining): a client whose
+    /// requests each arrive well within the timeout is never sent a 408.
+    @Test(arguments: HTTPPipeline.allCases)
+    func theHeaderDeadlineMovesWithEachPipelinedRequest(pipeline: HTTPPipeline) throws {
+        let clock = SedaClock.manual()
+        let t = try TestServer(pipeline: pipeline, clock: clock) { c, _ in
+            c.limits.headerTimeout = .seconds(10)
+            c.limits.keepAliveTimeout = .seconds(3600)
+        }
+        let client = try #require(RawClient(port: t.port))
+        client.send(get("/") + "GET / HTTP/1.1\r\nHo")
+        #expect(client.responses(1).map(\.status) == [200])
+        // Each step: 6 s later, the request in progress completes and the
+        // next one starts; 24 s in all, each request within 6 s.
+        for step in 1...4 {
+            client.forget()
+            try clock.advance(by: .seconds(6))
+            t.server.timers.poll()  // the timers due now reach the control stage first
+            client.send("st: t\r\n\r\n" + "GET / HTTP/1.1\r\nHo")
+            #expect(client.responses(1).map(\.status) == [200], "step \(step)")
+        }
+        #expect(t.server.counters.timedOut == 0)
+        // The last request, never finished, still times out.
+        client.forget()
+        client.setReceiveTimeout(milliseconds: 10)
+        for _ in 0..<2000 where !client.serverClosed {
+            try clock.advance(by: .seconds(1))
+            client.receiveOnce()
+        }
+        #expect(client.responses(1).map(\.status) == [408])
+    }
+
     @Test func anIdleKeepAliveConnectionCloses() throws {
         // A manual clock: the 200 ms pass only when the test moves time (on
         // the real one, a client descheduled for 200 ms between its connect

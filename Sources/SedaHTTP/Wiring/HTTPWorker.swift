@@ -182,9 +182,13 @@ final class HTTPWorker: @unchecked Sendable {
                 connection.resumeReading()
             }
             if state.session.parser.isInsideRequest {
-                if state.headerDeadline == nil {
+                // A new request (also one that started right after others
+                // completed in the same packet) gets a deadline of its own.
+                let requests = state.session.parser.requestCount
+                if state.headerDeadline == nil || state.deadlineRequestCount != requests {
                     let deadline = saturatingAdd(clock.now, limits.headerTimeout.saturatingNanoseconds)
                     state.headerDeadline = deadline
+                    state.deadlineRequestCount = requests
                     if !state.timerArmed { arm(state, deadline) }
                 }
             } else {
