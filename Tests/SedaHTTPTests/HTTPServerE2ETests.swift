@@ -249,6 +249,33 @@ import Testing
         #expect(third.responses(1).first?.status == 200)
     }
 
+    /// A client that ends its stream with a request half-sent, while a
+    /// stage works on an earlier one, gets that earlier response and the
+    /// close: the unfinished request can never complete, so the connection
+    /// does not wait for the header timeout (and sends no 408).
+    @Test(arguments: HTTPPipeline.allCases)
+    func aHalfClosedClientsUnfinishedRequestEndsItsConnection(pipeline: HTTPPipeline) throws {
+        let site = try TestSite()
+        let clock = SedaClock.manual()  // no timeout fires unless the test moves time
+        let t = try TestServer(pipeline: pipeline, threads: 1, clock: clock) { c, o in
+            c = .forDirectory(site.root)
+            o.maxConnections = 1
+        }
+        var first: RawClient? = try #require(RawClient(port: t.port))
+        first?.send(get("/a.txt"))
+        #expect(first?.responses(1).first?.status == 200)
+        // The second waits in the backlog, so its request (a miss: the file
+        // stage works on it), the start of another and its end of stream
+        // are all there when the server reads it.
+        let client = try #require(RawClient(port: t.port))
+        client.send(get("/b.txt") + "GET /a.txt HTTP/1.1\r\nHo")
+        shutdown(client.fd, Int32(SHUT_WR))
+        first = nil
+        #expect(client.responses(1).map(\.bodyText) == ["bravo bravo\n"])
+        #expect(client.waitForEOF())
+        #expect(t.server.counters.timedOut == 0)
+    }
+
     // MARK: Timeouts
 
     @Test(arguments: mainWirings)

@@ -172,7 +172,10 @@ final class HTTPWorker: @unchecked Sendable {
                 try? connection.setIdleTimeout(nil)
             }
         case .read:
-            if (state.peerDone || draining) && isIdle(state) {
+            // A peer done sending owes nothing more once its packets are
+            // parsed: a request it left half-sent can never complete (as
+            // in peerClosed). A drain waits for such a request (408 at worst).
+            if (state.peerDone && state.queuedPackets == 0) || (draining && isIdle(state)) {
                 close(state, connection)
                 return
             }
