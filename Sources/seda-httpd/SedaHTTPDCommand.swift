@@ -88,10 +88,20 @@ struct SedaHTTPDCommand: ParsableCommand {
             throw ValidationError("--pipeline '\(pipeline)' is not fused or staged")
         }
         if let m = maxConnections, m < 1 { throw ValidationError("--max-connections must be at least 1") }
+        // The durations become integer milliseconds or microseconds: a value
+        // beyond ~31 years (or inf, nan) would trap in the conversion.
+        let most = 1e9
         guard headerTimeout > 0, keepaliveTimeout > 0 else { throw ValidationError("timeouts must be positive") }
-        guard bottleneckMs >= 0 else { throw ValidationError("--bottleneck-ms must not be negative") }
+        guard headerTimeout <= most, keepaliveTimeout <= most else {
+            throw ValidationError("timeouts must be at most \(Int(most)) seconds")
+        }
+        guard bottleneckMs >= 0, bottleneckMs <= most else {
+            throw ValidationError("--bottleneck-ms must be in 0...\(Int(most))")
+        }
         guard bottleneckThreads >= 1 else { throw ValidationError("--bottleneck-threads must be at least 1") }
-        if let t = responseTimeTargetMs, t <= 0 { throw ValidationError("--response-time-target-ms must be positive") }
+        if let t = responseTimeTargetMs, !(t > 0 && t <= most) {
+            throw ValidationError("--response-time-target-ms must be in (0, \(Int(most))]")
+        }
     }
 
     func run() throws {

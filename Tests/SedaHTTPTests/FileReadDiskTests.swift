@@ -155,7 +155,7 @@ private struct DiskSite {
         var st = stat()
         #expect(fstat(fd, &st) == 0)
         let request = HTTPDeferredRequest(
-            work: .file, session: HTTPSession(), path: Array("/f".utf8), requestedPath: Array("/f".utf8),
+            work: .file, session: HTTPSession(), path: Array("/f".utf8),
             query: nil, isHead: false, keepAlive: true, conditions: HTTPConditions(), sequence: 0, stalePage: nil,
             replyTo: replySink)
         let started = reader.start(

@@ -303,6 +303,21 @@ func get(_ path: String, _ extra: String = "") -> String { "GET \(path) HTTP/1.1
         _ = tree
     }
 
+    /// A redirect's Location is a path of this site, never a
+    /// network-path reference ("//host/...", or "/\\host/..." which
+    /// browsers read the same way) that would send the client elsewhere.
+    @Test func redirectsStayOnTheSite() throws {
+        let (tree, c) = site()
+        let h = try Harness(c)
+        let (out, _) = h.exchange([
+            get("//evil.example/../dir") + get("///dir?q=1") + get("/\\evil.example/../dir") + get("/%64ir")
+        ])
+        let r = try #require(responses(out.bytes))
+        #expect(r.map(\.status) == [301, 301, 301, 301])
+        #expect(r.map { $0.header("Location") } == ["/dir/", "/dir/?q=1", "/dir/", "/dir/"])
+        _ = tree
+    }
+
     @Test func largeFilesAreSentWithSendfileNotCached() throws {
         let (tree, c) = site()
         let h = try Harness(c)

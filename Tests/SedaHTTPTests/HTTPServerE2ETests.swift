@@ -249,6 +249,33 @@ import Testing
         #expect(third.responses(1).first?.status == 200)
     }
 
+    /// A client that ends its stream with a request half-sent, while a
+    /// stage works on an earlier one, gets that earlier response and the
+    /// close: the unfinished request can never complete, so the connection
+    /// does not wait for the header timeout (and sends no 408).
+    @Test(arguments: HTTPPipeline.allCases)
+    func aHalfClosedClientsUnfinishedRequestEndsItsConnection(pipeline: HTTPPipeline) throws {
+        let site = try TestSite()
+        let clock = SedaClock.manual()  // no timeout fires unless the test moves time
+        let t = try TestServer(pipeline: pipeline, threads: 1, clock: clock) { c, o in
+            c = .forDirectory(site.root)
+            o.maxConnections = 1
+        }
+        var first: RawClient? = try #require(RawClient(port: t.port))
+        first?.send(get("/a.txt"))
+        #expect(first?.responses(1).first?.status == 200)
+        // The second waits in the backlog, so its request (a miss: the file
+        // stage works on it), the start of another and its end of stream
+        // are all there when the server reads it.
+        let client = try #require(RawClient(port: t.port))
+        client.send(get("/b.txt") + "GET /a.txt HTTP/1.1\r\nHo")
+        shutdown(client.fd, Int32(SHUT_WR))
+        first = nil
+        #expect(client.responses(1).map(\.bodyText) == ["bravo bravo\n"])
+        #expect(client.waitForEOF())
+        #expect(t.server.counters.timedOut == 0)
+    }
+
     // MARK: Timeouts
 
     @Test(arguments: mainWirings)
@@ -271,6 +298,39 @@ import Testing
         #expect(r.first?.status == 408)
         #expect(client.waitForEOF())
         #expect(t.server.counters.timedOut == 1)
+    }
+
+    /// The header deadline moves with each request, also when every packet
+    /// ends inside the next request (steady pipelining): a client whose
+    /// requests each arrive well within the timeout is never sent a 408.
+    @Test(arguments: HTTPPipeline.allCases)
+    func theHeaderDeadlineMovesWithEachPipelinedRequest(pipeline: HTTPPipeline) throws {
+        let clock = SedaClock.manual()
+        let t = try TestServer(pipeline: pipeline, clock: clock) { c, _ in
+            c.limits.headerTimeout = .seconds(10)
+            c.limits.keepAliveTimeout = .seconds(3600)
+        }
+        let client = try #require(RawClient(port: t.port))
+        client.send(get("/") + "GET / HTTP/1.1\r\nHo")
+        #expect(client.responses(1).map(\.status) == [200])
+        // Each step: 6 s later, the request in progress completes and the
+        // next one starts; 24 s in all, each request within 6 s.
+        for step in 1...4 {
+            client.forget()
+            try clock.advance(by: .seconds(6))
+            t.server.timers.poll()  // the timers due now reach the control stage first
+            client.send("st: t\r\n\r\n" + "GET / HTTP/1.1\r\nHo")
+            #expect(client.responses(1).map(\.status) == [200], "step \(step)")
+        }
+        #expect(t.server.counters.timedOut == 0)
+        // The last request, never finished, still times out.
+        client.forget()
+        client.setReceiveTimeout(milliseconds: 10)
+        for _ in 0..<2000 where !client.serverClosed {
+            try clock.advance(by: .seconds(1))
+            client.receiveOnce()
+        }
+        #expect(client.responses(1).map(\.status) == [408])
     }
 
     @Test func anIdleKeepAliveConnectionCloses() throws {
@@ -394,5 +454,32 @@ extension Mutex {
         #expect(got.dropFirst().first?.contains("\"HEAD /b.txt HTTP/1.1\" 200") == true)
         #expect(got.last?.contains("\"GET /missing HTTP/1.1\" 404") == true)
         #expect(got.allSatisfy { $0.hasPrefix("info 127.0.0.1:") })
+    }
+
+    /// A body that happens to start like a status line is not a response
+    /// head: it neither gets a line of its own nor takes the next
+    /// response's request.
+    @Test func aBodyLookingLikeAHeadIsNotLogged() throws {
+        let lines = Mutex<[String]>.Box([])
+        let log = Logger(label: "test.access") { _ in CollectingLogHandler(lines: lines) }
+        let site = try TestSite()
+        try Data("HTTP/1.1 299 Fake\r\n\r\n".utf8).write(to: URL(fileURLWithPath: site.root + "/trap.txt"))
+        let t = try TestServer { c, o in
+            c = .forDirectory(site.root)
+            o.accessLog = log
+        }
+        let client = try #require(RawClient(port: t.port))
+        // A miss, then the cached page (its body goes out by reference).
+        client.send(get("/trap.txt"))
+        #expect(client.responses(1).first?.status == 200)
+        client.forget()
+        client.send(get("/trap.txt") + get("/a.txt"))
+        #expect(client.responses(2).map(\.status) == [200, 200])
+        #expect(eventually { lines.value.withLock { $0.count } >= 3 })
+        let got = lines.value.withLock { $0 }
+        #expect(got.count == 3)
+        #expect(got.filter { $0.contains("\"GET /trap.txt HTTP/1.1\" 200 OK") }.count == 2)
+        #expect(got.last?.contains("\"GET /a.txt HTTP/1.1\" 200 OK") == true)
+        #expect(!got.contains { $0.contains("299") })
     }
 }

@@ -80,6 +80,40 @@ public enum RequestPath {
         return w
     }
 
+    /// A normalised path (``normalize(_:into:)``'s result) as a URI path
+    /// for a Location header, percent-encoding every byte outside the
+    /// unreserved characters, the sub-delimiters, ':', '@' and '/'. Since
+    /// the normalised path starts with one '/' and has no empty segment, the
+    /// result is never a network-path reference ("//host", nor "/\\host",
+    /// which browsers read the same way): a redirect stays on this site.
+    /// Any thread; allocates.
+    public static func locationPath(_ normalized: [UInt8]) -> [UInt8] {
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(normalized.count)
+        for c in normalized {
+            if isLocationSafe(c) {
+                out.append(c)
+            } else {
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(c >> 4)])
+                out.append(hex[Int(c & 15)])
+            }
+        }
+        return out
+    }
+
+    /// RFC 3986 pchar minus '%' (unreserved, sub-delims, ':', '@'), and '/'.
+    private static func isLocationSafe(_ c: UInt8) -> Bool {
+        switch c {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "-._~!$&'()*+,;=:@/".utf8.contains(c)
+        }
+    }
+
     /// Byte classes for the fast path: 0 plain, 1 '/', 2 '%', 3 refused (control).
     nonisolated(unsafe) static let pathByteClass: UnsafePointer<UInt8> = {
         let t = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)

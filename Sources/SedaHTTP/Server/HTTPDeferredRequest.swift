@@ -45,8 +45,6 @@ public final class HTTPDeferredRequest: @unchecked Sendable {
     public let session: HTTPSession
     /// The normalised path (the page-cache key).
     public let path: [UInt8]
-    /// The path as requested (still encoded), for a redirect's Location.
-    public let requestedPath: [UInt8]
     /// The query as requested, kept on a redirect.
     public let query: [UInt8]?
     public let isHead: Bool
@@ -62,14 +60,13 @@ public final class HTTPDeferredRequest: @unchecked Sendable {
     @exclusivity(unchecked) public var result: Result = .pending
 
     public init(
-        work: Work, session: HTTPSession, path: [UInt8], requestedPath: [UInt8], query: [UInt8]?,
+        work: Work, session: HTTPSession, path: [UInt8], query: [UInt8]?,
         isHead: Bool, keepAlive: Bool, conditions: HTTPConditions, sequence: Int,
         stalePage: CachedPage?, replyTo: Sink<HTTPDeferredRequest>
     ) {
         self.work = work
         self.session = session
         self.path = path
-        self.requestedPath = requestedPath
         self.query = query
         self.isHead = isHead
         self.keepAlive = keepAlive

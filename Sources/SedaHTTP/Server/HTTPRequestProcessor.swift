@@ -198,7 +198,7 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
         case .status, .metrics: sink = site.statusStage
         }
         let request = HTTPDeferredRequest(
-            work: work, session: session, path: Array(key), requestedPath: Array(head.path),
+            work: work, session: session, path: Array(key),
             query: head.query.map { Array($0) }, isHead: head.method == .head, keepAlive: head.keepAlive,
             conditions: HTTPConditions(head), sequence: head.sequence, stalePage: stale, replyTo: replyTo)
         do {
@@ -251,7 +251,8 @@ public final class HTTPRequestProcessor: @unchecked Sendable {
                 body, contentType: contentType, isHead: r.isHead,
                 keepAlive: r.keepAlive, date: date, to: &output)
         case .redirectToDirectory:
-            var location = r.requestedPath
+            // From the normalised path: the requested one may start "//host".
+            var location = RequestPath.locationPath(r.path)
             location.append(UInt8(ascii: "/"))
             if let q = r.query {
                 location.append(UInt8(ascii: "?"))

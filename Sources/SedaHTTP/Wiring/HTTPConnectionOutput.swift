@@ -8,7 +8,8 @@ import Seda
 /// rest of the response's writes are skipped.
 ///
 /// With an access log, each response head written is logged with the
-/// request it answers (``HTTPConnectionState/loggedRequests``).
+/// request it answers (``HTTPConnectionState/loggedRequests``); heads are
+/// the copies (``writeCopy(_:)``) that start with "HTTP/1.".
 ///
 /// Thread rules: the connection's owner thread, for one call of the
 /// request processor.
@@ -36,8 +37,8 @@ struct HTTPConnectionOutput: HTTPResponseOutput {
 
     mutating func write(_ buffer: HTTPBuffer, offset: Int, count: Int) {
         if failed || count == 0 { return }
+        // A body (heads are always copies): never logged, whatever it starts with.
         let part = UnsafeRawBufferPointer(rebasing: buffer.bytes[offset..<(offset + count)])
-        if let log = accessLog, offset == 0 { logHead(part, log) }
         do {
             try connection.write(buffer: part, retaining: buffer)
         } catch {

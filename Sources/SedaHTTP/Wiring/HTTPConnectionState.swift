@@ -26,6 +26,10 @@ final class HTTPConnectionState: @unchecked Sendable {
     /// When the request arriving now must be complete (the runtime's clock,
     /// nanoseconds); nil between requests and while a stage works.
     var headerDeadline: Int64?
+    /// The parser's ``HTTPRequestParser/requestCount`` when ``headerDeadline``
+    /// was set: a different count means that request completed and the one
+    /// arriving now is another (its own deadline).
+    var deadlineRequestCount = 0
     /// A header timer is scheduled (at most one per connection).
     var timerArmed = false
     /// Staged pipeline: packets queued in the parse stage, not handled yet.

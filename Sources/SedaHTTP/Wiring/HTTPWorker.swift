@@ -172,7 +172,10 @@ final class HTTPWorker: @unchecked Sendable {
                 try? connection.setIdleTimeout(nil)
             }
         case .read:
-            if (state.peerDone || draining) && isIdle(state) {
+            // A peer done sending owes nothing more once its packets are
+            // parsed: a request it left half-sent can never complete (as
+            // in peerClosed). A drain waits for such a request (408 at worst).
+            if (state.peerDone && state.queuedPackets == 0) || (draining && isIdle(state)) {
                 close(state, connection)
                 return
             }
@@ -182,9 +185,13 @@ final class HTTPWorker: @unchecked Sendable {
                 connection.resumeReading()
             }
             if state.session.parser.isInsideRequest {
-                if state.headerDeadline == nil {
+                // A new request (also one that started right after others
+                // completed in the same packet) gets a deadline of its own.
+                let requests = state.session.parser.requestCount
+                if state.headerDeadline == nil || state.deadlineRequestCount != requests {
                     let deadline = saturatingAdd(clock.now, limits.headerTimeout.saturatingNanoseconds)
                     state.headerDeadline = deadline
+                    state.deadlineRequestCount = requests
                     if !state.timerArmed { arm(state, deadline) }
                 }
             } else {
