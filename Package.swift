@@ -147,9 +147,11 @@ let package = Package(
         // with tests in Tests/SedaHTTPTests and Tests/SedaGnutellaTests.
 
         // MARK: Tests
+        // The raw clients' loopback connect, shared by the test suites.
+        .target(name: "SedaTestSupport", path: "Tests/SedaTestSupport"),
         .testTarget(
             name: "SedaHTTPTests",
-            dependencies: ["SedaHTTP", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SedaHTTP", "SedaTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "SedaTests",
@@ -159,9 +161,10 @@ let package = Package(
                 "SedaMetrics",
                 "SedaPrometheus",
                 "SedaServiceLifecycle",
+                "SedaTestSupport",
             ]
         ),
-        .testTarget(name: "SedaGnutellaTests", dependencies: ["SedaGnutella"]),
+        .testTarget(name: "SedaGnutellaTests", dependencies: ["SedaGnutella", "SedaTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,6 @@
 import Glibc
 import Seda
+import SedaTestSupport
 import Testing
 
 @testable import SedaGnutella
@@ -17,26 +18,8 @@ final class TCPClient {
         }
         var tv = timeval(tv_sec: 20, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = port.bigEndian
-        a.sin_addr.s_addr = IPv4Address.loopback.value.bigEndian
-        let r = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard r == 0 || (errno == EINTR && Self.handshakeWaitedOut(fd)) else { throw SedaError.system(errno: errno) }
-    }
-
-    /// A connect interrupted by a signal (the test process gets SIGCHLD
-    /// whenever a suite's child process exits) goes on: true once it succeeded.
-    private static func handshakeWaitedOut(_ fd: Int32) -> Bool {
-        var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-        while poll(&p, 1, 20_000) < 0 && errno == EINTR {}
-        var err: Int32 = 0
-        var len = socklen_t(MemoryLayout<Int32>.size)
-        return p.revents & Int16(POLLOUT) != 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0
+        let err = connectLoopback(fd, port: port)
+        guard err == 0 else { throw SedaError.system(errno: err) }  // deinit closes fd
     }
 
     deinit { close(fd) }

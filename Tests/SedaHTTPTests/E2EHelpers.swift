@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SedaTestSupport
 import Synchronization
 import Testing
 
@@ -56,35 +57,15 @@ final class RawClient {
     init?(port: UInt16, receiveTimeout: Int = 10) {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = port.bigEndian
-        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        let r = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        if r != 0 && !(errno == EINTR && Self.handshakeWaitedOut(fd)) {
-            Glibc.close(fd)
-            return nil
-        }
+        // A failed init still runs deinit, which closes fd (closing it here
+        // too could close another test's descriptor that reused the number).
+        if connectLoopback(fd, port: port) != 0 { return nil }
         setReceiveTimeout(milliseconds: receiveTimeout * 1000)
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
 
     deinit { Glibc.close(fd) }
-
-    /// A connect interrupted by a signal (the test process gets SIGCHLD
-    /// whenever a child, curl, exits) goes on: true once it succeeded.
-    private static func handshakeWaitedOut(_ fd: Int32) -> Bool {
-        var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-        while poll(&p, 1, 20_000) < 0 && errno == EINTR {}
-        var err: Int32 = 0
-        var len = socklen_t(MemoryLayout<Int32>.size)
-        return p.revents & Int16(POLLOUT) != 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0
-    }
 
     func setReceiveTimeout(milliseconds: Int) {
         var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: Int((milliseconds % 1000) * 1000))

@@ -1,4 +1,5 @@
 import Glibc
+import SedaTestSupport
 import Testing
 
 @testable import Seda
@@ -7,7 +8,7 @@ import Testing
 private func accepts(_ port: UInt16) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
-    return connectLoopback(fd, port: port)
+    return connectLoopback(fd, port: port) == 0
 }
 
 @Suite("Listener close")

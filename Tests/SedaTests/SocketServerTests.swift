@@ -1,32 +1,11 @@
 import Glibc
+import SedaTestSupport
 import Synchronization
 import Testing
 
 @testable import Seda
 
 // MARK: - Blocking clients for the tests (127.0.0.1 only, with timeouts)
-
-/// connect(2) to 127.0.0.1:`port`; true once connected. A signal that
-/// interrupts the call (the test process gets SIGCHLD whenever a suite's
-/// child process exits) does not stop the handshake: wait it out.
-func connectLoopback(_ fd: Int32, port: UInt16) -> Bool {
-    var a = sockaddr_in()
-    a.sin_family = sa_family_t(AF_INET)
-    a.sin_port = port.bigEndian
-    a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-    let r = withUnsafePointer(to: &a) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-    }
-    if r == 0 { return true }
-    guard errno == EINTR else { return false }
-    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-    while poll(&p, 1, 20_000) < 0 && errno == EINTR {}
-    var err: Int32 = 0
-    var len = socklen_t(MemoryLayout<Int32>.size)
-    return p.revents & Int16(POLLOUT) != 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0
-}
 
 /// A blocking TCP client with a 20 s receive timeout: a hang fails the test
 /// rather than blocking the run. Calls interrupted by a signal (EINTR) are
@@ -37,7 +16,8 @@ final class TestClient {
     init(port: UInt16) {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         precondition(fd >= 0, "socket: \(errno)")
-        precondition(connectLoopback(fd, port: port), "connect: \(errno)")
+        let err = connectLoopback(fd, port: port)
+        precondition(err == 0, "connect: \(err)")
         var tv = timeval(tv_sec: 20, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var one: Int32 = 1
