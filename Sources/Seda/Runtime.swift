@@ -140,22 +140,7 @@ public final class Runtime: @unchecked Sendable {
         let box = HandlerBox(handler: handler, logger: stageLogger, admission: admissionBox)
         let ctx = Unmanaged.passRetained(box as AnyHandlerBox).toOpaque()
 
-        var o = seda_stage_options_t()
-        o.queue_capacity = options.queueCapacity
-        o.batch_max = UInt32(options.batchSize)
-        switch options.threadManager {
-        case .shared(let c):
-            o.thread_manager = Int32(SEDA_THREADS_SHARED.rawValue)
-            o.concurrency = UInt32(c)
-        case .dedicated(let t, let m):
-            o.thread_manager = Int32(SEDA_THREADS_DEDICATED.rawValue)
-            o.concurrency = UInt32(t)
-            o.max_threads = UInt32(m ?? t)
-        }
-        if let cpu = options.pinCPU {
-            o.pin_to_cpu = 1
-            o.pin_cpu = Int32(cpu)
-        }
+        var o = options.commonCOptions
         if let t = options.boundThread {
             o.bind_to_thread = 1
             o.thread_index = UInt32(t)

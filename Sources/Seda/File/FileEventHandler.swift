@@ -64,68 +64,23 @@ extension Runtime {
         if registry.withLock({ $0[name] != nil }) { throw SedaError.stageExists(name) }
         var stageLogger = logger
         stageLogger[metadataKey: "stage"] = "\(name)"
-        let box = FileHandlerBox(handler: handler, logger: stageLogger)
-        let ctx = Unmanaged.passRetained(box as AnyFileHandlerBox).toOpaque()
-        var o = seda_stage_options_t()
-        o.queue_capacity = options.queueCapacity
-        o.batch_max = UInt32(options.batchSize)
-        switch options.threadManager {
-        case .shared(let c):
-            o.thread_manager = Int32(SEDA_THREADS_SHARED.rawValue)
-            o.concurrency = UInt32(c)
-        case .dedicated(let t, let m):
-            o.thread_manager = Int32(SEDA_THREADS_DEDICATED.rawValue)
-            o.concurrency = UInt32(t)
-            o.max_threads = UInt32(m ?? t)
-        }
-        if let cpu = options.pinCPU {
-            o.pin_to_cpu = 1
-            o.pin_cpu = Int32(cpu)
-        }
-        o.handler = runFileHandler
-        o.ctx = ctx
-        o.drop = dropFileEvent
-        o.destroy = destroyFileHandler
-        var stage: OpaquePointer?
-        let r = name.withCString { cname in
-            o.name = cname
-            return seda_stage_create(handle, &o, &stage)
-        }
-        if r < 0 {
-            // The C core never calls back on failure: the box is still ours.
-            Unmanaged<AnyFileHandlerBox>.fromOpaque(ctx).release()
-            handler.tearDown()
-            throw r == -EEXIST ? SedaError.stageExists(name) : SedaError(code: r)
-        }
-        let sh = StageHandle(adopting: stage!, clock: clock)
-        let order = stagesAdded.add(1)
-        registry.withLock {
-            $0[name] = Registration(
-                stage: sh, eventType: ObjectIdentifier(FileStageEvents.self),
-                eventTypeName: "FileEvent", options: options, order: order)
-        }
-        logger.debug("file event stage added", metadata: ["stage": "\(name)", "options": "\(options)"])
+        let sh = try addCEventStage(
+            name, options: options, c: options.commonCOptions,
+            box: FileHandlerBox(handler: handler, logger: stageLogger), drop: dropFileEvent,
+            eventType: ObjectIdentifier(FileStageEvents.self), eventTypeName: "FileEvent", kind: "file event stage")
         return FileEventStage(name: name, handle: sh)
     }
 }
 
 // MARK: - The bridge from C threads to file event handlers
 
-class AnyFileHandlerBox: @unchecked Sendable {
-    func run(_ events: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ count: Int) -> Int32 {
-        preconditionFailure("abstract")
-    }
-    func tearDown() {}
-}
-
-final class FileHandlerBox<H: FileEventHandler>: AnyFileHandlerBox, @unchecked Sendable {
-    // @unchecked: H is Sendable and Logger is; the box is immutable.
+final class FileHandlerBox<H: FileEventHandler>: AnyCEventHandlerBox, @unchecked Sendable {
+    // @unchecked: H is Sendable; the box is immutable.
     let handler: H
-    let logger: Logger
 
     init(handler: H, logger: Logger) {
         self.handler = handler
-        self.logger = logger
+        super.init(logger: logger)
     }
 
     override func run(_ events: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ count: Int) -> Int32 {
@@ -142,17 +97,7 @@ final class FileHandlerBox<H: FileEventHandler>: AnyFileHandlerBox, @unchecked S
     override func tearDown() { handler.tearDown() }
 }
 
-// Plain C function pointers, defined outside any actor: C threads call them.
-private let runFileHandler:
-    @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int) -> Int32 = {
-        ctx, events, count in
-        Unmanaged<AnyFileHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().run(events!, count)
-    }
-
+// A plain C function pointer, defined outside any actor: C threads call it.
 private let dropFileEvent: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, event in
     seda_file_event_release(event!.assumingMemoryBound(to: seda_file_event_t.self))
-}
-
-private let destroyFileHandler: @convention(c) (UnsafeMutableRawPointer?) -> Void = { ctx in
-    Unmanaged<AnyFileHandlerBox>.fromOpaque(ctx!).takeRetainedValue().tearDown()
 }

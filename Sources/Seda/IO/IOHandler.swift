@@ -110,67 +110,26 @@ extension Runtime {
     ) throws -> StageHandle {
         var stageLogger = logger
         stageLogger[metadataKey: "stage"] = "\(name)"
-        let box = IOHandlerBox(handler: handler, logger: stageLogger)
-        let ctx = Unmanaged.passRetained(box as AnyIOHandlerBox).toOpaque()
-        var o = seda_stage_options_t()
-        o.queue_capacity = options.queueCapacity
-        o.batch_max = UInt32(options.batchSize)
-        switch options.threadManager {
-        case .shared(let c):
-            o.thread_manager = Int32(SEDA_THREADS_SHARED.rawValue)
-            o.concurrency = UInt32(c)
-        case .dedicated(let t, let m):
-            o.thread_manager = Int32(SEDA_THREADS_DEDICATED.rawValue)
-            o.concurrency = UInt32(t)
-            o.max_threads = UInt32(m ?? t)
-        }
+        var c = options.commonCOptions
         if let i = bound {
-            o.bind_to_thread = 1
-            o.thread_index = UInt32(i)
+            c.bind_to_thread = 1
+            c.thread_index = UInt32(i)
         }
-        o.handler = runIOHandler
-        o.ctx = ctx
-        o.drop = dropIOEvent
-        o.destroy = destroyIOHandler
-        var stage: OpaquePointer?
-        let r = name.withCString { cname in
-            o.name = cname
-            return seda_stage_create(handle, &o, &stage)
-        }
-        if r < 0 {
-            Unmanaged<AnyIOHandlerBox>.fromOpaque(ctx).release()
-            handler.tearDown()
-            throw r == -EEXIST ? SedaError.stageExists(name) : SedaError(code: r)
-        }
-        let sh = StageHandle(adopting: stage!, clock: clock)
-        let order = stagesAdded.add(1)
-        registry.withLock {
-            $0[name] = Registration(
-                stage: sh, eventType: ObjectIdentifier(IOStageEvents.self),
-                eventTypeName: "IOEvent", options: options, order: order)
-        }
-        logger.debug("I/O stage added", metadata: ["stage": "\(name)", "options": "\(options)"])
-        return sh
+        return try addCEventStage(
+            name, options: options, c: c, box: IOHandlerBox(handler: handler, logger: stageLogger), drop: dropIOEvent,
+            eventType: ObjectIdentifier(IOStageEvents.self), eventTypeName: "IOEvent", kind: "I/O stage")
     }
 }
 
 // MARK: - The bridge from C threads to I/O handlers
 
-class AnyIOHandlerBox: @unchecked Sendable {
-    func run(_ events: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ count: Int) -> Int32 {
-        preconditionFailure("abstract")
-    }
-    func tearDown() {}
-}
-
-final class IOHandlerBox<H: IOHandler>: AnyIOHandlerBox, @unchecked Sendable {
-    // @unchecked: H is Sendable and Logger is; the box is immutable.
+final class IOHandlerBox<H: IOHandler>: AnyCEventHandlerBox, @unchecked Sendable {
+    // @unchecked: H is Sendable; the box is immutable.
     let handler: H
-    let logger: Logger
 
     init(handler: H, logger: Logger) {
         self.handler = handler
-        self.logger = logger
+        super.init(logger: logger)
     }
 
     override func run(_ events: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ count: Int) -> Int32 {
@@ -187,17 +146,7 @@ final class IOHandlerBox<H: IOHandler>: AnyIOHandlerBox, @unchecked Sendable {
     override func tearDown() { handler.tearDown() }
 }
 
-// Plain C function pointers, defined outside any actor: C threads call them.
-private let runIOHandler:
-    @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int) -> Int32 = {
-        ctx, events, count in
-        Unmanaged<AnyIOHandlerBox>.fromOpaque(ctx!).takeUnretainedValue().run(events!, count)
-    }
-
+// A plain C function pointer, defined outside any actor: C threads call it.
 private let dropIOEvent: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, event in
     seda_io_event_release(event!.assumingMemoryBound(to: seda_io_event_t.self))
-}
-
-private let destroyIOHandler: @convention(c) (UnsafeMutableRawPointer?) -> Void = { ctx in
-    Unmanaged<AnyIOHandlerBox>.fromOpaque(ctx!).takeRetainedValue().tearDown()
 }
